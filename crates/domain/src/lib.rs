@@ -1,0 +1,1 @@
+//! Caravan domain: pure types and rules.
