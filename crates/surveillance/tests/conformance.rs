@@ -1,0 +1,216 @@
+//! Conformance against reference outputs of R `surveillance` 1.20.3: alarms identical, upper bounds within 1e-6
+//! relative. The table lists (input series, method, golden file); the range is taken from the golden's t column.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use surveillance::*;
+
+fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+/// Loads an input series (columns t, epoch, observed, freq); epochs that are ISO dates become the calendar.
+fn load_series(name: &str) -> Series {
+    let mut rdr = csv::Reader::from_path(data_dir().join(name)).unwrap();
+    let headers = rdr.headers().unwrap().clone();
+    let col = |n: &str| headers.iter().position(|h| h == n).unwrap();
+    let (obs, ep) = (col("observed"), headers.iter().position(|h| h == "epoch"));
+    let mut y = Vec::new();
+    let mut dates = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.unwrap();
+        y.push(rec[obs].parse::<f64>().unwrap());
+        if let Some(e) = ep {
+            if let Ok(d) = NaiveDate::parse_from_str(&rec[e], "%Y-%m-%d") {
+                dates.push(d);
+            }
+        }
+    }
+    let s = Series::new(y).unwrap();
+    if dates.is_empty() {
+        s
+    } else {
+        s.with_dates(dates).unwrap()
+    }
+}
+
+/// Golden rows: (t, observed, upperbound or None for NA, alarm).
+fn load_golden(name: &str) -> Vec<(usize, f64, Option<f64>, bool)> {
+    let mut rdr = csv::Reader::from_path(data_dir().join(name)).unwrap();
+    rdr.records()
+        .map(|r| {
+            let r = r.unwrap();
+            let ub = if &r[2] == "NA" {
+                None
+            } else {
+                Some(r[2].parse().unwrap())
+            };
+            (
+                r[0].parse().unwrap(),
+                r[1].parse().unwrap(),
+                ub,
+                &r[3] == "1" || &r[3] == "TRUE",
+            )
+        })
+        .collect()
+}
+
+/// Runs one case and returns a list of discrepancies (empty when conformant) and the number of rows.
+pub fn check(series: &str, method: &Method, golden: &str) -> (Vec<String>, usize) {
+    let s = load_series(series);
+    let g = load_golden(golden);
+    let (first, last) = (g[0].0, g[g.len() - 1].0);
+    let rows = match detect(&s, method, first..=last) {
+        Ok(r) => r,
+        Err(e) => return (vec![format!("{golden}: error {e}")], g.len()),
+    };
+    let mut bad = Vec::new();
+    for (row, (t, obs, ub, alarm)) in rows.iter().zip(&g) {
+        assert_eq!(row.t, *t);
+        let ub_ok = match (row.upperbound, ub) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                (a - b).abs() <= 1e-6 * b.abs().max(1e-12) || (a == 0.0 && *b == 0.0)
+            }
+            _ => false,
+        };
+        if !ub_ok || row.alarm != *alarm || (row.observed - obs).abs() > 1e-9 {
+            bad.push(format!(
+                "{golden} t={t}: got ub={:?} alarm={} obs={}, want ub={:?} alarm={} obs={}",
+                row.upperbound, row.alarm, row.observed, ub, alarm, obs
+            ));
+        }
+    }
+    (bad, g.len())
+}
+
+fn agona_flex(threshold: ThresholdMethod, control2: bool) -> Method {
+    let mut p = FlexibleParams {
+        b: 4,
+        w: 3,
+        alpha: 0.1,
+        ..FlexibleParams::default()
+    };
+    if control2 {
+        p.no_periods = 10;
+        p.weights_threshold = 2.58;
+        p.past_weeks_not_included = Some(26);
+        p.p_threshold_trend = 1.0;
+    } else {
+        p.no_periods = 1;
+        p.weights_threshold = 1.0;
+        p.past_weeks_not_included = Some(3);
+        p.p_threshold_trend = 0.05;
+    }
+    p.threshold_method = threshold;
+    Method::FarringtonFlexible(p)
+}
+
+fn ears(alpha: f64) -> EarsParams {
+    EarsParams {
+        alpha,
+        ..EarsParams::default()
+    }
+}
+
+/// The reference outputs shipped in ../shared (copied to tests/data/shared).
+fn shared_cases() -> Vec<(&'static str, Method, &'static str)> {
+    const A: &str = "shared/salmonella_agona.csv";
+    const N: &str = "shared/salmnewport_germany.csv";
+    vec![
+        (
+            N,
+            Method::EarsC1(ears(0.05)),
+            "shared/salmnewport_germany_ears_c1_a005.csv",
+        ),
+        (
+            N,
+            Method::EarsC2(ears(0.05)),
+            "shared/salmnewport_germany_ears_c2_a005.csv",
+        ),
+        (
+            N,
+            Method::EarsC3(ears(0.05)),
+            "shared/salmnewport_germany_ears_c3_a005.csv",
+        ),
+        (
+            A,
+            Method::Farrington(FarringtonParams {
+                b: 4,
+                w: 3,
+                ..FarringtonParams::default()
+            }),
+            "shared/agona_farrington1996.csv",
+        ),
+        (
+            A,
+            agona_flex(ThresholdMethod::Delta, false),
+            "shared/agona_ff_control1_delta.csv",
+        ),
+        (
+            A,
+            agona_flex(ThresholdMethod::Delta, true),
+            "shared/agona_ff_control2_delta.csv",
+        ),
+        (
+            A,
+            agona_flex(ThresholdMethod::Muan, true),
+            "shared/agona_ff_control2_muan.csv",
+        ),
+        (
+            A,
+            agona_flex(ThresholdMethod::NbPlugin, true),
+            "shared/agona_ff_control2_nbplugin.csv",
+        ),
+        (
+            N,
+            Method::FarringtonFlexible(FlexibleParams {
+                b: 4,
+                alpha: 0.05,
+                ..FlexibleParams::noufaily()
+            }),
+            "shared/salmnewport_germany_ff_noufaily.csv",
+        ),
+        (
+            A,
+            Method::Bayes(BayesParams::default()),
+            "shared/agona_bayes1.csv",
+        ),
+        (
+            A,
+            Method::Cusum(CusumParams::default()),
+            "shared/agona_cusum.csv",
+        ),
+    ]
+}
+
+#[test]
+fn shared_reference_outputs() {
+    let mut all = Vec::new();
+    let mut rows = 0;
+    for (series, method, golden) in shared_cases() {
+        let (bad, n) = check(series, &method, golden);
+        rows += n;
+        all.extend(bad);
+    }
+    assert!(
+        all.is_empty(),
+        "{} of {rows} rows differ:\n{}",
+        all.len(),
+        all.join("\n")
+    );
+}
+
+#[test]
+fn textbook_c3_alarms_as_published() {
+    // ../shared/data/surveillance/README.md: the textbook C3 alarms at 381 382 396 397 398 409-414 (alpha 0.05).
+    let s = load_series("shared/salmnewport_germany.csv");
+    let rows = detect(&s, &Method::EarsC3Textbook(ears(0.05)), 366..=417).unwrap();
+    let alarms: Vec<usize> = rows.iter().filter(|r| r.alarm).map(|r| r.t).collect();
+    assert_eq!(
+        alarms,
+        vec![381, 382, 396, 397, 398, 409, 410, 411, 412, 413, 414]
+    );
+}
