@@ -1,0 +1,11 @@
+//! Epidemic forecasting for Caravan's surveillance: Cori et al. R_t, SIR/SEIR models on an adaptive Dormand–Prince
+//! solver, negative-binomial and least-squares fitting with confidence intervals, time-varying transmission,
+//! ensemble forecasts, a metapopulation SEIR with regional importation risk, and SVG charts.
+
+pub mod data;
+pub mod error;
+pub mod ode;
+pub mod rt;
+pub mod special;
+
+pub use error::{ForecastError, Result};
