@@ -119,7 +119,12 @@ pub(crate) fn run(
     for t in first..=last {
         let yt = y[t - 1];
         let s = (s_prev + p.trans.apply(yt, m) - p.k).max(0.0);
-        let upper = p.trans.invert(p.h + p.k - s_prev, m).ceil().max(0.0);
+        // The reference rounds the bound up to a whole count for the standard transform only.
+        let raw = p.trans.invert(p.h + p.k - s_prev, m);
+        let upper = match p.trans {
+            CusumTrans::Standard => raw.ceil().max(0.0),
+            _ => raw,
+        };
         rows.push(DetectionRow {
             t,
             observed: yt,

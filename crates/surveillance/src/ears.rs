@@ -37,6 +37,16 @@ pub(crate) enum Variant {
     C3Textbook,
 }
 
+/// max(a, b) that keeps a NaN in `a` (as R's `pmax` does), unlike `f64::max`: a zero-variance baseline gives a
+/// NaN statistic, and the reference then reports no upper bound rather than a clamped one.
+fn pmax(a: f64, b: f64) -> f64 {
+    if a.is_nan() {
+        a
+    } else {
+        a.max(b)
+    }
+}
+
 /// Mean and standard deviation (floored at `min_sigma`) of the `b` weeks ending `lag` weeks before index `i`
 /// (0-based), i.e. y[i−lag−b+1 ..= i−lag].
 fn baseline_stats(y: &[f64], i: usize, b: usize, lag: usize, min_sigma: f64) -> (f64, f64) {
@@ -108,22 +118,22 @@ pub(crate) fn run(
                 }
                 Variant::C3Compat => {
                     let (_, _, s) = c2(y, i, b, p.min_sigma);
-                    let l = (c2(y, i - 1, b, p.min_sigma).0 - 1.0).max(0.0)
-                        + (c2(y, i - 2, b, p.min_sigma).0 - 1.0).max(0.0);
-                    let u = (y[i] + s * (z - l)).max(0.0);
+                    let l = pmax(c2(y, i - 1, b, p.min_sigma).0 - 1.0, 0.0)
+                        + pmax(c2(y, i - 2, b, p.min_sigma).0 - 1.0, 0.0);
+                    let u = pmax(y[i] + s * (z - l), 0.0);
                     (u, y[i] > u)
                 }
                 Variant::C3Textbook => {
                     let (stat, m, s) = c2(y, i, b, p.min_sigma);
-                    let l = (c2(y, i - 1, b, p.min_sigma).0 - 1.0).max(0.0)
-                        + (c2(y, i - 2, b, p.min_sigma).0 - 1.0).max(0.0);
-                    let c3 = l + (stat - 1.0).max(0.0);
+                    let l = pmax(c2(y, i - 1, b, p.min_sigma).0 - 1.0, 0.0)
+                        + pmax(c2(y, i - 2, b, p.min_sigma).0 - 1.0, 0.0);
+                    let c3 = l + pmax(stat - 1.0, 0.0);
                     // The smallest count that would make C3 exceed the threshold; when the two previous weeks
                     // alone exceed it, every count alarms and the bound is 0.
                     let u = if l > z {
                         0.0
                     } else {
-                        (m + s * (1.0 + z - l)).max(0.0)
+                        pmax(m + s * (1.0 + z - l), 0.0)
                     };
                     (u, c3 > z)
                 }

@@ -214,3 +214,215 @@ fn textbook_c3_alarms_as_published() {
         vec![381, 382, 396, 397, 398, 409, 410, 411, 412, 413, 414]
     );
 }
+
+fn flex(b: usize, f: impl FnOnce(&mut FlexibleParams)) -> Method {
+    let mut p = FlexibleParams {
+        b,
+        ..FlexibleParams::default()
+    };
+    f(&mut p);
+    Method::FarringtonFlexible(p)
+}
+
+fn noufaily(t: ThresholdMethod) -> Method {
+    Method::FarringtonFlexible(FlexibleParams {
+        b: 5,
+        threshold_method: t,
+        ..FlexibleParams::noufaily()
+    })
+}
+
+fn f1996(f: impl FnOnce(&mut FarringtonParams)) -> Method {
+    let mut p = FarringtonParams::default();
+    f(&mut p);
+    Method::Farrington(p)
+}
+
+/// Goldens made by `tests/data/r/generate.R` (more settings of every method).
+fn r_cases() -> Vec<(&'static str, Method, &'static str)> {
+    const A: &str = "shared/salmonella_agona.csv";
+    const N: &str = "shared/salmnewport_germany.csv";
+    const BW: &str = "r/salmnewport_bw.csv";
+    let cusum = |trans| {
+        Method::Cusum(CusumParams {
+            trans,
+            ..CusumParams::default()
+        })
+    };
+    vec![
+        (A, cusum(CusumTrans::Rossi), "r/agona_cusum_rossi.csv"),
+        (A, cusum(CusumTrans::Anscombe), "r/agona_cusum_anscombe.csv"),
+        (
+            A,
+            cusum(CusumTrans::PearsonNegBin(0.1)),
+            "r/agona_cusum_pearsonnegbin.csv",
+        ),
+        (
+            A,
+            Method::Cusum(CusumParams {
+                k: 0.5,
+                h: 4.0,
+                m: Some(3.0),
+                trans: CusumTrans::Standard,
+            }),
+            "r/agona_cusum_k05_h4_m3.csv",
+        ),
+        (
+            A,
+            Method::Bayes(BayesParams {
+                b: 1,
+                w: 6,
+                act_y: true,
+                alpha: 0.05,
+            }),
+            "r/agona_bayes2.csv",
+        ),
+        (
+            A,
+            Method::Bayes(BayesParams {
+                b: 2,
+                w: 4,
+                act_y: false,
+                alpha: 0.01,
+            }),
+            "r/agona_bayes3.csv",
+        ),
+        (A, Method::Cdc(CdcParams::default()), "r/agona_cdc.csv"),
+        (
+            A,
+            Method::Cdc(CdcParams {
+                b: 4,
+                m: 2,
+                alpha: 0.05,
+            }),
+            "r/agona_cdc_b4_m2_a005.csv",
+        ),
+        (A, f1996(|_| {}), "r/agona_f1996_b5.csv"),
+        (
+            A,
+            f1996(|p| {
+                p.b = 3;
+                p.alpha = 0.01;
+                p.powertrans = PowerTrans::Half;
+            }),
+            "r/agona_f1996_b3_a001_half.csv",
+        ),
+        (
+            A,
+            f1996(|p| {
+                p.b = 4;
+                p.powertrans = PowerTrans::None;
+                p.trend = false;
+            }),
+            "r/agona_f1996_b4_none_notrend.csv",
+        ),
+        (
+            A,
+            f1996(|p| {
+                p.b = 2;
+                p.w = 2;
+            }),
+            "r/agona_f1996_b2_w2.csv",
+        ),
+        (
+            A,
+            noufaily(ThresholdMethod::NbPlugin),
+            "r/agona_ff_noufaily_b5_nbplugin.csv",
+        ),
+        (
+            A,
+            flex(3, |p| {
+                p.w = 2;
+                p.no_periods = 4;
+                p.past_weeks_not_included = Some(10);
+                p.threshold_method = ThresholdMethod::Muan;
+            }),
+            "r/agona_ff_b3_p4_muan.csv",
+        ),
+        (A, flex(5, |_| {}), "r/agona_ff_defaults.csv"),
+        (
+            A,
+            flex(4, |p| {
+                p.trend = false;
+                p.powertrans = PowerTrans::None;
+                p.alpha = 0.01;
+            }),
+            "r/agona_ff_b4_notrend_none.csv",
+        ),
+        (
+            A,
+            flex(5, |p| {
+                p.no_periods = 10;
+                p.past_weeks_not_included = Some(26);
+                p.powertrans = PowerTrans::Half;
+            }),
+            "r/agona_ff_b5_p10_delta_half.csv",
+        ),
+        (
+            N,
+            noufaily(ThresholdMethod::NbPlugin),
+            "r/salmnewport_ff_noufaily_b5_nbplugin.csv",
+        ),
+        (
+            N,
+            noufaily(ThresholdMethod::Muan),
+            "r/salmnewport_ff_noufaily_b5_muan.csv",
+        ),
+        (
+            N,
+            noufaily(ThresholdMethod::Delta),
+            "r/salmnewport_ff_noufaily_b5_delta.csv",
+        ),
+        (
+            BW,
+            noufaily(ThresholdMethod::NbPlugin),
+            "r/salmnewport_bw_ff_noufaily_nbplugin.csv",
+        ),
+        (
+            N,
+            Method::EarsC1(EarsParams::default()),
+            "r/salmnewport_ears_c1_default.csv",
+        ),
+        (
+            N,
+            Method::EarsC2(EarsParams {
+                baseline: 10,
+                alpha: 0.01,
+                ..EarsParams::default()
+            }),
+            "r/salmnewport_ears_c2_b10.csv",
+        ),
+        (
+            N,
+            Method::EarsC3(EarsParams {
+                min_sigma: 0.5,
+                alpha: 0.025,
+                ..EarsParams::default()
+            }),
+            "r/salmnewport_ears_c3_minsigma.csv",
+        ),
+        (
+            BW,
+            Method::EarsC3(ears(0.05)),
+            "r/salmnewport_bw_ears_c3.csv",
+        ),
+    ]
+}
+
+#[test]
+fn r_generated_reference_outputs() {
+    let mut all = Vec::new();
+    let mut rows = 0;
+    for (series, method, golden) in r_cases() {
+        let (bad, n) = check(series, &method, golden);
+        rows += n;
+        eprintln!("{golden}: {} of {n} rows differ", bad.len());
+        all.extend(bad);
+    }
+    assert!(
+        all.is_empty(),
+        "{} of {rows} rows differ:\n{}",
+        all.len(),
+        all.join("\n")
+    );
+}
