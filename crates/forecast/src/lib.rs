@@ -4,6 +4,9 @@
 
 pub mod data;
 pub mod error;
+pub mod fit;
+pub mod linalg;
+pub mod model;
 pub mod ode;
 pub mod rt;
 pub mod special;

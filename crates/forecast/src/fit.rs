@@ -1,0 +1,567 @@
+//! Fitting SIR/SEIR models to reported counts by negative-binomial, Poisson or least-squares criteria, with
+//! Wald confidence intervals from the numerical Hessian on the transformed (log / logit) parameter scale.
+//!
+//! Optimisation is Nelder–Mead (`argmin`) from a small grid of starting points followed by restarts at the best
+//! point until the objective stops improving, which is robust for these 3–15 parameter problems whose objective
+//! needs an ODE solve per evaluation and has no cheap gradient.
+
+use crate::error::{ForecastError, Result};
+use crate::linalg::spd_inverse;
+use crate::model::{EpiParams, Model, ModelKind, Trajectory};
+use crate::ode::Dopri5;
+use crate::special::{is_positive, nb_logpmf, normal_quantile, poisson_logpmf};
+use argmin::core::{CostFunction, Executor, State, TerminationReason};
+use argmin::solver::neldermead::NelderMead;
+use serde::Serialize;
+
+/// What the observed series counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Observation {
+    /// Reported new cases per day: ρ × (flow into I during the day).
+    Incidence,
+    /// Cases present on the day (e.g. beds in use): ρ × I(t).
+    Prevalence,
+}
+
+/// The fitting criterion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Likelihood {
+    /// Negative binomial with mean μ and free size φ (variance μ + μ²/φ).
+    NegBin,
+    /// Poisson.
+    Poisson,
+    /// Ordinary least squares (a Gaussian likelihood with the variance profiled out).
+    LeastSquares,
+}
+
+/// What to fit and how.
+#[derive(Debug, Clone)]
+pub struct FitSpec {
+    /// The compartment model and population.
+    pub model: Model,
+    /// What the data count.
+    pub observation: Observation,
+    /// The criterion.
+    pub likelihood: Likelihood,
+    /// Fix I(0) to this value instead of estimating it.
+    pub fixed_i0: Option<f64>,
+    /// Fix the reporting fraction ρ instead of estimating it.
+    pub fixed_rho: Option<f64>,
+    /// Days at which β(t) changes (empty: constant β).
+    pub knots: Vec<usize>,
+    /// Prior standard deviation of the log-β jump at each knot (a Gaussian random-walk penalty; ignored without
+    /// knots). Small values give a smooth R(t), large values independent pieces.
+    pub rw_sd: f64,
+}
+
+impl FitSpec {
+    /// A constant-β fit with I(0) and ρ estimated.
+    pub fn new(model: Model, observation: Observation, likelihood: Likelihood) -> Self {
+        FitSpec {
+            model,
+            observation,
+            likelihood,
+            fixed_i0: None,
+            fixed_rho: None,
+            knots: Vec::new(),
+            rw_sd: 0.5,
+        }
+    }
+
+    fn layout(&self) -> Layout {
+        Layout {
+            n_beta: self.knots.len() + 1,
+            rho: self.fixed_rho.is_none(),
+            i0: self.fixed_i0.is_none(),
+            phi: self.likelihood == Likelihood::NegBin,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    n_beta: usize,
+    rho: bool,
+    i0: bool,
+    phi: bool,
+}
+
+impl Layout {
+    fn gamma(&self) -> usize {
+        self.n_beta
+    }
+    fn rho(&self) -> Option<usize> {
+        self.rho.then_some(self.n_beta + 1)
+    }
+    fn i0(&self) -> Option<usize> {
+        self.i0.then(|| self.n_beta + 1 + usize::from(self.rho))
+    }
+    fn phi(&self) -> Option<usize> {
+        self.phi
+            .then(|| self.n_beta + 1 + usize::from(self.rho) + usize::from(self.i0))
+    }
+    fn len(&self) -> usize {
+        self.n_beta + 1 + usize::from(self.rho) + usize::from(self.i0) + usize::from(self.phi)
+    }
+}
+
+fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
+}
+
+fn expit(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Parameters in natural units, decoded from the optimiser's unconstrained vector.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decoded {
+    /// Transmission and recovery parameters.
+    pub epi: EpiParams,
+    /// Reporting fraction ρ.
+    pub rho: f64,
+    /// Negative-binomial size φ (None for other likelihoods).
+    pub dispersion: Option<f64>,
+}
+
+/// One estimate with its 95 % interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Estimate {
+    /// Point estimate.
+    pub value: f64,
+    /// Lower 95 % limit.
+    pub low: f64,
+    /// Upper 95 % limit.
+    pub high: f64,
+}
+
+/// A finished fit.
+#[derive(Debug, Clone)]
+pub struct Fit {
+    /// The specification that was fitted.
+    pub spec: FitSpec,
+    /// Parameters at the optimum.
+    pub params: Decoded,
+    /// Unconstrained parameter vector at the optimum (log β.., log γ, logit ρ, log I(0), log φ as present).
+    pub theta: Vec<f64>,
+    /// Covariance of `theta` (row-major), the inverse Hessian of the penalised negative log-likelihood.
+    pub covariance: Vec<f64>,
+    /// Negative log-likelihood at the optimum (for least squares: the profiled Gaussian one).
+    pub nll: f64,
+    /// Sum of squared residuals at the optimum.
+    pub sse: f64,
+    /// Expected observations at the optimum, one per data point.
+    pub fitted: Vec<f64>,
+    /// Objective evaluations used.
+    pub evaluations: usize,
+    /// β of every piece with 95 % intervals.
+    pub beta: Vec<Estimate>,
+    /// γ with its interval.
+    pub gamma: Estimate,
+    /// R0 = β₁/γ with its interval.
+    pub r0: Estimate,
+    /// ρ with its interval (degenerate when fixed).
+    pub rho: Estimate,
+    /// I(0) with its interval (degenerate when fixed).
+    pub i0: Estimate,
+    /// Negative-binomial size with its interval (None for other likelihoods).
+    pub dispersion: Option<Estimate>,
+}
+
+struct Problem<'a> {
+    spec: &'a FitSpec,
+    layout: Layout,
+    data: &'a [f64],
+    rtol: f64,
+}
+
+impl Problem<'_> {
+    fn decode(&self, theta: &[f64]) -> Decoded {
+        let l = self.layout;
+        Decoded {
+            epi: EpiParams {
+                beta: theta[..l.n_beta].iter().map(|v| v.exp()).collect(),
+                knots: self.spec.knots.clone(),
+                gamma: theta[l.gamma()].exp(),
+                i0: match l.i0() {
+                    Some(i) => theta[i].exp(),
+                    None => self.spec.fixed_i0.unwrap_or(1.0),
+                },
+            },
+            rho: match l.rho() {
+                Some(i) => expit(theta[i]),
+                None => self.spec.fixed_rho.unwrap_or(1.0),
+            },
+            dispersion: l.phi().map(|i| theta[i].exp()),
+        }
+    }
+
+    fn expected(&self, d: &Decoded, solver: &mut Dopri5) -> Result<Vec<f64>> {
+        let tr: Trajectory = self.spec.model.simulate(&d.epi, self.data.len(), solver)?;
+        let series = match self.spec.observation {
+            Observation::Incidence => tr.incidence,
+            Observation::Prevalence => tr.prevalence,
+        };
+        Ok(series.into_iter().map(|v| d.rho * v).collect())
+    }
+
+    /// Negative log-likelihood (without the random-walk penalty) and SSE at `theta`.
+    fn nll(&self, theta: &[f64], solver: &mut Dopri5) -> Result<(f64, f64, Vec<f64>)> {
+        let d = self.decode(theta);
+        if d.epi.i0 > self.spec.model.population {
+            return Err(ForecastError::InvalidParameter {
+                name: "i0",
+                value: d.epi.i0,
+                why: "above the population",
+            });
+        }
+        let mu = self.expected(&d, solver)?;
+        let sse: f64 = mu
+            .iter()
+            .zip(self.data)
+            .map(|(m, y)| (y - m) * (y - m))
+            .sum();
+        let n = self.data.len() as f64;
+        let nll = match self.spec.likelihood {
+            Likelihood::NegBin => {
+                let size = d.dispersion.unwrap_or(f64::INFINITY);
+                -mu.iter()
+                    .zip(self.data)
+                    .map(|(&m, &y)| nb_logpmf(y, m, size))
+                    .sum::<f64>()
+            }
+            Likelihood::Poisson => -mu
+                .iter()
+                .zip(self.data)
+                .map(|(&m, &y)| poisson_logpmf(y, m))
+                .sum::<f64>(),
+            Likelihood::LeastSquares => {
+                0.5 * n * ((sse / n).max(1e-300).ln() + 1.0 + (2.0 * std::f64::consts::PI).ln())
+            }
+        };
+        Ok((nll, sse, mu))
+    }
+
+    fn penalty(&self, theta: &[f64]) -> f64 {
+        let s2 = self.spec.rw_sd * self.spec.rw_sd;
+        theta[..self.layout.n_beta]
+            .windows(2)
+            .map(|w| (w[1] - w[0]).powi(2) / (2.0 * s2))
+            .sum()
+    }
+
+    fn objective(&self, theta: &[f64], solver: &mut Dopri5) -> f64 {
+        if theta.iter().any(|v| !v.is_finite() || v.abs() > 50.0) {
+            return BAD;
+        }
+        match self.nll(theta, solver) {
+            Ok((v, _, _)) if v.is_finite() => v + self.penalty(theta),
+            _ => BAD,
+        }
+    }
+}
+
+/// Objective value for points where the model cannot be evaluated; finite so the simplex arithmetic stays sane.
+const BAD: f64 = 1e100;
+
+struct Cost<'a, 'b> {
+    problem: &'a Problem<'b>,
+    solver: std::cell::RefCell<Dopri5>,
+    evals: std::cell::Cell<usize>,
+}
+
+impl CostFunction for Cost<'_, '_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, p: &Self::Param) -> std::result::Result<f64, argmin::core::Error> {
+        self.evals.set(self.evals.get() + 1);
+        let mut solver = self.solver.borrow_mut();
+        Ok(self.problem.objective(p, &mut solver))
+    }
+}
+
+fn nelder_mead(
+    problem: &Problem<'_>,
+    start: &[f64],
+    step: f64,
+    max_iters: u64,
+    evals: &mut usize,
+) -> Result<(Vec<f64>, f64, bool)> {
+    let solver = Dopri5::new(problem.rtol, 1e-8)?;
+    let cost = Cost {
+        problem,
+        solver: std::cell::RefCell::new(solver),
+        evals: std::cell::Cell::new(0),
+    };
+    let mut simplex = vec![start.to_vec()];
+    for i in 0..start.len() {
+        let mut v = start.to_vec();
+        v[i] += step;
+        simplex.push(v);
+    }
+    let nm = NelderMead::new(simplex)
+        .with_sd_tolerance(1e-10)
+        .map_err(|e| ForecastError::NoConvergence(e.to_string()))?;
+    let res = Executor::new(cost, nm)
+        .configure(|s| s.max_iters(max_iters))
+        .timer(false)
+        .run()
+        .map_err(|e| ForecastError::NoConvergence(e.to_string()))?;
+    *evals += res.problem.problem.as_ref().map_or(0, |c| c.evals.get());
+    let state = res.state();
+    let converged = matches!(
+        state.get_termination_reason(),
+        Some(TerminationReason::SolverConverged)
+    );
+    let best = state
+        .get_best_param()
+        .cloned()
+        .ok_or_else(|| ForecastError::NoConvergence("the optimiser returned no point".into()))?;
+    Ok((best, state.get_best_cost(), converged))
+}
+
+/// Central-difference Hessian of `f` at `x`.
+fn hessian(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], h: f64) -> Vec<f64> {
+    let n = x.len();
+    let mut hes = vec![0.0; n * n];
+    let f0 = f(x);
+    let mut p = x.to_vec();
+    for i in 0..n {
+        p[i] = x[i] + h;
+        let fp = f(&p);
+        p[i] = x[i] - h;
+        let fm = f(&p);
+        p[i] = x[i];
+        hes[i * n + i] = (fp - 2.0 * f0 + fm) / (h * h);
+        for j in 0..i {
+            let mut val = 0.0;
+            for (si, sj, sign) in [
+                (1.0, 1.0, 1.0),
+                (1.0, -1.0, -1.0),
+                (-1.0, 1.0, -1.0),
+                (-1.0, -1.0, 1.0),
+            ] {
+                p[i] = x[i] + si * h;
+                p[j] = x[j] + sj * h;
+                val += sign * f(&p);
+            }
+            p[i] = x[i];
+            p[j] = x[j];
+            let v = val / (4.0 * h * h);
+            hes[i * n + j] = v;
+            hes[j * n + i] = v;
+        }
+    }
+    hes
+}
+
+/// Fits `spec` to the daily series `data` (row k is day k, the state at day 0 is the initial condition).
+pub fn fit(spec: &FitSpec, data: &[f64]) -> Result<Fit> {
+    crate::data::validate_series(data, "reported")?;
+    let layout = spec.layout();
+    let need = layout.len() + 2;
+    if data.len() < need.max(5) {
+        return Err(ForecastError::TooShort {
+            got: data.len(),
+            need: need.max(5),
+            why: "the fit needs more data points than parameters",
+        });
+    }
+    if data.iter().all(|&v| v == 0.0) {
+        return Err(ForecastError::NoCases);
+    }
+    if let Some(rho) = spec.fixed_rho {
+        if !(rho > 0.0 && rho <= 1.0) {
+            return Err(ForecastError::InvalidParameter {
+                name: "rho",
+                value: rho,
+                why: "the reporting fraction must be in (0, 1]",
+            });
+        }
+    }
+    if let Some(i0) = spec.fixed_i0 {
+        if !(is_positive(i0) && i0 < spec.model.population) {
+            return Err(ForecastError::InvalidParameter {
+                name: "i0",
+                value: i0,
+                why: "initial infectious must be in (0, N)",
+            });
+        }
+    }
+    if !spec.knots.is_empty() && !is_positive(spec.rw_sd) {
+        return Err(ForecastError::InvalidParameter {
+            name: "rw_sd",
+            value: spec.rw_sd,
+            why: "the random-walk SD must be > 0",
+        });
+    }
+    if spec.knots.iter().any(|&k| k == 0 || k >= data.len())
+        || spec.knots.windows(2).any(|w| w[1] <= w[0])
+    {
+        return Err(ForecastError::InvalidParameter {
+            name: "knots",
+            value: spec.knots.first().copied().unwrap_or(0) as f64,
+            why: "knots must be ascending days inside the data",
+        });
+    }
+    let problem = Problem {
+        spec,
+        layout,
+        data,
+        rtol: 1e-9,
+    };
+    let mut evals = 0usize;
+
+    // Starting grid over the generation time and R0, with ρ = 1/2, I(0) from the first counts and φ = 10.
+    let first_nonzero = data.iter().copied().find(|&v| v > 0.0).unwrap_or(1.0);
+    let mut starts: Vec<(f64, Vec<f64>)> = Vec::new();
+    let mut solver = Dopri5::new(problem.rtol, 1e-8)?;
+    for &gamma in &[0.5f64, 0.2, 0.1] {
+        for &r0 in &[1.3f64, 2.0, 3.5] {
+            let mut th = vec![0.0; layout.len()];
+            for b in th.iter_mut().take(layout.n_beta) {
+                *b = (r0 * gamma).ln();
+            }
+            th[layout.gamma()] = gamma.ln();
+            let rho0 = spec.fixed_rho.unwrap_or(0.5);
+            if let Some(i) = layout.rho() {
+                th[i] = logit(rho0);
+            }
+            if let Some(i) = layout.i0() {
+                th[i] = (first_nonzero / rho0)
+                    .clamp(1.0, spec.model.population * 0.01)
+                    .ln();
+            }
+            if let Some(i) = layout.phi() {
+                th[i] = 10f64.ln();
+            }
+            let v = problem.objective(&th, &mut solver);
+            evals += 1;
+            starts.push((v, th));
+        }
+    }
+    starts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let max_iters = 400 * layout.len() as u64;
+    let mut best: Option<(Vec<f64>, f64, bool)> = None;
+    for (_, th) in starts.iter().take(3) {
+        let r = nelder_mead(&problem, th, 0.3, max_iters, &mut evals)?;
+        if best.as_ref().is_none_or(|b| r.1 < b.1) {
+            best = Some(r);
+        }
+    }
+    let Some((mut theta, mut value, mut converged)) = best else {
+        return Err(ForecastError::NoConvergence("no starting point".into()));
+    };
+    // Restart from the best point with a fresh simplex until the objective stops improving: a collapsed simplex
+    // is Nelder–Mead's usual failure.
+    for _ in 0..8 {
+        let (th, v, conv) = nelder_mead(&problem, &theta, 0.05, max_iters, &mut evals)?;
+        let improved = value - v;
+        if v <= value {
+            theta = th;
+            value = v;
+            converged = conv;
+        }
+        if improved.abs() < 1e-7 {
+            break;
+        }
+    }
+    if !(value.is_finite() && value < BAD && converged) {
+        return Err(ForecastError::NoConvergence(format!(
+            "Nelder–Mead stopped without converging (objective {value:.6}, {evals} evaluations)"
+        )));
+    }
+    let (nll, sse, fitted) = problem.nll(&theta, &mut solver)?;
+    tracing::debug!(evaluations = evals, nll, "fit converged");
+
+    let mut hsolver = Dopri5::new(1e-11, 1e-10)?;
+    let mut f = |th: &[f64]| problem.objective(th, &mut hsolver);
+    let h = hessian(&mut f, &theta, 1e-3);
+    let n = theta.len();
+    let cov = spd_inverse(&h, n)?;
+    let z = normal_quantile(0.975);
+    let wald = |grad: &[(usize, f64)], center: f64, back: &dyn Fn(f64) -> f64| -> Estimate {
+        let mut var = 0.0;
+        for &(i, a) in grad {
+            for &(j, b) in grad {
+                var += a * b * cov[i * n + j];
+            }
+        }
+        let sd = var.max(0.0).sqrt();
+        Estimate {
+            value: back(center),
+            low: back(center - z * sd),
+            high: back(center + z * sd),
+        }
+    };
+    let exp = |x: f64| x.exp();
+    let params = problem.decode(&theta);
+    let beta: Vec<Estimate> = (0..layout.n_beta)
+        .map(|k| wald(&[(k, 1.0)], theta[k], &exp))
+        .collect();
+    let gamma = wald(&[(layout.gamma(), 1.0)], theta[layout.gamma()], &exp);
+    let r0 = wald(
+        &[(0, 1.0), (layout.gamma(), -1.0)],
+        theta[0] - theta[layout.gamma()],
+        &exp,
+    );
+    let fixed = |v: f64| Estimate {
+        value: v,
+        low: v,
+        high: v,
+    };
+    let rho = match layout.rho() {
+        Some(i) => wald(&[(i, 1.0)], theta[i], &expit),
+        None => fixed(params.rho),
+    };
+    let i0 = match layout.i0() {
+        Some(i) => wald(&[(i, 1.0)], theta[i], &exp),
+        None => fixed(params.epi.i0),
+    };
+    let dispersion = layout.phi().map(|i| wald(&[(i, 1.0)], theta[i], &exp));
+    Ok(Fit {
+        spec: spec.clone(),
+        params,
+        theta,
+        covariance: cov,
+        nll,
+        sse,
+        fitted,
+        evaluations: evals,
+        beta,
+        gamma,
+        r0,
+        rho,
+        i0,
+        dispersion,
+    })
+}
+
+impl Fit {
+    /// Decodes an unconstrained parameter vector (e.g. a draw from the fit's covariance) into natural units.
+    pub fn decode(&self, theta: &[f64]) -> Decoded {
+        let problem = Problem {
+            spec: &self.spec,
+            layout: self.spec.layout(),
+            data: &[],
+            rtol: 1e-9,
+        };
+        problem.decode(theta)
+    }
+
+    /// R(t) = β(t)/γ for days 1..=days (the reproduction number in a fully susceptible population).
+    pub fn r_of_t(&self, days: usize) -> Vec<f64> {
+        let p = &self.params.epi;
+        (1..=days)
+            .map(|d| {
+                let piece = p.knots.iter().take_while(|&&k| k < d).count();
+                p.beta.get(piece).copied().unwrap_or(f64::NAN) / p.gamma
+            })
+            .collect()
+    }
+
+    /// The model kind that was fitted.
+    pub fn kind(&self) -> ModelKind {
+        self.spec.model.kind
+    }
+}
