@@ -1,4 +1,5 @@
 //! Conformance of Cori et al. R_t against EpiEstim 2.2-4 on the Flu2009 data (goldens in tests/data).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use forecast::data::read_column_file;
 use forecast::rt::{cori_rt_parametric, discretise_serial_interval, CoriConfig};

@@ -1,5 +1,6 @@
 //! The 1978 boarding-school outbreak (SIR, N = 763, I(0) = 1, fitted to beds in use I(t)) against the reference
 //! fits computed with R (deSolve + optim) on the project's machine: table of (criterion, β, γ).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use forecast::data::read_column_file;
 use forecast::fit::{fit, FitSpec, Likelihood, Observation};
