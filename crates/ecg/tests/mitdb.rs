@@ -49,7 +49,10 @@ fn record_100_v5_and_both_leads() {
     for (name, det) in [("V5", v5), ("MLII+V5", both)] {
         let s = score(&reference, &det, ecg.fs, &ScoreOptions::default());
         eprintln!("{name}: {s:?}");
-        assert!(s.sensitivity >= 99.5 && s.positive_predictivity >= 99.5, "{name}: {s:?}");
+        assert!(
+            s.sensitivity >= 99.5 && s.positive_predictivity >= 99.5,
+            "{name}: {s:?}"
+        );
     }
 }
 
@@ -150,31 +153,61 @@ fn robust_to_baseline_wander_noise_and_missing_segments() {
     let fs = ecg.fs;
     let reference = reference_beats(&read_annotations(&record(), "atr").unwrap());
     let clean = ecg.leads[0].samples.clone();
-    type Scenario = (&'static str, fn(&mut Vec<f64>, f64) -> Vec<(i64, i64)>, f64, f64);
+    type Scenario = (
+        &'static str,
+        fn(&mut Vec<f64>, f64) -> Vec<(i64, i64)>,
+        f64,
+        f64,
+    );
     let table: &[Scenario] = &[
         ("clean", |_, _| vec![], 100.0, 100.0),
-        ("baseline wander", |x, fs| {
-            wander(x, fs);
-            vec![]
-        }, 99.9, 99.9),
-        ("noise 0.1 mV + mains", |x, fs| {
-            noise(x, fs, 0.1, 1);
-            vec![]
-        }, 99.9, 99.9),
-        ("noise 0.2 mV + mains", |x, fs| {
-            noise(x, fs, 0.2, 2);
-            vec![]
-        }, 99.5, 99.5),
+        (
+            "baseline wander",
+            |x, fs| {
+                wander(x, fs);
+                vec![]
+            },
+            99.9,
+            99.9,
+        ),
+        (
+            "noise 0.1 mV + mains",
+            |x, fs| {
+                noise(x, fs, 0.1, 1);
+                vec![]
+            },
+            99.9,
+            99.9,
+        ),
+        (
+            "noise 0.2 mV + mains",
+            |x, fs| {
+                noise(x, fs, 0.2, 2);
+                vec![]
+            },
+            99.5,
+            99.5,
+        ),
         ("missing segments", |x, fs| gaps(x, fs, 3), 100.0, 100.0),
-        ("noise 0.3 mV + mains", |x, fs| {
-            noise(x, fs, 0.3, 6);
-            vec![]
-        }, 99.5, 99.5),
-        ("all together", |x, fs| {
-            wander(x, fs);
-            noise(x, fs, 0.1, 4);
-            gaps(x, fs, 5)
-        }, 99.9, 99.9),
+        (
+            "noise 0.3 mV + mains",
+            |x, fs| {
+                noise(x, fs, 0.3, 6);
+                vec![]
+            },
+            99.5,
+            99.5,
+        ),
+        (
+            "all together",
+            |x, fs| {
+                wander(x, fs);
+                noise(x, fs, 0.1, 4);
+                gaps(x, fs, 5)
+            },
+            99.9,
+            99.9,
+        ),
     ];
     for (name, make, min_se, min_ppv) in table {
         let mut x = clean.clone();

@@ -1,0 +1,72 @@
+//! pydicom's 12-lead ECG (`waveform_ecg.dcm`) read with dicom-rs and checked against pydicom's own decoding.
+
+use std::path::{Path, PathBuf};
+
+use ecg::dicom::{read_dicom_bytes, read_dicom_file};
+use serde_json::Value;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/dicom")
+        .join(name)
+}
+
+#[test]
+fn matches_pydicom_decoding() {
+    let dcm = read_dicom_file(&data("waveform_ecg.dcm")).unwrap();
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(data("pydicom_reference.json")).unwrap()).unwrap();
+    let groups = reference["groups"].as_array().unwrap();
+    assert_eq!(dcm.groups.len(), groups.len());
+    for (g, r) in dcm.groups.iter().zip(groups) {
+        assert_eq!(g.label, r["label"].as_str().unwrap());
+        assert_eq!(g.ecg.fs, r["fs"].as_f64().unwrap());
+        assert_eq!(g.ecg.len() as u64, r["samples"].as_u64().unwrap());
+        let positions: Vec<usize> = r["positions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_u64().unwrap() as usize)
+            .collect();
+        for (c, lead) in g.ecg.leads.iter().enumerate() {
+            let want = r["values_uV"][c].as_array().unwrap();
+            for (k, &p) in positions.iter().enumerate() {
+                let w = want[k].as_f64().unwrap() / 1000.0;
+                assert!((lead.samples[p] - w).abs() < 1e-9, "{} {c} @{p}", g.label);
+            }
+            let sum: f64 = lead.samples.iter().sum();
+            let want_sum = r["sums_uV"][c].as_f64().unwrap() / 1000.0;
+            assert!((sum - want_sum).abs() < 1e-6, "{} lead {c} sum", g.label);
+        }
+    }
+    let rhythm = dcm.rhythm().unwrap();
+    assert!(rhythm.is_twelve_lead());
+    let names: Vec<&str> = rhythm.leads.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ecg::signal::STANDARD_LEADS);
+    // The Mortara device's own measurements travel in the Waveform Annotation Sequence.
+    assert_eq!(dcm.device_measurement("QRS Duration"), Some(75.0));
+    assert_eq!(dcm.device_measurement("RR Interval"), Some(982.0));
+}
+
+#[test]
+fn malformed_dicom_is_rejected_with_a_reason() {
+    let good = std::fs::read(data("waveform_ecg.dcm")).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", vec![], "no \"DICM\" magic"),
+        ("text", b"hello world".to_vec(), "no \"DICM\" magic"),
+        ("preamble only", good[..132].to_vec(), "DICOM"),
+        (
+            "truncated in the middle",
+            good[..good.len() / 2].to_vec(),
+            "DICOM",
+        ),
+    ];
+    for (name, bytes, want) in cases {
+        let err = read_dicom_bytes(&bytes).unwrap_err().to_string();
+        assert!(err.contains(want), "{name}: {err}");
+    }
+    // Every truncation point yields an error or a shorter waveform, never a panic.
+    for cut in (0..good.len()).step_by(997) {
+        let _ = read_dicom_bytes(&good[..cut]);
+    }
+}
