@@ -5,6 +5,7 @@
 pub mod dicom;
 pub mod dsp;
 pub mod error;
+pub mod measure;
 pub mod qrs;
 pub mod score;
 pub mod signal;
