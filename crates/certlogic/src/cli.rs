@@ -1,0 +1,288 @@
+//! Command-line interface: conformance runners, expression evaluation, a rule check and a benchmark.
+//!
+//! The `caravan` binary mounts [`Command`] (e.g. `caravan cert conformance certlogic DIR`). Results go to stdout,
+//! errors to stderr as one line.
+
+use crate::conformance::{load_rule_tests, run_certlogic_suite, run_rules_suite, Report};
+use crate::rules::{
+    evaluate_rule, load_rules, load_value_sets, select_rules, validate, CertificateType, External,
+    RuleQuery,
+};
+use crate::{evaluate, DateTime, Outcome, Status};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Which conformance suite to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Suite {
+    /// The CertLogic specification's test suite (`testSuite/`, 232 assertions) and validation test suite.
+    Certlogic,
+    /// Country business rules with their tests (`CC/RULE-ID/rule.json` + `tests/*.json`).
+    Rules,
+}
+
+/// The `certlogic` commands.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run a conformance suite: one line per failing case, then `N passed, M failed, K skipped`.
+    Conformance {
+        /// `certlogic` (specification test suite) or `rules` (country rules with their tests).
+        #[arg(value_enum)]
+        suite: Suite,
+        /// The directory holding the suite.
+        dir: PathBuf,
+    },
+    /// Evaluate a CertLogic expression against a data context and print the result as JSON.
+    Eval {
+        /// The expression: a JSON file, or inline JSON.
+        logic: String,
+        /// The data context: a JSON file, or inline JSON.
+        #[arg(default_value = "null")]
+        data: String,
+    },
+    /// Check a DCC payload (JSON) against business rules and print {status, deciding, outcomes} as JSON.
+    Rules {
+        /// A rule file or a directory of rules.
+        #[arg(long)]
+        rules: PathBuf,
+        /// Country of arrival (ISO 3166-1 alpha-2) whose acceptance rules apply.
+        #[arg(long)]
+        country: String,
+        /// Issuing country, whose invalidation rules apply.
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Validation clock (a CertLogic date-time); default: now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Language of the rule descriptions (English fallback).
+        #[arg(long, default_value = "en")]
+        lang: String,
+        /// Value sets: a compressed `{id: [codes]}` file, or EU value-set documents (file or directory).
+        #[arg(long)]
+        value_sets: Option<PathBuf>,
+        /// Certificate type; default: from the payload's v/t/r.
+        #[arg(long = "type", value_enum)]
+        certificate_type: Option<CertificateType>,
+        /// The DCC payload (JSON file).
+        payload: PathBuf,
+    },
+    /// Measure rule evaluations per second over the tests of the rules in DIR (one core).
+    Bench {
+        /// Directory of rules with tests (as for `conformance rules`).
+        dir: PathBuf,
+        /// How long to measure.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+}
+
+/// Runs a command, printing to stdout and stderr.
+pub fn run(cmd: Command) -> ExitCode {
+    run_to(
+        cmd,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    )
+}
+
+/// Runs a command, writing results to `out` and the error line to `err`. Exit code: 0 on success, 1 when a
+/// conformance run has failures, 2 on an error.
+pub fn run_to(cmd: Command, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    match execute(cmd, out) {
+        Ok(code) => code,
+        Err(message) => {
+            let _ = writeln!(err, "error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn io_err(e: std::io::Error) -> String {
+    format!("cannot write output: {e}")
+}
+
+fn json_arg(arg: &str) -> Result<Value, String> {
+    let path = Path::new(arg);
+    if path.is_file() {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {arg}: {e}"))?;
+        serde_json::from_str(text.trim_start_matches('\u{feff}'))
+            .map_err(|e| format!("{arg} is not valid JSON: {e}"))
+    } else {
+        serde_json::from_str(arg)
+            .map_err(|e| format!("{arg:?} is neither a file nor valid JSON: {e}"))
+    }
+}
+
+fn now() -> Result<DateTime, String> {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| format!("system clock before 1970: {e}"))?
+        .as_millis();
+    DateTime::from_unix_millis(i64::try_from(ms).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())
+}
+
+fn print_report(report: &Report, out: &mut dyn Write) -> Result<ExitCode, String> {
+    for line in &report.failures {
+        writeln!(out, "{line}").map_err(io_err)?;
+    }
+    writeln!(out, "{}", report.summary()).map_err(io_err)?;
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn execute(cmd: Command, out: &mut dyn Write) -> Result<ExitCode, String> {
+    match cmd {
+        Command::Conformance { suite, dir } => {
+            let report = match suite {
+                Suite::Certlogic => run_certlogic_suite(&dir),
+                Suite::Rules => run_rules_suite(&dir),
+            }
+            .map_err(|e| e.to_string())?;
+            print_report(&report, out)
+        }
+        Command::Eval { logic, data } => {
+            let result =
+                evaluate(&json_arg(&logic)?, &json_arg(&data)?).map_err(|e| e.to_string())?;
+            writeln!(out, "{result}").map_err(io_err)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rules {
+            rules,
+            country,
+            issuer,
+            at,
+            lang,
+            value_sets,
+            certificate_type,
+            payload,
+        } => {
+            let all = load_rules(&rules).map_err(|e| e.to_string())?;
+            let payload = json_arg(&payload.to_string_lossy())?;
+            let clock = match at {
+                Some(at) => DateTime::parse(&at).map_err(|e| format!("--at: {e}"))?,
+                None => now()?,
+            };
+            let certificate_type = certificate_type
+                .or_else(|| CertificateType::of_payload(&payload))
+                .ok_or("cannot tell the certificate type from the payload (exactly one of v, t, r must be a non-empty array); give --type")?;
+            let query = RuleQuery {
+                arrival_country: &country,
+                issuer_country: issuer.as_deref(),
+                certificate_type,
+                clock,
+            };
+            let selected = select_rules(&all, &query);
+            let mut external = External::new(clock, country.to_ascii_uppercase());
+            external.issuer_country_code = issuer.clone();
+            external.language = lang;
+            if let Some(path) = value_sets {
+                external.value_sets = load_value_sets(&path).map_err(|e| e.to_string())?;
+            }
+            let outcomes = validate(selected, &payload, &external);
+            let status = Status::of(&outcomes);
+            let deciding: Vec<&str> = Status::deciding(&outcomes)
+                .iter()
+                .map(|o| o.rule.as_str())
+                .collect();
+            let report = json!({"status": status, "deciding": deciding, "outcomes": outcomes});
+            writeln!(out, "{report}").map_err(io_err)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { dir, seconds } => bench(&dir, seconds, out),
+    }
+}
+
+fn bench(dir: &Path, seconds: f64, out: &mut dyn Write) -> Result<ExitCode, String> {
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(format!(
+            "--seconds must be a positive number, not {seconds}"
+        ));
+    }
+    let rules = load_rule_tests(dir).map_err(|e| e.to_string())?;
+    let cases: Vec<_> = rules
+        .iter()
+        .flat_map(|r| r.tests.iter().map(move |t| (&r.rule, t)))
+        .collect();
+    if cases.is_empty() {
+        return Err(format!("no rule tests under {}", dir.display()));
+    }
+    let budget = Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let (mut evaluations, mut passed) = (0u64, 0u64);
+    while start.elapsed() < budget {
+        for (rule, test) in &cases {
+            let (outcome, _) = evaluate_rule(rule, &test.payload, &test.external);
+            passed += u64::from(outcome == Outcome::Passed);
+            evaluations += 1;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let rate = evaluations as f64 / elapsed;
+    writeln!(
+        out,
+        "certlogic (Rust): {evaluations} rule evaluations of {} rules × {} tests in {elapsed:.2} s: {rate:.0} evaluations/s \
+         ({:.2} µs each, {passed} passed)",
+        rules.len(),
+        cases.len(),
+        1e6 / rate
+    )
+    .map_err(io_err)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Command,
+    }
+
+    fn run_args(args: &[&str]) -> (ExitCode, String, String) {
+        let cli =
+            Cli::try_parse_from(std::iter::once("certlogic").chain(args.iter().copied())).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run_to(cli.cmd, &mut out, &mut err);
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn eval_prints_json_and_errors_are_one_line() {
+        let (code, out, _) = run_args(&[
+            "eval",
+            r#"{"plusTime": [{"var": "d"}, 1, "month"]}"#,
+            r#"{"d": "2021-01-31"}"#,
+        ]);
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert_eq!(out.trim(), "\"2021-03-03T00:00:00.000Z\"");
+        let (code, out, err) = run_args(&["eval", r#"{"map": [[1], 1]}"#]);
+        assert_eq!(code, ExitCode::from(2));
+        assert!(out.is_empty());
+        assert_eq!(err.trim(), "error: unrecognised operator: \"map\"");
+        assert_eq!(err.lines().count(), 1);
+    }
+
+    #[test]
+    fn conformance_on_a_missing_directory_is_an_error() {
+        let (code, _, err) = run_args(&["conformance", "rules", "/nonexistent/certlogic-rules"]);
+        assert_eq!(code, ExitCode::from(2));
+        assert!(
+            err.starts_with("error: cannot read /nonexistent/certlogic-rules"),
+            "{err}"
+        );
+    }
+}
