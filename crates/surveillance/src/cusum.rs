@@ -122,7 +122,8 @@ pub(crate) fn run(
         // The reference rounds the bound up to a whole count for the standard transform only.
         let raw = p.trans.invert(p.h + p.k - s_prev, m);
         let upper = match p.trans {
-            CusumTrans::Standard => raw.ceil().max(0.0),
+            // Adding 0.0 turns a −0 (the ceiling of a small negative number) into 0.
+            CusumTrans::Standard => raw.ceil().max(0.0) + 0.0,
             _ => raw,
         };
         rows.push(DetectionRow {

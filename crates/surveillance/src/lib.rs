@@ -14,6 +14,8 @@
 //! ```
 
 mod bayes;
+pub mod bench;
+pub mod cli;
 mod cusum;
 mod dist;
 mod ears;
