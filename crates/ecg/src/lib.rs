@@ -2,6 +2,7 @@
 //! Pan–Tompkins-family QRS detector; an EC57-style beat-by-beat scorer; interval measurements on a median
 //! beat; and a printable SVG renderer on standard ECG paper.
 
+pub mod aecg;
 pub mod dicom;
 pub mod dsp;
 pub mod error;
