@@ -285,4 +285,105 @@ mod tests {
             "{err}"
         );
     }
+
+    fn fixture(sub: &str) -> String {
+        format!("{}/tests/data/{sub}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn conformance_prints_failures_then_the_summary_line() {
+        let (code, out, _) = run_args(&["conformance", "certlogic", &fixture("certlogic")]);
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert_eq!(out, "241 passed, 0 failed, 14 skipped\n");
+
+        let dir = tempfile::tempdir().unwrap();
+        let suite = json!({"name": "mixed", "cases": [
+            {"name": "plus", "certLogicExpression": {"+": [{"var": "a"}, 1]}, "assertions": [
+                {"data": {"a": 1}, "expected": 2},
+                {"data": {"a": 1}, "expected": 3},
+                {"data": {"a": "x"}, "expected": 0, "directive": "skip"}
+            ]},
+            {"name": "error", "certLogicExpression": {"+": [{"var": "a"}, 1]}, "assertions": [{"data": {"a": "x"}, "expected": 1}]}
+        ]});
+        std::fs::write(dir.path().join("suite.json"), suite.to_string()).unwrap();
+        let (code, out, _) = run_args(&["conformance", "certlogic", dir.path().to_str().unwrap()]);
+        assert_eq!(code, ExitCode::from(1));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert_eq!(
+            lines[0],
+            "suite.json: \"plus\" assertion #1: expected 3, got 2"
+        );
+        assert!(
+            lines[1].starts_with(
+                "suite.json: \"error\" assertion #0: expected 1, got error: \"+\" operation"
+            ),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(lines[2], "1 passed, 2 failed, 1 skipped");
+    }
+
+    #[test]
+    fn rules_conformance_covers_every_rule_test() {
+        let (code, out, _) = run_args(&["conformance", "rules", &fixture("dcc-rules/DE")]);
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert_eq!(out, "68 passed, 0 failed, 0 skipped\n");
+    }
+
+    #[test]
+    fn rules_command_prints_status_and_deciding_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let payload = dir.path().join("payload.json");
+        let dcc = json!({"ver": "1.3.0", "dob": "1964-08-12", "v": [{"tg": "840539006", "vp": "1119349007",
+            "mp": "EU/1/20/1528", "ma": "ORG-100030215", "dn": 1, "sd": 2, "dt": "2021-05-29", "co": "DE"}]});
+        std::fs::write(&payload, dcc.to_string()).unwrap();
+        let args = [
+            "rules",
+            "--rules",
+            &fixture("dcc-rules/DE"),
+            "--country",
+            "DE",
+            "--at",
+            "2021-12-01T12:00:00Z",
+            "--lang",
+            "de",
+            "--value-sets",
+            &fixture("dcc-rules/valuesets/valueSets.json"),
+            payload.to_str().unwrap(),
+        ];
+        let (code, out, err) = run_args(&args);
+        assert_eq!(code, ExitCode::SUCCESS, "{err}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["status"], "red");
+        assert_eq!(report["deciding"], json!(["VR-DE-0001"]));
+        assert_eq!(report["outcomes"].as_array().unwrap().len(), 4);
+        assert_eq!(report["outcomes"][0]["language"], "de");
+
+        let (code, _, err) = run_args(&[
+            "rules",
+            "--rules",
+            &fixture("dcc-rules/DE"),
+            "--country",
+            "DE",
+            "--at",
+            "yesterday",
+            payload.to_str().unwrap(),
+        ]);
+        assert_eq!(code, ExitCode::from(2));
+        assert_eq!(
+            err,
+            "error: --at: not an allowed date or date-time format: \"yesterday\"\n"
+        );
+    }
+
+    #[test]
+    fn bench_reports_a_rate() {
+        let (code, out, _) = run_args(&["bench", &fixture("dcc-rules/NL"), "--seconds", "0.05"]);
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert!(out.contains("evaluations/s"), "{out}");
+        let (code, _, err) = run_args(&["bench", &fixture("dcc-rules/NL"), "--seconds=-1"]);
+        assert_eq!(code, ExitCode::from(2));
+        assert!(err.contains("--seconds"), "{err}");
+    }
 }

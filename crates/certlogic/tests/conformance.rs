@@ -1,5 +1,8 @@
 //! Conformance over the published test data copied into `tests/data` (see `tests/data/SOURCES.md`).
 
+// Helpers outside #[test] functions unwrap too: a fixture that fails to load must fail the test.
+#![allow(clippy::unwrap_used)]
+
 use certlogic::conformance::{run_certlogic_suite, run_rules_suite};
 use std::path::PathBuf;
 
