@@ -93,7 +93,8 @@ pub fn read_aecg(text: &str) -> Result<Ecg> {
     let mut leads = Vec::new();
     for seq in children(set, "component").filter_map(|c| child(c, "sequence")) {
         let code = code_of(seq).ok_or_else(|| err("sequence without a code"))?;
-        let value = child(seq, "value").ok_or_else(|| err(format!("sequence {code} has no value")))?;
+        let value =
+            child(seq, "value").ok_or_else(|| err(format!("sequence {code} has no value")))?;
         let xtype = value.attribute((XSI, "type")).unwrap_or("");
         if code.starts_with("TIME_") {
             let inc = child(value, "increment")
@@ -105,7 +106,7 @@ pub fn read_aecg(text: &str) -> Result<Ecg> {
                 "us" => v / 1e6,
                 other => return Err(err(format!("time increment unit {other:?} is not a time"))),
             };
-            if !(seconds > 0.0) {
+            if seconds.is_nan() || seconds <= 0.0 {
                 return Err(err(format!("time increment {v} {unit} is not positive")));
             }
             let mut rate = 1.0 / seconds;
@@ -148,7 +149,8 @@ pub fn read_aecg(text: &str) -> Result<Ecg> {
             samples,
         });
     }
-    let fs = fs.ok_or_else(|| err("no TIME_ABSOLUTE or TIME_RELATIVE sequence gives the sampling rate"))?;
+    let fs = fs
+        .ok_or_else(|| err("no TIME_ABSOLUTE or TIME_RELATIVE sequence gives the sampling rate"))?;
     if leads.is_empty() {
         return Err(err("sequenceSet holds no lead"));
     }
@@ -192,14 +194,42 @@ mod tests {
         let ok_lead = lead("MDC_ECG_LEAD_I", r#"<digits>1 2</digits>"#);
         let table: Vec<(String, &str)> = vec![
             ("<a>".to_string(), "XML"),
-            ("<x xmlns=\"urn:hl7-org:v3\"/>".to_string(), "not AnnotatedECG"),
+            (
+                "<x xmlns=\"urn:hl7-org:v3\"/>".to_string(),
+                "not AnnotatedECG",
+            ),
             (doc("", &ok_lead), "sampling rate"),
             (doc(TIME, ""), "no lead"),
-            (doc(TIME, &lead("MDC_ECG_LEAD_I", "<digits>1 x 2</digits>")), "\"x\" is not a number"),
-            (doc(TIME, &lead("MDC_ECG_LEAD_I", r#"<scale value="1" unit="kg"/><digits>1</digits>"#)), "not a voltage"),
-            (doc(TIME, &format!("{ok_lead}{}", lead("MDC_ECG_LEAD_II", "<digits>1</digits>"))), "samples"),
-            (doc(&TIME.replace("value=\"2\"", "value=\"0\""), &ok_lead), "not positive"),
-            ("<!DOCTYPE x [<!ENTITY a \"b\">]><AnnotatedECG xmlns=\"urn:hl7-org:v3\"/>".to_string(), "XML"),
+            (
+                doc(TIME, &lead("MDC_ECG_LEAD_I", "<digits>1 x 2</digits>")),
+                "\"x\" is not a number",
+            ),
+            (
+                doc(
+                    TIME,
+                    &lead(
+                        "MDC_ECG_LEAD_I",
+                        r#"<scale value="1" unit="kg"/><digits>1</digits>"#,
+                    ),
+                ),
+                "not a voltage",
+            ),
+            (
+                doc(
+                    TIME,
+                    &format!("{ok_lead}{}", lead("MDC_ECG_LEAD_II", "<digits>1</digits>")),
+                ),
+                "samples",
+            ),
+            (
+                doc(&TIME.replace("value=\"2\"", "value=\"0\""), &ok_lead),
+                "not positive",
+            ),
+            (
+                "<!DOCTYPE x [<!ENTITY a \"b\">]><AnnotatedECG xmlns=\"urn:hl7-org:v3\"/>"
+                    .to_string(),
+                "XML",
+            ),
         ];
         for (text, want) in table {
             let e = read_aecg(&text).unwrap_err().to_string();

@@ -303,9 +303,11 @@ fn parse_group(index: usize, item: &InMemDicomObject) -> Result<MultiplexGroup> 
             "uV" => 1e-3,
             "mV" => 1.0,
             "V" => 1e3,
-            other => return Err(wf(format!(
+            other => {
+                return Err(wf(format!(
                 "multiplex group {index}, channel {c}: sensitivity unit {other:?} is not a voltage"
-            ))),
+            )))
+            }
         };
         if !(sensitivity.is_finite() && correction.is_finite() && baseline.is_finite()) {
             return Err(wf(format!(

@@ -3,11 +3,14 @@
 //! beat; and a printable SVG renderer on standard ECG paper.
 
 pub mod aecg;
+pub mod cli;
 pub mod dicom;
 pub mod dsp;
 pub mod error;
+pub mod load;
 pub mod measure;
 pub mod qrs;
+pub mod render;
 pub mod score;
 pub mod signal;
 pub mod wfdb;

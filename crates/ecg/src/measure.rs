@@ -86,7 +86,8 @@ pub fn measure_with_beats(ecg: &Ecg, beats: &[usize]) -> Result<Measurements> {
     let ms = |samples: f64| samples * 1000.0 / fs;
     let rr_ms: Vec<f64> = beats.windows(2).map(|w| ms((w[1] - w[0]) as f64)).collect();
     let rr_mean = rr_ms.iter().sum::<f64>() / rr_ms.len() as f64;
-    let rr_sd = (rr_ms.iter().map(|r| (r - rr_mean).powi(2)).sum::<f64>() / rr_ms.len() as f64).sqrt();
+    let rr_sd =
+        (rr_ms.iter().map(|r| (r - rr_mean).powi(2)).sum::<f64>() / rr_ms.len() as f64).sqrt();
     let rr_min = rr_ms.iter().copied().fold(f64::INFINITY, f64::min);
     let rr_max = rr_ms.iter().copied().fold(0.0, f64::max);
     let rr_median = median(&rr_ms).unwrap_or(rr_mean);
@@ -173,7 +174,9 @@ pub fn delineate(mb: &MedianBeat, fs: f64) -> Result<Fiducials> {
     let width = mb.leads.first().map_or(0, Vec::len);
     let ms = |v: f64| (v * fs / 1000.0).round() as usize;
     if width < ms(500.0) || mb.pre < ms(200.0) {
-        return Err(EcgError::Analysis("median beat too short to delineate".into()));
+        return Err(EcgError::Analysis(
+            "median beat too short to delineate".into(),
+        ));
     }
     // Spatial velocity of a 40 Hz low-passed beat: high over the QRS, low on the isoelectric segments.
     let smooth: Vec<Vec<f64>> = mb
@@ -196,7 +199,9 @@ pub fn delineate(mb: &MedianBeat, fs: f64) -> Result<Fiducials> {
         .copied()
         .fold(0.0, f64::max);
     if peak_vel <= 0.0 {
-        return Err(EcgError::Analysis("flat median beat: no QRS complex".into()));
+        return Err(EcgError::Analysis(
+            "flat median beat: no QRS complex".into(),
+        ));
     }
     // Isoelectric level of the velocity: its low percentile over the whole beat.
     let mut sorted = vel.clone();
@@ -238,11 +243,7 @@ pub fn delineate(mb: &MedianBeat, fs: f64) -> Result<Fiducials> {
     let rms_curve = |from: &[Vec<f64>]| -> Vec<f64> {
         (0..width)
             .map(|t| {
-                let s: f64 = from
-                    .iter()
-                    .zip(&iso)
-                    .map(|(l, b)| (l[t] - b).powi(2))
-                    .sum();
+                let s: f64 = from.iter().zip(&iso).map(|(l, b)| (l[t] - b).powi(2)).sum();
                 (s / from.len() as f64).sqrt()
             })
             .collect()
@@ -258,7 +259,9 @@ pub fn delineate(mb: &MedianBeat, fs: f64) -> Result<Fiducials> {
     let t_from = (qrs_offset + ms(60.0)).min(width - 1);
     let t_to = width - ms(20.0);
     if t_from + 2 >= t_to {
-        return Err(EcgError::Analysis("no room for a T wave in the median beat".into()));
+        return Err(EcgError::Analysis(
+            "no room for a T wave in the median beat".into(),
+        ));
     }
     let t_peak = argmax(&t_rms, t_from, t_to);
     let t_end = tangent_end(&t_rms, t_peak, t_to, fs);

@@ -9,7 +9,10 @@ use ecg::aecg::read_aecg_file;
 fn aecg_fixture_matches_the_wfdb_record() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let a = read_aecg_file(&dir.join("aecg/mitdb100_10s.xml")).unwrap();
-    let w = ecg::wfdb::read_record(&dir.join("mitdb/100")).unwrap().to_ecg().unwrap();
+    let w = ecg::wfdb::read_record(&dir.join("mitdb/100"))
+        .unwrap()
+        .to_ecg()
+        .unwrap();
     assert_eq!(a.fs, 360.0);
     assert_eq!(a.len(), 3600);
     let names: Vec<&str> = a.leads.iter().map(|l| l.name.as_str()).collect();

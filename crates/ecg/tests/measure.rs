@@ -30,17 +30,65 @@ fn twelve_lead_measurements_are_plausible_and_agree_with_the_device() {
     // (name, ours, adult resting reference range, device value, allowed difference from the device)
     let pr = m.pr_interval_ms.expect("sinus rhythm has a P wave");
     let table = [
-        ("heart rate", m.heart_rate_bpm, (50.0, 100.0), 60_000.0 / 982.0, 1.0),
-        ("RR", m.rr_mean_ms, (600.0, 1200.0), dcm.device_measurement("RR Interval").unwrap(), 5.0),
-        ("PR", pr, (120.0, 200.0), dcm.device_measurement("PR Interval").unwrap(), 10.0),
-        ("QRS", m.qrs_duration_ms, (60.0, 110.0), dcm.device_measurement("QRS Duration").unwrap(), 10.0),
-        ("QT", m.qt_interval_ms, (320.0, 440.0), dcm.device_measurement("QT Interval").unwrap(), 15.0),
-        ("QTc Bazett", m.qtc_bazett_ms, (340.0, 450.0), dcm.device_measurement("QTc Interval").unwrap(), 15.0),
-        ("QTc Fridericia", m.qtc_fridericia_ms, (340.0, 450.0), 370.0, 15.0),
+        (
+            "heart rate",
+            m.heart_rate_bpm,
+            (50.0, 100.0),
+            60_000.0 / 982.0,
+            1.0,
+        ),
+        (
+            "RR",
+            m.rr_mean_ms,
+            (600.0, 1200.0),
+            dcm.device_measurement("RR Interval").unwrap(),
+            5.0,
+        ),
+        (
+            "PR",
+            pr,
+            (120.0, 200.0),
+            dcm.device_measurement("PR Interval").unwrap(),
+            10.0,
+        ),
+        (
+            "QRS",
+            m.qrs_duration_ms,
+            (60.0, 110.0),
+            dcm.device_measurement("QRS Duration").unwrap(),
+            10.0,
+        ),
+        (
+            "QT",
+            m.qt_interval_ms,
+            (320.0, 440.0),
+            dcm.device_measurement("QT Interval").unwrap(),
+            15.0,
+        ),
+        (
+            "QTc Bazett",
+            m.qtc_bazett_ms,
+            (340.0, 450.0),
+            dcm.device_measurement("QTc Interval").unwrap(),
+            15.0,
+        ),
+        (
+            "QTc Fridericia",
+            m.qtc_fridericia_ms,
+            (340.0, 450.0),
+            370.0,
+            15.0,
+        ),
     ];
     for (name, ours, (lo, hi), device, tol) in table {
-        assert!((lo..=hi).contains(&ours), "{name} {ours} outside {lo}..{hi}");
-        assert!((ours - device).abs() <= tol, "{name}: ours {ours}, device {device}");
+        assert!(
+            (lo..=hi).contains(&ours),
+            "{name} {ours} outside {lo}..{hi}"
+        );
+        assert!(
+            (ours - device).abs() <= tol,
+            "{name}: ours {ours}, device {device}"
+        );
     }
     // At 61 bpm the two corrections stay within a few ms of QT and of each other.
     assert!((m.qtc_bazett_ms - m.qtc_fridericia_ms).abs() < 3.0);
@@ -56,8 +104,14 @@ fn limb_leads_alone_give_the_same_intervals_within_tolerance() {
     let limb = Ecg::new(ecg.fs, ecg.leads[..6].to_vec()).unwrap();
     let m = measure(&limb).unwrap();
     assert_eq!(m.r_peaks.len(), all.r_peaks.len());
-    assert!((m.qrs_duration_ms - all.qrs_duration_ms).abs() <= 12.0, "{m:?}");
-    assert!((m.qt_interval_ms - all.qt_interval_ms).abs() <= 20.0, "{m:?}");
+    assert!(
+        (m.qrs_duration_ms - all.qrs_duration_ms).abs() <= 12.0,
+        "{m:?}"
+    );
+    assert!(
+        (m.qt_interval_ms - all.qt_interval_ms).abs() <= 20.0,
+        "{m:?}"
+    );
 }
 
 #[test]
@@ -68,17 +122,47 @@ fn heart_rate_on_record_100_matches_the_reference_annotations() {
     let beats = ecg::score::reference_beats(&anns);
     let ref_rr = (beats[beats.len() - 1] - beats[0]) as f64 / (beats.len() - 1) as f64 / ecg.fs;
     let m = measure(&ecg).unwrap();
-    assert!((m.heart_rate_bpm - 60.0 / ref_rr).abs() < 0.5, "{} vs {}", m.heart_rate_bpm, 60.0 / ref_rr);
+    assert!(
+        (m.heart_rate_bpm - 60.0 / ref_rr).abs() < 0.5,
+        "{} vs {}",
+        m.heart_rate_bpm,
+        60.0 / ref_rr
+    );
     // Record 100 is sinus rhythm with normal conduction.
-    eprintln!("record 100: {:?} {} {} {:?}", m.heart_rate_bpm, m.qrs_duration_ms, m.qt_interval_ms, m.pr_interval_ms);
-    assert!((50.0..=110.0).contains(&m.qrs_duration_ms), "{}", m.qrs_duration_ms);
-    assert!(m.qt_interval_ms > 250.0 && m.qt_interval_ms < 450.0, "{}", m.qt_interval_ms);
+    eprintln!(
+        "record 100: {:?} {} {} {:?}",
+        m.heart_rate_bpm, m.qrs_duration_ms, m.qt_interval_ms, m.pr_interval_ms
+    );
+    assert!(
+        (50.0..=110.0).contains(&m.qrs_duration_ms),
+        "{}",
+        m.qrs_duration_ms
+    );
+    assert!(
+        m.qt_interval_ms > 250.0 && m.qt_interval_ms < 450.0,
+        "{}",
+        m.qt_interval_ms
+    );
 }
 
 #[test]
 fn too_few_beats_is_an_error_not_a_panic() {
-    let flat = Ecg::new(500.0, vec![ecg::Lead { name: "II".into(), samples: vec![0.0; 5000] }]).unwrap();
+    let flat = Ecg::new(
+        500.0,
+        vec![ecg::Lead {
+            name: "II".into(),
+            samples: vec![0.0; 5000],
+        }],
+    )
+    .unwrap();
     assert!(measure(&flat).is_err());
-    let tiny = Ecg::new(500.0, vec![ecg::Lead { name: "II".into(), samples: vec![0.0; 10] }]).unwrap();
+    let tiny = Ecg::new(
+        500.0,
+        vec![ecg::Lead {
+            name: "II".into(),
+            samples: vec![0.0; 10],
+        }],
+    )
+    .unwrap();
     assert!(measure(&tiny).is_err());
 }
