@@ -9,10 +9,13 @@ use ecg::dicom::read_dicom_file;
 use ecg::measure::{measure, median_beat};
 use ecg::signal::Ecg;
 
+// A fixture loader shared by the tests below; a missing fixture should fail them loudly.
+#[allow(clippy::expect_used)]
 fn twelve_lead() -> (Ecg, ecg::dicom::DicomEcg) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/dicom/waveform_ecg.dcm");
-    let dcm = read_dicom_file(&path).unwrap();
-    (dcm.rhythm().unwrap().clone(), dcm)
+    let dcm = read_dicom_file(&path).expect("fixture reads");
+    let rhythm = dcm.rhythm().expect("fixture has a rhythm group").clone();
+    (rhythm, dcm)
 }
 
 #[test]
