@@ -47,6 +47,9 @@ pub struct FitSpec {
     pub fixed_i0: Option<f64>,
     /// Fix the reporting fraction ρ instead of estimating it.
     pub fixed_rho: Option<f64>,
+    /// Fix the recovery rate γ (1 / infectious period) instead of estimating it: needed when only the growth
+    /// phase is observed, since incidence then identifies the growth rate but not β and γ separately.
+    pub fixed_gamma: Option<f64>,
     /// Days at which β(t) changes (empty: constant β).
     pub knots: Vec<usize>,
     /// Prior standard deviation of the log-β jump at each knot (a Gaussian random-walk penalty; ignored without
@@ -63,6 +66,7 @@ impl FitSpec {
             likelihood,
             fixed_i0: None,
             fixed_rho: None,
+            fixed_gamma: None,
             knots: Vec::new(),
             rw_sd: 0.5,
         }
@@ -71,6 +75,7 @@ impl FitSpec {
     fn layout(&self) -> Layout {
         Layout {
             n_beta: self.knots.len() + 1,
+            gamma: self.fixed_gamma.is_none(),
             rho: self.fixed_rho.is_none(),
             i0: self.fixed_i0.is_none(),
             phi: self.likelihood == Likelihood::NegBin,
@@ -81,27 +86,34 @@ impl FitSpec {
 #[derive(Debug, Clone, Copy)]
 struct Layout {
     n_beta: usize,
+    gamma: bool,
     rho: bool,
     i0: bool,
     phi: bool,
 }
 
 impl Layout {
-    fn gamma(&self) -> usize {
-        self.n_beta
+    fn gamma(&self) -> Option<usize> {
+        self.gamma.then_some(self.n_beta)
     }
     fn rho(&self) -> Option<usize> {
-        self.rho.then_some(self.n_beta + 1)
+        self.rho.then(|| self.n_beta + usize::from(self.gamma))
     }
     fn i0(&self) -> Option<usize> {
-        self.i0.then(|| self.n_beta + 1 + usize::from(self.rho))
+        self.i0
+            .then(|| self.n_beta + usize::from(self.gamma) + usize::from(self.rho))
     }
     fn phi(&self) -> Option<usize> {
-        self.phi
-            .then(|| self.n_beta + 1 + usize::from(self.rho) + usize::from(self.i0))
+        self.phi.then(|| {
+            self.n_beta + usize::from(self.gamma) + usize::from(self.rho) + usize::from(self.i0)
+        })
     }
     fn len(&self) -> usize {
-        self.n_beta + 1 + usize::from(self.rho) + usize::from(self.i0) + usize::from(self.phi)
+        self.n_beta
+            + usize::from(self.gamma)
+            + usize::from(self.rho)
+            + usize::from(self.i0)
+            + usize::from(self.phi)
     }
 }
 
@@ -173,6 +185,22 @@ struct Problem<'a> {
     layout: Layout,
     data: &'a [f64],
     rtol: f64,
+    /// Centre of the weak prior on log I(0).
+    i0_centre: f64,
+}
+
+/// Standard deviation of the weak Gaussian prior on logit ρ (centred on ρ = 1/2): ρ is only identified once
+/// susceptible depletion bends the curve, so before the peak the likelihood is flat along ρ·I(0) = const and the
+/// prior keeps the information matrix invertible and ensemble draws plausible. Its 95 % range is ρ ∈ (0.05, 0.95).
+pub const RHO_PRIOR_SD: f64 = 1.5;
+/// Standard deviation of the weak Gaussian prior on log I(0), centred on (first non-zero count) / ½.
+pub const I0_PRIOR_SD: f64 = 3.0;
+
+impl FitSpec {
+    fn i0_centre(&self, data: &[f64]) -> f64 {
+        let first = data.iter().copied().find(|&v| v > 0.0).unwrap_or(1.0);
+        (first / self.fixed_rho.unwrap_or(0.5)).max(1.0).ln()
+    }
 }
 
 impl Problem<'_> {
@@ -182,7 +210,10 @@ impl Problem<'_> {
             epi: EpiParams {
                 beta: theta[..l.n_beta].iter().map(|v| v.exp()).collect(),
                 knots: self.spec.knots.clone(),
-                gamma: theta[l.gamma()].exp(),
+                gamma: match l.gamma() {
+                    Some(i) => theta[i].exp(),
+                    None => self.spec.fixed_gamma.unwrap_or(1.0),
+                },
                 i0: match l.i0() {
                     Some(i) => theta[i].exp(),
                     None => self.spec.fixed_i0.unwrap_or(1.0),
@@ -242,12 +273,21 @@ impl Problem<'_> {
         Ok((nll, sse, mu))
     }
 
+    /// Random-walk penalty on log β and the weak priors on ρ and I(0) (only for the parameters that are fitted).
     fn penalty(&self, theta: &[f64]) -> f64 {
         let s2 = self.spec.rw_sd * self.spec.rw_sd;
-        theta[..self.layout.n_beta]
+        let rw: f64 = theta[..self.layout.n_beta]
             .windows(2)
             .map(|w| (w[1] - w[0]).powi(2) / (2.0 * s2))
-            .sum()
+            .sum();
+        let rho = self
+            .layout
+            .rho()
+            .map_or(0.0, |i| (theta[i] / RHO_PRIOR_SD).powi(2) / 2.0);
+        let i0 = self.layout.i0().map_or(0.0, |i| {
+            ((theta[i] - self.i0_centre) / I0_PRIOR_SD).powi(2) / 2.0
+        });
+        rw + rho + i0
     }
 
     fn objective(&self, theta: &[f64], solver: &mut Dopri5) -> f64 {
@@ -320,19 +360,135 @@ fn nelder_mead(
     Ok((best, state.get_best_cost(), converged))
 }
 
-/// Central-difference Hessian of `f` at `x`.
-fn hessian(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], h: f64) -> Vec<f64> {
+/// Central-difference gradient of `f` at `x`.
+fn gradient(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], h: f64) -> Vec<f64> {
+    let mut p = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            p[i] = x[i] + h;
+            let fp = f(&p);
+            p[i] = x[i] - h;
+            let fm = f(&p);
+            p[i] = x[i];
+            (fp - fm) / (2.0 * h)
+        })
+        .collect()
+}
+
+/// Saddle-free Newton iterations (steps along the Hessian's eigenvectors scaled by |eigenvalue|) with
+/// backtracking; returns the point, its value and whether the gradient vanished there.
+fn newton_polish(
+    f: &mut dyn FnMut(&[f64]) -> f64,
+    mut x: Vec<f64>,
+    mut fx: f64,
+    evals: &mut usize,
+) -> (Vec<f64>, f64, bool) {
     let n = x.len();
-    let mut hes = vec![0.0; n * n];
+    fx = fx.min(f(&x));
+    'outer: for _ in 0..50 {
+        let g = gradient(f, &x, 1e-4);
+        *evals += 2 * n;
+        let h = hessian(f, &x, 1e-3);
+        *evals += 1 + 4 * n + 2 * n * n;
+        let (vals, vecs) = crate::linalg::symmetric_eigen(&h, n);
+        let big = vals.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
+        // Clear negative curvature means a saddle (Nelder–Mead can stop on one): move along that direction.
+        if let Some(k) = (0..n)
+            .filter(|&k| vals[k] < -1e-5 * big)
+            .min_by(|&a, &b| vals[a].total_cmp(&vals[b]))
+        {
+            let mut t = 1.0;
+            for _ in 0..12 {
+                for sign in [1.0, -1.0] {
+                    let trial: Vec<f64> =
+                        (0..n).map(|i| x[i] + sign * t * vecs[i * n + k]).collect();
+                    let ft = f(&trial);
+                    *evals += 1;
+                    if ft < fx {
+                        x = trial;
+                        fx = ft;
+                        continue 'outer;
+                    }
+                }
+                t *= 0.5;
+            }
+        }
+        let mut step = vec![0.0; n];
+        for k in 0..n {
+            let proj: f64 = (0..n).map(|i| vecs[i * n + k] * g[i]).sum();
+            let lam = vals[k].abs().max(1e-8 * big);
+            for i in 0..n {
+                step[i] -= proj / lam * vecs[i * n + k];
+            }
+        }
+        // Converged when the Newton decrement gᵀ|H|⁻¹g is below the noise of the ODE-based objective; unlike a
+        // gradient threshold this is invariant to the very different curvatures of the parameters.
+        let decrement: f64 = -g.iter().zip(&step).map(|(a, b)| a * b).sum::<f64>();
+        if decrement < 1e-5 {
+            return (x, fx, true);
+        }
+        // Keep steps on the log/logit scale modest.
+        let norm = step.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if norm > 2.0 {
+            step.iter_mut().for_each(|v| *v *= 2.0 / norm);
+        }
+        let mut alpha = 1.0;
+        let mut moved = false;
+        for _ in 0..30 {
+            let trial: Vec<f64> = x.iter().zip(&step).map(|(a, b)| a + alpha * b).collect();
+            let ft = f(&trial);
+            *evals += 1;
+            if ft < fx {
+                x = trial;
+                fx = ft;
+                moved = true;
+                break;
+            }
+            alpha *= 0.5;
+        }
+        if !moved {
+            // No decrease along a descent direction: converged when the decrease the quadratic model predicts is
+            // below the noise of the ODE-based objective.
+            let predicted: f64 = -g.iter().zip(&step).map(|(a, b)| a * b).sum::<f64>();
+            return (x, fx, predicted < 1e-5);
+        }
+    }
+    (x, fx, false)
+}
+
+/// Central-difference Hessian of `f` at `x`, with a step per coordinate scaled to its curvature.
+///
+/// A single step for all coordinates fails here: near R0 ≈ 1 the curvature along log β is ~10⁵ times that along
+/// log φ, and a step suited to the flat coordinates lets fourth-order terms swamp the stiff cross-derivatives
+/// (enough to make a minimum look like a saddle). A first pass measures the diagonal with h = 10⁻³; each coordinate
+/// then gets h_i = 0.1/√|H_ii| (kept within [10⁻⁵, 10⁻²]), so every probe changes f by about 0.005.
+fn hessian(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], h0: f64) -> Vec<f64> {
+    let n = x.len();
     let f0 = f(x);
     let mut p = x.to_vec();
-    for i in 0..n {
+    let mut second = |p: &mut Vec<f64>, i: usize, h: f64| {
         p[i] = x[i] + h;
-        let fp = f(&p);
+        let fp = f(p);
         p[i] = x[i] - h;
-        let fm = f(&p);
+        let fm = f(p);
         p[i] = x[i];
-        hes[i * n + i] = (fp - 2.0 * f0 + fm) / (h * h);
+        (fp - 2.0 * f0 + fm) / (h * h)
+    };
+    let steps: Vec<f64> = (0..n)
+        .map(|i| {
+            let d = second(&mut p, i, h0).abs();
+            if d > 0.0 && d.is_finite() {
+                (0.1 / d.sqrt()).clamp(1e-5, 1e-2)
+            } else {
+                h0
+            }
+        })
+        .collect();
+    let mut hes = vec![0.0; n * n];
+    for i in 0..n {
+        hes[i * n + i] = second(&mut p, i, steps[i]);
+    }
+    for i in 0..n {
         for j in 0..i {
             let mut val = 0.0;
             for (si, sj, sign) in [
@@ -341,13 +497,13 @@ fn hessian(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], h: f64) -> Vec<f64> {
                 (-1.0, 1.0, -1.0),
                 (-1.0, -1.0, 1.0),
             ] {
-                p[i] = x[i] + si * h;
-                p[j] = x[j] + sj * h;
+                p[i] = x[i] + si * steps[i];
+                p[j] = x[j] + sj * steps[j];
                 val += sign * f(&p);
             }
             p[i] = x[i];
             p[j] = x[j];
-            let v = val / (4.0 * h * h);
+            let v = val / (4.0 * steps[i] * steps[j]);
             hes[i * n + j] = v;
             hes[j * n + i] = v;
         }
@@ -376,6 +532,15 @@ pub fn fit(spec: &FitSpec, data: &[f64]) -> Result<Fit> {
                 name: "rho",
                 value: rho,
                 why: "the reporting fraction must be in (0, 1]",
+            });
+        }
+    }
+    if let Some(g) = spec.fixed_gamma {
+        if !is_positive(g) {
+            return Err(ForecastError::InvalidParameter {
+                name: "gamma",
+                value: g,
+                why: "the recovery rate must be > 0",
             });
         }
     }
@@ -409,6 +574,7 @@ pub fn fit(spec: &FitSpec, data: &[f64]) -> Result<Fit> {
         layout,
         data,
         rtol: 1e-9,
+        i0_centre: spec.i0_centre(data),
     };
     let mut evals = 0usize;
 
@@ -416,13 +582,19 @@ pub fn fit(spec: &FitSpec, data: &[f64]) -> Result<Fit> {
     let first_nonzero = data.iter().copied().find(|&v| v > 0.0).unwrap_or(1.0);
     let mut starts: Vec<(f64, Vec<f64>)> = Vec::new();
     let mut solver = Dopri5::new(problem.rtol, 1e-8)?;
-    for &gamma in &[0.5f64, 0.2, 0.1] {
+    let gammas = match spec.fixed_gamma {
+        Some(g) => vec![g],
+        None => vec![0.5f64, 0.2, 0.1],
+    };
+    for &gamma in &gammas {
         for &r0 in &[1.3f64, 2.0, 3.5] {
             let mut th = vec![0.0; layout.len()];
             for b in th.iter_mut().take(layout.n_beta) {
                 *b = (r0 * gamma).ln();
             }
-            th[layout.gamma()] = gamma.ln();
+            if let Some(i) = layout.gamma() {
+                th[i] = gamma.ln();
+            }
             let rho0 = spec.fixed_rho.unwrap_or(0.5);
             if let Some(i) = layout.rho() {
                 th[i] = logit(rho0);
@@ -466,6 +638,21 @@ pub fn fit(spec: &FitSpec, data: &[f64]) -> Result<Fit> {
             break;
         }
     }
+    // Nelder–Mead can stall on the long curved ridges these likelihoods have (β against γ, ρ against I(0)); a few
+    // saddle-free Newton steps on the finite-difference derivatives finish the job and certify the optimum.
+    let mut psolver = Dopri5::new(1e-11, 1e-10)?;
+    let mut pf = |th: &[f64]| problem.objective(th, &mut psolver);
+    let (th, v, grad_ok) = newton_polish(&mut pf, theta.clone(), value, &mut evals);
+    if v <= value {
+        theta = th;
+        value = v;
+    }
+    converged = converged || grad_ok;
+    if !grad_ok {
+        return Err(ForecastError::NoConvergence(format!(
+            "the gradient did not vanish at the best point found (objective {value:.6}, {evals} evaluations)"
+        )));
+    }
     if !(value.is_finite() && value < BAD && converged) {
         return Err(ForecastError::NoConvergence(format!(
             "Nelder–Mead stopped without converging (objective {value:.6}, {evals} evaluations)"
@@ -478,7 +665,14 @@ pub fn fit(spec: &FitSpec, data: &[f64]) -> Result<Fit> {
     let mut f = |th: &[f64]| problem.objective(th, &mut hsolver);
     let h = hessian(&mut f, &theta, 1e-3);
     let n = theta.len();
-    let cov = spd_inverse(&h, n)?;
+    let cov = match spd_inverse(&h, n) {
+        Ok(c) => c,
+        Err(e) => {
+            let (vals, _) = crate::linalg::symmetric_eigen(&h, n);
+            tracing::warn!(?vals, theta = ?theta, "Hessian not positive definite");
+            return Err(e);
+        }
+    };
     let z = normal_quantile(0.975);
     let wald = |grad: &[(usize, f64)], center: f64, back: &dyn Fn(f64) -> f64| -> Estimate {
         let mut var = 0.0;
@@ -499,16 +693,23 @@ pub fn fit(spec: &FitSpec, data: &[f64]) -> Result<Fit> {
     let beta: Vec<Estimate> = (0..layout.n_beta)
         .map(|k| wald(&[(k, 1.0)], theta[k], &exp))
         .collect();
-    let gamma = wald(&[(layout.gamma(), 1.0)], theta[layout.gamma()], &exp);
-    let r0 = wald(
-        &[(0, 1.0), (layout.gamma(), -1.0)],
-        theta[0] - theta[layout.gamma()],
-        &exp,
-    );
     let fixed = |v: f64| Estimate {
         value: v,
         low: v,
         high: v,
+    };
+    let (gamma, r0) = match layout.gamma() {
+        Some(g) => (
+            wald(&[(g, 1.0)], theta[g], &exp),
+            wald(&[(0, 1.0), (g, -1.0)], theta[0] - theta[g], &exp),
+        ),
+        None => {
+            let lg = params.epi.gamma.ln();
+            (
+                fixed(params.epi.gamma),
+                wald(&[(0, 1.0)], theta[0] - lg, &exp),
+            )
+        }
     };
     let rho = match layout.rho() {
         Some(i) => wald(&[(i, 1.0)], theta[i], &expit),
@@ -545,8 +746,47 @@ impl Fit {
             layout: self.spec.layout(),
             data: &[],
             rtol: 1e-9,
+            i0_centre: 0.0,
         };
         problem.decode(theta)
+    }
+
+    /// The penalised objective (negative log-likelihood plus random-walk penalty and weak priors) that the fit
+    /// minimised, at the unconstrained parameter vector `theta`, for the same data.
+    pub fn objective_at(&self, data: &[f64], theta: &[f64]) -> f64 {
+        let problem = Problem {
+            spec: &self.spec,
+            layout: self.spec.layout(),
+            data,
+            rtol: 1e-9,
+            i0_centre: self.spec.i0_centre(data),
+        };
+        match Dopri5::new(1e-9, 1e-8) {
+            Ok(mut s) => problem.objective(theta, &mut s),
+            Err(_) => f64::NAN,
+        }
+    }
+
+    /// The unconstrained vector of natural-unit parameters (inverse of [`Fit::decode`]).
+    pub fn encode(&self, d: &Decoded) -> Vec<f64> {
+        let l = self.spec.layout();
+        let mut th = vec![0.0; l.len()];
+        for (k, b) in d.epi.beta.iter().enumerate().take(l.n_beta) {
+            th[k] = b.ln();
+        }
+        if let Some(i) = l.gamma() {
+            th[i] = d.epi.gamma.ln();
+        }
+        if let Some(i) = l.rho() {
+            th[i] = logit(d.rho);
+        }
+        if let Some(i) = l.i0() {
+            th[i] = d.epi.i0.ln();
+        }
+        if let Some(i) = l.phi() {
+            th[i] = d.dispersion.unwrap_or(1.0).ln();
+        }
+        th
     }
 
     /// R(t) = β(t)/γ for days 1..=days (the reproduction number in a fully susceptible population).

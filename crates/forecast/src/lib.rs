@@ -3,12 +3,14 @@
 //! ensemble forecasts, a metapopulation SEIR with regional importation risk, and SVG charts.
 
 pub mod data;
+pub mod ensemble;
 pub mod error;
 pub mod fit;
 pub mod linalg;
 pub mod model;
 pub mod ode;
 pub mod rt;
+pub mod sim;
 pub mod special;
 
 pub use error::{ForecastError, Result};

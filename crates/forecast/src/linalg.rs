@@ -21,7 +21,7 @@ pub fn cholesky(a: &[f64], n: usize) -> Result<Vec<f64>> {
                 if !(s.is_finite() && s > 0.0) {
                     return Err(ForecastError::Singular(
                         "the information matrix is not positive definite (a parameter is not identifiable from \
-                         these data; fix it with an option such as --rho or --i0)",
+                         these data; fix it with an option such as --gamma, --rho or --i0)",
                     ));
                 }
                 l[i * n + i] = s.sqrt();
@@ -58,6 +58,58 @@ pub fn spd_inverse(a: &[f64], n: usize) -> Result<Vec<f64>> {
     Ok(inv)
 }
 
+/// Eigen-decomposition of a symmetric matrix by cyclic Jacobi rotations: returns (eigenvalues, eigenvectors as
+/// the columns of a row-major n × n matrix).
+pub fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut m = a.to_vec();
+    let mut v = vec![0.0; n * n];
+    for i in 0..n {
+        v[i * n + i] = 1.0;
+    }
+    for _sweep in 0..100 {
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| m[i * n + j] * m[i * n + j])
+            .sum();
+        let scale: f64 = m.iter().map(|x| x * x).sum();
+        if off <= 1e-30 * scale.max(1e-300) {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                let apq = m[p * n + q];
+                if apq == 0.0 {
+                    continue;
+                }
+                let theta = (m[q * n + q] - m[p * n + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..n {
+                    let mkp = m[k * n + p];
+                    let mkq = m[k * n + q];
+                    m[k * n + p] = c * mkp - s * mkq;
+                    m[k * n + q] = s * mkp + c * mkq;
+                }
+                for k in 0..n {
+                    let mpk = m[p * n + k];
+                    let mqk = m[q * n + k];
+                    m[p * n + k] = c * mpk - s * mqk;
+                    m[q * n + k] = s * mpk + c * mqk;
+                }
+                for k in 0..n {
+                    let vkp = v[k * n + p];
+                    let vkq = v[k * n + q];
+                    v[k * n + p] = c * vkp - s * vkq;
+                    v[k * n + q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    ((0..n).map(|i| m[i * n + i]).collect(), v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +125,13 @@ mod tests {
             }
         }
         assert!(cholesky(&[1.0, 2.0, 2.0, 1.0], 2).is_err());
+        let (vals, vecs) = symmetric_eigen(&a, 3);
+        for k in 0..3 {
+            for i in 0..3 {
+                let av: f64 = (0..3).map(|j| a[i * 3 + j] * vecs[j * 3 + k]).sum();
+                assert!((av - vals[k] * vecs[i * 3 + k]).abs() < 1e-12);
+            }
+        }
         Ok(())
     }
 }
