@@ -33,6 +33,17 @@ pub fn two_sided_t_pvalue(t: f64, df: f64) -> f64 {
     }
 }
 
+/// Above this mean the quantile is taken from the Cornish–Fisher expansion instead of a search: integers are no
+/// longer exactly representable, and the distribution's spread is negligible relative to its mean (a degenerate
+/// regression can ask for means of 1e190).
+const HUGE_MEAN: f64 = 1e15;
+
+/// Cornish–Fisher approximation mean + sd·(z + γ(z² − 1)/6), rounded up to a whole number.
+fn cornish_fisher(p: f64, mean: f64, sd: f64, skew: f64) -> f64 {
+    let z = qnorm(p);
+    (mean + sd * (z + skew * (z * z - 1.0) / 6.0)).ceil()
+}
+
 /// Smallest integer x ≥ 0 with cdf(x) ≥ p, searched from `guess`.
 fn discrete_quantile(p: f64, guess: f64, cdf: impl Fn(u64) -> f64) -> Option<u64> {
     if !(0.0..1.0).contains(&p) || !guess.is_finite() {
@@ -76,6 +87,17 @@ pub fn qpois(p: f64, lambda: f64) -> Option<f64> {
     if lambda == 0.0 {
         return Some(0.0);
     }
+    if !(0.0..1.0).contains(&p) {
+        return None;
+    }
+    if lambda > HUGE_MEAN && lambda.is_finite() {
+        return Some(cornish_fisher(
+            p,
+            lambda,
+            lambda.sqrt(),
+            1.0 / lambda.sqrt(),
+        ));
+    }
     let d = Poisson::new(lambda).ok()?;
     let guess = lambda + qnorm(p) * lambda.sqrt();
     discrete_quantile(p, guess, |x| d.cdf(x)).map(|x| x as f64)
@@ -89,9 +111,16 @@ pub fn qnbinom(p: f64, size: f64, prob: f64) -> Option<f64> {
     if prob == 1.0 {
         return Some(0.0);
     }
-    let d = NegativeBinomial::new(size, prob).ok()?;
+    if !(0.0..1.0).contains(&p) {
+        return None;
+    }
     let mean = size * (1.0 - prob) / prob;
     let sd = (mean / prob).sqrt();
+    if mean > HUGE_MEAN && mean.is_finite() {
+        let skew = (2.0 - prob) / (size * (1.0 - prob)).sqrt();
+        return Some(cornish_fisher(p, mean, sd, skew));
+    }
+    let d = NegativeBinomial::new(size, prob).ok()?;
     let guess = mean + qnorm(p) * sd;
     discrete_quantile(p, guess, |x| d.cdf(x)).map(|x| x as f64)
 }

@@ -349,6 +349,17 @@ pub(crate) fn run_1996(
     let mut rows = Vec::with_capacity(last - first + 1);
     for t in first..=last {
         let k = t - 1;
+        // With too few recent cases the reference reports a bound of 0 and no alarm whatever the model says, so
+        // the model is not fitted (sparse series would otherwise fail to fit for nothing).
+        if too_few_cases(y, k, p.limit54) {
+            rows.push(DetectionRow {
+                t,
+                observed: y[k],
+                upperbound: Some(0.0),
+                alarm: false,
+            });
+            continue;
+        }
         let idx: Vec<usize> = (1..=p.b)
             .flat_map(|i| (k - i * freq - p.w)..=(k - i * freq + p.w))
             .filter(|&j| j < y.len())
@@ -383,16 +394,11 @@ pub(crate) fn run_1996(
         }
         let mu0 = model.mu0();
         let upper = delta_threshold(mu0, model.se_link(), model.phi, z, p.powertrans);
-        let (upper, alarm) = if too_few_cases(y, k, p.limit54) {
-            (0.0, false)
-        } else {
-            (upper, y[k] > upper)
-        };
         rows.push(DetectionRow {
             t,
             observed: y[k],
             upperbound: Some(upper),
-            alarm,
+            alarm: y[k] > upper,
         });
     }
     Ok(rows)
@@ -514,6 +520,20 @@ pub(crate) fn run_flexible(
             needed: p.b * freq + p.w,
         };
         let refs = reference_weeks(series, k, p.b).ok_or_else(|| too_short.clone())?;
+        // With too few recent cases the reference reports no bound (NA) and no alarm whatever the model says, so
+        // the model is not fitted. The history check above still applies, as in the reference.
+        if too_few_cases(y, k, p.limit54) {
+            if refs[p.b] < p.w {
+                return Err(too_short);
+            }
+            rows.push(DetectionRow {
+                t,
+                observed: y[k],
+                upperbound: None,
+                alarm: false,
+            });
+            continue;
+        }
         let oldest = refs[p.b];
         if oldest < p.w {
             return Err(too_short);
@@ -554,7 +574,12 @@ pub(crate) fn run_flexible(
         if p.trend {
             let pval = model.trend_pvalue(resp.len(), model.se_dispersion);
             let max_resp = resp.iter().copied().fold(f64::MIN, f64::max);
-            if !(pval < p.p_threshold_trend && model.mu0() <= max_resp) {
+            // The trend is dropped when it is not significant, when it extrapolates beyond the largest count
+            // seen, or (as the reference does, with a warning) when the fit with the trend did not converge.
+            if !(model.fit.converged && pval < p.p_threshold_trend && model.mu0() <= max_resp) {
+                if !model.fit.converged {
+                    tracing::debug!(t, "no convergence with the time trend, fitting without it");
+                }
                 model = fit_model(
                     mk(false),
                     &resp,
@@ -578,17 +603,14 @@ pub(crate) fn run_flexible(
                 nb_quantile(1.0 - p.alpha, mu_q, model.phi)
             }
         };
-        let (upper, alarm) = if too_few_cases(y, k, p.limit54) {
-            (None, false)
-        } else {
-            match upper {
-                Some(u) => {
-                    let score = (y[k] - mu0) / (u - mu0);
-                    (Some(u), score > 1.0)
-                }
-                None => (None, false),
-            }
+        // The reference alarms on a score > 1. For the delta threshold the score is (y − μ̂)/(U − μ̂); for the
+        // negative binomial thresholds it is observed to centre on the linear predictor log μ̂ instead of μ̂,
+        // which only matters when U lies below log μ̂ or when μ̂ is tiny and U = 0 (then y > 0 alarms).
+        let centre = match p.threshold_method {
+            ThresholdMethod::Delta => mu0,
+            ThresholdMethod::NbPlugin | ThresholdMethod::Muan => mu0.ln(),
         };
+        let alarm = upper.is_some_and(|u| (y[k] - centre) / (u - centre) > 1.0);
         rows.push(DetectionRow {
             t,
             observed: y[k],

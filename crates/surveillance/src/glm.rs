@@ -36,7 +36,7 @@ pub enum GlmError {
 }
 
 /// A fitted Poisson log-link GLM.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct GlmFit {
     /// Number of parameters.
     pub p: usize,
@@ -50,18 +50,7 @@ pub struct GlmFit {
     pub cov_unscaled: Vec<f64>,
     /// Whether the deviance criterion was met within the iteration limit.
     pub converged: bool,
-}
-
-/// Poisson unit deviance contribution 2·w·(y·log(y/μ) − (y − μ)), with y·log y = 0 at y = 0.
-fn deviance(y: &[f64], mu: &[f64], prior: &[f64]) -> f64 {
-    y.iter()
-        .zip(mu)
-        .zip(prior)
-        .map(|((&y, &m), &w)| {
-            let ylog = if y > 0.0 { y * (y / m).ln() } else { 0.0 };
-            2.0 * w * (ylog - (y - m))
-        })
-        .sum()
+    sparsity: Sparsity,
 }
 
 /// Cholesky factorisation in place (lower triangle), returns false when not positive definite.
@@ -123,15 +112,63 @@ fn chol_inverse(l: &[f64], p: usize) -> Vec<f64> {
     inv
 }
 
+/// Column indices of the non-zero entries of each row (flattened, with row offsets). Seasonal designs are mostly
+/// zeros (one dummy per row), so the cross products and leverages only visit the non-zero entries.
+#[derive(Debug)]
+struct Sparsity {
+    cols: Vec<usize>,
+    offsets: Vec<usize>,
+}
+
+impl Sparsity {
+    fn new(x: &[f64], n: usize, p: usize) -> Self {
+        let mut cols = Vec::with_capacity(n * 3);
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0);
+        for i in 0..n {
+            for (j, v) in x[i * p..(i + 1) * p].iter().enumerate() {
+                if *v != 0.0 {
+                    cols.push(j);
+                }
+            }
+            offsets.push(cols.len());
+        }
+        Sparsity { cols, offsets }
+    }
+
+    fn row(&self, i: usize) -> &[usize] {
+        &self.cols[self.offsets[i]..self.offsets[i + 1]]
+    }
+}
+
 /// Fits log μ = Xβ by IRLS. `x` is row-major n×p, `prior` the prior weights (all > 0).
 pub fn fit_poisson(x: &[f64], p: usize, y: &[f64], prior: &[f64]) -> Result<GlmFit, GlmError> {
     let n = y.len();
     if n == 0 || p == 0 || x.len() != n * p || prior.len() != n || n < p {
         return Err(GlmError::Dimensions { rows: n, cols: p });
     }
+    let sp = Sparsity::new(x, n, p);
+    // y·log y is constant over the iterations, and log μ is the linear predictor, so the deviance needs no
+    // logarithm inside the loop: 2·w·(y·log y − y·η − (y − μ)).
+    let ylogy: Vec<f64> = y
+        .iter()
+        .map(|&v| if v > 0.0 { v * v.ln() } else { 0.0 })
+        .collect();
+    let dev_of = |eta: &[f64], mu: &[f64]| -> f64 {
+        (0..n)
+            .map(|i| {
+                let ylog = if y[i] > 0.0 {
+                    ylogy[i] - y[i] * eta[i]
+                } else {
+                    0.0
+                };
+                2.0 * prior[i] * (ylog - (y[i] - mu[i]))
+            })
+            .sum()
+    };
     let mut mu: Vec<f64> = y.iter().map(|v| v + 0.1).collect();
     let mut eta: Vec<f64> = mu.iter().map(|m| m.ln()).collect();
-    let mut dev_old = deviance(y, &mu, prior);
+    let mut dev_old = dev_of(&eta, &mu);
     let mut w = vec![0.0; n];
     let mut xtwx = vec![0.0; p * p];
     let mut rhs = vec![0.0; p];
@@ -145,13 +182,11 @@ pub fn fit_poisson(x: &[f64], p: usize, y: &[f64], prior: &[f64]) -> Result<GlmF
             w[i] = wi;
             let zi = eta[i] + (y[i] - mu[i]) / mu[i];
             let row = &x[i * p..(i + 1) * p];
-            for a in 0..p {
+            let nz = sp.row(i);
+            for (ai, &a) in nz.iter().enumerate() {
                 let wa = wi * row[a];
-                if wa == 0.0 {
-                    continue;
-                }
                 rhs[a] += wa * zi;
-                for b in 0..=a {
+                for &b in &nz[..=ai] {
                     xtwx[a * p + b] += wa * row[b];
                 }
             }
@@ -163,10 +198,10 @@ pub fn fit_poisson(x: &[f64], p: usize, y: &[f64], prior: &[f64]) -> Result<GlmF
         chol_solve(&xtwx, p, &mut beta);
         for i in 0..n {
             let row = &x[i * p..(i + 1) * p];
-            eta[i] = row.iter().zip(&beta).map(|(a, b)| a * b).sum();
+            eta[i] = sp.row(i).iter().map(|&j| row[j] * beta[j]).sum();
             mu[i] = eta[i].exp();
         }
-        let dev = deviance(y, &mu, prior);
+        let dev = dev_of(&eta, &mu);
         if !dev.is_finite() {
             return Err(GlmError::Diverged);
         }
@@ -184,6 +219,7 @@ pub fn fit_poisson(x: &[f64], p: usize, y: &[f64], prior: &[f64]) -> Result<GlmF
         working_weights: w,
         cov_unscaled,
         converged,
+        sparsity: sp,
     })
 }
 
@@ -211,7 +247,17 @@ impl GlmFit {
         self.working_weights
             .iter()
             .enumerate()
-            .map(|(i, w)| w * self.quad_form(&x[i * p..(i + 1) * p]))
+            .map(|(i, w)| {
+                let row = &x[i * p..(i + 1) * p];
+                let nz = self.sparsity.row(i);
+                let mut q = 0.0;
+                for &a in nz {
+                    for &b in nz {
+                        q += row[a] * self.cov_unscaled[a * p + b] * row[b];
+                    }
+                }
+                w * q
+            })
             .collect()
     }
 

@@ -243,6 +243,7 @@ fn r_cases() -> Vec<(&'static str, Method, &'static str)> {
     const A: &str = "shared/salmonella_agona.csv";
     const N: &str = "shared/salmnewport_germany.csv";
     const BW: &str = "r/salmnewport_bw.csv";
+    const SP: &str = "r/sparse.csv";
     let cusum = |trans| {
         Method::Cusum(CusumParams {
             trans,
@@ -405,6 +406,23 @@ fn r_cases() -> Vec<(&'static str, Method, &'static str)> {
             BW,
             Method::EarsC3(ears(0.05)),
             "r/salmnewport_bw_ears_c3.csv",
+        ),
+        (SP, f1996(|_| {}), "r/sparse_f1996.csv"),
+        (
+            SP,
+            noufaily(ThresholdMethod::NbPlugin),
+            "r/sparse_ff_noufaily_nbplugin.csv",
+        ),
+        (
+            SP,
+            noufaily(ThresholdMethod::Muan),
+            "r/sparse_ff_noufaily_muan.csv",
+        ),
+        (SP, flex(5, |_| {}), "r/sparse_ff_defaults.csv"),
+        (
+            SP,
+            Method::Bayes(BayesParams::default()),
+            "r/sparse_bayes.csv",
         ),
     ]
 }

@@ -79,3 +79,20 @@ from_sts("salmnewport_ears_c1_default.csv", e(method = "C1"), r)
 from_sts("salmnewport_ears_c2_b10.csv", e(method = "C2", baseline = 10, alpha = 0.01), r)
 from_sts("salmnewport_ears_c3_minsigma.csv", e(method = "C3", minSigma = 0.5, alpha = 0.025), r)
 from_sts("salmnewport_bw_ears_c3.csv", earsC(by, control = list(range = r, method = "C3", alpha = 0.05)), r)
+
+# A sparse series (zeros, a few isolated cases, a burst at the end) for the edge cases of the regressions.
+y <- rep(0, 312)
+y[c(20, 75, 130, 190, 250)] <- 1
+y[c(60, 61, 112, 113, 166)] <- c(2, 3, 1, 2, 4)
+y[300:312] <- c(0, 2, 3, 5, 1, 0, 0, 4, 6, 0, 0, 0, 3)
+write.table(data.frame(t = 1:312, observed = y), "sparse.csv", sep = ",", quote = FALSE, row.names = FALSE)
+sp <- sts(observed = y, frequency = 52, start = c(2000, 1))
+spd <- create.disProg(week = 1:312, observed = y, state = rep(0, 312), freq = 52)
+r <- 280:312
+from_disprog("sparse_f1996.csv", algo.farrington(spd, control = list(range = r, b = 5)), y, r)
+from_sts("sparse_ff_noufaily_nbplugin.csv", farringtonFlexible(sp, control = c(list(range = r), noufaily,
+         thresholdMethod = "nbPlugin")), r)
+from_sts("sparse_ff_noufaily_muan.csv", farringtonFlexible(sp, control = c(list(range = r), noufaily,
+         thresholdMethod = "muan")), r)
+from_sts("sparse_ff_defaults.csv", farringtonFlexible(sp, control = list(range = r)), r)
+from_disprog("sparse_bayes.csv", algo.bayes(spd, control = list(range = r)), y, r)
