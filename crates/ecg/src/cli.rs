@@ -15,7 +15,7 @@ use crate::signal::Ecg;
 pub enum Command {
     /// Detect R peaks: one sample index per line.
     Detect {
-        /// WFDB record (header path without .hea), DICOM waveform or HL7 aECG file.
+        /// WFDB record (header path without .hea), DICOM waveform, HL7 aECG or SCP-ECG file.
         record: PathBuf,
         /// Detect on this channel only (0-based); by default all leads are used together.
         #[arg(long)]
@@ -23,7 +23,7 @@ pub enum Command {
     },
     /// Measure heart rate, RR, PR, QRS, QT and QTc; prints JSON.
     Measure {
-        /// WFDB record (header path without .hea), DICOM waveform or HL7 aECG file.
+        /// WFDB record (header path without .hea), DICOM waveform, HL7 aECG or SCP-ECG file.
         file: PathBuf,
     },
     /// Score our detections against a WFDB annotation file (EC57: 150 ms window, first 5 minutes skipped).
@@ -39,7 +39,7 @@ pub enum Command {
     },
     /// Render a printable SVG on standard ECG paper with beats and measurements marked.
     Render {
-        /// WFDB record (header path without .hea), DICOM waveform or HL7 aECG file.
+        /// WFDB record (header path without .hea), DICOM waveform, HL7 aECG or SCP-ECG file.
         file: PathBuf,
         /// Write the SVG here instead of standard output.
         #[arg(long, short)]
@@ -296,6 +296,11 @@ mod tests {
         assert_eq!(dcm.lines().count(), 10);
         let xml = run_args(&["detect", &data("aecg/mitdb100_10s.xml"), "--channel", "0"]).unwrap();
         assert_eq!(xml.lines().count(), 13);
+        let scp = run_args(&["detect", &data("scp/waveform_ecg.scp")]).unwrap();
+        assert_eq!(
+            scp, dcm,
+            "SCP-ECG and DICOM copies of one ECG give the same beats"
+        );
     }
 
     #[test]

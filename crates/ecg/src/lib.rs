@@ -12,6 +12,7 @@ pub mod measure;
 pub mod qrs;
 pub mod render;
 pub mod score;
+pub mod scp;
 pub mod signal;
 pub mod wfdb;
 

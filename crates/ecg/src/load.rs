@@ -11,6 +11,7 @@ pub enum Format {
     Wfdb,
     Dicom,
     Aecg,
+    Scp,
 }
 
 /// Decides the format: a WFDB record is named by its header path without `.hea` (a path ending in `.hea`
@@ -29,6 +30,9 @@ pub fn sniff(path: &Path) -> Result<(Format, PathBuf)> {
     if crate::dicom::is_dicom(&bytes) || bytes.starts_with(b"DICM") {
         return Ok((Format::Dicom, path.to_path_buf()));
     }
+    if crate::scp::is_scp(&bytes) {
+        return Ok((Format::Scp, path.to_path_buf()));
+    }
     let head = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
     if crate::aecg::is_aecg(&head) {
         return Ok((Format::Aecg, path.to_path_buf()));
@@ -36,7 +40,8 @@ pub fn sniff(path: &Path) -> Result<(Format, PathBuf)> {
     Err(EcgError::UnknownFormat(path.to_path_buf()))
 }
 
-/// Loads the recording to analyse: the WFDB signals, the DICOM rhythm group, the aECG rhythm series.
+/// Loads the recording to analyse: the WFDB signals, the DICOM rhythm group, the aECG rhythm series or
+/// the SCP-ECG rhythm data.
 pub fn load(path: &Path) -> Result<(Format, Ecg)> {
     let (format, path) = sniff(path)?;
     let ecg = match format {
@@ -46,6 +51,7 @@ pub fn load(path: &Path) -> Result<(Format, Ecg)> {
             .cloned()
             .ok_or_else(|| EcgError::DicomWaveform("no multiplex group".into()))?,
         Format::Aecg => crate::aecg::read_aecg_file(&path)?,
+        Format::Scp => crate::scp::read_scp_file(&path)?,
     };
     tracing::info!(format = ?format, summary = ?ecg.summary(), "ECG loaded");
     Ok((format, ecg))

@@ -70,3 +70,34 @@ fn malformed_dicom_is_rejected_with_a_reason() {
         let _ = read_dicom_bytes(&good[..cut]);
     }
 }
+
+/// The SCP-ECG fixture (written by `scripts/make_scp_fixture.py` from this DICOM file's rhythm data with the
+/// default Huffman table and second differences) decodes to exactly the DICOM samples.
+#[test]
+fn scp_fixture_matches_the_dicom_rhythm() {
+    let dcm = read_dicom_file(&data("waveform_ecg.dcm")).unwrap();
+    let rhythm = dcm.rhythm().unwrap();
+    let scp_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scp/waveform_ecg.scp");
+    let scp = ecg::scp::read_scp_file(&scp_path).unwrap();
+    assert_eq!(scp.fs, 1000.0);
+    assert_eq!(scp.len(), 10_000);
+    for (a, b) in scp.leads.iter().zip(&rhythm.leads) {
+        assert_eq!(a.name, b.name);
+        for (x, y) in a.samples.iter().zip(&b.samples) {
+            assert!((x - y).abs() < 1e-9, "{}", a.name);
+        }
+    }
+    // Corruptions are caught by the CRCs and the structure checks, never by a panic.
+    let good = std::fs::read(&scp_path).unwrap();
+    let mut flipped = good.clone();
+    flipped[500] ^= 0x10;
+    let table: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("flipped bit", flipped, "CRC mismatch"),
+        ("truncated", good[..good.len() - 10].to_vec(), "declares"),
+        ("tiny", good[..10].to_vec(), "too short"),
+    ];
+    for (name, bytes, want) in table {
+        let e = ecg::scp::read_scp(&bytes).unwrap_err().to_string();
+        assert!(e.contains(want), "{name}: {e}");
+    }
+}

@@ -182,12 +182,17 @@ pub fn write_annotations(anns: &[Annotation]) -> Vec<u8> {
     let put = |w: u16, out: &mut Vec<u8>| out.extend_from_slice(&w.to_le_bytes());
     let (mut t, mut chan, mut num) = (0i64, 0u8, 0i8);
     for a in anns {
-        let delta = a.sample - t;
+        let mut delta = a.sample - t;
         if !(0..=1023).contains(&delta) {
-            put(u16::from(SKIP) << 10, &mut out);
-            let d = delta as i32 as u32;
-            put((d >> 16) as u16, &mut out);
-            put((d & 0xFFFF) as u16, &mut out);
+            // A SKIP carries a signed 32-bit interval; larger jumps take several.
+            while delta != 0 {
+                let step = delta.clamp(i64::from(i32::MIN), i64::from(i32::MAX));
+                put(u16::from(SKIP) << 10, &mut out);
+                let d = step as i32 as u32;
+                put((d >> 16) as u16, &mut out);
+                put((d & 0xFFFF) as u16, &mut out);
+                delta -= step;
+            }
             put(u16::from(a.code) << 10, &mut out);
         } else {
             put((u16::from(a.code) << 10) | delta as u16, &mut out);
@@ -252,17 +257,23 @@ mod tests {
                 num: 7,
                 ..ann(100_000, 5)
             },
+            // A jump beyond the 32-bit range takes several SKIPs.
+            Annotation {
+                chan: 1,
+                num: 7,
+                ..ann(5_000_000_000, 1)
+            },
             // chan and num carry over when not repeated.
             Annotation {
                 chan: 1,
                 num: 7,
-                ..ann(100_300, 1)
+                ..ann(5_000_000_300, 1)
             },
             Annotation {
                 chan: 0,
                 num: -2,
                 aux: Some("odd".into()),
-                ..ann(100_301, 22)
+                ..ann(5_000_000_301, 22)
             },
         ];
         let bytes = write_annotations(&anns);
