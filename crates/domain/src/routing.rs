@@ -73,6 +73,11 @@ fn language_match(wanted: &[String], spoken: &[String]) -> f64 {
     }
 }
 
+/// Whether `tz` is an IANA time zone name this build knows.
+pub fn is_known_timezone(tz: &str) -> bool {
+    tz.parse::<chrono_tz::Tz>().is_ok()
+}
+
 /// Whether `now` falls in the working hours, read in the practitioner's time zone (UTC if the zone is unknown).
 pub fn within_hours(hours: &WorkingHours, timezone: &str, now: DateTime<Utc>) -> bool {
     let tz: chrono_tz::Tz = timezone.parse().unwrap_or(chrono_tz::UTC);

@@ -1,0 +1,889 @@
+//! Caravan storage on embedded SQLite.
+//!
+//! One writer connection (SQLite allows one writer at a time; serialising writes in-process avoids
+//! `SQLITE_BUSY` on lock upgrades) and a pool of read-only connections, all in WAL mode. WAL with
+//! `synchronous=NORMAL` keeps the database consistent across a killed process: a transaction is either wholly in
+//! the WAL or not at all.
+
+mod rows;
+
+use async_trait::async_trait;
+use caravan_domain::audit::{format_audit_time, AuditRecord};
+use caravan_domain::routing::Candidate;
+use caravan_domain::*;
+use caravan_store::*;
+use chrono::{DateTime, Utc};
+use rows::*;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn db_err(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(d) = &e {
+        if d.is_unique_violation() {
+            return StoreError::Duplicate("record");
+        }
+    }
+    if matches!(e, sqlx::Error::RowNotFound) {
+        return StoreError::NotFound("record");
+    }
+    StoreError::Database(e.to_string())
+}
+
+/// Which consultations an actor may see. Parameters: ?1 user id, ?2 institution id, ?3 patient id (or '').
+/// The same rule, in words, is in `docs/architecture.md` ("Who sees what").
+const CONSULTATION_SCOPE: &str = "
+  CASE ?4
+    WHEN 'referrer' THEN (c.institution_id = ?2 AND (c.state <> 'draft' OR c.referrer_id = ?1))
+        OR EXISTS (SELECT 1 FROM participants pa WHERE pa.consultation_id = c.id AND pa.user_id = ?1)
+    WHEN 'consultant' THEN (c.institution_id = ?2 AND c.state <> 'draft')
+        OR EXISTS (SELECT 1 FROM participants pa WHERE pa.consultation_id = c.id AND pa.user_id = ?1)
+    WHEN 'coordinator' THEN c.state <> 'draft' AND (
+           c.institution_id = ?2 OR c.state = 'submitted' OR c.escalated_at IS NOT NULL
+        OR EXISTS (SELECT 1 FROM participants pa WHERE pa.consultation_id = c.id AND pa.institution_id = ?2))
+    WHEN 'patient' THEN c.patient_id = ?3 AND c.state <> 'draft'
+    ELSE 0
+  END";
+
+fn patient_scope() -> String {
+    format!(
+        "CASE ?4
+           WHEN 'patient' THEN p.id = ?3
+           WHEN 'referrer' THEN p.institution_id = ?2 OR EXISTS (SELECT 1 FROM consultations c WHERE c.patient_id = p.id AND ({CONSULTATION_SCOPE}))
+           WHEN 'consultant' THEN p.institution_id = ?2 OR EXISTS (SELECT 1 FROM consultations c WHERE c.patient_id = p.id AND ({CONSULTATION_SCOPE}))
+           WHEN 'coordinator' THEN p.institution_id = ?2 OR EXISTS (SELECT 1 FROM consultations c WHERE c.patient_id = p.id AND ({CONSULTATION_SCOPE}))
+           ELSE 0
+         END"
+    )
+}
+
+type Q<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+fn bind_actor<'q>(q: Q<'q>, a: &Actor) -> Q<'q> {
+    q.bind(a.user_id.to_string())
+        .bind(a.institution_id.to_string())
+        .bind(a.patient_id.map(|p| p.to_string()).unwrap_or_default())
+        .bind(a.role.as_str())
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database file and run migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let base = SqliteConnectOptions::new()
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(base.clone().create_if_missing(true))
+            .await
+            .map_err(db_err)?;
+        sqlx::migrate!("./migrations")
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(base.read_only(true))
+            .await
+            .map_err(db_err)?;
+        Ok(Self { writer, reader })
+    }
+
+    /// Run `f` in one write transaction, then append `audit` in the same transaction, then commit.
+    async fn write<F, T>(&self, audit: Vec<AuditEvent>, f: F) -> Result<T>
+    where
+        F: for<'c> FnOnce(
+                &'c mut SqliteConnection,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<T>> + Send + 'c>,
+            > + Send,
+        T: Send,
+    {
+        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let out = f(&mut *tx).await?;
+        append_audit_tx(&mut *tx, audit).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(out)
+    }
+}
+
+async fn append_audit_tx(conn: &mut SqliteConnection, events: Vec<AuditEvent>) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let head = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let mut prev: Option<(i64, String)> = match head {
+        Some(r) => Some((r.get("seq"), r.get("hash"))),
+        None => None,
+    };
+    for e in events {
+        let rec = AuditRecord::chain(e, prev.as_ref().map(|(s, h)| (*s, h.as_str())));
+        let ev = &rec.event;
+        sqlx::query(
+            "INSERT INTO audit_events (seq, at, actor_user, actor_name, actor_institution, actor_role, action,
+               entity_type, entity_id, patient_id, purpose, detail, prev_hash, hash)
+             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        )
+        .bind(rec.seq)
+        .bind(format_audit_time(ev.at))
+        .bind(ev.actor_user.map(|u| u.to_string()))
+        .bind(&ev.actor_name)
+        .bind(ev.actor_institution.map(|i| i.to_string()))
+        .bind(ev.actor_role.map(|r| r.as_str()))
+        .bind(ev.action.as_str())
+        .bind(&ev.entity_type)
+        .bind(&ev.entity_id)
+        .bind(ev.patient_id.map(|p| p.to_string()))
+        .bind(&ev.purpose)
+        .bind(&ev.detail)
+        .bind(&rec.prev_hash)
+        .bind(&rec.hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        prev = Some((rec.seq, rec.hash));
+    }
+    Ok(())
+}
+
+async fn write_participants(conn: &mut SqliteConnection, c: &Consultation) -> Result<()> {
+    sqlx::query("DELETE FROM participants WHERE consultation_id = ?")
+        .bind(c.id.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let mut users = vec![c.referrer_id];
+    users.extend(c.assigned_to);
+    users.extend(c.panel.iter().map(|m| m.user_id));
+    users.sort();
+    users.dedup();
+    for u in users {
+        sqlx::query(
+            "INSERT INTO participants (consultation_id, user_id, institution_id)
+             SELECT ?, id, institution_id FROM users WHERE id = ?",
+        )
+        .bind(c.id.to_string())
+        .bind(u.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+fn consultation_doc(c: &Consultation) -> Result<String> {
+    serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+const USER_COLUMNS: &str =
+    "u.id, u.username, u.display_name, u.institution_id, u.role, u.patient_id, u.profile, u.locale, u.active";
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn insert_institution(&self, i: &Institution, audit: Vec<AuditEvent>) -> Result<()> {
+        let i = i.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO institutions (id, name, level, country, parent_id, timezone) VALUES (?,?,?,?,?,?)")
+                    .bind(i.id.to_string())
+                    .bind(&i.name)
+                    .bind(i.level.as_str())
+                    .bind(i.country.as_str())
+                    .bind(i.parent.map(|p| p.to_string()))
+                    .bind(&i.timezone)
+                    .execute(c)
+                    .await
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_institutions(&self) -> Result<Vec<Institution>> {
+        let rows = sqlx::query("SELECT * FROM institutions ORDER BY level, country, name")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(institution_from_row).collect()
+    }
+
+    async fn get_institution(&self, id: InstitutionId) -> Result<Institution> {
+        let row = sqlx::query("SELECT * FROM institutions WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("institution"))?;
+        institution_from_row(&row)
+    }
+
+    async fn insert_user(
+        &self,
+        u: &User,
+        password_hash: Option<&str>,
+        audit: Vec<AuditEvent>,
+    ) -> Result<()> {
+        let u = u.clone();
+        let hash = password_hash.map(str::to_owned);
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                let profile = u.profile.as_ref().map(serde_json::to_string).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO users (id, username, display_name, institution_id, role, patient_id, profile, locale, active, password_hash)
+                     VALUES (?,?,?,?,?,?,?,?,?,?)",
+                )
+                .bind(u.id.to_string())
+                .bind(&u.username)
+                .bind(&u.display_name)
+                .bind(u.institution_id.to_string())
+                .bind(u.role.as_str())
+                .bind(u.patient_id.map(|p| p.to_string()))
+                .bind(profile)
+                .bind(&u.locale)
+                .bind(u.active)
+                .bind(hash)
+                .execute(&mut *c)
+                .await
+                .map_err(|e| match db_err(e) {
+                    StoreError::Duplicate(_) => StoreError::Duplicate("username"),
+                    other => other,
+                })?;
+                write_specialties(c, &u).await
+            })
+        })
+        .await
+    }
+
+    async fn update_user(&self, u: &User, audit: Vec<AuditEvent>) -> Result<()> {
+        let u = u.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                let profile = u.profile.as_ref().map(serde_json::to_string).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let done = sqlx::query(
+                    "UPDATE users SET display_name = ?, institution_id = ?, role = ?, patient_id = ?, profile = ?, locale = ?, active = ? WHERE id = ?",
+                )
+                .bind(&u.display_name)
+                .bind(u.institution_id.to_string())
+                .bind(u.role.as_str())
+                .bind(u.patient_id.map(|p| p.to_string()))
+                .bind(profile)
+                .bind(&u.locale)
+                .bind(u.active)
+                .bind(u.id.to_string())
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("user"));
+                }
+                write_specialties(c, &u).await
+            })
+        })
+        .await
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<User> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound("user"))?;
+        user_from_row(&row)
+    }
+
+    async fn get_user_credentials(&self, username: &str) -> Result<(User, Option<String>)> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.username = ?"
+        ))
+        .bind(username)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound("user"))?;
+        Ok((user_from_row(&row)?, row.get("password_hash")))
+    }
+
+    async fn list_users(&self, institution: Option<InstitutionId>) -> Result<Vec<User>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE (?1 IS NULL OR u.institution_id = ?1) ORDER BY u.role, u.username"
+        ))
+        .bind(institution.map(|i| i.to_string()))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn routing_candidates(&self, specialty: &str) -> Result<Vec<Candidate>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS},
+               (SELECT COUNT(*) FROM consultations c WHERE c.assigned_to = u.id AND c.state IN ('assigned','in_progress')) AS open_cases
+             FROM user_specialties s JOIN users u ON u.id = s.user_id
+             WHERE s.specialty = ? AND u.active = 1 AND u.role = 'consultant'
+             ORDER BY u.id"
+        ))
+        .bind(specialty)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let u = user_from_row(r)?;
+                let open: i64 = r.get("open_cases");
+                let p = u.profile.unwrap_or_default();
+                Ok(Candidate {
+                    user_id: u.id,
+                    institution_id: u.institution_id,
+                    display_name: u.display_name,
+                    specialties: p.specialties,
+                    languages: p.languages,
+                    timezone: p.timezone,
+                    hours: p.hours,
+                    capacity: p.capacity,
+                    open_cases: u32::try_from(open).unwrap_or(u32::MAX),
+                })
+            })
+            .collect()
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user: UserId,
+        csrf: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, expires_at) VALUES (?,?,?,?)",
+        )
+        .bind(token_hash)
+        .bind(user.to_string())
+        .bind(csrf)
+        .bind(format_audit_time(expires_at))
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get_session(&self, token_hash: &str) -> Result<SessionRecord> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS}, s.csrf_token, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound("session"))?;
+        Ok(SessionRecord {
+            user: user_from_row(&row)?,
+            csrf_token: row.get("csrf_token"),
+            expires_at: time(&row, "expires_at")?,
+        })
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ? OR expires_at < ?")
+            .bind(token_hash)
+            .bind(format_audit_time(Utc::now()))
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn create_api_token(
+        &self,
+        token_hash: &str,
+        user: UserId,
+        name: &str,
+        audit: Vec<AuditEvent>,
+    ) -> Result<ApiTokenInfo> {
+        let info = ApiTokenInfo {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: name.to_owned(),
+            created_at: audit::audit_time(Utc::now()),
+            last_used_at: None,
+        };
+        let (hash, out) = (token_hash.to_owned(), info.clone());
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO api_tokens (id, token_hash, user_id, name, created_at) VALUES (?,?,?,?,?)")
+                    .bind(&info.id)
+                    .bind(hash)
+                    .bind(user.to_string())
+                    .bind(&info.name)
+                    .bind(format_audit_time(info.created_at))
+                    .execute(c)
+                    .await
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(out)
+    }
+
+    async fn user_for_api_token(&self, token_hash: &str) -> Result<User> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ? AND t.revoked = 0"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound("API token"))?;
+        user_from_row(&row)
+    }
+
+    async fn list_api_tokens(&self, user: UserId) -> Result<Vec<ApiTokenInfo>> {
+        let rows = sqlx::query(
+            "SELECT * FROM api_tokens WHERE user_id = ? AND revoked = 0 ORDER BY created_at",
+        )
+        .bind(user.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ApiTokenInfo {
+                    id: r.get("id"),
+                    name: r.get("name"),
+                    created_at: time(r, "created_at")?,
+                    last_used_at: opt_time(r, "last_used_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_api_token(&self, user: UserId, id: &str, audit: Vec<AuditEvent>) -> Result<()> {
+        let id = id.to_owned();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                let done =
+                    sqlx::query("UPDATE api_tokens SET revoked = 1 WHERE id = ? AND user_id = ?")
+                        .bind(id)
+                        .bind(user.to_string())
+                        .execute(c)
+                        .await
+                        .map_err(db_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("API token"));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn insert_patient(&self, p: &Patient, audit: Vec<AuditEvent>) -> Result<()> {
+        let p = p.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO patients (id, institution_id, given_name, family_name, birth_date, sex, national_id, languages)
+                     VALUES (?,?,?,?,?,?,?,?)",
+                )
+                .bind(p.id.to_string())
+                .bind(p.institution_id.to_string())
+                .bind(&p.given_name)
+                .bind(&p.family_name)
+                .bind(p.birth_date.to_string())
+                .bind(p.sex.as_str())
+                .bind(&p.national_id)
+                .bind(serde_json::to_string(&p.languages).unwrap_or_else(|_| "[]".into()))
+                .execute(c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_patient(&self, actor: &Actor, id: PatientId) -> Result<Patient> {
+        let sql = format!(
+            "SELECT p.* FROM patients p WHERE p.id = ?5 AND ({})",
+            patient_scope()
+        );
+        let row = bind_actor(sqlx::query(&sql), actor)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("patient"))?;
+        patient_from_row(&row)
+    }
+
+    async fn list_patients(&self, actor: &Actor, filter: &PatientFilter) -> Result<Vec<Patient>> {
+        let sql = format!(
+            "SELECT p.* FROM patients p
+             WHERE ({})
+               AND (?5 IS NULL OR instr(lower(p.given_name || ' ' || p.family_name), lower(?5)) > 0)
+               AND (?6 IS NULL OR p.birth_date = ?6)
+             ORDER BY p.family_name, p.given_name LIMIT ?7",
+            patient_scope()
+        );
+        let rows = bind_actor(sqlx::query(&sql), actor)
+            .bind(
+                filter
+                    .name
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty()),
+            )
+            .bind(filter.birth_date.map(|d| d.to_string()))
+            .bind(i64::from(filter.limit.unwrap_or(200)))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(patient_from_row).collect()
+    }
+
+    async fn insert_consent(&self, c: &Consent, audit: Vec<AuditEvent>) -> Result<()> {
+        let k = c.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO consents (id, patient_id, scope, granted, recorded_by, recorded_at, note) VALUES (?,?,?,?,?,?,?)")
+                    .bind(k.id.to_string())
+                    .bind(k.patient_id.to_string())
+                    .bind(k.scope.as_str())
+                    .bind(k.granted)
+                    .bind(k.recorded_by.to_string())
+                    .bind(format_audit_time(k.recorded_at))
+                    .bind(&k.note)
+                    .execute(c)
+                    .await
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn consents(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Consent>> {
+        // Scope through the patient: no patient, no consents.
+        self.get_patient(actor, patient).await?;
+        let rows =
+            sqlx::query("SELECT * FROM consents WHERE patient_id = ? ORDER BY recorded_at, id")
+                .bind(patient.to_string())
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db_err)?;
+        rows.iter().map(consent_from_row).collect()
+    }
+
+    async fn insert_consultation(&self, k: &Consultation, audit: Vec<AuditEvent>) -> Result<()> {
+        let k = k.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO consultations (id, institution_id, referrer_id, patient_id, specialty, urgency, state,
+                       assigned_to, due_at, escalated_at, created_at, version, doc)
+                     VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                )
+                .bind(k.id.to_string())
+                .bind(k.institution_id.to_string())
+                .bind(k.referrer_id.to_string())
+                .bind(k.patient_id.to_string())
+                .bind(&k.specialty)
+                .bind(k.urgency.as_str())
+                .bind(k.state.as_str())
+                .bind(k.assigned_to.map(|u| u.to_string()))
+                .bind(k.due_at.map(format_audit_time))
+                .bind(k.escalated_at.map(format_audit_time))
+                .bind(format_audit_time(k.created_at))
+                .bind(k.version)
+                .bind(consultation_doc(&k)?)
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                write_participants(c, &k).await
+            })
+        })
+        .await
+    }
+
+    async fn update_consultation(
+        &self,
+        k: &Consultation,
+        expected_version: i64,
+        audit: Vec<AuditEvent>,
+    ) -> Result<()> {
+        let k = k.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE consultations SET specialty = ?, urgency = ?, state = ?, assigned_to = ?, due_at = ?,
+                       escalated_at = ?, version = ?, doc = ?
+                     WHERE id = ? AND version = ?",
+                )
+                .bind(&k.specialty)
+                .bind(k.urgency.as_str())
+                .bind(k.state.as_str())
+                .bind(k.assigned_to.map(|u| u.to_string()))
+                .bind(k.due_at.map(format_audit_time))
+                .bind(k.escalated_at.map(format_audit_time))
+                .bind(k.version)
+                .bind(consultation_doc(&k)?)
+                .bind(k.id.to_string())
+                .bind(expected_version)
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Conflict);
+                }
+                write_participants(c, &k).await
+            })
+        })
+        .await
+    }
+
+    async fn get_consultation(&self, actor: &Actor, id: ConsultationId) -> Result<Consultation> {
+        let sql =
+            format!("SELECT c.doc FROM consultations c WHERE c.id = ?5 AND ({CONSULTATION_SCOPE})");
+        let row = bind_actor(sqlx::query(&sql), actor)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("consultation"))?;
+        consultation_from_row(&row)
+    }
+
+    async fn list_consultations(
+        &self,
+        actor: &Actor,
+        f: &ConsultationFilter,
+    ) -> Result<Vec<ConsultationSummary>> {
+        let states: Vec<&str> = f.states.iter().map(|s| s.as_str()).collect();
+        let sql = format!(
+            "SELECT c.doc, p.given_name || ' ' || p.family_name AS patient_name, r.display_name AS referrer_name,
+                    a.display_name AS assignee_name
+             FROM consultations c
+             JOIN patients p ON p.id = c.patient_id
+             JOIN users r ON r.id = c.referrer_id
+             LEFT JOIN users a ON a.id = c.assigned_to
+             WHERE ({CONSULTATION_SCOPE})
+               AND (?5 = '' OR instr(?5, ',' || c.state || ',') > 0)
+               AND (?6 IS NULL OR c.assigned_to = ?6)
+               AND (?7 IS NULL OR c.referrer_id = ?7)
+               AND (?8 IS NULL OR c.patient_id = ?8)
+               AND (?9 IS NULL OR (c.state IN ('submitted','assigned','in_progress') AND c.due_at <= ?9))
+             ORDER BY CASE WHEN c.due_at IS NULL THEN 1 ELSE 0 END, c.due_at, c.created_at DESC
+             LIMIT ?10"
+        );
+        let state_list = if states.is_empty() {
+            String::new()
+        } else {
+            format!(",{},", states.join(","))
+        };
+        let rows = bind_actor(sqlx::query(&sql), actor)
+            .bind(state_list)
+            .bind(f.assigned_to.map(|u| u.to_string()))
+            .bind(f.referrer_id.map(|u| u.to_string()))
+            .bind(f.patient_id.map(|u| u.to_string()))
+            .bind(f.overdue_at.map(format_audit_time))
+            .bind(i64::from(f.limit.unwrap_or(500)))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ConsultationSummary {
+                    consultation: consultation_from_row(r)?,
+                    patient_name: r.get("patient_name"),
+                    referrer_name: r.get("referrer_name"),
+                    assignee_name: r.get("assignee_name"),
+                })
+            })
+            .collect()
+    }
+
+    async fn overdue_unescalated(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Consultation>> {
+        let rows = sqlx::query(
+            "SELECT c.doc FROM consultations c
+             WHERE c.state IN ('submitted','assigned','in_progress') AND c.due_at <= ? AND c.escalated_at IS NULL
+             ORDER BY c.due_at LIMIT ?",
+        )
+        .bind(format_audit_time(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(consultation_from_row).collect()
+    }
+
+    async fn insert_message(&self, m: &Message, audit: Vec<AuditEvent>) -> Result<()> {
+        let m = m.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO messages (id, consultation_id, parent_id, author_id, author_name, body, created_at) VALUES (?,?,?,?,?,?,?)")
+                    .bind(m.id.to_string())
+                    .bind(m.consultation_id.to_string())
+                    .bind(m.parent_id.map(|p| p.to_string()))
+                    .bind(m.author_id.to_string())
+                    .bind(&m.author_name)
+                    .bind(&m.body)
+                    .bind(format_audit_time(m.created_at))
+                    .execute(c)
+                    .await
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_messages(&self, c: ConsultationId) -> Result<Vec<Message>> {
+        let rows =
+            sqlx::query("SELECT * FROM messages WHERE consultation_id = ? ORDER BY created_at, id")
+                .bind(c.to_string())
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db_err)?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn insert_attachment(&self, a: &Attachment, audit: Vec<AuditEvent>) -> Result<()> {
+        let a = a.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO attachments (id, consultation_id, filename, content_type, size, sha256, blob_key, uploaded_by, created_at)
+                     VALUES (?,?,?,?,?,?,?,?,?)",
+                )
+                .bind(a.id.to_string())
+                .bind(a.consultation_id.to_string())
+                .bind(&a.filename)
+                .bind(&a.content_type)
+                .bind(a.size)
+                .bind(&a.sha256)
+                .bind(&a.blob_key)
+                .bind(a.uploaded_by.to_string())
+                .bind(format_audit_time(a.created_at))
+                .execute(c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_attachments(&self, c: ConsultationId) -> Result<Vec<Attachment>> {
+        let rows = sqlx::query(
+            "SELECT * FROM attachments WHERE consultation_id = ? ORDER BY created_at, id",
+        )
+        .bind(c.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(attachment_from_row).collect()
+    }
+
+    async fn get_attachment(&self, id: AttachmentId) -> Result<Attachment> {
+        let row = sqlx::query("SELECT * FROM attachments WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("attachment"))?;
+        attachment_from_row(&row)
+    }
+
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<()> {
+        self.write(events, |_| Box::pin(async { Ok(()) })).await
+    }
+
+    async fn audit_for_patient(&self, patient: PatientId, limit: u32) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events WHERE patient_id = ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(patient.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_for_entity(
+        &self,
+        entity_type: &str,
+        entity_id: &str,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query("SELECT * FROM audit_events WHERE entity_type = ? AND entity_id = ? ORDER BY seq DESC LIMIT ?")
+            .bind(entity_type)
+            .bind(entity_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query("SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+}
+
+async fn write_specialties(c: &mut SqliteConnection, u: &User) -> Result<()> {
+    sqlx::query("DELETE FROM user_specialties WHERE user_id = ?")
+        .bind(u.id.to_string())
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    if let Some(p) = &u.profile {
+        for s in &p.specialties {
+            sqlx::query(
+                "INSERT OR IGNORE INTO user_specialties (user_id, specialty) VALUES (?, ?)",
+            )
+            .bind(u.id.to_string())
+            .bind(s)
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Parse helper shared by the row mappers.
+pub(crate) fn parse<T: FromStr>(what: &'static str, s: &str) -> Result<T> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("bad {what} {s:?}")))
+}

@@ -1,0 +1,515 @@
+//! The story every storage backend must tell (after Atuin's `tests-database`): one suite, run by each backend's
+//! tests against a fresh, empty store. Each check panics with a message when the backend misbehaves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::*;
+use caravan_domain::audit::AuditRecord;
+use chrono::{Duration, NaiveDate, TimeZone};
+
+/// Run every conformance check against an empty store.
+pub async fn run_all(store: &dyn Store) {
+    let w = World::seed(store).await;
+    scoping_of_patients(store, &w).await;
+    consultation_lifecycle_and_scoping(store, &w).await;
+    optimistic_concurrency(store, &w).await;
+    sessions_and_tokens(store, &w).await;
+    duplicates_are_refused(store, &w).await;
+    audit_chain_holds(store).await;
+}
+
+pub struct World {
+    pub hospital_a: Institution,
+    pub hospital_b: Institution,
+    pub center: Institution,
+    pub referrer_a: User,
+    pub referrer_b: User,
+    pub consultant: User,
+    pub coordinator: User,
+    pub patient_a: Patient,
+    pub patient_b: Patient,
+}
+
+fn event(
+    actor: Option<&User>,
+    action: AuditAction,
+    etype: &str,
+    id: String,
+    patient: Option<PatientId>,
+) -> AuditEvent {
+    AuditEvent {
+        at: Utc::now(),
+        actor_user: actor.map(|u| u.id),
+        actor_name: actor.map(|u| u.display_name.clone()).unwrap_or_default(),
+        actor_institution: actor.map(|u| u.institution_id),
+        actor_role: actor.map(|u| u.role),
+        action,
+        entity_type: etype.into(),
+        entity_id: id,
+        patient_id: patient,
+        purpose: "test".into(),
+        detail: String::new(),
+    }
+}
+
+fn institution(name: &str, level: InstitutionLevel, country: &str) -> Institution {
+    Institution {
+        id: InstitutionId::new(),
+        name: name.into(),
+        level,
+        country: country.parse().unwrap(),
+        parent: None,
+        timezone: "UTC".into(),
+    }
+}
+
+fn user(name: &str, inst: &Institution, role: Role) -> User {
+    User {
+        id: UserId::new(),
+        username: name.into(),
+        display_name: format!("Dr {name}"),
+        institution_id: inst.id,
+        role,
+        patient_id: None,
+        profile: (role == Role::Consultant).then(|| PractitionerProfile {
+            specialties: vec!["cardiology".into()],
+            languages: vec!["en".into(), "ru".into()],
+            timezone: "Asia/Almaty".into(),
+            hours: WorkingHours::default(),
+            capacity: 5,
+        }),
+        locale: "en".into(),
+        active: true,
+    }
+}
+
+fn patient(inst: &Institution, family: &str) -> Patient {
+    Patient {
+        id: PatientId::new(),
+        institution_id: inst.id,
+        given_name: "Aigerim".into(),
+        family_name: family.into(),
+        birth_date: NaiveDate::from_ymd_opt(1970, 5, 17).unwrap(),
+        sex: Sex::Female,
+        national_id: Some("870517400123".into()),
+        languages: vec!["kk".into(), "ru".into()],
+    }
+}
+
+impl World {
+    pub async fn seed(store: &dyn Store) -> World {
+        let hospital_a = institution("Hospital A", InstitutionLevel::Hospital, "KZ");
+        let hospital_b = institution("Hospital B", InstitutionLevel::Hospital, "KZ");
+        let center = institution("National Center", InstitutionLevel::NationalCenter, "KZ");
+        for i in [&hospital_a, &hospital_b, &center] {
+            store.insert_institution(i, vec![]).await.unwrap();
+        }
+        let referrer_a = user("ref_a", &hospital_a, Role::Referrer);
+        let referrer_b = user("ref_b", &hospital_b, Role::Referrer);
+        let consultant = user("cons", &center, Role::Consultant);
+        let coordinator = user("coord", &center, Role::Coordinator);
+        for u in [&referrer_a, &referrer_b, &consultant, &coordinator] {
+            store
+                .insert_user(u, Some("$argon2id$fake"), vec![])
+                .await
+                .unwrap();
+        }
+        let patient_a = patient(&hospital_a, "Nurlanova");
+        let patient_b = patient(&hospital_b, "Petrova");
+        for p in [&patient_a, &patient_b] {
+            store
+                .insert_patient(
+                    p,
+                    vec![event(
+                        None,
+                        AuditAction::Create,
+                        "patient",
+                        p.id.to_string(),
+                        Some(p.id),
+                    )],
+                )
+                .await
+                .unwrap();
+        }
+        World {
+            hospital_a,
+            hospital_b,
+            center,
+            referrer_a,
+            referrer_b,
+            consultant,
+            coordinator,
+            patient_a,
+            patient_b,
+        }
+    }
+}
+
+async fn scoping_of_patients(store: &dyn Store, w: &World) {
+    let a = Actor::from(&w.referrer_a);
+    let b = Actor::from(&w.referrer_b);
+    let c = Actor::from(&w.consultant);
+    assert!(store.get_patient(&a, w.patient_a.id).await.is_ok());
+    assert!(
+        matches!(
+            store.get_patient(&a, w.patient_b.id).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "a referrer must not see another hospital's patient"
+    );
+    let listed = store
+        .list_patients(&b, &PatientFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![w.patient_b.id]
+    );
+    assert!(
+        store.get_patient(&c, w.patient_a.id).await.is_err(),
+        "a consultant sees no patient before a case shares it"
+    );
+    let found = store
+        .list_patients(
+            &a,
+            &PatientFilter {
+                name: Some("nurlan".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        found.len(),
+        1,
+        "name search is case-insensitive on a substring"
+    );
+    let patient_actor = Actor {
+        user_id: UserId::new(),
+        institution_id: w.hospital_a.id,
+        role: Role::Patient,
+        patient_id: Some(w.patient_a.id),
+    };
+    assert!(store
+        .get_patient(&patient_actor, w.patient_a.id)
+        .await
+        .is_ok());
+    let admin = Actor {
+        user_id: UserId::new(),
+        institution_id: w.hospital_a.id,
+        role: Role::Admin,
+        patient_id: None,
+    };
+    assert!(
+        store.get_patient(&admin, w.patient_a.id).await.is_err(),
+        "administrators see no patient data"
+    );
+}
+
+async fn consultation_lifecycle_and_scoping(store: &dyn Store, w: &World) {
+    let a = Actor::from(&w.referrer_a);
+    let b = Actor::from(&w.referrer_b);
+    let cons = Actor::from(&w.consultant);
+    let coord = Actor::from(&w.coordinator);
+    let sla = SlaPolicy::default();
+    let now = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
+
+    let consent = Consent {
+        id: ConsentId::new(),
+        patient_id: w.patient_a.id,
+        scope: ConsentScope::Consultation,
+        granted: true,
+        recorded_by: w.referrer_a.id,
+        recorded_at: now,
+        note: String::new(),
+    };
+    store.insert_consent(&consent, vec![]).await.unwrap();
+    assert!(consent_in_force(
+        &store.consents(&a, w.patient_a.id).await.unwrap(),
+        ConsentScope::Consultation
+    ));
+    assert!(store.consents(&b, w.patient_a.id).await.is_err());
+
+    let mut c = Consultation::draft(
+        w.hospital_a.id,
+        w.referrer_a.id,
+        w.patient_a.id,
+        "ST elevation?".into(),
+        "chest pain".into(),
+        "cardiology".into(),
+        Urgency::Urgent,
+        vec!["ru".into()],
+        now,
+    );
+    store.insert_consultation(&c, vec![]).await.unwrap();
+    assert!(
+        store.get_consultation(&cons, c.id).await.is_err(),
+        "drafts are private to the referrer"
+    );
+    assert!(store.get_consultation(&coord, c.id).await.is_err());
+
+    let v = c.version;
+    c.apply(&a, &ConsultationEvent::Submit { consent: true }, now, &sla)
+        .unwrap();
+    store.update_consultation(&c, v, vec![]).await.unwrap();
+    assert!(
+        store.get_consultation(&coord, c.id).await.is_ok(),
+        "coordinators see cases waiting for routing"
+    );
+    assert!(store.get_consultation(&cons, c.id).await.is_err());
+
+    let candidates = store.routing_candidates("cardiology").await.unwrap();
+    assert_eq!(candidates.len(), 1);
+    assert_eq!(candidates[0].user_id, w.consultant.id);
+    assert_eq!(candidates[0].open_cases, 0);
+
+    let v = c.version;
+    c.apply(
+        &a,
+        &ConsultationEvent::Assign {
+            consultant: w.consultant.id,
+            automatic: true,
+        },
+        now,
+        &sla,
+    )
+    .unwrap();
+    store.update_consultation(&c, v, vec![]).await.unwrap();
+    assert_eq!(
+        store.routing_candidates("cardiology").await.unwrap()[0].open_cases,
+        1
+    );
+    // The consultation now shares the patient with the consultant, and only with them.
+    let got = store.get_consultation(&cons, c.id).await.unwrap();
+    assert_eq!(got, c);
+    assert!(store.get_patient(&cons, w.patient_a.id).await.is_ok());
+    assert!(store.get_patient(&cons, w.patient_b.id).await.is_err());
+    assert!(
+        store.get_consultation(&b, c.id).await.is_err(),
+        "another hospital never sees the case"
+    );
+
+    let mine = store
+        .list_consultations(
+            &cons,
+            &ConsultationFilter {
+                assigned_to: Some(w.consultant.id),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].patient_name, "Aigerim Nurlanova");
+    assert!(store
+        .list_consultations(&b, &ConsultationFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Overdue: 24 h for urgent cases.
+    let later = now + Duration::hours(25);
+    let overdue = store
+        .list_consultations(
+            &coord,
+            &ConsultationFilter {
+                overdue_at: Some(later),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(overdue.len(), 1);
+    assert_eq!(store.overdue_unescalated(later, 10).await.unwrap().len(), 1);
+    assert!(store.overdue_unescalated(now, 10).await.unwrap().is_empty());
+
+    let msg = Message {
+        id: MessageId::new(),
+        consultation_id: c.id,
+        parent_id: None,
+        author_id: w.referrer_a.id,
+        author_name: w.referrer_a.display_name.clone(),
+        body: "ECG attached".into(),
+        created_at: now,
+    };
+    store.insert_message(&msg, vec![]).await.unwrap();
+    let reply = Message {
+        id: MessageId::new(),
+        parent_id: Some(msg.id),
+        author_id: w.consultant.id,
+        body: "Seen".into(),
+        created_at: now + Duration::seconds(1),
+        ..msg.clone()
+    };
+    store.insert_message(&reply, vec![]).await.unwrap();
+    let thread = store.list_messages(c.id).await.unwrap();
+    assert_eq!(thread.len(), 2);
+    assert_eq!(thread[1].parent_id, Some(msg.id));
+
+    let att = Attachment {
+        id: AttachmentId::new(),
+        consultation_id: c.id,
+        filename: "ecg.pdf".into(),
+        content_type: "application/pdf".into(),
+        size: 10,
+        sha256: "ab".repeat(32),
+        blob_key: "blobs/ab".into(),
+        uploaded_by: w.referrer_a.id,
+        created_at: now,
+    };
+    store.insert_attachment(&att, vec![]).await.unwrap();
+    assert_eq!(store.list_attachments(c.id).await.unwrap().len(), 1);
+    assert_eq!(
+        store.get_attachment(att.id).await.unwrap().filename,
+        "ecg.pdf"
+    );
+}
+
+async fn optimistic_concurrency(store: &dyn Store, w: &World) {
+    let a = Actor::from(&w.referrer_a);
+    let now = Utc::now();
+    let mut c = Consultation::draft(
+        w.hospital_a.id,
+        w.referrer_a.id,
+        w.patient_a.id,
+        "q".into(),
+        String::new(),
+        "cardiology".into(),
+        Urgency::Routine,
+        vec![],
+        now,
+    );
+    store.insert_consultation(&c, vec![]).await.unwrap();
+    let stale = c.clone();
+    c.apply(
+        &a,
+        &ConsultationEvent::Submit { consent: true },
+        now,
+        &SlaPolicy::default(),
+    )
+    .unwrap();
+    store.update_consultation(&c, 0, vec![]).await.unwrap();
+    let mut again = stale;
+    again
+        .apply(
+            &a,
+            &ConsultationEvent::Cancel {
+                reason: "dup".into(),
+            },
+            now,
+            &SlaPolicy::default(),
+        )
+        .unwrap();
+    let before = store.audit_page(0, 100_000).await.unwrap().len();
+    let audit = vec![event(
+        Some(&w.referrer_a),
+        AuditAction::Update,
+        "consultation",
+        c.id.to_string(),
+        Some(w.patient_a.id),
+    )];
+    assert!(matches!(
+        store.update_consultation(&again, 0, audit).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.audit_page(0, 100_000).await.unwrap().len(),
+        before,
+        "a refused write leaves no audit event behind"
+    );
+    assert_eq!(
+        store.get_consultation(&a, c.id).await.unwrap().state,
+        ConsultationState::Submitted
+    );
+}
+
+async fn sessions_and_tokens(store: &dyn Store, w: &World) {
+    let exp = Utc::now() + Duration::hours(8);
+    store
+        .create_session("h1", w.referrer_a.id, "csrf1", exp)
+        .await
+        .unwrap();
+    let s = store.get_session("h1").await.unwrap();
+    assert_eq!(s.user.id, w.referrer_a.id);
+    assert_eq!(s.csrf_token, "csrf1");
+    store.delete_session("h1").await.unwrap();
+    assert!(store.get_session("h1").await.is_err());
+
+    let t = store
+        .create_api_token("th", w.coordinator.id, "lab", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.user_for_api_token("th").await.unwrap().id,
+        w.coordinator.id
+    );
+    assert_eq!(
+        store.list_api_tokens(w.coordinator.id).await.unwrap().len(),
+        1
+    );
+    store
+        .revoke_api_token(w.coordinator.id, &t.id, vec![])
+        .await
+        .unwrap();
+    assert!(store.user_for_api_token("th").await.is_err());
+
+    let (u, hash) = store.get_user_credentials("ref_a").await.unwrap();
+    assert_eq!(u.id, w.referrer_a.id);
+    assert_eq!(hash.as_deref(), Some("$argon2id$fake"));
+    let mut off = u.clone();
+    off.active = false;
+    store.update_user(&off, vec![]).await.unwrap();
+    assert!(!store.get_user(u.id).await.unwrap().active);
+    assert!(store
+        .routing_candidates("cardiology")
+        .await
+        .unwrap()
+        .iter()
+        .all(|c| c.user_id != u.id));
+    store.update_user(&u, vec![]).await.unwrap();
+    assert_eq!(store.list_users(Some(w.center.id)).await.unwrap().len(), 2);
+    assert_eq!(store.list_institutions().await.unwrap().len(), 3);
+}
+
+async fn duplicates_are_refused(store: &dyn Store, w: &World) {
+    let mut dup = w.referrer_b.clone();
+    dup.id = UserId::new();
+    assert!(
+        matches!(
+            store.insert_user(&dup, None, vec![]).await,
+            Err(StoreError::Duplicate(_))
+        ),
+        "usernames are unique"
+    );
+    assert!(matches!(
+        store.get_user(UserId::new()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.get_institution(InstitutionId::new()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let _ = &w.hospital_b;
+}
+
+async fn audit_chain_holds(store: &dyn Store) {
+    let p = PatientId::new();
+    let events: Vec<AuditEvent> = (0..3)
+        .map(|i| event(None, AuditAction::Read, "patient", format!("x{i}"), Some(p)))
+        .collect();
+    store.append_audit(events).await.unwrap();
+    let log = store.audit_for_patient(p, 10).await.unwrap();
+    assert_eq!(log.len(), 3);
+    assert!(log[0].seq > log[2].seq, "newest first");
+    let all: Vec<AuditRecord> = store.audit_page(0, 1_000_000).await.unwrap();
+    assert!(all.len() > 3);
+    assert_eq!(
+        caravan_domain::audit::verify_chain(&all).unwrap() as usize,
+        all.len()
+    );
+    assert_eq!(
+        verify_audit_chain(store).await.unwrap().unwrap() as usize,
+        all.len()
+    );
+    let by_entity = store.audit_for_entity("patient", "x1", 10).await.unwrap();
+    assert_eq!(by_entity.len(), 1);
+}

@@ -1,0 +1,213 @@
+//! Storage in domain terms.
+//!
+//! API boundary: the server talks to storage only through [`Store`]. Every read of patient data takes the acting
+//! [`Actor`] and returns only what that actor may see (institution and role scoping lives in the backend's SQL, so it
+//! cannot be forgotten by a handler). Every write takes the audit events it causes and commits them in the same
+//! transaction, chained onto the audit hash chain.
+//!
+//! Backends: `caravan-store-sqlite` (default, embedded) and `caravan-store-postgres` (scale-out); both must pass
+//! [`conformance`].
+
+pub mod conformance;
+
+use async_trait::async_trait;
+use caravan_domain::*;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0} already exists")]
+    Duplicate(&'static str),
+    #[error("the record was changed by someone else; reload and try again")]
+    Conflict,
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A signed-in session as stored (the token itself is never stored, only its SHA-256).
+#[derive(Clone, Debug)]
+pub struct SessionRecord {
+    pub user: User,
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApiTokenInfo {
+    pub id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub consultation_id: ConsultationId,
+    pub parent_id: Option<MessageId>,
+    pub author_id: UserId,
+    pub author_name: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: AttachmentId,
+    pub consultation_id: ConsultationId,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    /// Key of the bytes in the blob store.
+    pub blob_key: String,
+    pub uploaded_by: UserId,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Filters for listing consultations; all optional, always combined with the actor's scope.
+#[derive(Clone, Debug, Default)]
+pub struct ConsultationFilter {
+    pub states: Vec<ConsultationState>,
+    pub assigned_to: Option<UserId>,
+    pub referrer_id: Option<UserId>,
+    pub patient_id: Option<PatientId>,
+    /// Only cases whose SLA clock ran out at this instant.
+    pub overdue_at: Option<DateTime<Utc>>,
+    pub limit: Option<u32>,
+}
+
+/// A consultation with the names the UI shows next to it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConsultationSummary {
+    pub consultation: Consultation,
+    pub patient_name: String,
+    pub referrer_name: String,
+    pub assignee_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PatientFilter {
+    pub name: Option<String>,
+    pub birth_date: Option<chrono::NaiveDate>,
+    pub limit: Option<u32>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    // --- institutions and users (administration; no patient data) ---
+    async fn insert_institution(&self, i: &Institution, audit: Vec<AuditEvent>) -> Result<()>;
+    async fn list_institutions(&self) -> Result<Vec<Institution>>;
+    async fn get_institution(&self, id: InstitutionId) -> Result<Institution>;
+    async fn insert_user(
+        &self,
+        u: &User,
+        password_hash: Option<&str>,
+        audit: Vec<AuditEvent>,
+    ) -> Result<()>;
+    async fn update_user(&self, u: &User, audit: Vec<AuditEvent>) -> Result<()>;
+    async fn get_user(&self, id: UserId) -> Result<User>;
+    /// The user and their password hash, for sign-in.
+    async fn get_user_credentials(&self, username: &str) -> Result<(User, Option<String>)>;
+    async fn list_users(&self, institution: Option<InstitutionId>) -> Result<Vec<User>>;
+    /// Active consultants with the given specialty and their current open-case counts, for routing.
+    async fn routing_candidates(&self, specialty: &str) -> Result<Vec<routing::Candidate>>;
+
+    // --- sessions and API tokens ---
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user: UserId,
+        csrf: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()>;
+    async fn get_session(&self, token_hash: &str) -> Result<SessionRecord>;
+    async fn delete_session(&self, token_hash: &str) -> Result<()>;
+    async fn create_api_token(
+        &self,
+        token_hash: &str,
+        user: UserId,
+        name: &str,
+        audit: Vec<AuditEvent>,
+    ) -> Result<ApiTokenInfo>;
+    async fn user_for_api_token(&self, token_hash: &str) -> Result<User>;
+    async fn list_api_tokens(&self, user: UserId) -> Result<Vec<ApiTokenInfo>>;
+    async fn revoke_api_token(&self, user: UserId, id: &str, audit: Vec<AuditEvent>) -> Result<()>;
+
+    // --- patients and consent (scoped) ---
+    async fn insert_patient(&self, p: &Patient, audit: Vec<AuditEvent>) -> Result<()>;
+    async fn get_patient(&self, actor: &Actor, id: PatientId) -> Result<Patient>;
+    async fn list_patients(&self, actor: &Actor, filter: &PatientFilter) -> Result<Vec<Patient>>;
+    async fn insert_consent(&self, c: &Consent, audit: Vec<AuditEvent>) -> Result<()>;
+    /// The consent history of a patient the actor may see.
+    async fn consents(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Consent>>;
+
+    // --- consultations (scoped) ---
+    async fn insert_consultation(&self, c: &Consultation, audit: Vec<AuditEvent>) -> Result<()>;
+    /// Save a consultation whose version was `expected_version` when loaded; `Conflict` if it changed since.
+    async fn update_consultation(
+        &self,
+        c: &Consultation,
+        expected_version: i64,
+        audit: Vec<AuditEvent>,
+    ) -> Result<()>;
+    async fn get_consultation(&self, actor: &Actor, id: ConsultationId) -> Result<Consultation>;
+    async fn list_consultations(
+        &self,
+        actor: &Actor,
+        filter: &ConsultationFilter,
+    ) -> Result<Vec<ConsultationSummary>>;
+    /// Unscoped: cases whose SLA ran out and that were not escalated yet (for the escalation sweep).
+    async fn overdue_unescalated(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Consultation>>;
+    async fn insert_message(&self, m: &Message, audit: Vec<AuditEvent>) -> Result<()>;
+    async fn list_messages(&self, c: ConsultationId) -> Result<Vec<Message>>;
+    async fn insert_attachment(&self, a: &Attachment, audit: Vec<AuditEvent>) -> Result<()>;
+    async fn list_attachments(&self, c: ConsultationId) -> Result<Vec<Attachment>>;
+    async fn get_attachment(&self, id: AttachmentId) -> Result<Attachment>;
+
+    // --- audit ---
+    /// Append events (for reads, which have no write of their own to share a transaction with).
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<()>;
+    /// Events about one patient, newest first: the patient's access log.
+    async fn audit_for_patient(&self, patient: PatientId, limit: u32) -> Result<Vec<AuditRecord>>;
+    /// Events about one entity, newest first.
+    async fn audit_for_entity(
+        &self,
+        entity_type: &str,
+        entity_id: &str,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>>;
+    /// Records with `seq > after`, in order, at most `limit`: for verification and export.
+    async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>>;
+}
+
+/// Verify the whole audit chain of a store, page by page.
+pub async fn verify_audit_chain(store: &dyn Store) -> Result<std::result::Result<u64, ChainError>> {
+    let mut verifier = audit::ChainVerifier::default();
+    let mut after = 0;
+    loop {
+        let page = store.audit_page(after, 5_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in &page {
+            if let Err(e) = verifier.push(r) {
+                return Ok(Err(e));
+            }
+        }
+    }
+    Ok(Ok(verifier.verified))
+}
