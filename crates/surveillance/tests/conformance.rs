@@ -444,3 +444,81 @@ fn r_generated_reference_outputs() {
         all.join("\n")
     );
 }
+
+/// The 16 states of salmNewport: (name, dated series).
+fn load_states() -> Vec<(String, Series)> {
+    let mut rdr = csv::Reader::from_path(data_dir().join("r/salmnewport_states.csv")).unwrap();
+    let headers = rdr.headers().unwrap().clone();
+    let recs: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    let dates: Vec<NaiveDate> = recs
+        .iter()
+        .map(|r| NaiveDate::parse_from_str(&r[1], "%Y-%m-%d").unwrap())
+        .collect();
+    (2..headers.len())
+        .map(|c| {
+            let y = recs.iter().map(|r| r[c].parse().unwrap()).collect();
+            let s = Series::new(y).unwrap().with_dates(dates.clone()).unwrap();
+            (headers[c].to_string(), s)
+        })
+        .collect()
+}
+
+/// Checks a long-format golden (unit,t,observed,upperbound,alarm) over all states.
+fn check_states(method: &Method, golden: &str) -> (Vec<String>, usize) {
+    let mut rdr = csv::Reader::from_path(data_dir().join(golden)).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    let mut bad = Vec::new();
+    for (name, s) in load_states() {
+        let g: Vec<&csv::StringRecord> = rows.iter().filter(|r| r[0] == *name).collect();
+        let first: usize = g[0][1].parse().unwrap();
+        let last: usize = g[g.len() - 1][1].parse().unwrap();
+        let ours = detect(&s, method, first..=last).unwrap();
+        for (o, r) in ours.iter().zip(&g) {
+            let ub: Option<f64> = if &r[3] == "NA" {
+                None
+            } else {
+                Some(r[3].parse().unwrap())
+            };
+            let ok = match (o.upperbound, ub) {
+                (None, None) => true,
+                (Some(a), Some(b)) => {
+                    (a - b).abs() <= 1e-6 * b.abs().max(1e-12) || (a == 0.0 && b == 0.0)
+                }
+                _ => false,
+            };
+            if !ok || o.alarm != (&r[4] == "1") {
+                bad.push(format!(
+                    "{golden} {name} t={}: got {:?} {}, want {:?} {}",
+                    o.t, o.upperbound, o.alarm, ub, &r[4]
+                ));
+            }
+        }
+    }
+    (bad, rows.len())
+}
+
+#[test]
+fn all_states_of_salmnewport() {
+    let cases = [
+        (
+            noufaily(ThresholdMethod::NbPlugin),
+            "r/states_ff_noufaily_nbplugin.csv",
+        ),
+        (flex(5, |_| {}), "r/states_ff_defaults.csv"),
+        (Method::EarsC3(ears(0.05)), "r/states_ears_c3.csv"),
+    ];
+    let mut all = Vec::new();
+    let mut total = 0;
+    for (m, g) in cases {
+        let (bad, n) = check_states(&m, g);
+        eprintln!("{g}: {} of {n} rows differ", bad.len());
+        total += n;
+        all.extend(bad);
+    }
+    assert!(
+        all.is_empty(),
+        "{} of {total} rows differ:\n{}",
+        all.len(),
+        all.join("\n")
+    );
+}

@@ -96,3 +96,19 @@ from_sts("sparse_ff_noufaily_muan.csv", farringtonFlexible(sp, control = c(list(
          thresholdMethod = "muan")), r)
 from_sts("sparse_ff_defaults.csv", farringtonFlexible(sp, control = list(range = r)), r)
 from_disprog("sparse_bayes.csv", algo.bayes(spd, control = list(range = r)), y, r)
+
+# The 16 German states of salmNewport (calendar-dated), one long file per method with a `unit` column.
+st <- salmNewport
+write.table(data.frame(t = seq_along(epoch(st)), epoch = format(epoch(st)), observed(st), check.names = FALSE),
+            "salmnewport_states.csv", sep = ",", quote = FALSE, row.names = FALSE)
+long <- function(file, res, range) {
+  d <- do.call(rbind, lapply(seq_len(ncol(res)), function(j)
+    data.frame(unit = colnames(res)[j], t = range, observed = num(observed(res)[, j]),
+               upperbound = num(upperbound(res)[, j]), alarm = as.integer(alarms(res)[, j]))))
+  write.table(d, file, sep = ",", quote = FALSE, row.names = FALSE)
+}
+r <- 366:528
+long("states_ff_noufaily_nbplugin.csv", suppressWarnings(farringtonFlexible(st, control = c(list(range = r), noufaily,
+     thresholdMethod = "nbPlugin"))), r)
+long("states_ff_defaults.csv", suppressWarnings(farringtonFlexible(st, control = list(range = r))), r)
+long("states_ears_c3.csv", earsC(st, control = list(range = r, method = "C3", alpha = 0.05)), r)
