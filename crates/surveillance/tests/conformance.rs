@@ -193,6 +193,7 @@ fn shared_reference_outputs() {
     for (series, method, golden) in shared_cases() {
         let (bad, n) = check(series, &method, golden);
         rows += n;
+        eprintln!("{golden}: {} of {n} rows differ", bad.len());
         all.extend(bad);
     }
     assert!(
