@@ -73,9 +73,13 @@ pub enum Command {
     Bench {
         /// Directory of rules with tests (as for `conformance rules`).
         dir: PathBuf,
-        /// How long to measure.
+        /// How long to measure each engine.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+        /// A folder whose `node_modules` holds certlogic-js (the reference implementation), to measure it side by
+        /// side; default: the `CERTLOGIC_JS_DIR` environment variable, else the peer is skipped.
+        #[arg(long, env = "CERTLOGIC_JS_DIR")]
+        certlogic_js: Option<PathBuf>,
     },
 }
 
@@ -195,11 +199,20 @@ fn execute(cmd: Command, out: &mut dyn Write) -> Result<ExitCode, String> {
             writeln!(out, "{report}").map_err(io_err)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { dir, seconds } => bench(&dir, seconds, out),
+        Command::Bench {
+            dir,
+            seconds,
+            certlogic_js,
+        } => bench(&dir, seconds, certlogic_js.as_deref(), out),
     }
 }
 
-fn bench(dir: &Path, seconds: f64, out: &mut dyn Write) -> Result<ExitCode, String> {
+fn bench(
+    dir: &Path,
+    seconds: f64,
+    certlogic_js: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<ExitCode, String> {
     if !(seconds.is_finite() && seconds > 0.0) {
         return Err(format!(
             "--seconds must be a positive number, not {seconds}"
@@ -213,28 +226,158 @@ fn bench(dir: &Path, seconds: f64, out: &mut dyn Write) -> Result<ExitCode, Stri
     if cases.is_empty() {
         return Err(format!("no rule tests under {}", dir.display()));
     }
+    // Rates are per CPU second of the measuring thread, so that other work on a shared machine does not distort
+    // them; the wall-clock time is printed as well.
+    let cpu_err = |e: std::io::Error| format!("cannot read the CPU clock: {e}");
     let budget = Duration::from_secs_f64(seconds);
-    let start = Instant::now();
+    let (wall, cpu) = (
+        Instant::now(),
+        cpu_time::ThreadTime::try_now().map_err(cpu_err)?,
+    );
     let (mut evaluations, mut passed) = (0u64, 0u64);
-    while start.elapsed() < budget {
+    let mut cpu_elapsed = Duration::ZERO;
+    while cpu_elapsed < budget {
         for (rule, test) in &cases {
             let (outcome, _) = evaluate_rule(rule, &test.payload, &test.external);
             passed += u64::from(outcome == Outcome::Passed);
             evaluations += 1;
         }
+        cpu_elapsed = cpu.try_elapsed().map_err(cpu_err)?;
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    let (elapsed, wall) = (cpu_elapsed.as_secs_f64(), wall.elapsed().as_secs_f64());
     let rate = evaluations as f64 / elapsed;
     writeln!(
         out,
-        "certlogic (Rust): {evaluations} rule evaluations of {} rules × {} tests in {elapsed:.2} s: {rate:.0} evaluations/s \
-         ({:.2} µs each, {passed} passed)",
+        "certlogic (Rust): {evaluations} evaluations of {} rules over {} tests in {elapsed:.2} CPU s ({wall:.2} s wall): \
+         {rate:.0} evaluations/s ({:.2} µs each, {passed} passed)",
         rules.len(),
         cases.len(),
         1e6 / rate
     )
     .map_err(io_err)?;
+    match certlogic_js {
+        None => writeln!(out, "certlogic-js: skipped (set CERTLOGIC_JS_DIR or --certlogic-js to a folder whose node_modules holds certlogic-js)")
+            .map_err(io_err)?,
+        Some(peer_dir) => {
+            let (peer_evaluations, peer_elapsed, peer_passed) = peer::bench(peer_dir, dir, seconds)?;
+            let peer_rate = peer_evaluations as f64 / peer_elapsed;
+            writeln!(
+                out,
+                "certlogic-js (node): {peer_evaluations} evaluations in {peer_elapsed:.2} CPU s: {peer_rate:.0} evaluations/s \
+                 ({:.2} µs each, {peer_passed} passed)",
+                1e6 / peer_rate
+            )
+            .map_err(io_err)?;
+            writeln!(out, "ratio Rust / certlogic-js: {:.2}×", rate / peer_rate).map_err(io_err)?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs certlogic-js, the reference implementation, through `node` (it is executed, not ported).
+pub mod peer {
+    use serde_json::Value;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// The driver script, embedded so that the CLI works from any directory.
+    const SCRIPT: &str = include_str!("../peer/certlogic-js.js");
+
+    fn node_path(dir: &Path) -> PathBuf {
+        let modules = dir.join("node_modules");
+        if modules.is_dir() {
+            modules
+        } else {
+            dir.to_owned()
+        }
+    }
+
+    /// A temporary file name unique to this process and call (tests call the peer from parallel threads).
+    fn temp_file(stem: &str, ext: &str) -> PathBuf {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        std::env::temp_dir().join(format!("{stem}-{}-{n}.{ext}", std::process::id()))
+    }
+
+    fn run(dir: &Path, args: &[&std::ffi::OsStr]) -> Result<String, String> {
+        let script = temp_file("certlogic-js-peer", "js");
+        std::fs::write(&script, SCRIPT)
+            .map_err(|e| format!("cannot write {}: {e}", script.display()))?;
+        let output = Command::new("node")
+            .arg(&script)
+            .args(args)
+            .env("NODE_PATH", node_path(dir))
+            .output();
+        let _ = std::fs::remove_file(&script);
+        let output =
+            output.map_err(|e| format!("cannot run node (needed for certlogic-js): {e}"))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(format!(
+                "certlogic-js failed: {}",
+                stderr
+                    .lines()
+                    .find(|l| l.contains("Error"))
+                    .unwrap_or(stderr.trim())
+            ));
+        }
+        String::from_utf8(output.stdout)
+            .map_err(|e| format!("certlogic-js printed invalid UTF-8: {e}"))
+    }
+
+    /// Measures certlogic-js over the rule tests under `rules_dir`: (evaluations, CPU seconds, passed).
+    pub fn bench(dir: &Path, rules_dir: &Path, seconds: f64) -> Result<(u64, f64, u64), String> {
+        let secs = seconds.to_string();
+        let text = run(
+            dir,
+            &["bench".as_ref(), rules_dir.as_os_str(), secs.as_ref()],
+        )?;
+        let mut fields = text.split_whitespace();
+        let mut next = |what: &str| {
+            fields
+                .next()
+                .ok_or_else(|| format!("certlogic-js printed no {what}: {text:?}"))
+        };
+        let evaluations = next("count")?
+            .parse()
+            .map_err(|e| format!("certlogic-js count: {e}"))?;
+        let elapsed = next("time")?
+            .parse()
+            .map_err(|e| format!("certlogic-js time: {e}"))?;
+        let passed = next("passed count")?
+            .parse()
+            .map_err(|e| format!("certlogic-js passed count: {e}"))?;
+        Ok((evaluations, elapsed, passed))
+    }
+
+    /// Evaluates each `[expression, data]` pair with certlogic-js: `Ok(value)` or `Err(message)` per pair.
+    pub fn evaluate_all(
+        dir: &Path,
+        pairs: &[(Value, Value)],
+    ) -> Result<Vec<Result<Value, String>>, String> {
+        let input = temp_file("certlogic-js-input", "json");
+        let json = Value::Array(
+            pairs
+                .iter()
+                .map(|(e, d)| Value::Array(vec![e.clone(), d.clone()]))
+                .collect(),
+        );
+        std::fs::write(&input, json.to_string())
+            .map_err(|e| format!("cannot write {}: {e}", input.display()))?;
+        let text = run(dir, &["eval".as_ref(), input.as_os_str()]);
+        let _ = std::fs::remove_file(&input);
+        let results: Vec<Value> =
+            serde_json::from_str(&text?).map_err(|e| format!("certlogic-js output: {e}"))?;
+        Ok(results
+            .into_iter()
+            .map(|r| match (r.get("value"), r.get("error")) {
+                (_, Some(e)) => Err(e.as_str().unwrap_or_default().to_owned()),
+                // `undefined` results are dropped by JSON.stringify; they count as null.
+                (v, None) => Ok(v.cloned().unwrap_or(Value::Null)),
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

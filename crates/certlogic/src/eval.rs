@@ -230,6 +230,17 @@ pub(crate) fn extract_from_uvci(uvci: &str, index: i64) -> Option<&str> {
     rest.split(['/', '#', ':']).nth(index)
 }
 
+/// Whether a JSON value is a CertLogic literal (a string, a boolean, an integer, or an array of literals), which
+/// evaluates to itself.
+fn is_literal(v: &Value) -> bool {
+    match v {
+        Value::String(_) | Value::Bool(_) => true,
+        Value::Number(n) => number_int(n).is_some(),
+        Value::Array(items) => items.iter().all(is_literal),
+        Value::Null | Value::Object(_) => false,
+    }
+}
+
 fn malformed(op: &str, reason: impl Into<String>) -> Error {
     Error::Malformed {
         op: op.to_owned(),
@@ -282,6 +293,9 @@ impl Evaluator {
             Value::Null => Err(Error::InvalidExpression(
                 "null is not allowed as a literal".to_owned(),
             )),
+            // An array of literals evaluates to itself: borrow it instead of rebuilding it (rules list value-set
+            // codes and vaccine products this way, and are evaluated many times).
+            Value::Array(_) if is_literal(expr) => Ok(Val::Ref(expr)),
             Value::Array(items) => items
                 .iter()
                 .map(|item| Self::eval(item, data, depth + 1))
@@ -415,11 +429,19 @@ impl Evaluator {
         let r = Self::eval(&a.args[1], data, a.depth)?;
         match a.op {
             "===" => Ok(Val::Bool(strict_equals(&l, &r))),
-            "in" => match r.view() {
-                View::JsonArray(items) => Ok(Val::Bool(
+            "in" => match (l.view(), r.view()) {
+                // The common case, a code looked up in a value set, without the general comparison's dispatch.
+                (View::Str(needle), View::JsonArray(items)) => Ok(Val::Bool(
+                    items
+                        .iter()
+                        .any(|i| matches!(i, Value::String(s) if s == needle)),
+                )),
+                (_, View::JsonArray(items)) => Ok(Val::Bool(
                     items.iter().any(|i| strict_equals(&l, &Val::Ref(i))),
                 )),
-                View::ValArray(items) => Ok(Val::Bool(items.iter().any(|i| strict_equals(&l, i)))),
+                (_, View::ValArray(items)) => {
+                    Ok(Val::Bool(items.iter().any(|i| strict_equals(&l, i))))
+                }
                 _ => Err(Error::Type {
                     op: "in",
                     reason: format!(
