@@ -11,6 +11,9 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Poisson};
 use surveillance::*;
 
+/// (t, upper bound or NA, alarm) as R printed it.
+type GoldenRow = (usize, Option<f64>, bool);
+
 const LEN: usize = 312;
 const FIRST: usize = 280;
 
@@ -154,7 +157,7 @@ fn random_series_agree_with_r() {
         .expect("Rscript runs");
     assert!(status.success(), "R failed");
     let mut rdr = csv::Reader::from_path(&output).unwrap();
-    let mut expected: HashMap<(String, usize), Vec<(usize, Option<f64>, bool)>> = HashMap::new();
+    let mut expected: HashMap<(String, usize), Vec<GoldenRow>> = HashMap::new();
     for rec in rdr.records() {
         let r = rec.unwrap();
         let ub = if &r[3] == "NA" {
