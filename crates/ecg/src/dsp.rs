@@ -24,6 +24,28 @@ fn coefficients(pass: Pass, fs: f64, fc: f64) -> Option<Coefficients<f64>> {
     Coefficients::<f64>::from_normalized_params(t, normalised, Q_BUTTERWORTH_F64).ok()
 }
 
+/// Causal band-pass in one pass over the data: a second-order Butterworth high-pass and low-pass run in
+/// cascade sample by sample (their two recursions interleave, which keeps the CPU busy), primed with the
+/// first value so that no step transient appears. Returns false when a cut-off is not below Nyquist.
+pub fn bandpass_causal(x: &[f64], fs: f64, low: f64, high: f64, out: &mut Vec<f64>) -> bool {
+    let (Some(h), Some(l)) = (
+        coefficients(Pass::High, fs, low),
+        coefficients(Pass::Low, fs, high),
+    ) else {
+        return false;
+    };
+    let mut hp = DirectForm2Transposed::<f64>::new(h);
+    let mut lp = DirectForm2Transposed::<f64>::new(l);
+    if let Some(&first) = x.first() {
+        for _ in 0..(fs as usize).max(16) {
+            lp.run(hp.run(first));
+        }
+    }
+    out.clear();
+    out.extend(x.iter().map(|&v| lp.run(hp.run(v))));
+    true
+}
+
 /// Runs one second-order Butterworth section forward, in place. Returns false when the cut-off is not below
 /// Nyquist (the signal is then left unchanged).
 pub fn filter_forward(x: &mut [f64], pass: Pass, fs: f64, fc: f64) -> bool {
@@ -130,25 +152,27 @@ pub fn derivative(x: &[f64], fs: f64) -> Vec<f64> {
     d
 }
 
-/// Centred moving average over `w` samples (computed with a running sum).
+/// Centred moving average over `w` samples (computed with a running sum; near the ends the window shrinks).
 pub fn moving_average(x: &[f64], w: usize) -> Vec<f64> {
     let n = x.len();
     let w = w.max(1);
-    let mut prefix = Vec::with_capacity(n + 1);
-    prefix.push(0.0);
-    let mut acc = 0.0;
-    for &v in x {
-        acc += v;
-        prefix.push(acc);
-    }
     let half = w / 2;
-    (0..n)
-        .map(|i| {
-            let a = i.saturating_sub(half);
-            let b = (i + w - half).min(n);
-            (prefix[b] - prefix[a]) / (b - a) as f64
-        })
-        .collect()
+    let mut out = Vec::with_capacity(n);
+    // Window for output i is [i - half, i + w - half), clipped to the data.
+    let mut sum: f64 = x[..(w - half).min(n)].iter().sum();
+    for i in 0..n {
+        let a = i.saturating_sub(half);
+        let b = (i + w - half).min(n);
+        out.push(sum / (b - a) as f64);
+        // Slide: add the sample entering at b, drop the one leaving at a.
+        if i + w - half < n {
+            sum += x[i + w - half];
+        }
+        if i >= half {
+            sum -= x[i - half];
+        }
+    }
+    out
 }
 
 /// Median of a slice (NaN-free input expected); `None` when empty.

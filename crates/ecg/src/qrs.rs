@@ -1,9 +1,9 @@
 //! QRS detection in the Pan–Tompkins family (Pan & Tompkins, IEEE TBME 32(3), 1985; thresholds and
-//! search-back as refined by Hamilton & Tompkins, IEEE TBME 33(12), 1986), run offline so every filter is
-//! zero-phase:
+//! search-back as refined by Hamilton & Tompkins, IEEE TBME 33(12), 1986), run offline over the whole
+//! recording:
 //!
 //! 1. gaps (invalid samples) are bridged by interpolation and masked;
-//! 2. a 5–15 Hz zero-phase band-pass keeps the QRS energy and removes baseline wander, mains and most EMG;
+//! 2. a 5–15 Hz band-pass keeps the QRS energy and removes baseline wander, mains and most EMG;
 //! 3. the five-point derivative is squared and integrated over a 150 ms centred window (summed over leads
 //!    when several are given, which makes a lead-independent detection function for 12-lead records);
 //! 4. the integrator's peaks, at least 200 ms apart (the physiological refractory period), are classified by
@@ -12,9 +12,11 @@
 //! 5. when no beat was found for 1.66 mean RR intervals, the largest peak over half the threshold in that
 //!    interval is taken (search-back), so beats after a sudden amplitude drop or an ectopic pause are kept;
 //! 6. each beat is placed on the R wave: the band-passed energy maximum near the integrator peak, then the
-//!    largest deflection of the baseline-corrected signal within 40 ms of it.
+//!    largest deflection from the local mean of the signal close to it.
 
-use crate::dsp::{bandpass, derivative, fill_gaps, filtfilt, median, moving_average, Pass};
+use std::borrow::Cow;
+
+use crate::dsp::{bandpass_causal, fill_gaps, median, moving_average};
 use crate::error::{EcgError, Result};
 use crate::signal::Ecg;
 
@@ -72,48 +74,83 @@ pub fn detect_leads(leads: &[&[f64]], fs: f64, cfg: &DetectorConfig) -> Result<V
         return Ok(Vec::new());
     }
     let high = cfg.band_high_hz.min(0.45 * fs);
-    let mut missing = vec![false; n];
+    let mut missing: Option<Vec<bool>> = None;
     let mut energy = vec![0.0; n];
     let mut band_energy = vec![0.0; n];
-    let mut shape_energy = vec![0.0; n];
-    let mut slope = vec![0.0; n];
+    let mut band = Vec::with_capacity(n);
+    let mut filled_leads: Vec<Cow<[f64]>> = Vec::with_capacity(leads.len());
+    let k = fs / 8.0;
     for lead in leads {
-        let (filled, miss) = fill_gaps(lead);
-        for (m, &v) in missing.iter_mut().zip(&miss) {
-            *m |= v;
+        // Gaps are bridged only when there are any, so that clean recordings are not copied.
+        let filled: Cow<[f64]> = if lead.iter().all(|v| v.is_finite()) {
+            Cow::Borrowed(lead)
+        } else {
+            let (f, m) = fill_gaps(lead);
+            match missing.as_mut() {
+                Some(all) => all.iter_mut().zip(&m).for_each(|(a, b)| *a |= *b),
+                None => missing = Some(m),
+            }
+            Cow::Owned(f)
+        };
+        // A causal band-pass is enough here: its few milliseconds of delay are absorbed by the R-peak search
+        // below, and it costs half of a zero-phase one (the detector's speed is one of its goals).
+        if !bandpass_causal(&filled, fs, cfg.band_low_hz, high, &mut band) {
+            return Err(EcgError::Analysis(format!(
+                "band-pass {}–{high} Hz impossible at {fs} Hz",
+                cfg.band_low_hz
+            )));
         }
-        let band = bandpass(&filled, fs, cfg.band_low_hz, high);
-        let d = derivative(&band, fs);
-        let baseline_free = filtfilt(&filled, Pass::High, fs, 0.5);
-        for i in 0..n {
-            energy[i] += d[i] * d[i];
-            band_energy[i] += band[i] * band[i];
-            shape_energy[i] += baseline_free[i] * baseline_free[i];
-            slope[i] += d[i].abs();
+        // Five-point derivative (Pan & Tompkins 1985), squared and accumulated over leads.
+        for (i, w) in band.windows(5).enumerate() {
+            let d = (w[4] + 2.0 * w[3] - 2.0 * w[1] - w[0]) * k;
+            energy[i + 2] += d * d;
+            band_energy[i + 2] += w[2] * w[2];
         }
+        filled_leads.push(filled);
     }
     let win = ((cfg.integration_s * fs).round() as usize).max(1);
     let mwi = moving_average(&energy, win);
     let refractory = (cfg.refractory_s * fs).round() as usize;
     let candidates = peaks(&mwi, refractory.max(1));
-    let beats = classify(&candidates, &mwi, &slope, fs, cfg);
+    let beats = classify(&candidates, &mwi, &energy, fs, cfg);
 
     let search = (0.100 * fs).round() as usize;
-    let fine = (0.040 * fs).round() as usize;
+    let early = (0.060 * fs).round() as usize;
+    let late = (0.040 * fs).round() as usize;
+    let half_base = (0.250 * fs).round() as usize;
     let mut out: Vec<usize> = Vec::with_capacity(beats.len());
+    let mut local_base = vec![0.0; filled_leads.len()];
     for b in beats {
         let coarse = argmax(
             &band_energy,
             b.saturating_sub(search),
             (b + search).min(n - 1),
         );
-        let r = argmax(
-            &shape_energy,
-            coarse.saturating_sub(fine),
-            (coarse + fine).min(n - 1),
+        // The R wave is the largest deflection from each lead's local mean (over ±250 ms) near the band-pass
+        // maximum; the window reaches further back because the causal band-pass lags by ~10 ms.
+        let (ba, bz) = (
+            coarse.saturating_sub(half_base),
+            (coarse + half_base).min(n),
         );
+        for (base, l) in local_base.iter_mut().zip(&filled_leads) {
+            *base = l[ba..bz].iter().sum::<f64>() / (bz - ba).max(1) as f64;
+        }
+        let (a, z) = (coarse.saturating_sub(early), (coarse + late).min(n - 1));
+        let mut r = a;
+        let mut best = f64::NEG_INFINITY;
+        for t in a..=z {
+            let e: f64 = filled_leads
+                .iter()
+                .zip(&local_base)
+                .map(|(l, base)| (l[t] - base).powi(2))
+                .sum();
+            if e > best {
+                best = e;
+                r = t;
+            }
+        }
         // A beat inside a gap is an artefact of the interpolation.
-        if missing[r] {
+        if missing.as_ref().is_some_and(|m| m[r]) {
             continue;
         }
         match out.last() {
@@ -162,7 +199,7 @@ fn peaks(x: &[f64], min_dist: usize) -> Vec<usize> {
 fn classify(
     cands: &[usize],
     mwi: &[f64],
-    slope: &[f64],
+    energy: &[f64],
     fs: f64,
     cfg: &DetectorConfig,
 ) -> Vec<usize> {
@@ -186,10 +223,11 @@ fn classify(
     let t_window = (cfg.t_wave_window_s * fs) as usize;
     let refractory = (cfg.refractory_s * fs) as usize;
     let half_qrs = (0.075 * fs) as usize;
+    // The steepest slope near a candidate: the root of the largest squared derivative (summed over leads).
     let max_slope = |c: usize| -> f64 {
         let a = c.saturating_sub(half_qrs);
         let b = (c + half_qrs).min(n - 1);
-        slope[a..=b].iter().copied().fold(0.0, f64::max)
+        energy[a..=b].iter().copied().fold(0.0, f64::max).sqrt()
     };
 
     let mut beats: Vec<usize> = Vec::new();
