@@ -5,11 +5,10 @@
 
 use crate::conformance::{load_rule_tests, run_certlogic_suite, run_rules_suite, Report};
 use crate::rules::{
-    evaluate_rule, load_rules, load_value_sets, select_rules, validate, CertificateType, External,
-    RuleQuery,
+    check, evaluate_rule, load_rules, load_value_sets, CertificateType, External, RuleQuery,
 };
-use crate::{evaluate, DateTime, Outcome, Status};
-use serde_json::{json, Value};
+use crate::{evaluate, DateTime, Outcome};
+use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -182,20 +181,14 @@ fn execute(cmd: Command, out: &mut dyn Write) -> Result<ExitCode, String> {
                 certificate_type,
                 clock,
             };
-            let selected = select_rules(&all, &query);
             let mut external = External::new(clock, country.to_ascii_uppercase());
             external.issuer_country_code = issuer.clone();
             external.language = lang;
             if let Some(path) = value_sets {
                 external.value_sets = load_value_sets(&path).map_err(|e| e.to_string())?;
             }
-            let outcomes = validate(selected, &payload, &external);
-            let status = Status::of(&outcomes);
-            let deciding: Vec<&str> = Status::deciding(&outcomes)
-                .iter()
-                .map(|o| o.rule.as_str())
-                .collect();
-            let report = json!({"status": status, "deciding": deciding, "outcomes": outcomes});
+            let report = serde_json::to_string(&check(&all, &query, &payload, &external))
+                .map_err(|e| format!("cannot render the verdict: {e}"))?;
             writeln!(out, "{report}").map_err(io_err)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -384,6 +377,7 @@ pub mod peer {
 mod tests {
     use super::*;
     use clap::Parser;
+    use serde_json::json;
 
     #[derive(Parser)]
     struct Cli {

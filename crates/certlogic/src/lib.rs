@@ -22,8 +22,8 @@ pub use datetime::{DateTime, TimeUnit};
 pub use error::{Error, LoadError};
 pub use eval::{boolsiness, evaluate, MAX_DEPTH};
 pub use rules::{
-    evaluate_rule, load_rules, load_value_sets, select_rules, validate, validate_json,
+    check, evaluate_rule, load_rules, load_value_sets, select_rules, validate, validate_json,
     value_sets_from_json, CertificateType, Description, External, Outcome, Rule, RuleOutcome,
-    RuleQuery, RuleType, Status,
+    RuleQuery, RuleType, Status, Verdict,
 };
 pub use validate::{validate_format, Issue};

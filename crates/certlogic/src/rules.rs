@@ -314,6 +314,44 @@ impl Status {
     }
 }
 
+/// The verdict a verifier shows: the status, the rules that decided it, and every rule's outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// Green, yellow or red.
+    pub status: Status,
+    /// Identifiers of the rules that decided the status (failed ones for red, open ones for yellow).
+    pub deciding: Vec<String>,
+    /// Every rule's outcome, with its description in the requested language.
+    pub outcomes: Vec<RuleOutcome>,
+}
+
+impl Verdict {
+    /// Summarises rule outcomes.
+    pub fn new(outcomes: Vec<RuleOutcome>) -> Self {
+        let status = Status::of(&outcomes);
+        let deciding = Status::deciding(&outcomes)
+            .iter()
+            .map(|o| o.rule.clone())
+            .collect();
+        Self {
+            status,
+            deciding,
+            outcomes,
+        }
+    }
+}
+
+/// Selects the rules that apply to a certificate and evaluates them: [`select_rules`], then [`validate`], then
+/// [`Verdict::new`]. The query's clock should equal `external.validation_clock`.
+pub fn check(
+    rules: &[Rule],
+    query: &RuleQuery<'_>,
+    payload: &Value,
+    external: &External,
+) -> Verdict {
+    Verdict::new(validate(select_rules(rules, query), payload, external))
+}
+
 /// The `external` part of the data context that rules see, plus the language for descriptions.
 #[derive(Clone, Debug, Serialize)]
 pub struct External {

@@ -462,3 +462,30 @@ fn value_sets_load_in_compressed_and_eu_document_forms() {
     assert_eq!(value_sets_from_json(&json!([doc])).unwrap(), sets);
     assert!(value_sets_from_json(&json!({"x": 1})).is_none());
 }
+
+#[test]
+fn check_selects_evaluates_and_summarises() {
+    let rules = all_rules();
+    let clock = at("2021-12-01T12:00:00Z");
+    let mut external = External::new(clock, "DE");
+    external.value_sets = load_value_sets(&data("dcc-rules/valuesets/valueSets.json")).unwrap();
+    let mut payload = vaccination_payload();
+    let query = RuleQuery {
+        arrival_country: "DE",
+        issuer_country: Some("DE"),
+        certificate_type: CertificateType::of_payload(&payload).unwrap(),
+        clock,
+    };
+    let verdict = certlogic::check(&rules, &query, &payload, &external);
+    assert_eq!((verdict.status, verdict.outcomes.len()), (Status::Green, 4));
+    assert!(verdict.deciding.is_empty());
+
+    // Vaccinated the day before: VR-DE-0003 (14 days after the last dose) fails.
+    payload["v"][0]["dt"] = json!("2021-11-30");
+    let verdict = certlogic::check(&rules, &query, &payload, &external);
+    assert_eq!(verdict.status, Status::Red);
+    assert_eq!(verdict.deciding, ["VR-DE-0003"]);
+    let rendered = serde_json::to_value(&verdict).unwrap();
+    assert_eq!(rendered["status"], "red");
+    assert_eq!(rendered["outcomes"][2]["outcome"], "failed");
+}
