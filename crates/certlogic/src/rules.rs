@@ -432,29 +432,24 @@ pub fn value_sets_from_json(value: &Value) -> Option<BTreeMap<String, Vec<String
     }
 }
 
-/// Loads value sets from a JSON file in any form [`value_sets_from_json`] reads, or from a directory of EU
-/// value-set documents.
+/// Loads value sets from a JSON file in any form [`value_sets_from_json`] reads, or from a directory of such files
+/// (not searched recursively; JSON files of other shapes, such as schemas, are skipped).
 pub fn load_value_sets(path: &Path) -> Result<BTreeMap<String, Vec<String>>, LoadError> {
-    let shape = |what: &str| LoadError::Shape {
-        path: path.to_owned(),
-        what: what.to_owned(),
-    };
     if path.is_dir() {
         let mut sets = BTreeMap::new();
         for entry in sorted_entries(path)? {
             if entry.extension().is_some_and(|e| e == "json") {
-                let value = read_json(&entry)?;
-                if value.get("valueSetId").is_some() {
-                    sets.extend(
-                        value_sets_from_json(&value).ok_or_else(|| shape("not a value set"))?,
-                    );
+                if let Some(found) = value_sets_from_json(&read_json(&entry)?) {
+                    sets.extend(found);
                 }
             }
         }
         return Ok(sets);
     }
-    value_sets_from_json(&read_json(path)?)
-        .ok_or_else(|| shape("not value sets (neither {id: [codes]} nor EU value-set documents)"))
+    value_sets_from_json(&read_json(path)?).ok_or_else(|| LoadError::Shape {
+        path: path.to_owned(),
+        what: "not value sets (neither {id: [codes]} nor EU value-set documents)".to_owned(),
+    })
 }
 
 fn schema_mismatch(rule: &Rule, payload: &Value) -> Option<String> {

@@ -489,3 +489,25 @@ fn check_selects_evaluates_and_summarises() {
     assert_eq!(rendered["status"], "red");
     assert_eq!(rendered["outcomes"][2]["outcome"], "failed");
 }
+
+#[test]
+fn value_sets_load_from_a_directory_of_either_form() {
+    // The rules' `valuesets` folder holds the compressed map next to a README and a schemas folder.
+    let sets = load_value_sets(&data("dcc-rules/valuesets")).unwrap();
+    assert_eq!(
+        sets,
+        load_value_sets(&data("dcc-rules/valuesets/valueSets.json")).unwrap()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let doc = json!({"valueSetId": "test-result", "valueSetDate": "2021-04-27",
+        "valueSetValues": {"260415000": {"display": "Not detected"}, "260373001": {"display": "Detected"}}});
+    std::fs::write(dir.path().join("test-result.json"), doc.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("other.json"),
+        "{\"$schema\": {\"type\": \"object\"}}",
+    )
+    .unwrap();
+    let sets = load_value_sets(dir.path()).unwrap();
+    assert_eq!(sets.len(), 1);
+    assert_eq!(sets["test-result"], ["260373001", "260415000"]);
+}
