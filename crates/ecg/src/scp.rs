@@ -259,7 +259,8 @@ fn undifference(d: &[i64], order: u8) -> Vec<i64> {
 /// a sign bit encode ±k for k = 1..8; ten ones but a final zero escape to an 8-bit value, ten ones to a
 /// 16-bit value. Bits are read most significant first.
 fn decode_default_huffman(data: &[u8], count: usize) -> Option<Vec<i64>> {
-    let mut out = Vec::with_capacity(count);
+    // Every value takes at least one bit, which bounds what a hostile sample count can make us allocate.
+    let mut out = Vec::with_capacity(count.min(data.len() * 8));
     let mut bit = 0usize;
     let total = data.len() * 8;
     let read = |n: usize, bit: &mut usize| -> Option<u32> {
