@@ -92,6 +92,19 @@ const SAFETY: f64 = 0.9;
 const MIN_FACTOR: f64 = 0.2;
 const MAX_FACTOR: f64 = 10.0;
 
+/// out = y + h·(Σ c_j k_j) over slices re-cut to one length, so the loop has no bounds checks and vectorises.
+macro_rules! combine {
+    ($out:expr, $y:expr, $h:expr; $($c:expr => $k:ident),+) => {{
+        let n = $out.len();
+        let out: &mut [f64] = &mut $out[..n];
+        let y: &[f64] = &$y[..n];
+        $( let $k: &[f64] = &$k[..n]; )+
+        for i in 0..n {
+            out[i] = y[i] + $h * (0.0 $(+ $c * $k[i])+);
+        }
+    }};
+}
+
 /// Work counters of one solve.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SolveStats {
@@ -268,46 +281,38 @@ impl Dopri5 {
                     t_new = t_end;
                 }
                 let h = t_new - t;
-                for i in 0..n {
-                    tmp[i] = y[i] + h * A21 * k1[i];
-                }
+                combine!(tmp, y, h; A21 => k1);
                 sys.rhs(t + C2 * h, tmp, k2);
-                for i in 0..n {
-                    tmp[i] = y[i] + h * (A31 * k1[i] + A32 * k2[i]);
-                }
+                combine!(tmp, y, h; A31 => k1, A32 => k2);
                 sys.rhs(t + C3 * h, tmp, k3);
-                for i in 0..n {
-                    tmp[i] = y[i] + h * (A41 * k1[i] + A42 * k2[i] + A43 * k3[i]);
-                }
+                combine!(tmp, y, h; A41 => k1, A42 => k2, A43 => k3);
                 sys.rhs(t + C4 * h, tmp, k4);
-                for i in 0..n {
-                    tmp[i] = y[i] + h * (A51 * k1[i] + A52 * k2[i] + A53 * k3[i] + A54 * k4[i]);
-                }
+                combine!(tmp, y, h; A51 => k1, A52 => k2, A53 => k3, A54 => k4);
                 sys.rhs(t + C5 * h, tmp, k5);
-                for i in 0..n {
-                    tmp[i] = y[i]
-                        + h * (A61 * k1[i] + A62 * k2[i] + A63 * k3[i] + A64 * k4[i] + A65 * k5[i]);
-                }
+                combine!(tmp, y, h; A61 => k1, A62 => k2, A63 => k3, A64 => k4, A65 => k5);
                 sys.rhs(t + h, tmp, k6);
-                for i in 0..n {
-                    y_new[i] =
-                        y[i] + h * (B1 * k1[i] + B3 * k3[i] + B4 * k4[i] + B5 * k5[i] + B6 * k6[i]);
-                }
+                combine!(y_new, y, h; B1 => k1, B3 => k3, B4 => k4, B5 => k5, B6 => k6);
                 sys.rhs(t + h, y_new, k7);
                 stats.rhs_evals += 6;
-                let mut acc = 0.0;
-                for i in 0..n {
-                    let e = h
-                        * (E1 * k1[i]
-                            + E3 * k3[i]
-                            + E4 * k4[i]
-                            + E5 * k5[i]
-                            + E6 * k6[i]
-                            + E7 * k7[i]);
-                    let sc = atol + y[i].abs().max(y_new[i].abs()) * rtol;
-                    let r = e / sc;
-                    acc += r * r;
-                }
+                let acc = {
+                    let (y, y_new) = (&y[..n], &y_new[..n]);
+                    let (k1, k3, k4, k5, k6, k7) =
+                        (&k1[..n], &k3[..n], &k4[..n], &k5[..n], &k6[..n], &k7[..n]);
+                    let mut acc = 0.0;
+                    for i in 0..n {
+                        let e = h
+                            * (E1 * k1[i]
+                                + E3 * k3[i]
+                                + E4 * k4[i]
+                                + E5 * k5[i]
+                                + E6 * k6[i]
+                                + E7 * k7[i]);
+                        let sc = atol + y[i].abs().max(y_new[i].abs()) * rtol;
+                        let r = e / sc;
+                        acc += r * r;
+                    }
+                    acc
+                };
                 let err = (acc / n as f64).sqrt();
                 if err < 1.0 {
                     let mut factor = if err == 0.0 {
@@ -337,17 +342,11 @@ impl Dopri5 {
                     let q: [f64; 7] = std::array::from_fn(|s| {
                         P[s][0] * x1 + P[s][1] * x2 + P[s][2] * x3 + P[s][3] * x4
                     });
-                    for i in 0..n {
-                        out.push(
-                            y[i] + h
-                                * (q[0] * k1[i]
-                                    + q[2] * k3[i]
-                                    + q[3] * k4[i]
-                                    + q[4] * k5[i]
-                                    + q[5] * k6[i]
-                                    + q[6] * k7[i]),
-                        );
-                    }
+                    let (q1, q3, q4, q5, q6, q7) = (q[0], q[2], q[3], q[4], q[5], q[6]);
+                    let start = out.len();
+                    out.resize(start + n, 0.0);
+                    let dst = &mut out[start..];
+                    combine!(dst, y, h; q1 => k1, q3 => k3, q4 => k4, q5 => k5, q6 => k6, q7 => k7);
                 }
                 next_out += 1;
             }

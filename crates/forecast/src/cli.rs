@@ -1,0 +1,397 @@
+//! Command-line interface, wired by the `caravan` binary under `caravan surveil`.
+//!
+//! Every command builds its whole output in memory and writes it only on success, so a failure never leaves a
+//! partial result on stdout; the error goes to stderr as one line.
+
+use crate::bench::{self, BenchConfig};
+use crate::data::read_column_file;
+use crate::ensemble::{forecast, ForecastConfig};
+use crate::error::{ForecastError, Result};
+use crate::fit::{fit, Estimate, Fit, FitSpec, Likelihood, Observation};
+use crate::model::{Model, ModelKind};
+use crate::rt::{cori_rt_parametric, CoriConfig};
+use crate::svg;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Compartment model choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelArg {
+    /// Susceptible–infectious–recovered.
+    Sir,
+    /// Susceptible–exposed–infectious–recovered.
+    Seir,
+}
+
+/// Fitting criterion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LikelihoodArg {
+    /// Negative binomial (dispersion estimated).
+    Nb,
+    /// Poisson.
+    Poisson,
+    /// Least squares.
+    Lsq,
+}
+
+/// What the counts are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ObservedArg {
+    /// New reported cases per day.
+    Incidence,
+    /// Cases present per day (e.g. beds in use).
+    Prevalence,
+}
+
+/// Options shared by `fit` and `forecast`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FitOpts {
+    /// Compartment model.
+    #[arg(long, value_enum, default_value = "seir")]
+    pub model: ModelArg,
+    /// Population size N.
+    #[arg(long)]
+    pub population: f64,
+    /// SEIR progression rate σ = 1 / latent period (per day).
+    #[arg(long, default_value_t = 0.2)]
+    pub sigma: f64,
+    /// Fix the recovery rate γ = 1 / infectious period (per day) instead of estimating it.
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// Fix the reporting fraction ρ instead of estimating it.
+    #[arg(long)]
+    pub rho: Option<f64>,
+    /// Fix the number infectious at day 0 instead of estimating it.
+    #[arg(long)]
+    pub i0: Option<f64>,
+    /// What the counts are.
+    #[arg(long, value_enum, default_value = "incidence")]
+    pub observed: ObservedArg,
+    /// Fitting criterion.
+    #[arg(long, value_enum, default_value = "nb")]
+    pub likelihood: LikelihoodArg,
+    /// CSV column holding the counts (one row per day).
+    #[arg(long, default_value = "reported")]
+    pub column: String,
+    /// Days at which β(t) may change, comma-separated (time-varying R(t)); empty for a constant β.
+    #[arg(long, value_delimiter = ',')]
+    pub knots: Vec<usize>,
+    /// Prior SD of the log-β jump at each knot (random-walk smoothing of R(t)).
+    #[arg(long, default_value_t = 0.5)]
+    pub rw_sd: f64,
+    /// Input CSV with a header row.
+    pub input: PathBuf,
+}
+
+/// `rt` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RtOpts {
+    /// Mean of the serial interval (days, > 1).
+    #[arg(long)]
+    pub mean_si: f64,
+    /// Standard deviation of the serial interval (days).
+    #[arg(long)]
+    pub sd_si: f64,
+    /// Sliding-window length in days.
+    #[arg(long, default_value_t = 7)]
+    pub window: usize,
+    /// Shape of the Gamma prior on R.
+    #[arg(long, default_value_t = 1.0)]
+    pub prior_shape: f64,
+    /// Scale of the Gamma prior on R.
+    #[arg(long, default_value_t = 5.0)]
+    pub prior_scale: f64,
+    /// CSV column holding daily incidence.
+    #[arg(long, default_value = "incidence")]
+    pub column: String,
+    /// Also write an SVG plot of R_t to this file.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Input CSV with a header row, one row per day.
+    pub input: PathBuf,
+}
+
+/// `forecast` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ForecastOpts {
+    /// Fitting options.
+    #[command(flatten)]
+    pub fit: FitOpts,
+    /// Days to forecast beyond the data.
+    #[arg(long, default_value_t = 28)]
+    pub horizon: usize,
+    /// Ensemble members.
+    #[arg(long, default_value_t = 1000)]
+    pub members: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also write an SVG fan chart to this file.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+}
+
+/// `bench` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchOpts {
+    /// Regions of the metapopulation model.
+    #[arg(long, default_value_t = 1000)]
+    pub regions: usize,
+    /// Mobility links per region (sparse variant).
+    #[arg(long, default_value_t = 5)]
+    pub links: usize,
+    /// Days simulated.
+    #[arg(long, default_value_t = 180)]
+    pub days: usize,
+    /// Relative tolerance of both solvers.
+    #[arg(long, default_value_t = 1e-6)]
+    pub rtol: f64,
+    /// Absolute tolerance of both solvers.
+    #[arg(long, default_value_t = 1e-6)]
+    pub atol: f64,
+    /// Timed repetitions (best reported).
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Python interpreter with numpy and scipy for the peer.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// Skip the SciPy peer.
+    #[arg(long)]
+    pub no_peer: bool,
+    /// Skip the dense-coupling variant.
+    #[arg(long)]
+    pub no_dense: bool,
+    /// Ensemble members for the forecast timing.
+    #[arg(long, default_value_t = 1000)]
+    pub members: usize,
+    /// Seed of the random benchmark model.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// Forecasting commands (`caravan surveil ...`).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Fit an SIR/SEIR model to daily counts; prints one JSON object with estimates and 95 % intervals.
+    Fit(FitOpts),
+    /// Cori et al. (2013) R_t on sliding windows; prints CSV (t_start, t_end, mean, sd, quantiles).
+    Rt(RtOpts),
+    /// Fit, then forecast with a parameter + observation-noise ensemble; prints CSV (day, median, intervals).
+    Forecast(ForecastOpts),
+    /// Benchmarks against SciPy solve_ivp (metapopulation SEIR) and the ensemble timing.
+    Bench(BenchOpts),
+}
+
+/// Runs a command, writing results to stdout and one error line to stderr.
+pub fn run(cmd: Command) -> ExitCode {
+    let mut buf = Vec::new();
+    match execute(cmd, &mut buf) {
+        Ok(()) => {
+            let mut stdout = std::io::stdout().lock();
+            if stdout.write_all(&buf).and_then(|_| stdout.flush()).is_err() {
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn spec_from(o: &FitOpts) -> Result<FitSpec> {
+    let kind = match o.model {
+        ModelArg::Sir => ModelKind::Sir,
+        ModelArg::Seir => ModelKind::Seir { sigma: o.sigma },
+    };
+    let mut spec = FitSpec::new(
+        Model::new(kind, o.population)?,
+        match o.observed {
+            ObservedArg::Incidence => Observation::Incidence,
+            ObservedArg::Prevalence => Observation::Prevalence,
+        },
+        match o.likelihood {
+            LikelihoodArg::Nb => Likelihood::NegBin,
+            LikelihoodArg::Poisson => Likelihood::Poisson,
+            LikelihoodArg::Lsq => Likelihood::LeastSquares,
+        },
+    );
+    spec.fixed_gamma = o.gamma;
+    spec.fixed_rho = o.rho;
+    spec.fixed_i0 = o.i0;
+    spec.knots = o.knots.clone();
+    spec.rw_sd = o.rw_sd;
+    Ok(spec)
+}
+
+fn put(map: &mut serde_json::Map<String, serde_json::Value>, key: &str, e: &Estimate) {
+    map.insert(key.into(), e.value.into());
+    map.insert(format!("{key}_low"), e.low.into());
+    map.insert(format!("{key}_high"), e.high.into());
+}
+
+/// The JSON object printed by `fit`.
+pub fn fit_json(f: &Fit, o: &FitOpts, days: usize) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert(
+        "model".into(),
+        match o.model {
+            ModelArg::Sir => "sir",
+            ModelArg::Seir => "seir",
+        }
+        .into(),
+    );
+    m.insert(
+        "likelihood".into(),
+        match o.likelihood {
+            LikelihoodArg::Nb => "nb",
+            LikelihoodArg::Poisson => "poisson",
+            LikelihoodArg::Lsq => "lsq",
+        }
+        .into(),
+    );
+    m.insert("population".into(), o.population.into());
+    if let ModelKind::Seir { sigma } = f.kind() {
+        m.insert("sigma".into(), sigma.into());
+    }
+    m.insert("days".into(), days.into());
+    if let Some(b) = f.beta.first() {
+        put(&mut m, "beta", b);
+    }
+    put(&mut m, "gamma", &f.gamma);
+    put(&mut m, "R0", &f.r0);
+    put(&mut m, "rho", &f.rho);
+    match &f.dispersion {
+        Some(d) => put(&mut m, "dispersion", d),
+        None => {
+            for k in ["dispersion", "dispersion_low", "dispersion_high"] {
+                m.insert(k.into(), serde_json::Value::Null);
+            }
+        }
+    }
+    put(&mut m, "i0", &f.i0);
+    if !f.params.epi.knots.is_empty() {
+        let starts = std::iter::once(0).chain(f.params.epi.knots.iter().copied());
+        let pieces: Vec<serde_json::Value> = starts
+            .zip(&f.beta)
+            .map(|(from, b)| {
+                serde_json::json!({
+                    "from_day": from, "beta": b.value, "beta_low": b.low, "beta_high": b.high,
+                    "R": b.value / f.gamma.value,
+                })
+            })
+            .collect();
+        m.insert("beta_pieces".into(), pieces.into());
+    }
+    m.insert("negative_log_likelihood".into(), f.nll.into());
+    m.insert("sse".into(), f.sse.into());
+    m.insert("evaluations".into(), f.evaluations.into());
+    serde_json::Value::Object(m)
+}
+
+fn write_svg(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|source| ForecastError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn io_err(source: std::io::Error) -> ForecastError {
+    ForecastError::Io {
+        path: "output".into(),
+        source,
+    }
+}
+
+/// Runs a command, writing its complete output into `out` (nothing is written on error).
+pub fn execute(cmd: Command, out: &mut dyn Write) -> Result<()> {
+    let mut buf: Vec<u8> = Vec::new();
+    match cmd {
+        Command::Fit(o) => {
+            let data = read_column_file(&o.input, &o.column)?;
+            let spec = spec_from(&o)?;
+            let f = fit(&spec, &data)?;
+            tracing::info!(
+                days = data.len(),
+                evaluations = f.evaluations,
+                "model fitted"
+            );
+            let text = serde_json::to_string_pretty(&fit_json(&f, &o, data.len()))
+                .map_err(|e| ForecastError::Csv(e.to_string()))?;
+            writeln!(buf, "{text}").map_err(io_err)?;
+        }
+        Command::Rt(o) => {
+            let data = read_column_file(&o.input, &o.column)?;
+            let cfg = CoriConfig {
+                window: o.window,
+                prior_shape: o.prior_shape,
+                prior_scale: o.prior_scale,
+                ..CoriConfig::default()
+            };
+            let windows = cori_rt_parametric(&data, o.mean_si, o.sd_si, &cfg)?;
+            writeln!(
+                buf,
+                "t_start,t_end,mean,sd,q025,q05,q25,median,q75,q95,q975"
+            )
+            .map_err(io_err)?;
+            for w in &windows {
+                write!(buf, "{},{},{},{}", w.t_start, w.t_end, w.mean, w.sd).map_err(io_err)?;
+                for q in &w.quantiles {
+                    write!(buf, ",{q}").map_err(io_err)?;
+                }
+                writeln!(buf).map_err(io_err)?;
+            }
+            if let Some(p) = &o.svg {
+                write_svg(
+                    p,
+                    &svg::rt_chart(&windows, "Reproduction number R_t (Cori et al. 2013)"),
+                )?;
+            }
+        }
+        Command::Forecast(o) => {
+            let data = read_column_file(&o.fit.input, &o.fit.column)?;
+            let spec = spec_from(&o.fit)?;
+            let f = fit(&spec, &data)?;
+            let fc = forecast(
+                &f,
+                &data,
+                &ForecastConfig {
+                    horizon: o.horizon,
+                    members: o.members,
+                    seed: o.seed,
+                },
+            )?;
+            writeln!(buf, "day,observed,mean,median,lo50,hi50,lo95,hi95").map_err(io_err)?;
+            for d in &fc.days {
+                let obs = d.observed.map(|v| v.to_string()).unwrap_or_default();
+                writeln!(
+                    buf,
+                    "{},{obs},{},{},{},{},{},{}",
+                    d.day, d.mean, d.median, d.lo50, d.hi50, d.lo95, d.hi95
+                )
+                .map_err(io_err)?;
+            }
+            if let Some(p) = &o.svg {
+                write_svg(p, &svg::fan_chart(&fc, "Forecast of reported cases"))?;
+            }
+        }
+        Command::Bench(o) => {
+            let cfg = BenchConfig {
+                regions: o.regions,
+                links: o.links,
+                days: o.days,
+                rtol: o.rtol,
+                atol: o.atol,
+                repeats: o.repeats,
+                python: (!o.no_peer).then(|| o.python.clone()),
+                dense: !o.no_dense,
+                members: o.members,
+                seed: o.seed,
+            };
+            bench::run(&cfg, &mut buf)?;
+        }
+    }
+    out.write_all(&buf).map_err(io_err)
+}
