@@ -72,14 +72,6 @@ pub enum EcgError {
         computed: i16,
     },
 
-    /// The first sample read differs from the header's initial value.
-    #[error("WFDB signal {signal}: initial value mismatch (header {expected}, read {actual})")]
-    InitialValueMismatch {
-        signal: usize,
-        expected: i32,
-        actual: i32,
-    },
-
     /// An annotation file ends in the middle of an annotation.
     #[error("annotation file truncated at byte {offset}: {what}")]
     TruncatedAnnotation { offset: usize, what: &'static str },
