@@ -259,6 +259,21 @@ mod tests {
     }
 
     #[test]
+    fn running_moving_average_equals_the_direct_one() {
+        let x: Vec<f64> = (0..97).map(|i| ((i * 37) % 11) as f64 - 5.0).collect();
+        for w in [1, 2, 3, 8, 54, 96, 97, 200] {
+            let fast = moving_average(&x, w);
+            let half = w / 2;
+            for (i, v) in fast.iter().enumerate() {
+                let a = i.saturating_sub(half);
+                let b = (i + w - half).min(x.len());
+                let direct = x[a..b].iter().sum::<f64>() / (b - a) as f64;
+                assert!((v - direct).abs() < 1e-9, "w {w} i {i}");
+            }
+        }
+    }
+
+    #[test]
     fn moving_average_and_median() {
         assert_eq!(moving_average(&[3.0, 3.0, 3.0, 3.0], 3), vec![3.0; 4]);
         assert_eq!(moving_average(&[0.0, 3.0, 0.0], 3)[1], 1.0);
