@@ -22,6 +22,8 @@ fn data(sub: &str) -> PathBuf {
         .join(sub)
 }
 
+const RANDOM_CASES: usize = 5_000;
+
 fn suite_pairs() -> Vec<(Value, Value)> {
     let mut pairs = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(data("certlogic/testSuite"))
@@ -189,6 +191,159 @@ fn edge_cases() -> Vec<(Value, Value)> {
     ]
 }
 
+/// A small deterministic generator (xorshift64*), so that the random cases are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())].clone()
+    }
+}
+
+const DATES: [&str; 15] = [
+    "2021-01-31",
+    "2020-02-29",
+    "2021-06-01T12:00:00Z",
+    "2021-06-01T12:00:00+02:00",
+    "2021-06-01T12:00:00.5-0130",
+    "2004",
+    "2004-02",
+    "2021-12-31T23:59:59.999Z",
+    "2021-03-28T01:30:00+1",
+    "x",
+    "",
+    "2021-06-01T24:00:00Z",
+    "1900-02-28",
+    "2021-06-01T12:00:00.123456789+0530",
+    "2021-06-01T12:00:00+1:30",
+];
+const PATHS: [&str; 15] = [
+    "a", "b", "d", "e", "u", "arr", "arr.0", "arr.1", "n.m.0.v", "n.m.1", "n.x", "missing", "",
+    "arr.0.x", "a.k",
+];
+
+fn random_data(rng: &mut Rng) -> Value {
+    json!({
+        "a": rng.pick(&[json!(0), json!(1), json!(-3), json!("0"), json!(""), json!(true), json!(false), json!(null),
+            json!([]), json!([1]), json!({}), json!({"k": 1})]),
+        "b": rng.pick(&[json!(0), json!(1), json!(5), json!("x"), json!(null), json!([1, 2]), json!(["a", "b"])]),
+        "d": rng.pick(&DATES),
+        "e": rng.pick(&DATES),
+        "u": rng.pick(&["URN:UVCI:01:NL:187/37512422923", "01:AT:10807843F94AEE0EE5093FBC254BD813#B", "a::c/#/f", "", "URN:UVCI:"]),
+        "arr": rng.pick(&[json!([]), json!([1, 2, 3]), json!(["a", "b"]), json!([null]), json!([{"x": 1}, {"x": 2}])]),
+        "n": {"m": [{"v": rng.pick(&[json!(1), json!(2), json!("s"), json!(null)])}]},
+    })
+}
+
+fn random_date(rng: &mut Rng) -> Value {
+    let operand = if rng.below(2) == 0 {
+        json!({"var": rng.pick(&["d", "e"])})
+    } else {
+        json!(rng.pick(&DATES))
+    };
+    if rng.below(5) < 3 {
+        json!({"plusTime": [operand, rng.pick(&[0, 1, -1, 12, 18, -18, 24, 365, -400]), rng.pick(&["year", "month", "day", "hour"])]})
+    } else {
+        json!({"dccDateOfBirth": [operand]})
+    }
+}
+
+/// Operands for `===`: never arrays or objects, whose equality is a documented divergence.
+fn random_scalar(rng: &mut Rng) -> Value {
+    match rng.below(5) {
+        0 => json!({"var": rng.pick(&["b", "d", "u", "n.m.0.v", "missing"])}),
+        1 => json!({"extractFromUVCI": [{"var": "u"}, rng.pick(&[0, 1, 2, 3, 4])]}),
+        2 => json!({"+": [{"var": "n.m.0.v"}, 1]}),
+        _ => rng.pick(&[
+            json!(1),
+            json!(0),
+            json!("x"),
+            json!(""),
+            json!(true),
+            json!("s"),
+        ]),
+    }
+}
+
+fn random_expr(rng: &mut Rng, depth: usize) -> Value {
+    if depth > 3 {
+        let path = rng.pick(&PATHS);
+        return rng.pick(&[
+            json!({"var": path}),
+            json!(1),
+            json!(0),
+            json!("x"),
+            json!(true),
+            json!(false),
+        ]);
+    }
+    let sub = |rng: &mut Rng| random_expr(rng, depth + 1);
+    match rng.below(14) {
+        0 => json!({"var": rng.pick(&PATHS)}),
+        1 => rng.pick(&[
+            json!(1),
+            json!(0),
+            json!(-1),
+            json!("a"),
+            json!(""),
+            json!(true),
+            json!(false),
+        ]),
+        2 => json!({"if": [sub(rng), sub(rng), sub(rng)]}),
+        3 => json!({"===": [random_scalar(rng), random_scalar(rng)]}),
+        4 => json!({"and": (0..2 + rng.below(2)).map(|_| sub(rng)).collect::<Vec<_>>()}),
+        5 => json!({"!": [sub(rng)]}),
+        6 => {
+            json!({rng.pick(&["<", ">", "<=", ">="]): (0..2 + rng.below(2)).map(|_| sub(rng)).collect::<Vec<_>>()})
+        }
+        7 => json!({rng.pick(&["after", "before", "not-after", "not-before"]):
+            (0..2 + rng.below(2)).map(|_| random_date(rng)).collect::<Vec<_>>()}),
+        8 => {
+            json!({"in": [sub(rng), rng.pick(&[json!({"var": "arr"}), json!(["a", "b", 1]), json!({"var": "b"}), json!([])])]})
+        }
+        9 => json!({"+": [sub(rng), sub(rng)]}),
+        10 => json!({"reduce": [
+            rng.pick(&[json!({"var": "arr"}), json!({"var": "b"}), json!({"var": "missing"})]),
+            rng.pick(&[json!({"+": [{"var": "accumulator"}, 1]}), json!({"var": "current"}),
+                json!({"if": [{"var": "current"}, {"var": "accumulator"}, {"var": "current"}]})]),
+            sub(rng)
+        ]}),
+        11 => {
+            json!({"extractFromUVCI": [rng.pick(&[json!({"var": "u"}), json!({"var": "a"}), json!({"var": "missing"})]),
+            rng.pick(&[-1, 0, 1, 2, 3, 4, 5])]})
+        }
+        12 => json!((0..rng.below(3)).map(|_| sub(rng)).collect::<Vec<_>>()),
+        _ => random_date(rng),
+    }
+}
+
+/// Random expressions over random data, avoiding only the documented divergences (array equality, impossible
+/// dates, Date-range overflow): both engines must agree on every one.
+fn random_cases(n: usize) -> Vec<(Value, Value)> {
+    let mut rng = Rng(0x5eed_ce27_1091_c0de);
+    (0..n)
+        .map(|_| {
+            let expr = if rng.below(10) < 3 {
+                random_date(&mut rng)
+            } else {
+                random_expr(&mut rng, 0)
+            };
+            (expr, random_data(&mut rng))
+        })
+        .collect()
+}
+
 /// Cases where this crate follows the specification's text and certlogic-js 1.2.2 does not (or where the
 /// specification leaves the behaviour open); see the README.
 fn divergences() -> Vec<(&'static str, Value, Value)> {
@@ -249,6 +404,7 @@ fn agrees_with_certlogic_js() {
     pairs.extend(rule_pairs());
     let rule_count = pairs.len() - suite_count;
     pairs.extend(edge_cases());
+    pairs.extend(random_cases(RANDOM_CASES));
     let divergent = divergences();
     pairs.extend(divergent.iter().map(|(_, e, d)| (e.clone(), d.clone())));
     let js = peer::evaluate_all(&dir, &pairs).unwrap();
@@ -274,6 +430,17 @@ fn agrees_with_certlogic_js() {
         }
     }
     assert_eq!(disagreements, Vec::<String>::new());
+    // The random cases must exercise evaluation, not just error paths.
+    let random = &pairs[agreeing - RANDOM_CASES..agreeing];
+    let values = random
+        .iter()
+        .filter(|(e, d)| evaluate(e, d).is_ok())
+        .count();
+    eprintln!("{values} of {RANDOM_CASES} random cases evaluate to a value");
+    assert!(
+        values > RANDOM_CASES / 2,
+        "only {values} random cases evaluate to a value"
+    );
 
     for ((why, expr, data), theirs) in divergent.iter().zip(&js[agreeing..]) {
         let ours = evaluate(expr, data);
