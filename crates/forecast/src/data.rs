@@ -24,6 +24,9 @@ pub fn read_column<R: Read>(reader: R, column: &str) -> Result<Vec<f64>> {
         .headers()
         .map_err(|e| ForecastError::Csv(e.to_string()))?
         .clone();
+    if headers.iter().all(str::is_empty) {
+        return Err(ForecastError::Empty);
+    }
     let idx =
         headers
             .iter()
@@ -82,6 +85,7 @@ mod tests {
     fn bad_inputs_are_typed_errors() {
         let cases: &[(&str, &str)] = &[
             ("reported\n", "empty"),
+            ("", "empty"),
             ("x\n1\n", "not found"),
             ("reported\n1\nabc\n", "not a number"),
             ("reported\n1\n-2\n", "must be a finite"),

@@ -1,0 +1,329 @@
+//! The command-line contract: `fit`, `rt`, `forecast` and `bench`, driven through clap as the `caravan` binary
+//! will, with every bad input giving an error and no output.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use clap::Parser;
+use forecast::cli::{execute, Command};
+use forecast::model::{EpiParams, Model, ModelKind};
+use forecast::sim::simulate_reports;
+use rand::SeedableRng;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+fn data(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn run(args: &[&str]) -> Result<String, String> {
+    let cli = Cli::try_parse_from(std::iter::once("forecast").chain(args.iter().copied()))
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    match execute(cli.cmd, &mut out) {
+        Ok(()) => Ok(String::from_utf8(out).unwrap()),
+        Err(e) => {
+            assert!(
+                out.is_empty(),
+                "partial output on error: {}",
+                String::from_utf8_lossy(&out)
+            );
+            Err(e.to_string())
+        }
+    }
+}
+
+fn tmp(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("forecast-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn seir_csv(name: &str, days: usize) -> PathBuf {
+    let model = Model::new(ModelKind::Seir { sigma: 0.2 }, 1e5).unwrap();
+    let truth = EpiParams {
+        beta: vec![0.5],
+        knots: vec![],
+        gamma: 0.25,
+        i0: 5.0,
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let y = simulate_reports(
+        &mut rng,
+        &model,
+        &truth,
+        forecast::fit::Observation::Incidence,
+        0.5,
+        20.0,
+        days,
+    )
+    .unwrap();
+    let mut text = String::from("day,reported\n");
+    for (d, v) in y.iter().enumerate() {
+        text.push_str(&format!("{},{}\n", d + 1, v));
+    }
+    tmp(name, &text)
+}
+
+#[test]
+fn fit_boarding_school_through_the_cli() {
+    let school = data("influenza_england_1978_school.csv");
+    let base = [
+        "fit",
+        "--model",
+        "sir",
+        "--population",
+        "763",
+        "--i0",
+        "1",
+        "--rho",
+        "1",
+        "--observed",
+        "prevalence",
+        "--column",
+        "in_bed",
+    ];
+    for (lik, beta, gamma) in [("nb", 1.7266, 0.5410), ("lsq", 1.6692, 0.4435)] {
+        let mut args = base.to_vec();
+        args.extend(["--likelihood", lik, school.as_str()]);
+        let out = run(&args).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(
+            (v["beta"].as_f64().unwrap() / beta - 1.0).abs() < 0.01,
+            "{lik}: {v}"
+        );
+        assert!(
+            (v["gamma"].as_f64().unwrap() / gamma - 1.0).abs() < 0.01,
+            "{lik}: {v}"
+        );
+        assert!(v["R0_low"].as_f64().unwrap() < v["R0"].as_f64().unwrap());
+        assert!(v["R0"].as_f64().unwrap() < v["R0_high"].as_f64().unwrap());
+        assert_eq!(v["rho"].as_f64(), Some(1.0));
+        assert_eq!(v["dispersion"].is_null(), lik == "lsq");
+    }
+}
+
+#[test]
+fn fit_seir_contract_keys() {
+    let input = seir_csv("seir.csv", 200);
+    let out = run(&[
+        "fit",
+        "--model",
+        "seir",
+        "--population",
+        "100000",
+        "--sigma",
+        "0.2",
+        input.to_str().unwrap(),
+    ])
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for key in ["beta", "gamma", "R0", "rho", "dispersion"] {
+        for suffix in ["", "_low", "_high"] {
+            let k = format!("{key}{suffix}");
+            assert!(
+                v[&k].as_f64().is_some_and(f64::is_finite),
+                "missing {k} in {v}"
+            );
+        }
+        assert!(v[format!("{key}_low")].as_f64() <= v[key].as_f64());
+        assert!(v[key].as_f64() <= v[format!("{key}_high")].as_f64());
+    }
+    // Truth R0 = 2, ρ = 0.5.
+    assert!((v["R0"].as_f64().unwrap() / 2.0 - 1.0).abs() < 0.15, "{v}");
+    assert!((v["rho"].as_f64().unwrap() / 0.5 - 1.0).abs() < 0.2, "{v}");
+}
+
+#[test]
+fn rt_csv_matches_epiestim() {
+    let out = run(&[
+        "rt",
+        "--mean-si",
+        "2.6",
+        "--sd-si",
+        "1.5",
+        &data("flu2009_incidence.csv"),
+    ])
+    .unwrap();
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some("t_start,t_end,mean,sd,q025,q05,q25,median,q75,q95,q975")
+    );
+    let golden = std::fs::read_to_string(data("flu2009_rt_si2.6_1.5.csv")).unwrap();
+    let rows: Vec<&str> = lines.collect();
+    let want: Vec<&str> = golden.lines().skip(1).collect();
+    assert_eq!(rows.len(), want.len());
+    for (r, w) in rows.iter().zip(&want) {
+        let r: Vec<f64> = r.split(',').map(|c| c.parse().unwrap()).collect();
+        let w: Vec<f64> = w.split(',').map(|c| c.parse().unwrap()).collect();
+        for (a, b) in [
+            (r[0], w[0]),
+            (r[1], w[1]),
+            (r[2], w[2]),
+            (r[3], w[3]),
+            (r[4], w[4]),
+            (r[10], w[5]),
+        ] {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn forecast_csv_and_svg() {
+    let input = seir_csv("fc.csv", 70);
+    let svg =
+        std::env::temp_dir().join(format!("forecast-cli-test-{}/fan.svg", std::process::id()));
+    let out = run(&[
+        "forecast",
+        "--population",
+        "100000",
+        "--gamma",
+        "0.25",
+        "--horizon",
+        "14",
+        "--members",
+        "200",
+        "--svg",
+        svg.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ])
+    .unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "day,observed,mean,median,lo50,hi50,lo95,hi95");
+    assert_eq!(lines.len(), 1 + 70 + 14);
+    assert!(lines[70].split(',').nth(1).is_some_and(|c| !c.is_empty()));
+    assert!(lines[71].split(',').nth(1).is_some_and(str::is_empty));
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(s.starts_with("<svg") && s.ends_with("</svg>"));
+}
+
+#[test]
+fn bad_input_is_a_clear_error_with_no_output() {
+    let ok = seir_csv("ok.csv", 60);
+    let ok = ok.to_str().unwrap();
+    let cases: Vec<(PathBuf, Vec<&str>, &str)> = vec![
+        (tmp("empty.csv", ""), vec![], "empty"),
+        (tmp("header.csv", "day,reported\n"), vec![], "empty"),
+        (
+            tmp("neg.csv", "reported\n1\n2\n-3\n4\n5\n6\n7\n8\n"),
+            vec![],
+            "must be a finite number >= 0",
+        ),
+        (
+            tmp("text.csv", "reported\n1\n2\nmany\n"),
+            vec![],
+            "not a number",
+        ),
+        (tmp("short.csv", "reported\n1\n2\n3\n"), vec![], "at least"),
+        (
+            tmp("zeros.csv", "reported\n0\n0\n0\n0\n0\n0\n0\n0\n0\n0\n"),
+            vec![],
+            "no cases",
+        ),
+        (
+            tmp("col.csv", "cases\n1\n2\n"),
+            vec![],
+            "column `reported` not found",
+        ),
+        (
+            PathBuf::from(ok),
+            vec!["--rho", "1.5"],
+            "reporting fraction",
+        ),
+        (PathBuf::from(ok), vec!["--sigma=-1"], "sigma"),
+        (PathBuf::from(ok), vec!["--knots", "500"], "knots"),
+        (PathBuf::from("/nonexistent/x.csv"), vec![], "cannot read"),
+    ];
+    for (path, extra, want) in cases {
+        let mut args = vec!["fit", "--population", "100000"];
+        args.extend(extra);
+        let p = path.to_str().unwrap().to_string();
+        args.push(&p);
+        let err = run(&args).expect_err(&format!("{path:?} should fail"));
+        assert!(err.contains(want), "{path:?}: {err}");
+    }
+    // Growth-phase data with γ free: β and γ are not separately identifiable; the error says what to do.
+    let early = seir_csv("early.csv", 40);
+    let err = run(&["fit", "--population", "100000", early.to_str().unwrap()]).unwrap_err();
+    assert!(
+        err.contains("--gamma") || err.contains("did not converge"),
+        "{err}"
+    );
+    let err = run(&[
+        "rt",
+        "--mean-si",
+        "0.5",
+        "--sd-si",
+        "1",
+        "--column",
+        "reported",
+        ok,
+    ])
+    .unwrap_err();
+    assert!(err.contains("mean_si"), "{err}");
+    assert!(run(&["fit", "--model", "sier", "--population", "10", ok]).is_err());
+}
+
+#[test]
+fn bench_runs_without_the_peer() {
+    let out = run(&[
+        "bench",
+        "--regions",
+        "50",
+        "--days",
+        "30",
+        "--repeats",
+        "1",
+        "--members",
+        "50",
+        "--no-peer",
+    ])
+    .unwrap();
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(
+        out.contains("sparse coupling")
+            && out.contains("dense coupling")
+            && out.contains("ensemble forecast")
+    );
+}
+
+/// Opt-in (needs python3 with numpy and scipy): set FORECAST_SCIPY_TESTS=1.
+#[test]
+fn bench_matches_scipy_step_for_step() {
+    if std::env::var_os("FORECAST_SCIPY_TESTS").is_none() {
+        eprintln!("skipped: set FORECAST_SCIPY_TESTS=1 (needs python3 with numpy and scipy)");
+        return;
+    }
+    let out = run(&[
+        "bench",
+        "--regions",
+        "200",
+        "--days",
+        "120",
+        "--repeats",
+        "1",
+        "--members",
+        "50",
+    ])
+    .unwrap();
+    for line in out.lines().take(2) {
+        // Same steps, so the same number of right-hand-side evaluations on both sides, and the same answer.
+        let ours: Vec<&str> = line.split(" rhs evals").collect();
+        let n_ours = ours[0].rsplit(", ").next().unwrap();
+        let n_peer = ours[1].rsplit('(').next().unwrap();
+        assert_eq!(n_ours, n_peer, "{line}");
+        let diff: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(diff < 1e-10, "{line}");
+    }
+}
