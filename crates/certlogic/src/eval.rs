@@ -231,12 +231,13 @@ pub(crate) fn extract_from_uvci(uvci: &str, index: i64) -> Option<&str> {
 }
 
 /// Whether a JSON value is a CertLogic literal (a string, a boolean, an integer, or an array of literals), which
-/// evaluates to itself.
-fn is_literal(v: &Value) -> bool {
+/// evaluates to itself. Arrays nested deeper than `budget` count as not literal, so that evaluation reaches its own
+/// depth check instead of recursing here without bound.
+fn is_literal(v: &Value, budget: usize) -> bool {
     match v {
         Value::String(_) | Value::Bool(_) => true,
         Value::Number(n) => number_int(n).is_some(),
-        Value::Array(items) => items.iter().all(is_literal),
+        Value::Array(items) => budget > 0 && items.iter().all(|i| is_literal(i, budget - 1)),
         Value::Null | Value::Object(_) => false,
     }
 }
@@ -295,7 +296,7 @@ impl Evaluator {
             )),
             // An array of literals evaluates to itself: borrow it instead of rebuilding it (rules list value-set
             // codes and vaccine products this way, and are evaluated many times).
-            Value::Array(_) if is_literal(expr) => Ok(Val::Ref(expr)),
+            Value::Array(_) if is_literal(expr, MAX_DEPTH - depth) => Ok(Val::Ref(expr)),
             Value::Array(items) => items
                 .iter()
                 .map(|item| Self::eval(item, data, depth + 1))
@@ -811,5 +812,43 @@ mod tests {
             evaluate(&expr, &json!(null)),
             Err(Error::TooDeep(MAX_DEPTH))
         );
+    }
+
+    #[test]
+    fn arbitrarily_deep_values_built_in_code_neither_overflow_nor_recurse_unbounded() {
+        // Built iteratively: a parser would refuse such nesting, code need not.
+        let mut array = json!(1);
+        for _ in 0..100_000 {
+            array = Value::Array(vec![array]);
+        }
+        assert_eq!(
+            evaluate(&array, &json!(null)),
+            Err(Error::TooDeep(MAX_DEPTH))
+        );
+        // (Not `json!`, which would serialise the interpolated value recursively.)
+        let wrapped = Value::Object(Map::from_iter([(
+            "if".to_owned(),
+            Value::Array(vec![array]),
+        )]));
+        let issues = crate::validate_format(&wrapped);
+        assert_eq!(issues.len(), 2);
+        assert_eq!(
+            issues[0].message,
+            "an \"if\"-operation must have exactly 3 values/operands, but it has 1"
+        );
+        assert_eq!(
+            issues[1].message,
+            format!("expression nested deeper than {MAX_DEPTH} levels")
+        );
+        drop(issues);
+        // Dropping a 100,000-deep value recurses in serde_json itself; take it apart iteratively instead.
+        let mut rest = wrapped;
+        loop {
+            rest = match rest {
+                Value::Array(mut items) => items.pop().unwrap_or(Value::Null),
+                Value::Object(mut map) => map.remove("if").unwrap_or(Value::Null),
+                _ => break,
+            };
+        }
     }
 }

@@ -21,7 +21,13 @@ pub struct Issue {
 /// Renders a JSON value as JavaScript's template-literal interpolation (`${value}`) would, so that messages match
 /// the reference validator's.
 fn js_string(v: &Value) -> String {
+    js_string_bounded(v, 16)
+}
+
+/// [`js_string`] that stops descending into nested arrays after `budget` levels.
+fn js_string_bounded(v: &Value, budget: usize) -> String {
     match v {
+        Value::Array(_) if budget == 0 => "…".to_owned(),
         Value::Null => "null".to_owned(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => js_number(n),
@@ -32,7 +38,7 @@ fn js_string(v: &Value) -> String {
                 if i.is_null() {
                     String::new()
                 } else {
-                    js_string(i)
+                    js_string_bounded(i, budget - 1)
                 }
             })
             .collect::<Vec<_>>()
@@ -48,6 +54,23 @@ fn js_number(n: &Number) -> String {
         (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 1e21 => format!("{f:.0}"),
         (_, _, Some(f)) => f.to_string(),
         _ => n.to_string(),
+    }
+}
+
+/// Copies a value for an issue report, replacing whatever is nested deeper than `budget` levels by `null` (a
+/// plain clone of an arbitrarily deep value built in code would recurse without bound).
+fn clone_bounded(v: &Value, budget: usize) -> Value {
+    match v {
+        Value::Array(_) | Value::Object(_) if budget == 0 => Value::Null,
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|i| clone_bounded(i, budget - 1)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, i)| (k.clone(), clone_bounded(i, budget - 1)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
@@ -68,7 +91,7 @@ struct Validator {
 impl Validator {
     fn push(&mut self, expr: &Value, message: String) {
         self.issues.push(Issue {
-            expr: expr.clone(),
+            expr: clone_bounded(expr, crate::eval::MAX_DEPTH),
             message,
         });
     }
@@ -81,13 +104,14 @@ impl Validator {
 
     fn expr(&mut self, expr: &Value) {
         if self.depth > crate::eval::MAX_DEPTH {
-            self.push(
-                expr,
-                format!(
+            // The sub-expression itself is not copied into the issue: it may be arbitrarily deep.
+            self.issues.push(Issue {
+                expr: Value::Null,
+                message: format!(
                     "expression nested deeper than {} levels",
                     crate::eval::MAX_DEPTH
                 ),
-            );
+            });
             return;
         }
         self.depth += 1;
