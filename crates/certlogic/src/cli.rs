@@ -68,6 +68,11 @@ pub enum Command {
         /// The DCC payload (JSON file).
         payload: PathBuf,
     },
+    /// Check rules without evaluating them: one line per problem, then `N rules, M with problems`.
+    Lint {
+        /// A rule file or a directory of rules.
+        rules: PathBuf,
+    },
     /// Measure rule evaluations per second over the tests of the rules in DIR (one core).
     Bench {
         /// Directory of rules with tests (as for `conformance rules`).
@@ -191,6 +196,24 @@ fn execute(cmd: Command, out: &mut dyn Write) -> Result<ExitCode, String> {
                 .map_err(|e| format!("cannot render the verdict: {e}"))?;
             writeln!(out, "{report}").map_err(io_err)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Lint { rules } => {
+            let rules = load_rules(&rules).map_err(|e| e.to_string())?;
+            let mut flawed = 0;
+            for rule in &rules {
+                let problems = rule.problems();
+                flawed += usize::from(!problems.is_empty());
+                for problem in problems {
+                    writeln!(out, "{} {}: {problem}", rule.identifier, rule.version)
+                        .map_err(io_err)?;
+                }
+            }
+            writeln!(out, "{} rules, {flawed} with problems", rules.len()).map_err(io_err)?;
+            Ok(if flawed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Bench {
             dir,
@@ -511,6 +534,26 @@ mod tests {
         assert_eq!(
             err,
             "error: --at: not an allowed date or date-time format: \"yesterday\"\n"
+        );
+    }
+
+    #[test]
+    fn lint_checks_every_rule() {
+        let (code, out, _) = run_args(&["lint", &fixture("dcc-rules")]);
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert_eq!(out, "77 rules, 0 with problems\n");
+        let dir = tempfile::tempdir().unwrap();
+        let mut rule: Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture("dcc-rules/NL/GR-NL-0002/rule.json")).unwrap(),
+        )
+        .unwrap();
+        rule["AffectedFields"] = json!([]);
+        std::fs::write(dir.path().join("rule.json"), rule.to_string()).unwrap();
+        let (code, out, _) = run_args(&["lint", dir.path().to_str().unwrap()]);
+        assert_eq!(code, ExitCode::from(1));
+        assert_eq!(
+            out,
+            "GR-NL-0002 1.0.0: AffectedFields lacks fields the logic reads: [\"v\"]\n1 rules, 1 with problems\n"
         );
     }
 

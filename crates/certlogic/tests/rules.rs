@@ -511,3 +511,45 @@ fn value_sets_load_from_a_directory_of_either_form() {
     assert_eq!(sets.len(), 1);
     assert_eq!(sets["test-result"], ["260373001", "260415000"]);
 }
+
+#[test]
+fn every_real_rule_passes_the_static_checks() {
+    for rule in all_rules() {
+        assert_eq!(rule.problems(), Vec::<String>::new(), "{}", rule.identifier);
+    }
+}
+
+#[test]
+fn static_checks_find_misdeclared_fields_and_metadata() {
+    let rules = all_rules();
+    let mut rule = rules
+        .iter()
+        .find(|r| r.identifier == "VR-DE-0003")
+        .unwrap()
+        .clone();
+    let read = certlogic::data_accesses(&rule.logic);
+    assert!(
+        read.contains(&"external.validationClock".to_owned()),
+        "{read:?}"
+    );
+    rule.affected_fields.retain(|f| f != "v.0.dt");
+    rule.affected_fields.push("dob".to_owned());
+    rule.identifier = "TR-AT-0003".to_owned();
+    rule.engine = "JSONLOGIC".to_owned();
+    rule.valid_to = rule.valid_from;
+    rule.description.retain(|d| d.lang != "en");
+    rule.logic = json!({"and": [rule.logic.clone(), {"var": "payload.v.0.dt"}, {"all": [1]}]});
+    assert_eq!(
+        rule.problems(),
+        [
+            "logic: unrecognised operator: \"all\" (in {\"all\":[1]})",
+            "AffectedFields lacks fields the logic reads: [\"v.0.dt\"]",
+            "AffectedFields lists fields the logic never reads: [\"dob\"]",
+            "identifier \"TR-AT-0003\" should start with VR for a Acceptance rule of type Vaccination",
+            "identifier \"TR-AT-0003\" names another country than DE",
+            "engine \"JSONLOGIC\" is not CERTLOGIC",
+            "ValidFrom 2021-10-03T00:00:00.000Z is not before ValidTo 2021-10-03T00:00:00.000Z",
+            "no English description",
+        ]
+    );
+}
