@@ -13,7 +13,8 @@ use thiserror::Error;
 
 use crate::{
     detect, BayesParams, CdcParams, CusumParams, CusumTrans, DetectionRow, EarsParams,
-    FarringtonParams, FlexibleParams, Method, PowerTrans, Series, ThresholdMethod,
+    FarringtonParams, FlexibleParams, GlrDirection, GlrParams, Method, PowerTrans, Series,
+    ThresholdMethod,
 };
 
 /// The crate's subcommands (wired by the binary as `caravan surveil ...`).
@@ -47,6 +48,19 @@ pub enum MethodName {
     Bayes,
     /// CDC historical limits, algo.cdc (observed column = the current 4-week total).
     Cdc,
+    /// Negative binomial GLR detector, algo.glrnb (upperbound column = the GLR statistic).
+    Glrnb,
+}
+
+/// `--dir` values for glrnb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DirArg {
+    /// Detect an increase.
+    #[value(name = "inc")]
+    Inc,
+    /// Detect a decrease.
+    #[value(name = "dec")]
+    Dec,
 }
 
 /// `--threshold-method` values (R's spelling).
@@ -113,31 +127,31 @@ pub struct DetectArgs {
     #[arg(long)]
     pub w: Option<usize>,
     /// Significance level (all but cusum, where it is the pearsonNegBin dispersion).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub alpha: Option<f64>,
     /// Number of seasonal periods (farrington-flexible).
     #[arg(long)]
     pub no_periods: Option<usize>,
     /// Reweighting threshold on Anscombe residuals (farrington-flexible).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weights_threshold: Option<f64>,
     /// Recent weeks left out of the fit (farrington-flexible; default w).
     #[arg(long)]
     pub past_weeks_not_included: Option<usize>,
     /// p-value below which the trend is kept (farrington-flexible).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub p_threshold_trend: Option<f64>,
     /// Threshold method (farrington-flexible).
     #[arg(long, value_enum)]
     pub threshold_method: Option<ThresholdArg>,
     /// Reference value k (cusum).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub k: Option<f64>,
     /// Decision interval h (cusum).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub h: Option<f64>,
     /// Reference mean m (cusum; default the mean before the range) or periods each side (cdc).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub m: Option<f64>,
     /// Transformation (cusum).
     #[arg(long, value_enum)]
@@ -149,7 +163,7 @@ pub struct DetectArgs {
     #[arg(long)]
     pub baseline: Option<usize>,
     /// Minimum baseline standard deviation (EARS).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub min_sigma: Option<f64>,
     /// Power transformation (farrington, farrington-flexible delta).
     #[arg(long, value_enum)]
@@ -160,6 +174,12 @@ pub struct DetectArgs {
     /// Down-weight past outbreaks (farrington, farrington-flexible): true or false.
     #[arg(long, action = clap::ArgAction::Set)]
     pub reweight: Option<bool>,
+    /// Alarm threshold of the GLR statistic (glrnb, `c.ARL`).
+    #[arg(long, allow_negative_numbers = true)]
+    pub c_arl: Option<f64>,
+    /// Direction of the change (glrnb).
+    #[arg(long, value_enum)]
+    pub dir: Option<DirArg>,
     /// Periods per year.
     #[arg(long, default_value_t = 52)]
     pub freq: usize,
@@ -320,6 +340,8 @@ pub fn build_method(a: &DetectArgs) -> Result<Method, CliError> {
         ("--powertrans", a.powertrans.is_some()),
         ("--trend", a.trend.is_some()),
         ("--reweight", a.reweight.is_some()),
+        ("--c-arl", a.c_arl.is_some()),
+        ("--dir", a.dir.is_some()),
     ];
     let allowed: &[&str] = match a.method {
         MethodName::EarsC1
@@ -350,6 +372,7 @@ pub fn build_method(a: &DetectArgs) -> Result<Method, CliError> {
         MethodName::Cusum => &["--k", "--h", "--m", "--trans", "--alpha"],
         MethodName::Bayes => &["--b", "--w", "--alpha", "--act-y"],
         MethodName::Cdc => &["--b", "--m", "--alpha"],
+        MethodName::Glrnb => &["--c-arl", "--dir"],
     };
     if let Some((name, _)) = given.iter().find(|(n, g)| *g && !allowed.contains(n)) {
         let method = a
@@ -464,6 +487,17 @@ pub fn build_method(a: &DetectArgs) -> Result<Method, CliError> {
                 b: a.b.unwrap_or(d.b),
                 m,
                 alpha: a.alpha.unwrap_or(d.alpha),
+            })
+        }
+        MethodName::Glrnb => {
+            let d = GlrParams::default();
+            Method::Glrnb(GlrParams {
+                c_arl: a.c_arl.unwrap_or(d.c_arl),
+                direction: match a.dir {
+                    None => d.direction,
+                    Some(DirArg::Inc) => GlrDirection::Increase,
+                    Some(DirArg::Dec) => GlrDirection::Decrease,
+                },
             })
         }
     })
@@ -647,6 +681,16 @@ mod tests {
                 "needs at least",
             ),
             (
+                vec!["--method", "glrnb", "--range", "2:4", &short],
+                "needs at least",
+            ),
+            (
+                vec![
+                    "--method", "glrnb", "--c-arl", "-1", "--range", "4:4", &short,
+                ],
+                "c.ARL",
+            ),
+            (
                 vec![
                     "--method",
                     "ears-c1",
@@ -677,6 +721,7 @@ mod tests {
             "farrington-flexible",
             "bayes",
             "cdc",
+            "glrnb",
         ] {
             // Either rows or a clear error, never a panic.
             let _ = run_args(&["detect", "--method", m, "--range", "350:400", &zeros]);

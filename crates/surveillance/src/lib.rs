@@ -3,8 +3,8 @@
 //! The methods reproduce the behaviour of the R package `surveillance` 1.20.3 (alarms identical, upper bounds
 //! within 1e-6 relative on the reference outputs), implemented from the published formulas: EARS C1/C2/C3
 //! (Hutwagner et al.), Farrington et al. (1996), the improved Farrington method of Noufaily et al. (2013),
-//! CUSUM (Rossi et al. 1999), the Bayesian predictive method (Riebler 2004), and the CDC historical limits (Stroup
-//! et al. 1989).
+//! CUSUM (Rossi et al. 1999), the Bayesian predictive method (Riebler 2004), the CDC historical limits (Stroup
+//! et al. 1989) and the negative binomial GLR detector (Höhle & Paul 2008).
 //!
 //! ```
 //! use surveillance::{detect, Method, Series, EarsParams};
@@ -21,6 +21,7 @@ mod dist;
 mod ears;
 mod farrington;
 pub mod glm;
+mod glr;
 mod historical;
 
 use std::ops::RangeInclusive;
@@ -32,6 +33,7 @@ pub use bayes::BayesParams;
 pub use cusum::{CusumParams, CusumTrans};
 pub use ears::EarsParams;
 pub use farrington::{FarringtonParams, FlexibleParams, PowerTrans, ThresholdMethod};
+pub use glr::{GlrDirection, GlrParams};
 pub use historical::CdcParams;
 
 /// Everything that can go wrong in detection.
@@ -215,6 +217,8 @@ pub enum Method {
     Bayes(BayesParams),
     /// CDC historical limits, `algo.cdc`.
     Cdc(CdcParams),
+    /// Negative binomial GLR detector, `algo.glrnb` (the bound is the GLR statistic).
+    Glrnb(GlrParams),
 }
 
 impl Method {
@@ -230,6 +234,7 @@ impl Method {
             Method::Cusum(_) => "cusum",
             Method::Bayes(_) => "bayes",
             Method::Cdc(_) => "cdc",
+            Method::Glrnb(_) => "glrnb",
         }
     }
 }
@@ -279,6 +284,7 @@ pub fn detect(
         Method::Cusum(p) => cusum::run(series, p, first, last),
         Method::Bayes(p) => bayes::run(series, p, first, last),
         Method::Cdc(p) => historical::run_cdc(series, p, first, last),
+        Method::Glrnb(p) => glr::run(series, p, first, last),
     }
 }
 

@@ -69,10 +69,18 @@ pub fn check(series: &str, method: &Method, golden: &str) -> (Vec<String>, usize
     let mut bad = Vec::new();
     for (row, (t, obs, ub, alarm)) in rows.iter().zip(&g) {
         assert_eq!(row.t, *t);
+        // GLR-NB reports its statistic, which R maximises over κ only to its optimiser's tolerance: statistics near
+        // zero (far below the alarm threshold of 5) then differ by ~1e-9 absolute, so an absolute 1e-8 is allowed
+        // there. Every other method is held to 1e-6 relative.
+        let abs_tol = if matches!(method, Method::Glrnb(_)) {
+            1e-8
+        } else {
+            0.0
+        };
         let ub_ok = match (row.upperbound, ub) {
             (None, None) => true,
             (Some(a), Some(b)) => {
-                (a - b).abs() <= 1e-6 * b.abs().max(1e-12) || (a == 0.0 && *b == 0.0)
+                (a - b).abs() <= 1e-6 * b.abs().max(1e-12) + abs_tol || (a == 0.0 && *b == 0.0)
             }
             _ => false,
         };
@@ -407,6 +415,42 @@ fn r_cases() -> Vec<(&'static str, Method, &'static str)> {
             BW,
             Method::EarsC3(ears(0.05)),
             "r/salmnewport_bw_ears_c3.csv",
+        ),
+        (
+            A,
+            Method::Glrnb(GlrParams::default()),
+            "r/agona_glrnb_200.csv",
+        ),
+        (
+            A,
+            Method::Glrnb(GlrParams::default()),
+            "r/agona_glrnb_150.csv",
+        ),
+        (
+            A,
+            Method::Glrnb(GlrParams::default()),
+            "r/agona_glrnb_250.csv",
+        ),
+        (
+            A,
+            Method::Glrnb(GlrParams {
+                c_arl: 3.0,
+                ..GlrParams::default()
+            }),
+            "r/agona_glrnb_carl3.csv",
+        ),
+        (
+            A,
+            Method::Glrnb(GlrParams {
+                direction: GlrDirection::Decrease,
+                ..GlrParams::default()
+            }),
+            "r/agona_glrnb_dec.csv",
+        ),
+        (
+            N,
+            Method::Glrnb(GlrParams::default()),
+            "r/salmnewport_glrnb.csv",
         ),
         (SP, f1996(|_| {}), "r/sparse_f1996.csv"),
         (

@@ -112,3 +112,17 @@ long("states_ff_noufaily_nbplugin.csv", suppressWarnings(farringtonFlexible(st, 
      thresholdMethod = "nbPlugin"))), r)
 long("states_ff_defaults.csv", suppressWarnings(farringtonFlexible(st, control = list(range = r))), r)
 long("states_ears_c3.csv", earsC(st, control = list(range = r, method = "C3", alpha = 0.05)), r)
+
+# GLR-NB (algo.glrnb defaults: mu0 from a negative binomial harmonic regression on the weeks before the range,
+# dispersion estimated, c.ARL = 5, increase; the bound column is the GLR statistic, ret = "value").
+for (rg in list(200:312, 150:312, 250:312)) {
+  g <- algo.glrnb(ag, control = list(range = rg))
+  from_disprog(sprintf("agona_glrnb_%d.csv", rg[1]), g, ag$observed, rg)
+}
+g <- algo.glrnb(ag, control = list(range = 200:312, c.ARL = 3))
+from_disprog("agona_glrnb_carl3.csv", g, ag$observed, 200:312)
+g <- algo.glrnb(ag, control = list(range = 200:312, dir = "dec"))
+from_disprog("agona_glrnb_dec.csv", g, ag$observed, 200:312)
+snd <- sts2disProg(sn)
+g <- algo.glrnb(snd, control = list(range = 366:528))
+from_disprog("salmnewport_glrnb.csv", g, observed(sn)[, 1], 366:528)
