@@ -67,6 +67,8 @@ pub fn run(cmd: Command) -> ExitCode {
     let mut out = stdout.lock();
     match execute(cmd, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stops early (`| head`) is not an error of ours.
+        Err(EcgError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             let _ = out.flush();
             eprintln!("error: {e}");
@@ -76,10 +78,7 @@ pub fn run(cmd: Command) -> ExitCode {
 }
 
 fn io_err(e: std::io::Error) -> EcgError {
-    EcgError::Io {
-        path: PathBuf::from("<stdout>"),
-        source: e,
-    }
+    EcgError::Output(e)
 }
 
 fn detect_on(ecg: &Ecg, channel: Option<usize>) -> Result<Vec<usize>> {

@@ -13,6 +13,10 @@ pub enum EcgError {
         source: std::io::Error,
     },
 
+    /// Results could not be written (e.g. standard output closed).
+    #[error("cannot write output: {0}")]
+    Output(#[source] std::io::Error),
+
     /// The WFDB header has no record line (only comments or nothing at all).
     #[error("WFDB header is empty: no record line found")]
     EmptyHeader,
