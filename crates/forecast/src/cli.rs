@@ -132,6 +132,35 @@ pub struct ForecastOpts {
     pub svg: Option<PathBuf>,
 }
 
+/// `risk` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RiskOpts {
+    /// CSV of regions: region,population,infectious[,beta].
+    #[arg(long)]
+    pub regions: PathBuf,
+    /// CSV of mobility: from,to,travellers (travellers per day from region `from` into region `to`).
+    #[arg(long)]
+    pub flows: PathBuf,
+    /// Days over which importations are counted.
+    #[arg(long, default_value_t = 7)]
+    pub days: usize,
+    /// Project the epidemic with the metapopulation SEIR over the period instead of holding today's prevalence.
+    #[arg(long)]
+    pub project: bool,
+    /// Transmission rate for regions without a `beta` column value (projection only).
+    #[arg(long, default_value_t = 0.3)]
+    pub beta: f64,
+    /// SEIR progression rate σ (projection only).
+    #[arg(long, default_value_t = 0.2)]
+    pub sigma: f64,
+    /// Recovery rate γ (projection only).
+    #[arg(long, default_value_t = 0.2)]
+    pub gamma: f64,
+    /// Share of contacts made with other regions, spread by the mobility flows (projection only).
+    #[arg(long, default_value_t = 0.05)]
+    pub coupling: f64,
+}
+
 /// `bench` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchOpts {
@@ -179,6 +208,8 @@ pub enum Command {
     Rt(RtOpts),
     /// Fit, then forecast with a parameter + observation-noise ensemble; prints CSV (day, median, intervals).
     Forecast(ForecastOpts),
+    /// Regional importation risk from mobility flows; prints CSV (region, expected importations, P(at least one)).
+    Risk(RiskOpts),
     /// Benchmarks against SciPy solve_ivp (metapopulation SEIR) and the ensemble timing.
     Bench(BenchOpts),
 }
@@ -291,6 +322,178 @@ pub fn fit_json(f: &Fit, o: &FitOpts, days: usize) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
+struct RegionRow {
+    name: String,
+    population: f64,
+    infectious: f64,
+    beta: Option<f64>,
+}
+
+fn csv_reader(path: &Path) -> Result<csv::Reader<std::fs::File>> {
+    let file = std::fs::File::open(path).map_err(|source| ForecastError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(file))
+}
+
+fn column(headers: &csv::StringRecord, name: &str) -> Result<usize> {
+    headers
+        .iter()
+        .position(|h| h == name)
+        .ok_or_else(|| ForecastError::MissingColumn {
+            column: name.into(),
+            header: headers.iter().collect::<Vec<_>>().join(","),
+        })
+}
+
+fn number(rec: &csv::StringRecord, idx: usize, row: usize, col: &str) -> Result<f64> {
+    let cell = rec.get(idx).unwrap_or("");
+    let v: f64 = cell.parse().map_err(|_| ForecastError::NotNumeric {
+        row,
+        column: col.into(),
+        value: cell.into(),
+    })?;
+    crate::data::validate_count(row, col, v)?;
+    Ok(v)
+}
+
+fn read_regions(path: &Path) -> Result<Vec<RegionRow>> {
+    let mut rdr = csv_reader(path)?;
+    let h = rdr
+        .headers()
+        .map_err(|e| ForecastError::Csv(e.to_string()))?
+        .clone();
+    let (ir, ip, ii) = (
+        column(&h, "region")?,
+        column(&h, "population")?,
+        column(&h, "infectious")?,
+    );
+    let ib = h.iter().position(|c| c == "beta");
+    let mut rows: Vec<RegionRow> = Vec::new();
+    for (k, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| ForecastError::Csv(e.to_string()))?;
+        let row = k + 1;
+        let name = rec.get(ir).unwrap_or("").to_string();
+        if name.is_empty() || rows.iter().any(|r| r.name == name) {
+            return Err(ForecastError::Csv(format!(
+                "row {row}: region name empty or repeated: `{name}`"
+            )));
+        }
+        let beta = match ib.map(|i| rec.get(i).unwrap_or("")) {
+            Some(c) if !c.is_empty() => Some(number(&rec, ib.unwrap_or(0), row, "beta")?),
+            _ => None,
+        };
+        rows.push(RegionRow {
+            name,
+            population: number(&rec, ip, row, "population")?,
+            infectious: number(&rec, ii, row, "infectious")?,
+            beta,
+        });
+    }
+    if rows.is_empty() {
+        return Err(ForecastError::Empty);
+    }
+    Ok(rows)
+}
+
+fn read_flows(path: &Path, regions: &[RegionRow]) -> Result<crate::metapop::Csr> {
+    let mut rdr = csv_reader(path)?;
+    let h = rdr
+        .headers()
+        .map_err(|e| ForecastError::Csv(e.to_string()))?
+        .clone();
+    let (iff, it, iv) = (
+        column(&h, "from")?,
+        column(&h, "to")?,
+        column(&h, "travellers")?,
+    );
+    let index = |name: &str, row: usize| {
+        regions
+            .iter()
+            .position(|r| r.name == name)
+            .ok_or_else(|| ForecastError::Csv(format!("flows row {row}: unknown region `{name}`")))
+    };
+    let mut triplets = Vec::new();
+    for (k, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| ForecastError::Csv(e.to_string()))?;
+        let row = k + 1;
+        let from = index(rec.get(iff).unwrap_or(""), row)?;
+        let to = index(rec.get(it).unwrap_or(""), row)?;
+        // Rows are destinations: m[to][from] travellers per day.
+        triplets.push((to, from, number(&rec, iv, row, "travellers")?));
+    }
+    crate::metapop::Csr::from_triplets(regions.len(), &triplets)
+}
+
+fn risk(o: &RiskOpts, buf: &mut Vec<u8>) -> Result<()> {
+    use crate::metapop::{importation_risk, importation_risk_along, Coupling, MetaSeir};
+    let regions = read_regions(&o.regions)?;
+    let flows = read_flows(&o.flows, &regions)?;
+    let pop: Vec<f64> = regions.iter().map(|r| r.population).collect();
+    let inf: Vec<f64> = regions.iter().map(|r| r.infectious).collect();
+    if let Some(r) = regions
+        .iter()
+        .find(|r| r.population <= 0.0 || r.infectious > r.population)
+    {
+        return Err(ForecastError::InvalidParameter {
+            name: "population",
+            value: r.population,
+            why: "each region needs population > 0 and infectious <= population",
+        });
+    }
+    let (risk, projected) = if o.project {
+        let beta: Vec<f64> = regions.iter().map(|r| r.beta.unwrap_or(o.beta)).collect();
+        let model = MetaSeir::new(
+            pop.clone(),
+            beta,
+            o.sigma,
+            o.gamma,
+            Coupling::from_mobility(&flows, o.coupling)?,
+        )?;
+        let y0 = model.initial_state(&inf)?;
+        let mut solver = crate::ode::Dopri5::new(1e-6, 1e-6)?;
+        let (states, _) = model.simulate(&y0, o.days, &mut solver)?;
+        let n = regions.len();
+        let last = &states[states.len().saturating_sub(4 * n)..];
+        let projected: Vec<f64> = last[2 * n..3 * n].to_vec();
+        // Day d's prevalence drives the importations of day d + 1, so days 0..days−1 cover the period.
+        let r = importation_risk_along(&flows, &model, &states, 0, o.days.saturating_sub(1))?;
+        (r, Some(projected))
+    } else {
+        (importation_risk(&flows, &inf, &pop, o.days as f64)?, None)
+    };
+    write!(
+        buf,
+        "region,population,infectious,expected_importations,p_at_least_one"
+    )
+    .map_err(io_err)?;
+    if projected.is_some() {
+        write!(buf, ",infectious_at_end").map_err(io_err)?;
+    }
+    writeln!(buf).map_err(io_err)?;
+    for (k, r) in regions.iter().enumerate() {
+        let name = if r.name.contains([',', '"', '\n']) {
+            format!("\"{}\"", r.name.replace('"', "\"\""))
+        } else {
+            r.name.clone()
+        };
+        write!(
+            buf,
+            "{name},{},{},{},{}",
+            r.population, r.infectious, risk.expected[k], risk.prob_at_least_one[k]
+        )
+        .map_err(io_err)?;
+        if let Some(p) = &projected {
+            write!(buf, ",{}", p[k]).map_err(io_err)?;
+        }
+        writeln!(buf).map_err(io_err)?;
+    }
+    Ok(())
+}
+
 fn write_svg(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|source| ForecastError::Io {
         path: path.display().to_string(),
@@ -377,6 +580,7 @@ pub fn execute(cmd: Command, out: &mut dyn Write) -> Result<()> {
                 write_svg(p, &svg::fan_chart(&fc, "Forecast of reported cases"))?;
             }
         }
+        Command::Risk(o) => risk(&o, &mut buf)?,
         Command::Bench(o) => {
             let cfg = BenchConfig {
                 regions: o.regions,

@@ -276,6 +276,50 @@ fn bad_input_is_a_clear_error_with_no_output() {
 }
 
 #[test]
+fn regional_importation_risk() {
+    let regions = tmp(
+        "regions.csv",
+        "region,population,infectious\nA,10000,100\nB,50000,0\nC,1000,0\n",
+    );
+    let flows = tmp("flows.csv", "from,to,travellers\nA,B,200\nB,C,10\nA,A,5\n");
+    let r = regions.to_str().unwrap();
+    let f = flows.to_str().unwrap();
+    let out = run(&["risk", "--regions", r, "--flows", f, "--days", "7"]).unwrap();
+    let rows: Vec<Vec<String>> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    // B receives 200 travellers a day from A, 1 % infectious: λ = 7 × 2 = 14; C receives only from B (no cases).
+    let lam: f64 = rows[1][3].parse().unwrap();
+    assert!((lam - 14.0).abs() < 1e-9, "{out}");
+    let p: f64 = rows[1][4].parse().unwrap();
+    assert!((p - (1.0 - (-14.0f64).exp())).abs() < 1e-12);
+    assert_eq!(rows[2][3], "0");
+    assert_eq!(rows[0][3], "0", "self-flows are not importations");
+    // Projected forward, infection reaches B, so C's risk becomes positive.
+    let out = run(&[
+        "risk",
+        "--regions",
+        r,
+        "--flows",
+        f,
+        "--days",
+        "30",
+        "--project",
+        "--beta",
+        "0.5",
+    ])
+    .unwrap();
+    assert!(out.lines().next().unwrap().ends_with(",infectious_at_end"));
+    let c: Vec<&str> = out.lines().nth(3).unwrap().split(',').collect();
+    assert!(c[3].parse::<f64>().unwrap() > 0.0, "{out}");
+    let bad = tmp("flows_bad.csv", "from,to,travellers\nA,Z,3\n");
+    let err = run(&["risk", "--regions", r, "--flows", bad.to_str().unwrap()]).unwrap_err();
+    assert!(err.contains("unknown region `Z`"), "{err}");
+}
+
+#[test]
 fn bench_runs_without_the_peer() {
     let out = run(&[
         "bench",
