@@ -169,3 +169,40 @@ fn too_few_beats_is_an_error_not_a_panic() {
     .unwrap();
     assert!(measure(&tiny).is_err());
 }
+
+#[test]
+fn intervals_survive_baseline_wander_and_noise() {
+    use std::f64::consts::PI;
+    let (mut ecg, _) = twelve_lead();
+    let clean = measure(&ecg).unwrap();
+    // Deterministic noise: a linear congruential sequence mapped to ±25 µV, plus 0.5 mV respiration wander
+    // and 50 Hz mains at 50 µV.
+    let mut state: u64 = 12345;
+    for lead in &mut ecg.leads {
+        for (i, v) in lead.samples.iter_mut().enumerate() {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+            let t = i as f64 / 1000.0;
+            *v += 0.05 * u + 0.5 * (2.0 * PI * 0.25 * t).sin() + 0.05 * (2.0 * PI * 50.0 * t).sin();
+        }
+    }
+    let noisy = measure(&ecg).unwrap();
+    assert_eq!(noisy.r_peaks.len(), clean.r_peaks.len());
+    let table = [
+        ("QRS", noisy.qrs_duration_ms, clean.qrs_duration_ms, 8.0),
+        ("QT", noisy.qt_interval_ms, clean.qt_interval_ms, 15.0),
+        (
+            "PR",
+            noisy.pr_interval_ms.unwrap_or(0.0),
+            clean.pr_interval_ms.unwrap_or(0.0),
+            15.0,
+        ),
+        ("HR", noisy.heart_rate_bpm, clean.heart_rate_bpm, 0.5),
+    ];
+    for (name, a, b, tol) in table {
+        eprintln!("{name}: noisy {a:.1}, clean {b:.1}");
+        assert!((a - b).abs() <= tol, "{name}: noisy {a}, clean {b}");
+    }
+}
