@@ -84,6 +84,26 @@ pub struct FitOpts {
     pub input: PathBuf,
 }
 
+/// How `fit` computes its 95 % intervals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CiArg {
+    /// Wald intervals from the Hessian (log/logit scale): fast.
+    Wald,
+    /// Profile-likelihood intervals: re-optimises the other parameters along each quantity.
+    Profile,
+}
+
+/// `fit` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FitCmdOpts {
+    /// Fitting options.
+    #[command(flatten)]
+    pub fit: FitOpts,
+    /// Interval method.
+    #[arg(long, value_enum, default_value = "wald")]
+    pub ci: CiArg,
+}
+
 /// `rt` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RtOpts {
@@ -203,7 +223,7 @@ pub struct BenchOpts {
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Fit an SIR/SEIR model to daily counts; prints one JSON object with estimates and 95 % intervals.
-    Fit(FitOpts),
+    Fit(FitCmdOpts),
     /// Cori et al. (2013) R_t on sliding windows; prints CSV (t_start, t_end, mean, sd, quantiles).
     Rt(RtOpts),
     /// Fit, then forecast with a parameter + observation-noise ensemble; prints CSV (day, median, intervals).
@@ -512,16 +532,34 @@ fn io_err(source: std::io::Error) -> ForecastError {
 pub fn execute(cmd: Command, out: &mut dyn Write) -> Result<()> {
     let mut buf: Vec<u8> = Vec::new();
     match cmd {
-        Command::Fit(o) => {
+        Command::Fit(FitCmdOpts { fit: o, ci }) => {
             let data = read_column_file(&o.input, &o.column)?;
             let spec = spec_from(&o)?;
-            let f = fit(&spec, &data)?;
+            let mut f = fit(&spec, &data)?;
             tracing::info!(
                 days = data.len(),
                 evaluations = f.evaluations,
                 "model fitted"
             );
-            let text = serde_json::to_string_pretty(&fit_json(&f, &o, data.len()))
+            if ci == CiArg::Profile {
+                let p = f.profile_intervals(&data)?;
+                if let Some(b) = f.beta.first_mut() {
+                    *b = p.beta;
+                }
+                f.gamma = p.gamma;
+                f.r0 = p.r0;
+                f.rho = p.rho;
+                f.dispersion = p.dispersion;
+            }
+            let mut json = fit_json(&f, &o, data.len());
+            if let Some(m) = json.as_object_mut() {
+                let name = match ci {
+                    CiArg::Wald => "wald",
+                    CiArg::Profile => "profile",
+                };
+                m.insert("ci".into(), name.into());
+            }
+            let text = serde_json::to_string_pretty(&json)
                 .map_err(|e| ForecastError::Csv(e.to_string()))?;
             writeln!(buf, "{text}").map_err(io_err)?;
         }

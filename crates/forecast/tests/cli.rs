@@ -92,9 +92,13 @@ fn fit_boarding_school_through_the_cli() {
         "--column",
         "in_bed",
     ];
-    for (lik, beta, gamma) in [("nb", 1.7266, 0.5410), ("lsq", 1.6692, 0.4435)] {
+    for (lik, ci, beta, gamma) in [
+        ("nb", "wald", 1.7266, 0.5410),
+        ("lsq", "wald", 1.6692, 0.4435),
+        ("nb", "profile", 1.7266, 0.5410),
+    ] {
         let mut args = base.to_vec();
-        args.extend(["--likelihood", lik, school.as_str()]);
+        args.extend(["--likelihood", lik, "--ci", ci, school.as_str()]);
         let out = run(&args).unwrap();
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert!(
@@ -109,6 +113,7 @@ fn fit_boarding_school_through_the_cli() {
         assert!(v["R0"].as_f64().unwrap() < v["R0_high"].as_f64().unwrap());
         assert_eq!(v["rho"].as_f64(), Some(1.0));
         assert_eq!(v["dispersion"].is_null(), lik == "lsq");
+        assert_eq!(v["ci"].as_str(), Some(ci));
     }
 }
 

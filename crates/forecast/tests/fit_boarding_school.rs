@@ -61,3 +61,42 @@ fn boarding_school_reference_fits() {
         }
     }
 }
+
+#[test]
+fn boarding_school_profile_intervals() {
+    let data = school();
+    let mut spec = FitSpec::new(
+        Model::new(ModelKind::Sir, 763.0).unwrap(),
+        Observation::Prevalence,
+        Likelihood::NegBin,
+    );
+    spec.fixed_i0 = Some(1.0);
+    spec.fixed_rho = Some(1.0);
+    let f = fit(&spec, &data).unwrap();
+    let p = f.profile_intervals(&data).unwrap();
+    eprintln!(
+        "profile {p:?}\nwald beta {:?} gamma {:?} R0 {:?} phi {:?}",
+        f.beta[0], f.gamma, f.r0, f.dispersion
+    );
+    let phi = p.dispersion.unwrap();
+    for (prof, wald) in [
+        (p.beta, f.beta[0]),
+        (p.gamma, f.gamma),
+        (p.r0, f.r0),
+        (phi, f.dispersion.unwrap()),
+    ] {
+        assert!(prof.low < prof.value && prof.value < prof.high, "{prof:?}");
+        // Close to the Wald interval where the likelihood is near-quadratic (β, γ, R0), never wildly different.
+        let w = wald.high.ln() - wald.low.ln();
+        assert!(
+            (prof.low.ln() - wald.low.ln()).abs() < 0.5 * w,
+            "{prof:?} vs {wald:?}"
+        );
+        assert!(
+            (prof.high.ln() - wald.high.ln()).abs() < 0.5 * w,
+            "{prof:?} vs {wald:?}"
+        );
+    }
+    // ρ was fixed, so its interval is degenerate.
+    assert_eq!((p.rho.low, p.rho.high), (1.0, 1.0));
+}
