@@ -1,7 +1,8 @@
 //! Conformance runners over the published test data: the CertLogic specification's test suite (and its validation
 //! test suite), and the country business rules with their tests.
 
-use crate::rules::{evaluate_rule, Outcome, Rule};
+use crate::files::{json_files, read_json};
+use crate::rules::{evaluate_rule, rule_from_json, Outcome, Rule};
 use crate::{evaluate, validate_format, Issue, LoadError};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -35,38 +36,6 @@ impl Report {
             self.skipped
         )
     }
-}
-
-fn json_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
-    let io = |source| LoadError::Io {
-        path: dir.to_owned(),
-        source,
-    };
-    let mut entries = std::fs::read_dir(dir)
-        .map_err(io)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io)?;
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            json_files(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "json") {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
-fn read_json(path: &Path) -> Result<Value, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    serde_json::from_str(text.trim_start_matches('\u{feff}')).map_err(|source| LoadError::Json {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 fn is_skip(v: &Value) -> bool {
@@ -211,10 +180,7 @@ pub fn load_rule_tests(dir: &Path) -> Result<Vec<RuleWithTests>, LoadError> {
         .filter(|p| p.file_name().is_some_and(|n| n == "rule.json"))
     {
         let value = read_json(path)?;
-        let rule: Rule = serde_json::from_value(value).map_err(|e| LoadError::Shape {
-            path: path.clone(),
-            what: format!("not a valid business rule: {e}"),
-        })?;
+        let rule = rule_from_json(path, value)?;
         let mut tests = Vec::new();
         let tests_dir = path.with_file_name("tests");
         if tests_dir.is_dir() {

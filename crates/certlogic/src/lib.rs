@@ -16,6 +16,7 @@ pub mod conformance;
 mod datetime;
 mod error;
 mod eval;
+mod files;
 mod lint;
 pub mod rules;
 mod validate;

@@ -3,11 +3,12 @@
 
 use crate::datetime::DateTime;
 use crate::eval::{evaluate_val, Val};
+use crate::files::{read_json, sorted_entries};
 use crate::LoadError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The CertLogic engine version this crate implements (the specification's version).
 pub const ENGINE_VERSION: semver::Version = semver::Version::new(1, 3, 3);
@@ -125,25 +126,16 @@ impl Rule {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+/// Parses one rule, naming the file in the error.
+pub(crate) fn rule_from_json(path: &Path, value: Value) -> Result<Rule, LoadError> {
+    serde_json::from_value::<Rule>(value).map_err(|e| LoadError::Shape {
         path: path.to_owned(),
-        source,
-    })?;
-    // Some exported files start with a UTF-8 byte-order mark, which JSON does not allow.
-    serde_json::from_str(text.trim_start_matches('\u{feff}')).map_err(|source| LoadError::Json {
-        path: path.to_owned(),
-        source,
+        what: format!("not a valid business rule: {e}"),
     })
 }
 
 fn rules_from_json(path: &Path, value: Value) -> Result<Vec<Rule>, LoadError> {
-    let one = |v: Value| {
-        serde_json::from_value::<Rule>(v).map_err(|e| LoadError::Shape {
-            path: path.to_owned(),
-            what: format!("not a valid business rule: {e}"),
-        })
-    };
+    let one = |v: Value| rule_from_json(path, v);
     match value {
         Value::Array(items) => items.into_iter().map(one).collect(),
         other => one(other).map(|r| vec![r]),
@@ -158,20 +150,6 @@ fn looks_like_rules(value: &Value) -> bool {
         }
         _ => false,
     }
-}
-
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let io = |source| LoadError::Io {
-        path: dir.to_owned(),
-        source,
-    };
-    let mut entries = std::fs::read_dir(dir)
-        .map_err(io)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(io)?;
-    entries.sort();
-    Ok(entries)
 }
 
 /// Loads business rules from a file (one rule, or an array of rules as the gateway serves them) or a directory.

@@ -18,6 +18,7 @@ fuzz_target!(|bytes: &[u8]| {
     let second = certlogic::evaluate(&logic, &data);
     assert_eq!(first, second, "evaluation is not deterministic");
     let _ = certlogic::validate_format(&logic);
+    let _ = certlogic::data_accesses(&logic);
     // Strings met while evaluating are also fed to the date parsers directly.
     if let Value::String(s) = &data {
         if let Ok(d) = certlogic::DateTime::parse(s) {

@@ -18,4 +18,5 @@ fuzz_target!(|bytes: &[u8]| {
     assert_eq!(outcomes.len(), 1);
     let _ = certlogic::Status::of(&outcomes);
     let _ = rule.description("fr");
+    let _ = rule.problems();
 });
