@@ -56,7 +56,7 @@ enum View<'v, 'a> {
 
 /// The integer value of a JSON number, if it is an integer that fits in 64 bits. JSON `42.0` is the integer 42, as it
 /// is in JavaScript, which the specification's integers are a subset of.
-fn number_int(n: &Number) -> Option<i64> {
+pub(crate) fn number_int(n: &Number) -> Option<i64> {
     if let Some(i) = n.as_i64() {
         return Some(i);
     }

@@ -74,13 +74,9 @@ fn clone_bounded(v: &Value, budget: usize) -> Value {
     }
 }
 
+/// Whether a literal is an integer in the evaluator's sense, so that validation and evaluation agree.
 fn is_int(v: &Value) -> bool {
-    match v {
-        Value::Number(n) => {
-            n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
-        }
-        _ => false,
-    }
+    matches!(v, Value::Number(n) if crate::eval::number_int(n).is_some())
 }
 
 struct Validator {
