@@ -146,18 +146,14 @@ pub struct PeerResult {
     pub final_state: Vec<f64>,
 }
 
-fn run_scipy(
-    python: &str,
+/// Writes the benchmark model for the SciPy script: `meta.json` plus little-endian binary arrays.
+pub fn export_model(
+    dir: &std::path::Path,
     model: &MetaSeir,
     y0: &[f64],
     coupling: &Coupling,
     cfg: &BenchConfig,
-) -> Result<PeerResult> {
-    let dir = std::env::temp_dir().join(format!("forecast-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| ForecastError::Io {
-        path: dir.display().to_string(),
-        source,
-    })?;
+) -> Result<()> {
     let n = model.regions();
     let dense = matches!(coupling, Coupling::Dense(_));
     let meta = serde_json::json!({
@@ -182,6 +178,26 @@ fn run_scipy(
             write_f64(&dir.join("values.bin"), values)?;
         }
     }
+    Ok(())
+}
+
+fn run_scipy(
+    python: &str,
+    model: &MetaSeir,
+    y0: &[f64],
+    coupling: &Coupling,
+    cfg: &BenchConfig,
+) -> Result<PeerResult> {
+    let dir = std::env::temp_dir().join(format!("forecast-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| ForecastError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    export_model(&dir, model, y0, coupling, cfg)?;
+    let io = |source, p: &std::path::Path| ForecastError::Io {
+        path: p.display().to_string(),
+        source,
+    };
     let script = dir.join("seir_scipy.py");
     std::fs::write(&script, SCIPY_SCRIPT).map_err(|e| io(e, &script))?;
     let output = std::process::Command::new(python)
