@@ -1,0 +1,444 @@
+//! The archive: storing, idempotency, rejection of bad input, and the C-FIND/QIDO matching rules
+//! as a table of queries and expected matches.
+// Helpers outside #[test] functions are test code too.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use imaging::{
+    AccessAction, AccessEvent, AccessObserver, Archive, Error, Level, Query, StoreOutcome,
+};
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(AccessAction, Option<String>, String)>>);
+
+impl AccessObserver for Recorder {
+    fn on_access(&self, e: &AccessEvent<'_>) {
+        self.0.lock().expect("lock").push((
+            e.action,
+            e.study_uid.map(str::to_string),
+            e.principal.to_string(),
+        ));
+    }
+}
+
+async fn loaded() -> Archive {
+    let archive = Archive::in_memory().await.expect("archive");
+    for bytes in common::corpus() {
+        let outcome = archive
+            .store(Bytes::from(bytes), "test")
+            .await
+            .expect("store");
+        assert!(matches!(outcome, StoreOutcome::Stored(_)));
+    }
+    archive
+}
+
+#[tokio::test]
+async fn store_is_idempotent_and_observed() {
+    let recorder = Arc::new(Recorder::default());
+    let archive = Archive::in_memory()
+        .await
+        .expect("archive")
+        .with_observer(recorder.clone());
+    let corpus = common::corpus();
+    let first = archive
+        .store(Bytes::from(corpus[0].clone()), "alice")
+        .await
+        .expect("store");
+    assert!(matches!(first, StoreOutcome::Stored(_)));
+    let again = archive
+        .store(Bytes::from(corpus[0].clone()), "alice")
+        .await
+        .expect("store");
+    assert!(matches!(again, StoreOutcome::AlreadyStored(_)));
+    assert_eq!(archive.count_instances().await.expect("count"), 1);
+    let record = again.record().clone();
+    let bytes = archive
+        .read(&record, AccessAction::Retrieve, "bob")
+        .await
+        .expect("read");
+    assert_eq!(&bytes[..], &corpus[0][..]);
+    let events = recorder.0.lock().expect("lock").clone();
+    assert_eq!(events.len(), 3);
+    assert_eq!(
+        events[0],
+        (
+            AccessAction::Store,
+            Some("1.2.826.0.1.1".into()),
+            "alice".into()
+        )
+    );
+    assert_eq!(
+        events[2],
+        (
+            AccessAction::Retrieve,
+            Some("1.2.826.0.1.1".into()),
+            "bob".into()
+        )
+    );
+}
+
+#[tokio::test]
+async fn malformed_instances_are_rejected_precisely_and_lose_nothing() {
+    let archive = loaded().await;
+    let good = common::corpus()[0].clone();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", vec![], "preamble"),
+        (
+            "not dicom",
+            b"hello world, this is not a DICOM file at all".repeat(10),
+            "DICM",
+        ),
+        (
+            "truncated in the header",
+            good[..300].to_vec(),
+            "not a DICOM instance",
+        ),
+        (
+            "truncated pixel data",
+            good[..good.len() - 1000].to_vec(),
+            "not a DICOM instance",
+        ),
+        (
+            "missing study UID",
+            common::instance(
+                common::CT_SMALL,
+                &common::Spec {
+                    study_uid: "",
+                    series_uid: "1.2.3",
+                    sop_uid: "1.2.3.4",
+                    ..Default::default()
+                },
+            ),
+            "StudyInstanceUID",
+        ),
+        (
+            "path traversal in a UID",
+            common::instance(
+                common::CT_SMALL,
+                &common::Spec {
+                    study_uid: "../../etc",
+                    series_uid: "1.2.3",
+                    sop_uid: "1.2.3.4",
+                    ..Default::default()
+                },
+            ),
+            "invalid UID",
+        ),
+        (
+            "same SOP instance in another series",
+            common::instance(
+                common::CT_SMALL,
+                &common::Spec {
+                    study_uid: "1.2.826.0.1.1",
+                    series_uid: "1.2.9",
+                    sop_uid: "1.2.826.0.1.1.1.1",
+                    ..Default::default()
+                },
+            ),
+            "already stored in series",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        match archive.store(Bytes::from(bytes), "test").await {
+            Err(Error::Rejected(reason)) => {
+                let text = reason.to_string();
+                assert!(text.contains(expected), "{name}: {text}");
+            }
+            other => panic!("{name}: expected a rejection, got {other:?}"),
+        }
+    }
+    assert_eq!(archive.count_instances().await.expect("count"), 5);
+    // Everything stored before is still readable.
+    for r in archive
+        .instances("1.2.826.0.1.1", None, None)
+        .await
+        .expect("list")
+    {
+        archive
+            .read(&r, AccessAction::Retrieve, "t")
+            .await
+            .expect("bytes still there");
+    }
+}
+
+#[tokio::test]
+async fn wrong_study_is_refused_for_stow_to_a_study() {
+    let archive = Archive::in_memory().await.expect("archive");
+    let bytes = Bytes::from(common::corpus()[0].clone());
+    let err = archive
+        .store_checked(bytes, Some("1.2.3.999"), "t")
+        .await
+        .expect_err("wrong study");
+    assert!(
+        err.to_string().contains("not to the study 1.2.3.999"),
+        "{err}"
+    );
+}
+
+fn q(level: Level, filters: &[(Tag, &str)]) -> Query {
+    let mut query = Query::new(level);
+    for (t, v) in filters {
+        query = query.filter(*t, *v);
+    }
+    query
+}
+
+#[tokio::test]
+async fn matching_rules_table() {
+    let archive = loaded().await;
+    use tags::*;
+    // (description, query, expected unique keys in order)
+    let table: Vec<(&str, Query, Vec<&str>)> = vec![
+        (
+            "all studies by date",
+            q(Level::Study, &[]),
+            vec!["1.2.826.0.1.3", "1.2.826.0.1.1", "1.2.826.0.1.2"],
+        ),
+        (
+            "single value PN",
+            q(Level::Study, &[(PATIENT_NAME, "Doe^John")]),
+            vec!["1.2.826.0.1.1"],
+        ),
+        (
+            "PN is case-insensitive",
+            q(Level::Study, &[(PATIENT_NAME, "doe^JOHN")]),
+            vec!["1.2.826.0.1.1"],
+        ),
+        (
+            "wildcard *",
+            q(Level::Study, &[(PATIENT_NAME, "Doe*")]),
+            vec!["1.2.826.0.1.3", "1.2.826.0.1.1"],
+        ),
+        (
+            "wildcard ?",
+            q(Level::Study, &[(PATIENT_NAME, "?mith^Ja?e")]),
+            vec!["1.2.826.0.1.2"],
+        ),
+        (
+            "universal *",
+            q(Level::Study, &[(PATIENT_NAME, "*")]),
+            vec!["1.2.826.0.1.3", "1.2.826.0.1.1", "1.2.826.0.1.2"],
+        ),
+        (
+            "empty value is universal",
+            q(Level::Study, &[(ACCESSION_NUMBER, "")]),
+            vec!["1.2.826.0.1.3", "1.2.826.0.1.1", "1.2.826.0.1.2"],
+        ),
+        (
+            "date range",
+            q(Level::Study, &[(STUDY_DATE, "20200101-20201231")]),
+            vec!["1.2.826.0.1.1"],
+        ),
+        (
+            "open date range before",
+            q(Level::Study, &[(STUDY_DATE, "-20200115")]),
+            vec!["1.2.826.0.1.3", "1.2.826.0.1.1"],
+        ),
+        (
+            "open date range after",
+            q(Level::Study, &[(STUDY_DATE, "20200116-")]),
+            vec!["1.2.826.0.1.2"],
+        ),
+        (
+            "single date",
+            q(Level::Study, &[(STUDY_DATE, "20191231")]),
+            vec!["1.2.826.0.1.3"],
+        ),
+        (
+            "time range",
+            q(Level::Study, &[(STUDY_TIME, "1100-1300")]),
+            vec!["1.2.826.0.1.3"],
+        ),
+        (
+            "single time matches the minute",
+            q(Level::Study, &[(STUDY_TIME, "0830")]),
+            vec!["1.2.826.0.1.1"],
+        ),
+        (
+            "UID list",
+            q(
+                Level::Study,
+                &[(STUDY_INSTANCE_UID, "1.2.826.0.1.1\\1.2.826.0.1.2")],
+            ),
+            vec!["1.2.826.0.1.1", "1.2.826.0.1.2"],
+        ),
+        (
+            "modalities in study",
+            q(Level::Study, &[(MODALITIES_IN_STUDY, "MR")]),
+            vec!["1.2.826.0.1.3", "1.2.826.0.1.1"],
+        ),
+        (
+            "modalities list",
+            q(Level::Study, &[(MODALITIES_IN_STUDY, "CT\\MR")]),
+            vec!["1.2.826.0.1.3", "1.2.826.0.1.1", "1.2.826.0.1.2"],
+        ),
+        (
+            "accession",
+            q(Level::Study, &[(ACCESSION_NUMBER, "A2")]),
+            vec!["1.2.826.0.1.2"],
+        ),
+        (
+            "combined keys",
+            q(
+                Level::Study,
+                &[(PATIENT_NAME, "Doe*"), (STUDY_DATE, "20200101-")],
+            ),
+            vec!["1.2.826.0.1.1"],
+        ),
+        (
+            "no match",
+            q(Level::Study, &[(PATIENT_NAME, "Nobody")]),
+            vec![],
+        ),
+        (
+            "patient level wildcard",
+            q(Level::Patient, &[(PATIENT_ID, "P00*")]),
+            vec!["P003", "P001", "P002"],
+        ),
+        (
+            "patient by id",
+            q(Level::Patient, &[(PATIENT_ID, "P002")]),
+            vec!["P002"],
+        ),
+        (
+            "series of a study",
+            q(Level::Series, &[(STUDY_INSTANCE_UID, "1.2.826.0.1.1")]),
+            vec!["1.2.826.0.1.1.1", "1.2.826.0.1.1.2"],
+        ),
+        (
+            "series by modality",
+            q(Level::Series, &[(MODALITY, "CT")]),
+            vec!["1.2.826.0.1.1.1", "1.2.826.0.1.2.1"],
+        ),
+        (
+            "series by patient (relational)",
+            q(Level::Series, &[(PATIENT_ID, "P003")]),
+            vec!["1.2.826.0.1.3.1"],
+        ),
+        (
+            "images of a series",
+            q(Level::Image, &[(SERIES_INSTANCE_UID, "1.2.826.0.1.1.1")]),
+            vec!["1.2.826.0.1.1.1.1", "1.2.826.0.1.1.1.2"],
+        ),
+        (
+            "image by number",
+            q(
+                Level::Image,
+                &[
+                    (SERIES_INSTANCE_UID, "1.2.826.0.1.1.1"),
+                    (INSTANCE_NUMBER, "2"),
+                ],
+            ),
+            vec!["1.2.826.0.1.1.1.2"],
+        ),
+        (
+            "image by SOP class",
+            q(
+                Level::Image,
+                &[(SOP_CLASS_UID, "1.2.840.10008.5.1.4.1.1.4")],
+            ),
+            vec!["1.2.826.0.1.1.2.1", "1.2.826.0.1.3.1.1"],
+        ),
+    ];
+    let mut passed = 0;
+    for (name, query, expected) in &table {
+        let key = match query.level {
+            Level::Patient => PATIENT_ID,
+            Level::Study => STUDY_INSTANCE_UID,
+            Level::Series => SERIES_INSTANCE_UID,
+            Level::Image => SOP_INSTANCE_UID,
+        };
+        let got: Vec<String> = archive
+            .query(query, "t")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .iter()
+            .map(|m| {
+                m.attributes
+                    .element(key)
+                    .expect("unique key returned")
+                    .to_str()
+                    .expect("text")
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(&got, expected, "{name}");
+        passed += 1;
+    }
+    assert_eq!(passed, table.len());
+}
+
+#[tokio::test]
+async fn computed_attributes_limit_and_offset() {
+    let archive = loaded().await;
+    let query = q(Level::Study, &[(tags::STUDY_INSTANCE_UID, "1.2.826.0.1.1")]);
+    let m = archive.query(&query, "t").await.expect("query");
+    let a = &m[0].attributes;
+    let s = |t| {
+        a.element(t)
+            .expect("present")
+            .to_str()
+            .expect("str")
+            .to_string()
+    };
+    assert_eq!(s(tags::MODALITIES_IN_STUDY), "CT\\MR");
+    assert_eq!(s(tags::NUMBER_OF_STUDY_RELATED_SERIES), "2");
+    assert_eq!(s(tags::NUMBER_OF_STUDY_RELATED_INSTANCES), "3");
+    assert_eq!(s(tags::PATIENT_NAME), "Doe^John");
+    let mut paged = Query::new(Level::Study);
+    paged.limit = Some(1);
+    paged.offset = 1;
+    let m = archive.query(&paged, "t").await.expect("query");
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].study_uid.as_deref(), Some("1.2.826.0.1.1"));
+}
+
+#[tokio::test]
+async fn invalid_queries_are_refused() {
+    let archive = loaded().await;
+    let cases = [
+        q(Level::Study, &[(tags::STUDY_INSTANCE_UID, "1.2.*")]),
+        q(Level::Image, &[(tags::INSTANCE_NUMBER, "one")]),
+        q(Level::Study, &[(tags::STUDY_DATE, "2020a-2021")]),
+        q(Level::Study, &[(tags::SOP_INSTANCE_UID, "1.2")]),
+        q(Level::Study, &[(tags::NUMBER_OF_STUDY_RELATED_SERIES, "2")]),
+        q(Level::Study, &[(Tag(0x0009, 0x0010), "x")]),
+    ];
+    for query in cases {
+        match archive.query(&query, "t").await {
+            Err(Error::InvalidQuery(_)) => {}
+            other => panic!("{query:?}: expected InvalidQuery, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn folder_archive_persists_across_reopen() {
+    let dir = tempfile::tempdir().expect("tmp");
+    {
+        let archive = Archive::open_folder(dir.path()).await.expect("open");
+        for bytes in common::corpus() {
+            archive.store(Bytes::from(bytes), "t").await.expect("store");
+        }
+    }
+    let archive = Archive::open_folder(dir.path()).await.expect("reopen");
+    assert_eq!(archive.count_instances().await.expect("count"), 5);
+    let r = archive
+        .instance("1.2.826.0.1.2.1.1")
+        .await
+        .expect("db")
+        .expect("present");
+    let bytes = archive
+        .read(&r, AccessAction::Retrieve, "t")
+        .await
+        .expect("read");
+    assert_eq!(&bytes[..], &common::corpus()[3][..]);
+}
