@@ -47,6 +47,12 @@ pub(crate) fn run(
     }
     let y = series.observed();
     let freq = series.freq();
+    if p.b > 0 && p.w >= freq {
+        return Err(Error::InvalidParameter {
+            name: "w",
+            reason: format!("the window half-width must be shorter than a year of {freq} periods"),
+        });
+    }
     let needed = if p.b > 0 { p.b * freq + p.w } else { p.w };
     if first <= needed {
         return Err(Error::TooShort {

@@ -685,6 +685,34 @@ mod tests {
                 "needs at least",
             ),
             (
+                vec!["--method", "cdc", "--freq", "4", "--range", "4:4", &short],
+                "within a year",
+            ),
+            (
+                vec![
+                    "--method",
+                    "farrington",
+                    "--w",
+                    "30",
+                    "--range",
+                    "4:4",
+                    &short,
+                ],
+                "does not fit",
+            ),
+            (
+                vec![
+                    "--method", "bayes", "--b", "1", "--freq", "5", "--range", "4:4", &short,
+                ],
+                "shorter than a year",
+            ),
+            (
+                vec![
+                    "--method", "ears-c1", "--freq", "0", "--range", "1:1", &short,
+                ],
+                "freq",
+            ),
+            (
                 vec![
                     "--method", "glrnb", "--c-arl", "-1", "--range", "4:4", &short,
                 ],

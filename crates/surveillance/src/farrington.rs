@@ -304,8 +304,23 @@ fn nb_quantile(p: f64, mu: f64, phi: f64) -> Option<f64> {
     }
 }
 
-fn check_common(b: usize, alpha: f64, limit54: (f64, usize)) -> Result<(), Error> {
+fn check_common(
+    b: usize,
+    w: usize,
+    freq: usize,
+    alpha: f64,
+    limit54: (f64, usize),
+) -> Result<(), Error> {
     check_alpha(alpha)?;
+    if 2 * w + 1 > freq {
+        return Err(Error::InvalidParameter {
+            name: "w",
+            reason: format!(
+                "a window of 2w + 1 = {} periods does not fit in a year of {freq}",
+                2 * w + 1
+            ),
+        });
+    }
     if b == 0 {
         return Err(Error::InvalidParameter {
             name: "b",
@@ -334,7 +349,7 @@ pub(crate) fn run_1996(
     first: usize,
     last: usize,
 ) -> Result<Vec<DetectionRow>, Error> {
-    check_common(p.b, p.alpha, p.limit54)?;
+    check_common(p.b, p.w, series.freq(), p.alpha, p.limit54)?;
     let y = series.observed();
     let freq = series.freq();
     let needed = p.b * freq + p.w;
@@ -488,7 +503,7 @@ pub(crate) fn run_flexible(
     first: usize,
     last: usize,
 ) -> Result<Vec<DetectionRow>, Error> {
-    check_common(p.b, p.alpha, p.limit54)?;
+    check_common(p.b, p.w, series.freq(), p.alpha, p.limit54)?;
     if p.no_periods == 0 {
         return Err(Error::InvalidParameter {
             name: "noPeriods",

@@ -49,6 +49,15 @@ pub(crate) fn run_cdc(
     }
     let y = series.observed();
     let freq = series.freq();
+    if 4 * p.m >= freq {
+        return Err(Error::InvalidParameter {
+            name: "m",
+            reason: format!(
+                "4·m = {} weeks must stay within a year of {freq} periods",
+                4 * p.m
+            ),
+        });
+    }
     // The oldest total ends at k − b·freq − 4m and starts three weeks earlier.
     let needed = p.b * freq + 4 * p.m + 3;
     if first <= needed {

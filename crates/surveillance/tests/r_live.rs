@@ -53,6 +53,8 @@ for (j in seq_len(ncol(m))) {
   }
   cd <- algo.cdc(d, control = list(range = r))
   add("cdc", j, r, cd$upperbound, cd$alarm)
+  gl <- tryCatch(suppressWarnings(algo.glrnb(d, control = list(range = r))), error = function(e) NULL)
+  if (!is.null(gl)) add("glrnb", j, r, gl$upperbound, gl$alarm)
 }
 write.csv(do.call(rbind, rows), args[2], row.names = FALSE, quote = FALSE)
 "#;
@@ -117,6 +119,7 @@ fn method(name: &str) -> Method {
         "bayes" => Method::Bayes(BayesParams::default()),
         "cusum" => Method::Cusum(CusumParams::default()),
         "cdc" => Method::Cdc(CdcParams::default()),
+        "glrnb" => Method::Glrnb(GlrParams::default()),
         other => panic!("unknown method {other}"),
     }
 }
@@ -184,10 +187,19 @@ fn random_series_agree_with_r() {
         };
         for (o, (t, ub, alarm)) in ours.iter().zip(rows) {
             n += 1;
+            // GLR statistics depend on R's iterative negative binomial fit of the in-control means: on sparse,
+            // nearly Poisson series its likelihood is flat in θ and R stops at a θ slightly off the maximum, which
+            // moves the statistic by ~1e-4 relative (measured: 1 of 40 random series). Alarms must still agree.
+            let (rel_tol, abs_tol) = if m == "glrnb" {
+                (1e-3, 1e-8)
+            } else {
+                (1e-6, 0.0)
+            };
             let ok = match (o.upperbound, ub) {
                 (None, None) => true,
                 (Some(a), Some(b)) => {
-                    (a - b).abs() <= 1e-6 * b.abs().max(1e-12) || (a == 0.0 && *b == 0.0)
+                    (a - b).abs() <= rel_tol * b.abs().max(1e-12) + abs_tol
+                        || (a == 0.0 && *b == 0.0)
                 }
                 _ => false,
             };
