@@ -72,6 +72,13 @@ pub fn benchmark_model(
             why: "need at least 2 regions and 1 <= links < regions",
         });
     }
+    if regions > 1_000_000 || (dense && regions > 5_000) {
+        return Err(ForecastError::InvalidParameter {
+            name: "regions",
+            value: regions as f64,
+            why: "at most 1e6 regions (5,000 with dense coupling)",
+        });
+    }
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let pop: Vec<f64> = (0..regions)
         .map(|_| 10f64.powf(rng.random_range(4.0..6.0)).round())
@@ -279,6 +286,13 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn Write) -> Result<()> {
             source,
         })
     };
+    if cfg.days > 3650 {
+        return Err(ForecastError::InvalidParameter {
+            name: "days",
+            value: cfg.days as f64,
+            why: "at most 3650 days",
+        });
+    }
     let variants: &[bool] = if cfg.dense { &[false, true] } else { &[false] };
     for &dense in variants {
         let (model, y0) = benchmark_model(cfg.regions, cfg.links, dense, cfg.seed)?;

@@ -450,6 +450,13 @@ fn read_flows(path: &Path, regions: &[RegionRow]) -> Result<crate::metapop::Csr>
 
 fn risk(o: &RiskOpts, buf: &mut Vec<u8>) -> Result<()> {
     use crate::metapop::{importation_risk, importation_risk_along, Coupling, MetaSeir};
+    if o.days > 3650 {
+        return Err(ForecastError::InvalidParameter {
+            name: "days",
+            value: o.days as f64,
+            why: "at most 3650 days",
+        });
+    }
     let regions = read_regions(&o.regions)?;
     let flows = read_flows(&o.flows, &regions)?;
     let pop: Vec<f64> = regions.iter().map(|r| r.population).collect();

@@ -84,6 +84,14 @@ pub fn forecast(fit: &Fit, data: &[f64], cfg: &ForecastConfig) -> Result<Forecas
             why: "an ensemble needs at least 2 members",
         });
     }
+    // Bound the ensemble array (days × members values) so a mistyped option cannot exhaust memory.
+    if cfg.horizon > 3650 || (data.len() + cfg.horizon).saturating_mul(cfg.members) > 50_000_000 {
+        return Err(ForecastError::InvalidParameter {
+            name: "horizon/members",
+            value: cfg.horizon as f64,
+            why: "the horizon must be at most 3650 days and days × members at most 5e7",
+        });
+    }
     let n = fit.theta.len();
     let chol = cholesky(&fit.covariance, n)?;
     let days = data.len() + cfg.horizon;

@@ -204,26 +204,29 @@ impl FitSpec {
 }
 
 impl Problem<'_> {
+    /// Natural-unit parameters from `theta`; missing entries (a vector of the wrong length) decode as NaN, which
+    /// every caller rejects, rather than panicking.
     fn decode(&self, theta: &[f64]) -> Decoded {
         let l = self.layout;
+        let at = |i: usize| theta.get(i).copied().unwrap_or(f64::NAN);
         Decoded {
             epi: EpiParams {
-                beta: theta[..l.n_beta].iter().map(|v| v.exp()).collect(),
+                beta: (0..l.n_beta).map(|k| at(k).exp()).collect(),
                 knots: self.spec.knots.clone(),
                 gamma: match l.gamma() {
-                    Some(i) => theta[i].exp(),
+                    Some(i) => at(i).exp(),
                     None => self.spec.fixed_gamma.unwrap_or(1.0),
                 },
                 i0: match l.i0() {
-                    Some(i) => theta[i].exp(),
+                    Some(i) => at(i).exp(),
                     None => self.spec.fixed_i0.unwrap_or(1.0),
                 },
             },
             rho: match l.rho() {
-                Some(i) => expit(theta[i]),
+                Some(i) => expit(at(i)),
                 None => self.spec.fixed_rho.unwrap_or(1.0),
             },
-            dispersion: l.phi().map(|i| theta[i].exp()),
+            dispersion: l.phi().map(|i| at(i).exp()),
         }
     }
 
@@ -291,7 +294,9 @@ impl Problem<'_> {
     }
 
     fn objective(&self, theta: &[f64], solver: &mut Dopri5) -> f64 {
-        if theta.iter().any(|v| !v.is_finite() || v.abs() > 50.0) {
+        if theta.len() != self.layout.len()
+            || theta.iter().any(|v| !v.is_finite() || v.abs() > 50.0)
+        {
             return BAD;
         }
         match self.nll(theta, solver) {
@@ -611,7 +616,8 @@ pub fn fit(spec: &FitSpec, data: &[f64]) -> Result<Fit> {
             }
             if let Some(i) = layout.i0() {
                 th[i] = (first_nonzero / rho0)
-                    .clamp(1.0, spec.model.population * 0.01)
+                    .min(spec.model.population * 0.01)
+                    .max(spec.model.population.min(2.0) * 0.5)
                     .ln();
             }
             if let Some(i) = layout.phi() {
