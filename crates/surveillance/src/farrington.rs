@@ -243,6 +243,14 @@ fn fit_model(
     } else {
         (fit0, ones)
     };
+    if !fit.converged {
+        // As in the reference, the last iterate is used; the log line carries no data, only the week index.
+        tracing::warn!(
+            t,
+            "the regression did not converge in {} iterations",
+            crate::glm::MAX_ITER
+        );
+    }
     let phi = fit.summary_dispersion(y).max(1.0);
     let se_dispersion = match se_mode {
         SeDispersion::Phi => phi,

@@ -170,6 +170,13 @@ impl Series {
         self.with_dates(dates)
     }
 
+    /// A weekly series whose first week is ISO week `week` of ISO year `year` (dated by its Monday).
+    pub fn with_start_week(self, year: i32, week: u32) -> Result<Self, Error> {
+        let monday = NaiveDate::from_isoywd_opt(year, week, chrono::Weekday::Mon)
+            .ok_or_else(|| Error::Dates(format!("{year}-W{week:02} is not an ISO week")))?;
+        self.with_start_date(monday)
+    }
+
     /// The counts.
     pub fn observed(&self) -> &[f64] {
         &self.observed

@@ -567,3 +567,24 @@ fn all_states_of_salmnewport() {
         all.join("\n")
     );
 }
+
+#[test]
+fn iso_start_week_dates_the_series_like_the_calendar() {
+    // salmNewport starts in ISO week 2004-W02 (Monday 2004-01-05): dating it by ISO week gives the same
+    // reference weeks, hence the same Noufaily output, as the explicit dates.
+    let dated = load_series("shared/salmnewport_germany.csv");
+    let by_week = Series::new(dated.observed().to_vec())
+        .unwrap()
+        .with_start_week(2004, 2)
+        .unwrap();
+    assert_eq!(by_week.dates(), dated.dates());
+    let m = noufaily(ThresholdMethod::NbPlugin);
+    assert_eq!(
+        detect(&by_week, &m, 400..=420).unwrap(),
+        detect(&dated, &m, 400..=420).unwrap()
+    );
+    assert!(Series::new(vec![1.0])
+        .unwrap()
+        .with_start_week(2021, 54)
+        .is_err());
+}
