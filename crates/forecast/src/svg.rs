@@ -296,6 +296,8 @@ mod tests {
                 .collect(),
             data_days: 6,
             redrawn: 0,
+            members: 0,
+            samples: Vec::new(),
         };
         let s = fan_chart(&fc, "Influenza <A> & \"B\"");
         assert!(s.starts_with("<svg") && s.ends_with("</svg>"));

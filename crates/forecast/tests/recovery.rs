@@ -243,6 +243,15 @@ fn ensemble_forecast_covers_the_truth() {
         inside >= 45,
         "only {inside}/50 forecast days inside the 95 % band"
     );
+    let sc = fc.score(&all, 61, 110).unwrap();
+    eprintln!("score {sc:?}");
+    assert!(sc.coverage95 >= 0.9 && sc.coverage50 >= 0.3, "{sc:?}");
+    assert!(sc.crps > 0.0 && sc.wis > 0.0 && sc.crps.is_finite());
+    // Against a deliberately wrong truth (the observations tripled) every score must be worse.
+    let wrong: Vec<f64> = all.iter().map(|v| 3.0 * v).collect();
+    let bad = fc.score(&wrong, 61, 110).unwrap();
+    assert!(bad.crps > sc.crps && bad.wis > sc.wis && bad.coverage95 < sc.coverage95);
+    assert!(fc.score(&all, 0, 10).is_err() && fc.score(&all[..50], 61, 110).is_err());
     // The same seed gives the same ensemble.
     let again = forecast(
         &f,
