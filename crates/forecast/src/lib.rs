@@ -8,6 +8,7 @@ pub mod data;
 pub mod ensemble;
 pub mod error;
 pub mod fit;
+pub mod growth;
 pub mod linalg;
 pub mod metapop;
 pub mod model;
