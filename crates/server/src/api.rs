@@ -1,0 +1,861 @@
+//! The JSON API at `/api/v1`. Cookie-session writes need the `X-CSRF-Token` header; bearer tokens do not.
+
+use crate::audit::event;
+use crate::auth::{self, Principal};
+use crate::consult::{self, EventRequest, NewConsultation, NewPatient};
+use crate::error::{AppError, AppResult};
+use crate::AppState;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use axum_extra::extract::CookieJar;
+use caravan_domain::*;
+use caravan_store::{ConsultationFilter, PatientFilter};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// One row per route: the OpenAPI document and the route × role test are both derived from this table.
+/// (method, path, summary, roles allowed; empty = any signed-in user; `None` = no sign-in needed)
+pub const ROUTES: &[(&str, &str, &str, Option<&[Role]>)] = &[
+    ("post", "/api/v1/session", "Sign in (JSON username/password); sets the session cookie", None),
+    ("delete", "/api/v1/session", "Sign out", Some(&[])),
+    ("get", "/api/v1/me", "The signed-in user", Some(&[])),
+    ("get", "/api/v1/institutions", "Institutions of this node", Some(&[])),
+    ("post", "/api/v1/institutions", "Create an institution", Some(&[Role::Admin])),
+    ("get", "/api/v1/users", "Users of this node", Some(&[Role::Admin, Role::Coordinator])),
+    ("post", "/api/v1/users", "Create a user", Some(&[Role::Admin])),
+    ("get", "/api/v1/tokens", "My API tokens", Some(&[])),
+    ("post", "/api/v1/tokens", "Create an API token (shown once)", Some(&[])),
+    ("delete", "/api/v1/tokens/{id}", "Revoke an API token", Some(&[])),
+    ("get", "/api/v1/patients", "Search patients (name, birth_date)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("post", "/api/v1/patients", "Register a patient", Some(&[Role::Referrer, Role::Coordinator])),
+    ("get", "/api/v1/patients/{id}", "Read a patient", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("get", "/api/v1/patients/{id}/consents", "Consent history", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("post", "/api/v1/patients/{id}/consents", "Record a consent decision", Some(&[Role::Referrer, Role::Coordinator])),
+    ("get", "/api/v1/patients/{id}/access-log", "Who accessed the patient's record", Some(&[Role::Referrer, Role::Coordinator, Role::Patient])),
+    ("get", "/api/v1/consultations", "List consultations (state, overdue)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("post", "/api/v1/consultations", "Create a consultation (optionally submit)", Some(&[Role::Referrer])),
+    ("get", "/api/v1/consultations/{id}", "Read a consultation with thread and attachments", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("post", "/api/v1/consultations/{id}/events", "Apply a workflow event (submit, assign, accept, decline, invite, report, acknowledge, record_outcome, cancel)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/consultations/{id}/candidates", "Routing proposals", Some(&[Role::Coordinator])),
+    ("post", "/api/v1/consultations/{id}/messages", "Post in the thread", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("post", "/api/v1/consultations/{id}/attachments", "Upload an attachment (multipart field `file`)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/consultations/{id}/audit", "Audit trail of a consultation", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/attachments/{id}", "Download an attachment", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/audit/verify", "Verify the audit hash chain", Some(&[Role::Admin])),
+    ("get", "/api/v1/openapi.json", "This document", None),
+];
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/session", post(login).delete(logout))
+        .route("/me", get(me))
+        .route(
+            "/institutions",
+            get(list_institutions).post(create_institution),
+        )
+        .route("/users", get(list_users).post(create_user))
+        .route("/tokens", get(list_tokens).post(create_token))
+        .route("/tokens/{id}", delete(revoke_token))
+        .route("/patients", get(search_patients).post(create_patient))
+        .route("/patients/{id}", get(get_patient))
+        .route(
+            "/patients/{id}/consents",
+            get(list_consents).post(record_consent),
+        )
+        .route("/patients/{id}/access-log", get(access_log))
+        .route(
+            "/consultations",
+            get(list_consultations).post(create_consultation),
+        )
+        .route("/consultations/{id}", get(get_consultation))
+        .route("/consultations/{id}/events", post(apply_event))
+        .route("/consultations/{id}/candidates", get(candidates))
+        .route("/consultations/{id}/messages", post(post_message))
+        .route("/consultations/{id}/attachments", post(upload))
+        .route("/consultations/{id}/audit", get(consultation_audit))
+        .route("/attachments/{id}", get(download))
+        .route("/audit/verify", get(verify_audit))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { AppError::not_found("API route") })
+}
+
+fn csrf(h: &HeaderMap) -> Option<&str> {
+    h.get("x-csrf-token").and_then(|v| v.to_str().ok())
+}
+
+/// Parse an id from the path with a 4xx that names the problem.
+pub fn parse_id<T: std::str::FromStr>(what: &str, s: &str) -> AppResult<T> {
+    s.parse()
+        .map_err(|_| AppError::bad_request(format!("{s:?} is not a valid {what} id")))
+}
+
+/// JSON bodies are parsed by hand so that a malformed body gets our error shape and a message that says what is wrong.
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> AppResult<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| AppError::unprocessable("error-bad-json", format!("invalid JSON body: {e}")))
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+async fn login(
+    State(st): State<AppState>,
+    jar: CookieJar,
+    raw: axum::body::Bytes,
+) -> AppResult<Response> {
+    let b: LoginBody = body(&raw)?;
+    let user = check_password(&st, &b.username, &b.password).await?;
+    let cookie = auth::start_session(&st, &user).await?;
+    let csrf = st
+        .store()
+        .get_session(&auth::token_hash(cookie.value()))
+        .await?
+        .csrf_token;
+    Ok((
+        jar.add(cookie),
+        Json(json!({ "user": user, "csrf_token": csrf })),
+    )
+        .into_response())
+}
+
+/// Verify a password; failures are audited and answered identically whether the user exists or not.
+pub async fn check_password(st: &AppState, username: &str, password: &str) -> AppResult<User> {
+    let denied = || {
+        AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "error-bad-credentials",
+            "wrong user name or password",
+        )
+    };
+    match st.store().get_user_credentials(username.trim()).await {
+        Ok((user, Some(hash))) if user.active => {
+            let ok = {
+                let (password, hash) = (password.to_owned(), hash.clone());
+                tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+                    .await
+                    .unwrap_or(false)
+            };
+            let p = Principal {
+                user: user.clone(),
+                via: auth::Via::ApiToken,
+            };
+            let action = if ok {
+                AuditAction::Login
+            } else {
+                AuditAction::LoginFailed
+            };
+            st.store()
+                .append_audit(vec![event(&p, action, "user", user.id, None, "")])
+                .await?;
+            if ok {
+                tracing::info!(user_id = %user.id, "signed in");
+                Ok(user)
+            } else {
+                Err(denied())
+            }
+        }
+        Ok(_) | Err(caravan_store::StoreError::NotFound(_)) => Err(denied()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn logout(State(st): State<AppState>, p: Principal, jar: CookieJar) -> AppResult<Response> {
+    if let auth::Via::Session { token_hash, .. } = &p.via {
+        st.store().delete_session(token_hash).await?;
+        st.store()
+            .append_audit(vec![event(
+                &p,
+                AuditAction::Logout,
+                "user",
+                p.user.id,
+                None,
+                "",
+            )])
+            .await?;
+    }
+    Ok((
+        jar.add(auth::clear_session_cookie()),
+        StatusCode::NO_CONTENT,
+    )
+        .into_response())
+}
+
+async fn me(p: Principal) -> Json<Value> {
+    Json(json!({ "user": p.user, "csrf_token": p.csrf() }))
+}
+
+async fn list_institutions(
+    State(st): State<AppState>,
+    _p: Principal,
+) -> AppResult<Json<Vec<Institution>>> {
+    Ok(Json(st.store().list_institutions().await?))
+}
+
+#[derive(Deserialize)]
+pub struct NewInstitution {
+    pub name: String,
+    pub level: InstitutionLevel,
+    pub country: CountryCode,
+    #[serde(default)]
+    pub parent: Option<InstitutionId>,
+    pub timezone: String,
+}
+
+pub async fn do_create_institution(
+    st: &AppState,
+    p: &Principal,
+    n: NewInstitution,
+) -> AppResult<Institution> {
+    p.require(&[Role::Admin])?;
+    if !caravan_domain::routing::is_known_timezone(&n.timezone) {
+        return Err(AppError::unprocessable(
+            "error-bad-timezone",
+            format!("{:?} is not an IANA time zone", n.timezone),
+        ));
+    }
+    if n.name.trim().is_empty() {
+        return Err(AppError::unprocessable(
+            "error-empty-field",
+            "name must not be empty",
+        ));
+    }
+    if let Some(parent) = n.parent {
+        st.store().get_institution(parent).await?;
+    }
+    let i = Institution {
+        id: InstitutionId::new(),
+        name: n.name.trim().into(),
+        level: n.level,
+        country: n.country,
+        parent: n.parent,
+        timezone: n.timezone,
+    };
+    st.store()
+        .insert_institution(
+            &i,
+            vec![event(p, AuditAction::Create, "institution", i.id, None, "")],
+        )
+        .await?;
+    Ok(i)
+}
+
+async fn create_institution(
+    State(st): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    raw: axum::body::Bytes,
+) -> AppResult<(StatusCode, Json<Institution>)> {
+    p.check_csrf(csrf(&h))?;
+    p.require(&[Role::Admin])?;
+    let n: NewInstitution = body(&raw)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(do_create_institution(&st, &p, n).await?),
+    ))
+}
+
+#[derive(Deserialize)]
+struct UsersQuery {
+    institution: Option<String>,
+}
+
+async fn list_users(
+    State(st): State<AppState>,
+    p: Principal,
+    Query(q): Query<UsersQuery>,
+) -> AppResult<Json<Vec<User>>> {
+    p.require(&[Role::Admin, Role::Coordinator])?;
+    let inst = q
+        .institution
+        .as_deref()
+        .map(|s| parse_id("institution", s))
+        .transpose()?;
+    Ok(Json(st.store().list_users(inst).await?))
+}
+
+#[derive(Deserialize)]
+pub struct NewUser {
+    pub username: String,
+    pub display_name: String,
+    pub password: String,
+    pub institution_id: InstitutionId,
+    pub role: Role,
+    #[serde(default)]
+    pub patient_id: Option<PatientId>,
+    #[serde(default)]
+    pub profile: Option<PractitionerProfile>,
+    #[serde(default = "default_locale")]
+    pub locale: String,
+}
+
+fn default_locale() -> String {
+    "en".into()
+}
+
+pub async fn do_create_user(st: &AppState, p: &Principal, n: NewUser) -> AppResult<User> {
+    p.require(&[Role::Admin])?;
+    let username = n.username.trim();
+    if username.len() < 3
+        || username.len() > 64
+        || !username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(AppError::unprocessable(
+            "error-bad-username",
+            "user names have 3 to 64 letters, digits, '.', '_' or '-'",
+        ));
+    }
+    if n.password.chars().count() < 10 {
+        return Err(AppError::unprocessable(
+            "error-weak-password",
+            "passwords have at least 10 characters",
+        ));
+    }
+    st.store().get_institution(n.institution_id).await?;
+    if n.role == Role::Patient && n.patient_id.is_none() {
+        return Err(AppError::unprocessable(
+            "error-patient-link",
+            "a patient account must name its patient record",
+        ));
+    }
+    if let Some(profile) = &n.profile {
+        if let Some(s) = profile.specialties.iter().find(|s| !is_known_specialty(s)) {
+            return Err(AppError::unprocessable(
+                "error-unknown-specialty",
+                format!("unknown specialty {s:?}"),
+            ));
+        }
+    }
+    let user = User {
+        id: UserId::new(),
+        username: username.to_owned(),
+        display_name: n.display_name.trim().to_owned(),
+        institution_id: n.institution_id,
+        role: n.role,
+        patient_id: n.patient_id,
+        profile: n.profile,
+        locale: crate::i18n::I18n::supported(&n.locale)
+            .unwrap_or("en")
+            .to_owned(),
+        active: true,
+    };
+    let hash = {
+        let pw = n.password.clone();
+        tokio::task::spawn_blocking(move || auth::hash_password(&pw))
+            .await
+            .map_err(AppError::internal)??
+    };
+    st.store()
+        .insert_user(
+            &user,
+            Some(&hash),
+            vec![event(
+                p,
+                AuditAction::Create,
+                "user",
+                user.id,
+                None,
+                user.role.as_str(),
+            )],
+        )
+        .await?;
+    Ok(user)
+}
+
+async fn create_user(
+    State(st): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    raw: axum::body::Bytes,
+) -> AppResult<(StatusCode, Json<User>)> {
+    p.check_csrf(csrf(&h))?;
+    p.require(&[Role::Admin])?;
+    let n: NewUser = body(&raw)?;
+    Ok((StatusCode::CREATED, Json(do_create_user(&st, &p, n).await?)))
+}
+
+async fn list_tokens(State(st): State<AppState>, p: Principal) -> AppResult<Json<Value>> {
+    Ok(Json(json!(st.store().list_api_tokens(p.user.id).await?)))
+}
+
+#[derive(Deserialize)]
+struct NewToken {
+    name: String,
+}
+
+pub async fn do_create_token(
+    st: &AppState,
+    p: &Principal,
+    name: &str,
+) -> AppResult<(String, caravan_store::ApiTokenInfo)> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(AppError::unprocessable(
+            "error-empty-field",
+            "a token needs a name of at most 100 characters",
+        ));
+    }
+    let token = auth::random_token();
+    let info = st
+        .store()
+        .create_api_token(
+            &auth::token_hash(&token),
+            p.user.id,
+            name,
+            vec![event(
+                p,
+                AuditAction::TokenCreated,
+                "user",
+                p.user.id,
+                None,
+                "",
+            )],
+        )
+        .await?;
+    Ok((token, info))
+}
+
+async fn create_token(
+    State(st): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    raw: axum::body::Bytes,
+) -> AppResult<(StatusCode, Json<Value>)> {
+    p.check_csrf(csrf(&h))?;
+    let n: NewToken = body(&raw)?;
+    let (token, info) = do_create_token(&st, &p, &n.name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "info": info })),
+    ))
+}
+
+async fn revoke_token(
+    State(st): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    p.check_csrf(csrf(&h))?;
+    st.store()
+        .revoke_api_token(
+            p.user.id,
+            &id,
+            vec![event(&p, AuditAction::Delete, "api_token", &id, None, "")],
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct PatientQuery {
+    name: Option<String>,
+    birth_date: Option<String>,
+}
+
+async fn search_patients(
+    State(st): State<AppState>,
+    p: Principal,
+    Query(q): Query<PatientQuery>,
+) -> AppResult<Json<Vec<Patient>>> {
+    p.require(&[
+        Role::Referrer,
+        Role::Consultant,
+        Role::Coordinator,
+        Role::Patient,
+    ])?;
+    let birth_date = q
+        .birth_date
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse().map_err(|_| {
+                AppError::bad_request(format!("birth_date {s:?} is not a date (YYYY-MM-DD)"))
+            })
+        })
+        .transpose()?;
+    Ok(Json(
+        consult::search_patients(
+            &st,
+            &p,
+            &PatientFilter {
+                name: q.name,
+                birth_date,
+                limit: Some(200),
+            },
+        )
+        .await?,
+    ))
+}
+
+async fn create_patient(
+    State(st): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    raw: axum::body::Bytes,
+) -> AppResult<(StatusCode, Json<Patient>)> {
+    p.check_csrf(csrf(&h))?;
+    p.require(&[Role::Referrer, Role::Coordinator])?;
+    let n: NewPatient = body(&raw)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(consult::create_patient(&st, &p, n).await?),
+    ))
+}
+
+async fn get_patient(
+    State(st): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> AppResult<Json<Patient>> {
+    Ok(Json(
+        consult::get_patient(&st, &p, parse_id("patient", &id)?).await?,
+    ))
+}
+
+async fn list_consents(
+    State(st): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> AppResult<Json<Vec<Consent>>> {
+    Ok(Json(
+        consult::consents(&st, &p, parse_id("patient", &id)?).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct ConsentBody {
+    scope: ConsentScope,
+    granted: bool,
+    #[serde(default)]
+    note: String,
+}
+
+async fn record_consent(
+    State(st): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    raw: axum::body::Bytes,
+) -> AppResult<(StatusCode, Json<Consent>)> {
+    p.check_csrf(csrf(&h))?;
+    p.require(&[Role::Referrer, Role::Coordinator])?;
+    let id = parse_id("patient", &id)?;
+    let b: ConsentBody = body(&raw)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(consult::record_consent(&st, &p, id, b.scope, b.granted, &b.note).await?),
+    ))
+}
+
+/// The patient's access log: the patient themself, and clinicians of the patient's home institution.
+pub async fn access_log_for(
+    st: &AppState,
+    p: &Principal,
+    id: PatientId,
+) -> AppResult<Vec<audit::AuditRecord>> {
+    p.require(&[Role::Referrer, Role::Coordinator, Role::Patient])?;
+    let patient = st.store().get_patient(&p.actor(), id).await?;
+    if p.role() != Role::Patient && patient.institution_id != p.user.institution_id {
+        return Err(consult::not_home(
+            "the access log is kept by the patient's home institution",
+        ));
+    }
+    let log = st.store().audit_for_patient(id, 500).await?;
+    st.store()
+        .append_audit(vec![event(
+            p,
+            AuditAction::Read,
+            "audit_log",
+            id,
+            Some(id),
+            "",
+        )])
+        .await?;
+    Ok(log)
+}
+
+async fn access_log(
+    State(st): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> AppResult<Json<Vec<audit::AuditRecord>>> {
+    Ok(Json(
+        access_log_for(&st, &p, parse_id("patient", &id)?).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct ConsultationQuery {
+    state: Option<String>,
+    overdue: Option<bool>,
+    mine: Option<bool>,
+}
+
+async fn list_consultations(
+    State(st): State<AppState>,
+    p: Principal,
+    Query(q): Query<ConsultationQuery>,
+) -> AppResult<Json<Value>> {
+    let states = q
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.split(',')
+                .map(|x| {
+                    x.parse()
+                        .map_err(|e: ParseError| AppError::bad_request(e.to_string()))
+                })
+                .collect::<AppResult<Vec<_>>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
+    let mut f = ConsultationFilter {
+        states,
+        ..Default::default()
+    };
+    if q.overdue == Some(true) {
+        f.overdue_at = Some(Utc::now());
+    }
+    if q.mine == Some(true) {
+        match p.role() {
+            Role::Consultant => f.assigned_to = Some(p.user.id),
+            Role::Referrer => f.referrer_id = Some(p.user.id),
+            _ => {}
+        }
+    }
+    Ok(Json(json!(consult::list(&st, &p, &f).await?)))
+}
+
+async fn create_consultation(
+    State(st): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    raw: axum::body::Bytes,
+) -> AppResult<(StatusCode, Json<Consultation>)> {
+    p.check_csrf(csrf(&h))?;
+    p.require(&[Role::Referrer])?;
+    let n: NewConsultation = body(&raw)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(consult::create_consultation(&st, &p, n).await?),
+    ))
+}
+
+async fn get_consultation(
+    State(st): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> AppResult<Json<consult::CaseView>> {
+    p.require(&[
+        Role::Referrer,
+        Role::Consultant,
+        Role::Coordinator,
+        Role::Patient,
+    ])?;
+    Ok(Json(
+        consult::view(&st, &p, parse_id("consultation", &id)?).await?,
+    ))
+}
+
+async fn apply_event(
+    State(st): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    raw: axum::body::Bytes,
+) -> AppResult<Json<Consultation>> {
+    p.check_csrf(csrf(&h))?;
+    p.require(&[Role::Referrer, Role::Consultant, Role::Coordinator])?;
+    let id = parse_id("consultation", &id)?;
+    let ev: EventRequest = body(&raw)?;
+    Ok(Json(consult::apply(&st, &p, id, ev).await?))
+}
+
+async fn candidates(
+    State(st): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> AppResult<Json<Value>> {
+    Ok(Json(json!(
+        consult::candidates(&st, &p, parse_id("consultation", &id)?).await?
+    )))
+}
+
+#[derive(Deserialize)]
+struct MessageBody {
+    body: String,
+    #[serde(default)]
+    parent_id: Option<MessageId>,
+}
+
+async fn post_message(
+    State(st): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    raw: axum::body::Bytes,
+) -> AppResult<(StatusCode, Json<caravan_store::Message>)> {
+    p.check_csrf(csrf(&h))?;
+    p.require(&[Role::Referrer, Role::Consultant, Role::Coordinator])?;
+    let id = parse_id("consultation", &id)?;
+    let b: MessageBody = body(&raw)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(consult::post_message(&st, &p, id, b.parent_id, &b.body).await?),
+    ))
+}
+
+/// Read the first `file` field of a multipart body.
+pub async fn read_file_field(mut mp: Multipart) -> AppResult<(String, String, bytes::Bytes)> {
+    while let Some(field) = mp
+        .next_field()
+        .await
+        .map_err(|e| AppError::bad_request(format!("malformed multipart body: {e}")))?
+    {
+        if field.name() == Some("file") {
+            let filename = field.file_name().unwrap_or("upload").to_owned();
+            let content_type = field
+                .content_type()
+                .unwrap_or("application/octet-stream")
+                .to_owned();
+            let bytes = field.bytes().await.map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "error-too-large",
+                        "the file is too large",
+                    )
+                } else {
+                    AppError::bad_request(format!("upload interrupted or malformed: {e}"))
+                }
+            })?;
+            return Ok((filename, content_type, bytes));
+        }
+    }
+    Err(AppError::bad_request(
+        "the multipart body has no `file` field",
+    ))
+}
+
+async fn upload(
+    State(st): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    mp: Multipart,
+) -> AppResult<(StatusCode, Json<caravan_store::Attachment>)> {
+    p.check_csrf(csrf(&h))?;
+    p.require(&[Role::Referrer, Role::Consultant, Role::Coordinator])?;
+    let id = parse_id("consultation", &id)?;
+    let (filename, content_type, bytes) = read_file_field(mp).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(consult::add_attachment(&st, &p, id, &filename, &content_type, bytes).await?),
+    ))
+}
+
+async fn consultation_audit(
+    State(st): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> AppResult<Json<Vec<audit::AuditRecord>>> {
+    p.require(&[Role::Referrer, Role::Consultant, Role::Coordinator])?;
+    let id: ConsultationId = parse_id("consultation", &id)?;
+    st.store().get_consultation(&p.actor(), id).await?;
+    Ok(Json(
+        st.store()
+            .audit_for_entity("consultation", &id.to_string(), 500)
+            .await?,
+    ))
+}
+
+pub async fn download_response(st: &AppState, p: &Principal, id: &str) -> AppResult<Response> {
+    p.require(&[Role::Referrer, Role::Consultant, Role::Coordinator])?;
+    let (a, bytes) = consult::attachment_content(st, p, parse_id("attachment", id)?).await?;
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        a.filename.replace(['"', '\\', '\r', '\n'], "_")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, a.content_type),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, "private, no-store".to_owned()),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn download(
+    State(st): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    download_response(&st, &p, &id).await
+}
+
+async fn verify_audit(State(st): State<AppState>, p: Principal) -> AppResult<Json<Value>> {
+    p.require(&[Role::Admin])?;
+    match caravan_store::verify_audit_chain(st.store()).await? {
+        Ok(n) => Ok(Json(json!({ "intact": true, "events": n }))),
+        Err(e) => Ok(Json(
+            json!({ "intact": false, "first_broken": e.seq(), "reason": e.to_string() }),
+        )),
+    }
+}
+
+/// OpenAPI 3.1, derived from [`ROUTES`].
+pub fn openapi_document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, summary, roles) in ROUTES {
+        let entry = paths.entry((*path).to_owned()).or_insert_with(|| json!({}));
+        let mut op = json!({
+            "summary": summary,
+            "responses": {
+                "200": { "description": "OK" },
+                "201": { "description": "Created" },
+                "4XX": { "description": "What was wrong", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+            }
+        });
+        if let Some(roles) = roles {
+            op["security"] = json!([{ "bearer": [] }, { "session": [] }]);
+            op["x-caravan-roles"] = json!(roles.iter().map(|r| r.as_str()).collect::<Vec<_>>());
+        } else {
+            op["security"] = json!([]);
+        }
+        if path.contains("{id}") {
+            op["parameters"] = json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }]);
+        }
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Caravan node API", "version": "1" },
+        "servers": [{ "url": "/" }],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer" },
+                "session": { "type": "apiKey", "in": "cookie", "name": auth::SESSION_COOKIE }
+            },
+            "schemas": {
+                "Error": { "type": "object", "required": ["error", "message"], "properties": { "error": { "type": "string" }, "message": { "type": "string" } } }
+            }
+        }
+    })
+}
+
+async fn openapi() -> Json<Value> {
+    Json(openapi_document())
+}

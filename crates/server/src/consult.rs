@@ -1,0 +1,716 @@
+//! The consultation service: what a user can do with patients, consent and cases. The JSON API and the web UI
+//! both call these functions, so a rule holds the same way whichever door a request comes through.
+
+use crate::audit::{event, system_event};
+use crate::auth::Principal;
+use crate::error::{AppError, AppResult};
+use crate::AppState;
+use axum::http::StatusCode;
+use bytes::Bytes;
+use caravan_domain::routing::{rank_candidates, RankedCandidate, RoutingRequest};
+use caravan_domain::*;
+use caravan_store::{Attachment, ConsultationFilter, ConsultationSummary, Message, PatientFilter};
+use chrono::{NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+const CLINICAL: &[Role] = &[Role::Referrer, Role::Consultant, Role::Coordinator];
+
+/// Refusal by institution scope (as opposed to role): the record is visible but belongs to another institution.
+pub fn not_home(message: &str) -> AppError {
+    AppError::new(StatusCode::FORBIDDEN, "error-not-home-institution", message)
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct NewPatient {
+    pub given_name: String,
+    pub family_name: String,
+    pub birth_date: NaiveDate,
+    pub sex: Sex,
+    #[serde(default)]
+    pub national_id: Option<String>,
+    #[serde(default)]
+    pub languages: Vec<String>,
+}
+
+fn required(field: &str, s: &str, max: usize) -> AppResult<String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(AppError::unprocessable(
+            "error-empty-field",
+            format!("{field} must not be empty"),
+        ));
+    }
+    if t.chars().count() > max {
+        return Err(AppError::unprocessable(
+            "error-too-long",
+            format!("{field} is longer than {max} characters"),
+        ));
+    }
+    Ok(t.to_owned())
+}
+
+fn languages(list: &[String]) -> AppResult<Vec<String>> {
+    list.iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            if l.len() <= 12 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                Ok(l.to_owned())
+            } else {
+                Err(AppError::unprocessable(
+                    "error-bad-language",
+                    format!("{l:?} is not a language tag such as en or zh-CN"),
+                ))
+            }
+        })
+        .collect()
+}
+
+pub async fn create_patient(st: &AppState, p: &Principal, n: NewPatient) -> AppResult<Patient> {
+    p.require(&[Role::Referrer, Role::Coordinator])?;
+    let today = Utc::now().date_naive();
+    if n.birth_date > today || n.birth_date < NaiveDate::from_ymd_opt(1880, 1, 1).unwrap_or(today) {
+        return Err(AppError::unprocessable(
+            "error-bad-date",
+            "birth date is in the future or implausibly old",
+        ));
+    }
+    let patient = Patient {
+        id: PatientId::new(),
+        institution_id: p.user.institution_id,
+        given_name: required("given name", &n.given_name, 200)?,
+        family_name: required("family name", &n.family_name, 200)?,
+        birth_date: n.birth_date,
+        sex: n.sex,
+        national_id: n
+            .national_id
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty()),
+        languages: languages(&n.languages)?,
+    };
+    let audit = vec![event(
+        p,
+        AuditAction::Create,
+        "patient",
+        patient.id,
+        Some(patient.id),
+        "",
+    )];
+    st.store().insert_patient(&patient, audit).await?;
+    tracing::info!(patient_id = %patient.id, "patient created");
+    Ok(patient)
+}
+
+/// Roles that may read patient records at all (each further scoped by institution in the store).
+pub const PATIENT_READERS: &[Role] = &[
+    Role::Referrer,
+    Role::Consultant,
+    Role::Coordinator,
+    Role::Patient,
+];
+
+pub async fn get_patient(st: &AppState, p: &Principal, id: PatientId) -> AppResult<Patient> {
+    p.require(PATIENT_READERS)?;
+    let patient = st.store().get_patient(&p.actor(), id).await?;
+    st.store()
+        .append_audit(vec![event(
+            p,
+            AuditAction::Read,
+            "patient",
+            id,
+            Some(id),
+            "",
+        )])
+        .await?;
+    Ok(patient)
+}
+
+pub async fn search_patients(
+    st: &AppState,
+    p: &Principal,
+    filter: &PatientFilter,
+) -> AppResult<Vec<Patient>> {
+    p.require(PATIENT_READERS)?;
+    let found = st.store().list_patients(&p.actor(), filter).await?;
+    // Each patient who appears in a result learns who saw them in a list.
+    let audit = found
+        .iter()
+        .map(|x| event(p, AuditAction::Search, "patient", x.id, Some(x.id), ""))
+        .collect();
+    st.store().append_audit(audit).await?;
+    Ok(found)
+}
+
+pub async fn record_consent(
+    st: &AppState,
+    p: &Principal,
+    patient: PatientId,
+    scope: ConsentScope,
+    granted: bool,
+    note: &str,
+) -> AppResult<Consent> {
+    p.require(&[Role::Referrer, Role::Coordinator])?;
+    let pat = st.store().get_patient(&p.actor(), patient).await?;
+    if pat.institution_id != p.user.institution_id {
+        return Err(not_home(
+            "consent is recorded by the patient's home institution",
+        ));
+    }
+    let consent = Consent {
+        id: ConsentId::new(),
+        patient_id: patient,
+        scope,
+        granted,
+        recorded_by: p.user.id,
+        recorded_at: Utc::now(),
+        note: note.trim().chars().take(1000).collect(),
+    };
+    let audit = vec![event(
+        p,
+        AuditAction::Create,
+        "consent",
+        consent.id,
+        Some(patient),
+        scope.as_str(),
+    )];
+    st.store().insert_consent(&consent, audit).await?;
+    Ok(consent)
+}
+
+pub async fn consents(st: &AppState, p: &Principal, patient: PatientId) -> AppResult<Vec<Consent>> {
+    p.require(PATIENT_READERS)?;
+    let list = st.store().consents(&p.actor(), patient).await?;
+    st.store()
+        .append_audit(vec![event(
+            p,
+            AuditAction::Read,
+            "consent",
+            patient,
+            Some(patient),
+            "",
+        )])
+        .await?;
+    Ok(list)
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct NewConsultation {
+    pub patient_id: PatientId,
+    pub question: String,
+    #[serde(default)]
+    pub clinical_summary: String,
+    pub specialty: String,
+    pub urgency: Urgency,
+    #[serde(default)]
+    pub languages: Vec<String>,
+    /// Submit (and route) at once instead of keeping a draft.
+    #[serde(default)]
+    pub submit: bool,
+}
+
+pub async fn create_consultation(
+    st: &AppState,
+    p: &Principal,
+    n: NewConsultation,
+) -> AppResult<Consultation> {
+    p.require(&[Role::Referrer])?;
+    let patient = st.store().get_patient(&p.actor(), n.patient_id).await?;
+    if patient.institution_id != p.user.institution_id {
+        return Err(not_home(
+            "cases are referred by the patient's home institution",
+        ));
+    }
+    if !is_known_specialty(&n.specialty) {
+        return Err(AppError::unprocessable(
+            "error-unknown-specialty",
+            format!(
+                "unknown specialty {:?}; known: {}",
+                n.specialty,
+                SPECIALTIES.join(", ")
+            ),
+        ));
+    }
+    let mut langs = languages(&n.languages)?;
+    if langs.is_empty() {
+        langs = vec![p.user.locale.clone()];
+    }
+    let c = Consultation::draft(
+        p.user.institution_id,
+        p.user.id,
+        patient.id,
+        required("question", &n.question, 4000)?,
+        n.clinical_summary.trim().chars().take(20_000).collect(),
+        n.specialty,
+        n.urgency,
+        langs,
+        Utc::now(),
+    );
+    let audit = vec![event(
+        p,
+        AuditAction::Create,
+        "consultation",
+        c.id,
+        Some(c.patient_id),
+        "draft",
+    )];
+    st.store().insert_consultation(&c, audit).await?;
+    tracing::info!(consultation_id = %c.id, urgency = c.urgency.as_str(), "consultation created");
+    if n.submit {
+        return apply(st, p, c.id, EventRequest::Submit).await;
+    }
+    Ok(c)
+}
+
+/// An event as a client asks for it (the server fills in what the domain needs, such as the consent state).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventRequest {
+    Submit,
+    Assign {
+        consultant: UserId,
+    },
+    Accept,
+    Decline {
+        reason: String,
+    },
+    Invite {
+        member: UserId,
+    },
+    Report {
+        findings: String,
+        impression: String,
+        recommendations: String,
+    },
+    Acknowledge,
+    RecordOutcome {
+        status: String,
+        #[serde(default)]
+        note: String,
+    },
+    Cancel {
+        reason: String,
+    },
+}
+
+/// Load, apply one event (plus automatic routing after a submit or a decline), save with the audit events.
+pub async fn apply(
+    st: &AppState,
+    p: &Principal,
+    id: ConsultationId,
+    req: EventRequest,
+) -> AppResult<Consultation> {
+    let actor = p.actor();
+    let store = st.store();
+    let mut c = store.get_consultation(&actor, id).await?;
+    let loaded_version = c.version;
+    let now = Utc::now();
+    let sla = &st.config().sla;
+    let ev = match req {
+        EventRequest::Submit => {
+            let consent = store.consents(&actor, c.patient_id).await?;
+            ConsultationEvent::Submit {
+                consent: consent_in_force(&consent, ConsentScope::Consultation),
+            }
+        }
+        EventRequest::Assign { consultant } => {
+            let target = store.get_user(consultant).await?;
+            if target.role != Role::Consultant || !target.active {
+                return Err(AppError::unprocessable(
+                    "error-not-a-consultant",
+                    "the chosen user is not an active consultant",
+                ));
+            }
+            ConsultationEvent::Assign {
+                consultant,
+                automatic: false,
+            }
+        }
+        EventRequest::Accept => ConsultationEvent::Accept,
+        EventRequest::Decline { reason } => ConsultationEvent::Decline { reason },
+        EventRequest::Invite { member } => {
+            let target = store.get_user(member).await?;
+            if !matches!(target.role, Role::Consultant | Role::Referrer) || !target.active {
+                return Err(AppError::unprocessable(
+                    "error-not-a-clinician",
+                    "only active clinicians can join a panel",
+                ));
+            }
+            ConsultationEvent::Invite { member }
+        }
+        EventRequest::Report {
+            findings,
+            impression,
+            recommendations,
+        } => ConsultationEvent::Report {
+            findings: findings.trim().to_owned(),
+            impression: impression.trim().to_owned(),
+            recommendations: recommendations.trim().to_owned(),
+        },
+        EventRequest::Acknowledge => ConsultationEvent::Acknowledge,
+        EventRequest::RecordOutcome { status, note } => {
+            ConsultationEvent::RecordOutcome { status, note }
+        }
+        EventRequest::Cancel { reason } => ConsultationEvent::Cancel { reason },
+    };
+    c.apply(&actor, &ev, now, sla)?;
+    let mut audit = vec![event(
+        p,
+        AuditAction::Update,
+        "consultation",
+        c.id,
+        Some(c.patient_id),
+        ev.name(),
+    )];
+    if c.state == ConsultationState::Submitted && st.config().auto_assign {
+        if let Some(best) = propose(st, &c).await?.into_iter().next() {
+            let assign = ConsultationEvent::Assign {
+                consultant: best.user_id,
+                automatic: true,
+            };
+            // The automatic assignment is made on behalf of the referrer whose submit triggered it.
+            let routing_actor = Actor {
+                user_id: c.referrer_id,
+                ..actor.clone()
+            };
+            if c.apply(&routing_actor, &assign, now, sla).is_ok() {
+                audit.push(event(
+                    p,
+                    AuditAction::Update,
+                    "consultation",
+                    c.id,
+                    Some(c.patient_id),
+                    "assign:auto",
+                ));
+                tracing::info!(consultation_id = %c.id, score = best.score, "consultation routed");
+            }
+        } else {
+            tracing::warn!(consultation_id = %c.id, specialty = %c.specialty, "no consultant available; waiting for a coordinator");
+        }
+    }
+    store.update_consultation(&c, loaded_version, audit).await?;
+    Ok(c)
+}
+
+/// Ranked proposals for a case.
+pub async fn propose(st: &AppState, c: &Consultation) -> AppResult<Vec<RankedCandidate>> {
+    let candidates = st.store().routing_candidates(&c.specialty).await?;
+    let mut excluded = c.declined_by.clone();
+    excluded.push(c.referrer_id);
+    let req = RoutingRequest {
+        specialty: c.specialty.clone(),
+        languages: c.languages.clone(),
+        urgency: c.urgency,
+        excluded,
+    };
+    Ok(rank_candidates(&req, &candidates, Utc::now()))
+}
+
+pub async fn candidates(
+    st: &AppState,
+    p: &Principal,
+    id: ConsultationId,
+) -> AppResult<Vec<RankedCandidate>> {
+    p.require(&[Role::Coordinator])?;
+    let c = st.store().get_consultation(&p.actor(), id).await?;
+    propose(st, &c).await
+}
+
+/// Everything the case page shows, read with one audit event.
+#[derive(Debug, Serialize)]
+pub struct CaseView {
+    pub consultation: Consultation,
+    pub patient: Patient,
+    pub messages: Vec<Message>,
+    pub attachments: Vec<Attachment>,
+    pub people: Vec<(UserId, String, String)>,
+}
+
+pub async fn view(st: &AppState, p: &Principal, id: ConsultationId) -> AppResult<CaseView> {
+    let store = st.store();
+    let actor = p.actor();
+    let consultation = store.get_consultation(&actor, id).await?;
+    let patient = store.get_patient(&actor, consultation.patient_id).await?;
+    let messages = store.list_messages(id).await?;
+    let attachments = store.list_attachments(id).await?;
+    let mut ids = vec![consultation.referrer_id];
+    ids.extend(consultation.assigned_to);
+    ids.extend(consultation.panel.iter().map(|m| m.user_id));
+    ids.sort();
+    ids.dedup();
+    let mut people = Vec::new();
+    for uid in ids {
+        if let Ok(u) = store.get_user(uid).await {
+            let inst = store
+                .get_institution(u.institution_id)
+                .await
+                .map(|i| i.name)
+                .unwrap_or_default();
+            people.push((uid, u.display_name, inst));
+        }
+    }
+    store
+        .append_audit(vec![event(
+            p,
+            AuditAction::Read,
+            "consultation",
+            id,
+            Some(consultation.patient_id),
+            "",
+        )])
+        .await?;
+    Ok(CaseView {
+        consultation,
+        patient,
+        messages,
+        attachments,
+        people,
+    })
+}
+
+pub async fn list(
+    st: &AppState,
+    p: &Principal,
+    f: &ConsultationFilter,
+) -> AppResult<Vec<ConsultationSummary>> {
+    p.require(&[
+        Role::Referrer,
+        Role::Consultant,
+        Role::Coordinator,
+        Role::Patient,
+    ])?;
+    let rows = st.store().list_consultations(&p.actor(), f).await?;
+    let audit = rows
+        .iter()
+        .map(|r| {
+            event(
+                p,
+                AuditAction::Search,
+                "consultation",
+                r.consultation.id,
+                Some(r.consultation.patient_id),
+                "",
+            )
+        })
+        .collect();
+    st.store().append_audit(audit).await?;
+    Ok(rows)
+}
+
+/// Participants, and coordinators who can see the case, may write in the thread.
+fn may_write(p: &Principal, c: &Consultation) -> AppResult<()> {
+    if c.state == ConsultationState::Draft || c.state == ConsultationState::Cancelled {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            "error-thread-closed",
+            format!("the thread of a {} consultation is closed", c.state),
+        ));
+    }
+    if c.is_participant(p.user.id) || p.role() == Role::Coordinator {
+        Ok(())
+    } else {
+        Err(AppError::forbidden())
+    }
+}
+
+pub async fn post_message(
+    st: &AppState,
+    p: &Principal,
+    id: ConsultationId,
+    parent: Option<MessageId>,
+    body: &str,
+) -> AppResult<Message> {
+    p.require(CLINICAL)?;
+    let c = st.store().get_consultation(&p.actor(), id).await?;
+    may_write(p, &c)?;
+    if let Some(parent) = parent {
+        if !st
+            .store()
+            .list_messages(id)
+            .await?
+            .iter()
+            .any(|m| m.id == parent)
+        {
+            return Err(AppError::unprocessable(
+                "error-bad-parent",
+                "the message replied to is not in this thread",
+            ));
+        }
+    }
+    let m = Message {
+        id: MessageId::new(),
+        consultation_id: id,
+        parent_id: parent,
+        author_id: p.user.id,
+        author_name: p.user.display_name.clone(),
+        body: required("message", body, 20_000)?,
+        created_at: Utc::now(),
+    };
+    let audit = vec![event(
+        p,
+        AuditAction::Create,
+        "message",
+        m.id,
+        Some(c.patient_id),
+        "",
+    )];
+    st.store().insert_message(&m, audit).await?;
+    Ok(m)
+}
+
+/// Attachment types a clinician may upload. Everything else is refused, so that the node never stores or serves
+/// active content.
+pub const ALLOWED_TYPES: &[&str] = &[
+    "application/pdf",
+    "image/png",
+    "image/jpeg",
+    "application/dicom",
+    "text/plain",
+];
+
+fn sniff_ok(content_type: &str, bytes: &[u8]) -> bool {
+    match content_type {
+        "application/pdf" => bytes.starts_with(b"%PDF-"),
+        "image/png" => bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "image/jpeg" => bytes.starts_with(&[0xFF, 0xD8, 0xFF]),
+        "application/dicom" => bytes.len() > 132 && &bytes[128..132] == b"DICM",
+        "text/plain" => std::str::from_utf8(bytes).is_ok(),
+        _ => false,
+    }
+}
+
+pub async fn add_attachment(
+    st: &AppState,
+    p: &Principal,
+    id: ConsultationId,
+    filename: &str,
+    content_type: &str,
+    bytes: Bytes,
+) -> AppResult<Attachment> {
+    p.require(CLINICAL)?;
+    let c = st.store().get_consultation(&p.actor(), id).await?;
+    may_write(p, &c)?;
+    let filename = required(
+        "file name",
+        filename.rsplit(['/', '\\']).next().unwrap_or(filename),
+        255,
+    )?;
+    if bytes.is_empty() {
+        return Err(AppError::unprocessable(
+            "error-empty-file",
+            "the file is empty",
+        ));
+    }
+    let limit = st.config().max_upload_bytes;
+    if bytes.len() > limit {
+        return Err(AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "error-too-large",
+            format!("the file is larger than {limit} bytes"),
+        ));
+    }
+    if !ALLOWED_TYPES.contains(&content_type) {
+        return Err(AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "error-file-type",
+            format!(
+                "{content_type:?} is not accepted; accepted: {}",
+                ALLOWED_TYPES.join(", ")
+            ),
+        ));
+    }
+    if !sniff_ok(content_type, &bytes) {
+        return Err(AppError::unprocessable(
+            "error-file-content",
+            format!("the file's content is not {content_type}"),
+        ));
+    }
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let key = format!("attachments/{}/{}", &sha[..2], sha);
+    let size = i64::try_from(bytes.len()).map_err(AppError::internal)?;
+    // Bytes first, row second: a crash in between leaves an unreferenced blob, never a row without its bytes.
+    st.blobs().put(&key, bytes).await?;
+    let a = Attachment {
+        id: AttachmentId::new(),
+        consultation_id: id,
+        filename,
+        content_type: content_type.to_owned(),
+        size,
+        sha256: sha,
+        blob_key: key,
+        uploaded_by: p.user.id,
+        created_at: Utc::now(),
+    };
+    let audit = vec![event(
+        p,
+        AuditAction::Create,
+        "attachment",
+        a.id,
+        Some(c.patient_id),
+        "",
+    )];
+    st.store().insert_attachment(&a, audit).await?;
+    Ok(a)
+}
+
+pub async fn attachment_content(
+    st: &AppState,
+    p: &Principal,
+    id: AttachmentId,
+) -> AppResult<(Attachment, Bytes)> {
+    let a = st.store().get_attachment(id).await?;
+    // Visible only through a consultation the principal may see.
+    let c = st
+        .store()
+        .get_consultation(&p.actor(), a.consultation_id)
+        .await
+        .map_err(|_| AppError::not_found("attachment"))?;
+    let bytes = st.blobs().get(&a.blob_key).await?;
+    st.store()
+        .append_audit(vec![event(
+            p,
+            AuditAction::Read,
+            "attachment",
+            a.id,
+            Some(c.patient_id),
+            "",
+        )])
+        .await?;
+    Ok((a, bytes))
+}
+
+/// Escalate every case whose SLA clock ran out: flag it for coordinators, once.
+pub async fn escalation_sweep(st: &AppState) -> AppResult<usize> {
+    let now = Utc::now();
+    let overdue = st.store().overdue_unescalated(now, 500).await?;
+    let system = Actor {
+        user_id: UserId(uuid::Uuid::nil()),
+        institution_id: InstitutionId(uuid::Uuid::nil()),
+        role: Role::Coordinator,
+        patient_id: None,
+    };
+    let mut n = 0;
+    for mut c in overdue {
+        let v = c.version;
+        if c.apply(&system, &ConsultationEvent::Escalate, now, &st.config().sla)
+            .is_ok()
+        {
+            let audit = vec![system_event(
+                AuditAction::Update,
+                "consultation",
+                c.id,
+                Some(c.patient_id),
+                "escalate",
+            )];
+            match st.store().update_consultation(&c, v, audit).await {
+                Ok(()) => {
+                    n += 1;
+                    tracing::warn!(consultation_id = %c.id, urgency = c.urgency.as_str(), "SLA breached; escalated to coordinators");
+                }
+                Err(caravan_store::StoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(n)
+}

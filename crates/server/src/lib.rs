@@ -1,0 +1,145 @@
+//! The Caravan node's HTTP server: one module per capability (`api`, `ui`), shared middleware in `auth`, `audit`,
+//! `error`, `i18n`, and the consultation service in `consult` that both doors call.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod blobs;
+pub mod config;
+pub mod consult;
+pub mod demo;
+pub mod error;
+pub mod i18n;
+pub mod ui;
+
+use axum::http::{header, HeaderValue};
+use axum::routing::get;
+use axum::Router;
+use caravan_store::Store;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use blobs::Blobs;
+pub use config::NodeConfig;
+
+struct Inner {
+    store: Arc<dyn Store>,
+    blobs: Blobs,
+    config: NodeConfig,
+    i18n: i18n::I18n,
+}
+
+/// Shared state of a node, passed explicitly to every handler.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, blobs: Blobs, config: NodeConfig) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            blobs,
+            config,
+            i18n: i18n::I18n::new(),
+        }))
+    }
+    pub fn store(&self) -> &dyn Store {
+        self.0.store.as_ref()
+    }
+    pub fn blobs(&self) -> &Blobs {
+        &self.0.blobs
+    }
+    pub fn config(&self) -> &NodeConfig {
+        &self.0.config
+    }
+    pub fn i18n(&self) -> &i18n::I18n {
+        &self.0.i18n
+    }
+}
+
+/// Content Security Policy: nothing but this node's own origin; no inline scripts.
+const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; \
+                   frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.config().max_upload_bytes + 64 * 1024;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest("/api/v1", api::routes())
+        .merge(ui::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .with_state(state)
+}
+
+async fn healthz(
+    axum::extract::State(st): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match st.store().list_institutions().await {
+        Ok(_) => (axum::http::StatusCode::OK, "ok").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "database unavailable",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Open the store named by `database` (a `sqlite:` path or a file path) and the blob store.
+pub async fn open_store(database: &str) -> Result<Arc<dyn Store>, String> {
+    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        return Err("PostgreSQL support is not built into this binary yet".into());
+    }
+    let path = database
+        .strip_prefix("sqlite://")
+        .or_else(|| database.strip_prefix("sqlite:"))
+        .unwrap_or(database);
+    let store = caravan_store_sqlite::SqliteStore::open(std::path::Path::new(path))
+        .await
+        .map_err(|e| format!("cannot open database {path}: {e}"))?;
+    Ok(Arc::new(store))
+}
+
+/// Serve until the future `shutdown` completes. Also runs the SLA escalation sweep.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sweep_state = state.clone();
+    let sweep = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(
+            sweep_state
+                .config()
+                .sweep_every
+                .max(std::time::Duration::from_millis(10)),
+        );
+        loop {
+            tick.tick().await;
+            if let Err(e) = consult::escalation_sweep(&sweep_state).await {
+                tracing::error!(error = %e.message, "escalation sweep failed");
+            }
+        }
+    });
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    sweep.abort();
+    result
+}

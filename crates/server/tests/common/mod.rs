@@ -1,0 +1,115 @@
+//! Test kit: a real node on 127.0.0.1:0 with a temporary SQLite database, seeded with the demo.
+#![allow(dead_code)]
+
+use caravan_server::{demo, AppState, Blobs, NodeConfig};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+pub struct Node {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn start() -> Node {
+    start_with(NodeConfig {
+        secure_cookies: false,
+        sweep_every: std::time::Duration::from_millis(100),
+        ..NodeConfig::default()
+    })
+    .await
+}
+
+pub async fn start_with(config: NodeConfig) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let store = caravan_server::open_store(dir.path().join("caravan.sqlite").to_str().unwrap())
+        .await
+        .unwrap();
+    demo::seed(store.as_ref(), &config.sla).await.unwrap();
+    let blobs = Blobs::open(dir.path().join("blobs").to_str().unwrap()).unwrap();
+    let state = AppState::new(store, blobs, config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(caravan_server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    Node { base, dir }
+}
+
+/// A signed-in API client (cookie session + CSRF header).
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub csrf: String,
+    pub user: Value,
+}
+
+impl Client {
+    pub async fn login(node: &Node, username: &str) -> Client {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = http
+            .post(format!("{}/api/v1/session", node.base))
+            .json(&json!({ "username": username, "password": demo::DEMO_PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "login {username}");
+        let v: Value = r.json().await.unwrap();
+        Client {
+            http,
+            base: node.base.clone(),
+            csrf: v["csrf_token"].as_str().unwrap().to_owned(),
+            user: v["user"].clone(),
+        }
+    }
+
+    pub fn id(&self) -> String {
+        self.user["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        let text = r.text().await.unwrap();
+        (
+            s,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .header("x-csrf-token", &self.csrf);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let s = r.status();
+        let text = r.text().await.unwrap();
+        (
+            s,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+}

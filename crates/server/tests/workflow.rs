@@ -1,0 +1,420 @@
+//! The remote-consultation workflow end to end over the JSON API, against a real node.
+
+mod common;
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn referral_to_closed_loop() {
+    let node = start().await;
+    let referrer = Client::login(&node, "dr.aliyev").await;
+
+    // Register a patient and record consent.
+    let (s, patient) = referrer
+        .post("/api/v1/patients", json!({ "given_name": "Saule", "family_name": "Bekova", "birth_date": "1961-04-03", "sex": "female", "languages": ["kk", "ru"] }))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{patient}");
+    let pid = patient["id"].as_str().unwrap().to_owned();
+
+    let new_case = json!({ "patient_id": pid, "question": "Wide-complex tachycardia: VT or SVT with aberrancy?", "specialty": "cardiology", "urgency": "emergency", "languages": ["ru", "en"], "submit": true });
+    // Without consent, submission is refused with a 422 that says why, and nothing is half-written.
+    let (s, err) = referrer
+        .post("/api/v1/consultations", new_case.clone())
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["error"], "error-consent-missing");
+
+    let (s, _) = referrer
+        .post(
+            &format!("/api/v1/patients/{pid}/consents"),
+            json!({ "scope": "consultation", "granted": true }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    // Create and submit: routing assigns a cardiologist at once.
+    let (s, case) = referrer.post("/api/v1/consultations", new_case).await;
+    assert_eq!(s, StatusCode::CREATED, "{case}");
+    assert_eq!(case["state"], "assigned");
+    let cid = case["id"].as_str().unwrap().to_owned();
+    let assignee = case["assigned_to"].as_str().unwrap().to_owned();
+    let consultants = [
+        (
+            "cardio.nurlanov",
+            Client::login(&node, "cardio.nurlanov").await,
+        ),
+        ("cardio.li", Client::login(&node, "cardio.li").await),
+    ];
+    let (first_name, first) = consultants
+        .iter()
+        .find(|(_, c)| c.id() == assignee)
+        .expect("assigned to a demo cardiologist");
+    let (_, other) = consultants.iter().find(|(n, _)| n != first_name).unwrap();
+
+    // The first consultant declines: the case re-routes to the other cardiologist, never back to the decliner.
+    let ev = |v: Value| (format!("/api/v1/consultations/{cid}/events"), v);
+    let (p, b) = ev(json!({ "type": "decline", "reason": "" }));
+    let (s, e) = first.post(&p, b).await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("error-empty-field"))
+    );
+    let (p, b) = ev(json!({ "type": "decline", "reason": "in theatre" }));
+    let (s, c) = first.post(&p, b).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["state"], "assigned");
+    assert_eq!(c["assigned_to"].as_str(), Some(other.id().as_str()));
+    // The decliner no longer sees the case.
+    assert_eq!(
+        first.get(&format!("/api/v1/consultations/{cid}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Only the assignee may accept; the referrer may not report.
+    let (p, b) = ev(json!({ "type": "accept" }));
+    assert_eq!(referrer.post(&p, b.clone()).await.0, StatusCode::FORBIDDEN);
+    let (s, c) = other.post(&p, b).await;
+    assert_eq!(
+        (s, c["state"].as_str()),
+        (StatusCode::OK, Some("in_progress"))
+    );
+
+    // MDT: invite a radiologist; threaded discussion; attachment.
+    let radiologist = Client::login(&node, "radio.zhang").await;
+    let (p, b) = ev(json!({ "type": "invite", "member": radiologist.id() }));
+    let (s, c) = other.post(&p, b).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["panel"].as_array().unwrap().len(), 2);
+    let (s, m) = referrer
+        .post(
+            &format!("/api/v1/consultations/{cid}/messages"),
+            json!({ "body": "12-lead ECG attached." }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{m}");
+    let (s, _) = radiologist
+        .post(
+            &format!("/api/v1/consultations/{cid}/messages"),
+            json!({ "body": "No structural lesion on echo.", "parent_id": m["id"] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let pdf = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n".to_vec();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(pdf.clone())
+            .file_name("ecg.pdf")
+            .mime_str("application/pdf")
+            .unwrap(),
+    );
+    let r = referrer
+        .http
+        .post(format!(
+            "{}/api/v1/consultations/{cid}/attachments",
+            node.base
+        ))
+        .header("x-csrf-token", &referrer.csrf)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let att: Value = r.json().await.unwrap();
+    let r = radiologist
+        .http
+        .get(format!(
+            "{}/api/v1/attachments/{}",
+            node.base,
+            att["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), pdf);
+
+    // A panel member may not issue the report; the lead may.
+    let report = json!({ "type": "report", "findings": "Regular WCT 190/min, AV dissociation.", "impression": "Ventricular tachycardia.", "recommendations": "Synchronised cardioversion; amiodarone; refer for EP study." });
+    let (p, _) = ev(json!({}));
+    assert_eq!(
+        radiologist.post(&p, report.clone()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, c) = other.post(&p, report).await;
+    assert_eq!((s, c["state"].as_str()), (StatusCode::OK, Some("reported")));
+
+    // Close the loop.
+    assert_eq!(
+        referrer
+            .post(
+                &p,
+                json!({ "type": "record_outcome", "status": "improved" })
+            )
+            .await
+            .0,
+        StatusCode::CONFLICT,
+        "outcome before acknowledging"
+    );
+    assert_eq!(
+        referrer.post(&p, json!({ "type": "acknowledge" })).await.0,
+        StatusCode::OK
+    );
+    let (s, c) = referrer.post(&p, json!({ "type": "record_outcome", "status": "improved", "note": "sinus rhythm after cardioversion" })).await;
+    assert_eq!((s, c["state"].as_str()), (StatusCode::OK, Some("closed")));
+    // Illegal transition from the final state.
+    let (s, e) = referrer
+        .post(&p, json!({ "type": "cancel", "reason": "x" }))
+        .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (StatusCode::CONFLICT, Some("error-illegal-transition"))
+    );
+
+    // The patient's access log shows the foreign consultant's reads; the chain verifies.
+    let (s, log) = referrer
+        .get(&format!("/api/v1/patients/{pid}/access-log"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event"]["actor_name"].as_str())
+        .collect();
+    assert!(names.contains(&"Dr Zhang Min"), "{names:?}");
+    let admin = Client::login(&node, "admin").await;
+    let (s, v) = admin.get("/api/v1/audit/verify").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["intact"], true, "{v}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx() {
+    let node = start().await;
+    let c = Client::login(&node, "dr.aliyev").await;
+    let cases: Vec<(Method, &str, Option<Value>, StatusCode, &str)> = vec![
+        (
+            Method::GET,
+            "/api/v1/consultations/not-a-uuid",
+            None,
+            StatusCode::BAD_REQUEST,
+            "error-bad-request",
+        ),
+        (
+            Method::GET,
+            "/api/v1/consultations/0190b3a2-0000-7000-8000-000000000000",
+            None,
+            StatusCode::NOT_FOUND,
+            "error-not-found",
+        ),
+        (
+            Method::POST,
+            "/api/v1/patients",
+            Some(json!({ "given_name": "A" })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "error-bad-json",
+        ),
+        (
+            Method::POST,
+            "/api/v1/patients",
+            Some(
+                json!({ "given_name": " ", "family_name": "B", "birth_date": "1990-01-01", "sex": "male" }),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "error-empty-field",
+        ),
+        (
+            Method::POST,
+            "/api/v1/patients",
+            Some(
+                json!({ "given_name": "A", "family_name": "B", "birth_date": "2990-01-01", "sex": "male" }),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "error-bad-date",
+        ),
+        (
+            Method::GET,
+            "/api/v1/consultations?state=flying",
+            None,
+            StatusCode::BAD_REQUEST,
+            "error-bad-request",
+        ),
+        (
+            Method::GET,
+            "/api/v1/nowhere",
+            None,
+            StatusCode::NOT_FOUND,
+            "error-not-found",
+        ),
+    ];
+    for (m, path, body, status, code) in cases {
+        let (s, v) = c.send(m.clone(), path, body).await;
+        assert_eq!(s, status, "{m} {path}: {v}");
+        assert_eq!(v["error"], code, "{m} {path}: {v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // Malformed JSON syntax.
+    let r = c
+        .http
+        .post(format!("{}/api/v1/patients", node.base))
+        .header("x-csrf-token", &c.csrf)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Missing CSRF header on a cookie-session write.
+    let r = c
+        .http
+        .post(format!("{}/api/v1/patients", node.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // No credentials at all; a bogus bearer token.
+    let anon = reqwest::Client::new();
+    assert_eq!(
+        anon.get(format!("{}/api/v1/me", node.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        anon.get(format!("{}/api/v1/me", node.base))
+            .bearer_auth("nope")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Uploads: wrong type, content not matching the type, too large.
+    let (_, list) = c.get("/api/v1/consultations?state=in_progress").await;
+    let cid = list[0]["consultation"]["id"].as_str().unwrap().to_owned();
+    let upload = |bytes: Vec<u8>, name: &'static str, mime: &'static str| {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes)
+                .file_name(name)
+                .mime_str(mime)
+                .unwrap(),
+        );
+        c.http
+            .post(format!(
+                "{}/api/v1/consultations/{cid}/attachments",
+                node.base
+            ))
+            .header("x-csrf-token", &c.csrf)
+            .multipart(form)
+            .send()
+    };
+    assert_eq!(
+        upload(b"<script>".to_vec(), "x.html", "text/html")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    assert_eq!(
+        upload(b"not a pdf".to_vec(), "x.pdf", "application/pdf")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let mut big = b"%PDF-".to_vec();
+    big.resize(21 * 1024 * 1024, b'x');
+    let s = upload(big, "big.pdf", "application/pdf")
+        .await
+        .map(|r| r.status());
+    assert!(
+        matches!(s, Ok(StatusCode::PAYLOAD_TOO_LARGE)) || s.is_err(),
+        "{s:?}"
+    );
+    // Nothing that was stored is lost: the case and its attachments are intact.
+    let (s, v) = c.get(&format!("/api/v1/consultations/{cid}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v["attachments"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn api_tokens_work_without_cookies_and_can_be_revoked() {
+    let node = start().await;
+    let c = Client::login(&node, "coordinator").await;
+    let (s, t) = c
+        .post("/api/v1/tokens", json!({ "name": "his-bridge" }))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let token = t["token"].as_str().unwrap();
+    let anon = reqwest::Client::new();
+    let r = anon
+        .get(format!("{}/api/v1/consultations?overdue=true", node.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let overdue: Value = r.json().await.unwrap();
+    // The demo's unanswered urgent nephrology case, and its emergency still in progress after a day.
+    assert_eq!(overdue.as_array().unwrap().len(), 2, "{overdue}");
+    let (s, _) = c
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{}", t["info"]["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let r = anon
+        .get(format!("{}/api/v1/me", node.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn escalation_sweep_flags_overdue_cases_once() {
+    let node = start().await;
+    let c = Client::login(&node, "coordinator").await;
+    // The sweep runs at start-up; the overdue demo case gets escalated and audited exactly once.
+    let mut escalated = None;
+    for _ in 0..50 {
+        let (_, v) = c.get("/api/v1/consultations?overdue=true").await;
+        if let Some(at) = v[0]["consultation"]["escalated_at"].as_str() {
+            escalated = Some((
+                v[0]["consultation"]["id"].as_str().unwrap().to_owned(),
+                at.to_owned(),
+            ));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (id, _) = escalated.expect("escalated by the sweep");
+    let (_, trail) = c.get(&format!("/api/v1/consultations/{id}/audit")).await;
+    let n = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"]["detail"] == "escalate")
+        .count();
+    assert_eq!(n, 1);
+    // Later sweeps do not escalate again.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, trail) = c.get(&format!("/api/v1/consultations/{id}/audit")).await;
+    assert_eq!(
+        trail
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"]["detail"] == "escalate")
+            .count(),
+        1
+    );
+}
