@@ -12,9 +12,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use thiserror::Error;
 
 use crate::{
-    detect, BayesParams, CdcParams, CusumParams, CusumTrans, DetectionRow, EarsParams,
-    FarringtonParams, FlexibleParams, GlrDirection, GlrParams, Method, PowerTrans, Series,
-    ThresholdMethod,
+    detect, BayesParams, CdcParams, CusumParams, CusumReference, CusumTrans, DetectionRow,
+    EarsParams, FarringtonParams, FlexibleParams, GlrDirection, GlrParams, Method, PowerTrans,
+    Series, ThresholdMethod,
 };
 
 /// The crate's subcommands (wired by the binary as `caravan surveil ...`).
@@ -150,9 +150,9 @@ pub struct DetectArgs {
     /// Decision interval h (cusum).
     #[arg(long, allow_negative_numbers = true)]
     pub h: Option<f64>,
-    /// Reference mean m (cusum; default the mean before the range) or periods each side (cdc).
+    /// Reference mean m (cusum: a number or glm; default the mean before the range) or periods each side (cdc).
     #[arg(long, allow_negative_numbers = true)]
-    pub m: Option<f64>,
+    pub m: Option<String>,
     /// Transformation (cusum).
     #[arg(long, value_enum)]
     pub trans: Option<TransArg>,
@@ -459,7 +459,15 @@ pub fn build_method(a: &DetectArgs) -> Result<Method, CliError> {
             Method::Cusum(CusumParams {
                 k: a.k.unwrap_or(d.k),
                 h: a.h.unwrap_or(d.h),
-                m: a.m.or(d.m),
+                m: match a.m.as_deref() {
+                    None => d.m,
+                    Some("glm") => CusumReference::HarmonicGlm,
+                    Some(v) => CusumReference::Fixed(v.parse().map_err(|_| {
+                        CliError::Usage(format!(
+                            "--m for cusum must be a number or glm (got {v:?})"
+                        ))
+                    })?),
+                },
                 trans,
             })
         }
@@ -474,14 +482,16 @@ pub fn build_method(a: &DetectArgs) -> Result<Method, CliError> {
         }
         MethodName::Cdc => {
             let d = CdcParams::default();
-            let m = match a.m {
+            let m = match a.m.as_deref() {
                 None => d.m,
-                Some(m) if m >= 0.0 && m.fract() == 0.0 && m <= 52.0 => m as usize,
-                Some(m) => {
-                    return Err(CliError::Usage(format!(
-                        "--m for cdc must be a small whole number (got {m})"
-                    )))
-                }
+                Some(v) => match v.parse::<usize>() {
+                    Ok(m) if m <= 13 => m,
+                    _ => {
+                        return Err(CliError::Usage(format!(
+                            "--m for cdc must be a small whole number of 4-week periods (got {v:?})"
+                        )))
+                    }
+                },
             };
             Method::Cdc(CdcParams {
                 b: a.b.unwrap_or(d.b),

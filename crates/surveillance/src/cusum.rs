@@ -4,6 +4,7 @@
 //! several transformations, and the one-sided cumulative sum S_t = max(0, S_{t−1} + x_t − k) alarms at S_t ≥ h.
 //! The upper bound is the smallest count that would raise an alarm given S_{t−1}.
 
+use crate::glm::fit_poisson;
 use crate::{DetectionRow, Error, Series};
 
 /// Standardisation of the counts (R's `trans`).
@@ -19,6 +20,18 @@ pub enum CusumTrans {
     PearsonNegBin(f64),
 }
 
+/// Reference (in-control) mean of the CUSUM (R's `m`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CusumReference {
+    /// The mean of all weeks before the range (R's `m = NULL`, the default).
+    PreRangeMean,
+    /// A fixed value.
+    Fixed(f64),
+    /// Week-specific means from a Poisson regression log m_t = β₀ + β₁cos(2πt/freq) + β₂sin(2πt/freq) on all
+    /// weeks before the range (R's `m = "glm"`).
+    HarmonicGlm,
+}
+
 /// Parameters of `algo.cusum` (R's defaults k = 1.04, h = 2.26, m = mean of the weeks before the range).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CusumParams {
@@ -26,8 +39,8 @@ pub struct CusumParams {
     pub k: f64,
     /// Decision interval (`h`).
     pub h: f64,
-    /// Reference mean (`m`); `None` = mean of all weeks before the range.
-    pub m: Option<f64>,
+    /// Reference mean (`m`).
+    pub m: CusumReference,
     /// Transformation (`trans`).
     pub trans: CusumTrans,
 }
@@ -37,7 +50,7 @@ impl Default for CusumParams {
         CusumParams {
             k: 1.04,
             h: 2.26,
-            m: None,
+            m: CusumReference::PreRangeMean,
             trans: CusumTrans::Standard,
         }
     }
@@ -62,8 +75,13 @@ impl CusumTrans {
             CusumTrans::Rossi => {
                 // Solve y + 2√m·√y − (3m + 2√m·x) = 0 for √y ≥ 0.
                 let c = 3.0 * m + 2.0 * m.sqrt() * x;
-                let r = -m.sqrt() + (m + c).max(0.0).sqrt();
-                r.max(0.0).powi(2)
+                // The root is squared as it is, as the reference does: a negative root (a bound below the
+                // transform's minimum) still gives a small positive count; with no real root the bound is 0.
+                if m + c < 0.0 {
+                    return 0.0;
+                }
+                let r = -m.sqrt() + (m + c).sqrt();
+                r.powi(2)
             }
             CusumTrans::Anscombe => {
                 let base = m.powf(2.0 / 3.0) + x * m.powf(1.0 / 6.0) / 1.5;
@@ -95,20 +113,44 @@ pub(crate) fn run(
         }
     }
     let y = series.observed();
-    let m = match p.m {
-        Some(m) => m,
-        None => {
+    let too_short = Error::TooShort {
+        method: "cusum",
+        t: first,
+        needed: 1,
+    };
+    let n_range = last - first + 1;
+    let means: Vec<f64> = match p.m {
+        CusumReference::Fixed(m) => vec![m; n_range],
+        CusumReference::PreRangeMean => {
             if first <= 1 {
+                return Err(too_short);
+            }
+            vec![y[..first - 1].iter().sum::<f64>() / (first - 1) as f64; n_range]
+        }
+        CusumReference::HarmonicGlm => {
+            if first <= 3 {
                 return Err(Error::TooShort {
                     method: "cusum",
                     t: first,
-                    needed: 1,
+                    needed: 3,
                 });
             }
-            y[..first - 1].iter().sum::<f64>() / (first - 1) as f64
+            let freq = series.freq() as f64;
+            let row = |t: usize| {
+                let a = std::f64::consts::TAU * t as f64 / freq;
+                [1.0, a.cos(), a.sin()]
+            };
+            let x: Vec<f64> = (1..first).flat_map(row).collect();
+            let ones = vec![1.0; first - 1];
+            let fit = fit_poisson(&x, 3, &y[..first - 1], &ones)
+                .map_err(|source| Error::Fit { t: first, source })?;
+            (first..=last).map(|t| fit.eta_at(&row(t)).exp()).collect()
         }
     };
-    if m.is_nan() || m <= 0.0 || !m.is_finite() {
+    if let Some(m) = means
+        .iter()
+        .find(|m| m.is_nan() || **m <= 0.0 || !m.is_finite())
+    {
         return Err(Error::InvalidParameter {
             name: "m",
             reason: format!("the reference mean must be positive (got {m})"),
@@ -116,7 +158,7 @@ pub(crate) fn run(
     }
     let mut s_prev = 0.0;
     let mut rows = Vec::with_capacity(last - first + 1);
-    for t in first..=last {
+    for (t, &m) in (first..=last).zip(&means) {
         let yt = y[t - 1];
         let s = (s_prev + p.trans.apply(yt, m) - p.k).max(0.0);
         // The reference rounds the bound up to a whole count for the standard transform only.

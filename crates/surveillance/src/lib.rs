@@ -30,7 +30,7 @@ use chrono::NaiveDate;
 use thiserror::Error;
 
 pub use bayes::BayesParams;
-pub use cusum::{CusumParams, CusumTrans};
+pub use cusum::{CusumParams, CusumReference, CusumTrans};
 pub use ears::EarsParams;
 pub use farrington::{FarringtonParams, FlexibleParams, PowerTrans, ThresholdMethod};
 pub use glr::{GlrDirection, GlrParams};

@@ -272,10 +272,27 @@ fn r_cases() -> Vec<(&'static str, Method, &'static str)> {
             Method::Cusum(CusumParams {
                 k: 0.5,
                 h: 4.0,
-                m: Some(3.0),
+                m: CusumReference::Fixed(3.0),
                 trans: CusumTrans::Standard,
             }),
             "r/agona_cusum_k05_h4_m3.csv",
+        ),
+        (
+            A,
+            Method::Cusum(CusumParams {
+                m: CusumReference::HarmonicGlm,
+                ..CusumParams::default()
+            }),
+            "r/agona_cusum_glm.csv",
+        ),
+        (
+            A,
+            Method::Cusum(CusumParams {
+                m: CusumReference::HarmonicGlm,
+                trans: CusumTrans::Rossi,
+                ..CusumParams::default()
+            }),
+            "r/agona_cusum_glm_rossi.csv",
         ),
         (
             A,

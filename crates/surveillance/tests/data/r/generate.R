@@ -126,3 +126,9 @@ from_disprog("agona_glrnb_dec.csv", g, ag$observed, 200:312)
 snd <- sts2disProg(sn)
 g <- algo.glrnb(snd, control = list(range = 366:528))
 from_disprog("salmnewport_glrnb.csv", g, observed(sn)[, 1], 366:528)
+
+# CUSUM with a harmonic Poisson reference.
+r <- 200:312
+from_disprog("agona_cusum_glm.csv", algo.cusum(ag, control = list(range = r, m = "glm")), ag$observed, r)
+from_disprog("agona_cusum_glm_rossi.csv", algo.cusum(ag, control = list(range = r, m = "glm", trans = "rossi")),
+             ag$observed, r)
