@@ -135,11 +135,8 @@ pub(crate) fn run(
                     needed: 3,
                 });
             }
-            let freq = series.freq() as f64;
-            let row = |t: usize| {
-                let a = std::f64::consts::TAU * t as f64 / freq;
-                [1.0, a.cos(), a.sin()]
-            };
+            let freq = series.freq();
+            let row = |t: usize| crate::harmonic_row(t, freq);
             let x: Vec<f64> = (1..first).flat_map(row).collect();
             let ones = vec![1.0; first - 1];
             let fit = fit_poisson(&x, 3, &y[..first - 1], &ones)

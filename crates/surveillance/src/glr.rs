@@ -143,7 +143,7 @@ pub(crate) fn run(
         });
     }
     let y = series.observed();
-    let freq = series.freq() as f64;
+    let freq = series.freq();
     // Three parameters need at least a few weeks of history.
     if first <= 4 {
         return Err(Error::TooShort {
@@ -152,10 +152,7 @@ pub(crate) fn run(
             needed: 4,
         });
     }
-    let row = |t: usize| {
-        let a = std::f64::consts::TAU * t as f64 / freq;
-        [1.0, a.cos(), a.sin()]
-    };
+    let row = |t: usize| crate::harmonic_row(t, freq);
     let train: Vec<usize> = (1..first).collect();
     let x: Vec<f64> = train.iter().flat_map(|&t| row(t)).collect();
     let yt: Vec<f64> = train.iter().map(|&t| y[t - 1]).collect();

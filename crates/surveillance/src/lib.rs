@@ -307,6 +307,13 @@ pub(crate) fn check_alpha(alpha: f64) -> Result<(), Error> {
     }
 }
 
+/// Covariate row [1, cos(2πt/freq), sin(2πt/freq)] of the one-harmonic seasonal regressions (CUSUM's and
+/// GLR-NB's in-control means).
+pub(crate) fn harmonic_row(t: usize, freq: usize) -> [f64; 3] {
+    let a = std::f64::consts::TAU * t as f64 / freq as f64;
+    [1.0, a.cos(), a.sin()]
+}
+
 /// Mean and sample standard deviation (n − 1).
 pub(crate) fn mean_sd(x: &[f64]) -> (f64, f64) {
     let n = x.len() as f64;

@@ -2,6 +2,8 @@
 //! relative. The table lists (input series, method, golden file); the range is taken from the golden's t column.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
@@ -77,13 +79,7 @@ pub fn check(series: &str, method: &Method, golden: &str) -> (Vec<String>, usize
         } else {
             0.0
         };
-        let ub_ok = match (row.upperbound, ub) {
-            (None, None) => true,
-            (Some(a), Some(b)) => {
-                (a - b).abs() <= 1e-6 * b.abs().max(1e-12) + abs_tol || (a == 0.0 && *b == 0.0)
-            }
-            _ => false,
-        };
+        let ub_ok = common::bound_matches(row.upperbound, *ub, 1e-6, abs_tol);
         if !ub_ok || row.alarm != *alarm || (row.observed - obs).abs() > 1e-9 {
             bad.push(format!(
                 "{golden} t={t}: got ub={:?} alarm={} obs={}, want ub={:?} alarm={} obs={}",
@@ -541,13 +537,7 @@ fn check_states(method: &Method, golden: &str) -> (Vec<String>, usize) {
             } else {
                 Some(r[3].parse().unwrap())
             };
-            let ok = match (o.upperbound, ub) {
-                (None, None) => true,
-                (Some(a), Some(b)) => {
-                    (a - b).abs() <= 1e-6 * b.abs().max(1e-12) || (a == 0.0 && b == 0.0)
-                }
-                _ => false,
-            };
+            let ok = common::bound_matches(o.upperbound, ub, 1e-6, 0.0);
             if !ok || o.alarm != (&r[4] == "1") {
                 bad.push(format!(
                     "{golden} {name} t={}: got {:?} {}, want {:?} {}",

@@ -3,6 +3,8 @@
 //! counts, strong trends, outbreaks in the baseline.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::process::Command;
 
@@ -195,14 +197,7 @@ fn random_series_agree_with_r() {
             } else {
                 (1e-6, 0.0)
             };
-            let ok = match (o.upperbound, ub) {
-                (None, None) => true,
-                (Some(a), Some(b)) => {
-                    (a - b).abs() <= rel_tol * b.abs().max(1e-12) + abs_tol
-                        || (a == 0.0 && *b == 0.0)
-                }
-                _ => false,
-            };
+            let ok = common::bound_matches(o.upperbound, *ub, rel_tol, abs_tol);
             if !ok || o.alarm != *alarm {
                 bad.push(format!(
                     "{m} series {unit} t={t}: got {:?} {}, R {:?} {}",
