@@ -132,11 +132,11 @@ impl FlexibleParams {
 /// A fitted (and possibly reweighted) model for one week.
 struct Model {
     fit: GlmFit,
-    /// Design matrix (row-major), kept for the p-value and prediction.
+    /// Number of model parameters.
     p: usize,
     /// Overdispersion φ ≥ 1 used in the threshold.
     phi: f64,
-    /// Dispersion used for standard errors (see `run_flexible`).
+    /// Dispersion used for standard errors (see `SeDispersion`).
     se_dispersion: f64,
     /// Prediction row for the current week.
     x0: Vec<f64>,
