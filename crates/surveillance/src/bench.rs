@@ -332,3 +332,34 @@ pub fn run(args: &BenchArgs, out: &mut Vec<u8>) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_bench_runs_and_reports() {
+        let args = BenchArgs {
+            series: 30,
+            weeks: 10,
+            r_series: 0,
+            no_r: true,
+            seed: 1,
+        };
+        let mut out = Vec::new();
+        run(&args, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("30 fits"), "{text}");
+        assert!(text.contains("30 series × 10 weeks"), "{text}");
+        assert!(text.contains("R side: skipped"), "{text}");
+        let bad = BenchArgs { weeks: 0, ..args };
+        assert!(run(&bad, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn synthetic_data_is_reproducible() {
+        assert_eq!(synth(3, 9).unwrap(), synth(3, 9).unwrap());
+        assert_ne!(synth(3, 9).unwrap(), synth(3, 10).unwrap());
+    }
+}
