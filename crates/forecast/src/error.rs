@@ -58,6 +58,9 @@ pub enum ForecastError {
     /// The optimiser did not converge to a finite optimum.
     #[error("the fit did not converge: {0}")]
     NoConvergence(String),
+    /// A parameter cannot be estimated from the data.
+    #[error("{0}")]
+    NotIdentifiable(String),
     /// A matrix is singular or not positive definite.
     #[error("{0}")]
     Singular(&'static str),

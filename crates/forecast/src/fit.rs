@@ -195,6 +195,10 @@ struct Problem<'a> {
 pub const RHO_PRIOR_SD: f64 = 1.5;
 /// Standard deviation of the weak Gaussian prior on log I(0), centred on (first non-zero count) / ½.
 pub const I0_PRIOR_SD: f64 = 3.0;
+/// Centre and standard deviation of the weak Gaussian prior on the log NB size φ. Without it, data no more
+/// variable than Poisson send φ to infinity, where the likelihood is flat and no optimum exists; its 95 % range
+/// (φ from 0.03 to 3,600) leaves every realistic dispersion to the data (it moves the boarding-school φ by < 1 %).
+pub const PHI_PRIOR: (f64, f64) = (std::f64::consts::LN_10, 3.0);
 
 impl FitSpec {
     fn i0_centre(&self, data: &[f64]) -> f64 {
@@ -276,7 +280,7 @@ impl Problem<'_> {
         Ok((nll, sse, mu))
     }
 
-    /// Random-walk penalty on log β and the weak priors on ρ and I(0) (only for the parameters that are fitted).
+    /// Random-walk penalty on log β and the weak priors on ρ, I(0) and φ (only for the parameters that are fitted).
     fn penalty(&self, theta: &[f64]) -> f64 {
         let s2 = self.spec.rw_sd * self.spec.rw_sd;
         let rw: f64 = theta[..self.layout.n_beta]
@@ -290,7 +294,10 @@ impl Problem<'_> {
         let i0 = self.layout.i0().map_or(0.0, |i| {
             ((theta[i] - self.i0_centre) / I0_PRIOR_SD).powi(2) / 2.0
         });
-        rw + rho + i0
+        let phi = self.layout.phi().map_or(0.0, |i| {
+            ((theta[i] - PHI_PRIOR.0) / PHI_PRIOR.1).powi(2) / 2.0
+        });
+        rw + rho + i0 + phi
     }
 
     fn objective(&self, theta: &[f64], solver: &mut Dopri5) -> f64 {
@@ -373,6 +380,32 @@ fn nelder_mead(
     let solver = std::cell::RefCell::new(Dopri5::new(problem.rtol, 1e-8)?);
     let f = |th: &[f64]| problem.objective(th, &mut solver.borrow_mut());
     nelder_mead_fn(&f, start, step, max_iters, evals)
+}
+
+/// Names of the unconstrained parameters, in order, for messages.
+fn param_names(l: &Layout) -> Vec<String> {
+    let mut v: Vec<String> = (0..l.n_beta)
+        .map(|k| {
+            if l.n_beta == 1 {
+                "beta".to_string()
+            } else {
+                format!("beta[{}]", k + 1)
+            }
+        })
+        .collect();
+    if l.gamma {
+        v.push("gamma".into());
+    }
+    if l.rho {
+        v.push("rho".into());
+    }
+    if l.i0 {
+        v.push("i0".into());
+    }
+    if l.phi {
+        v.push("dispersion".into());
+    }
+    v
 }
 
 /// Central-difference gradient of `f` at `x`.
@@ -665,6 +698,7 @@ pub fn fit(spec: &FitSpec, data: &[f64]) -> Result<Fit> {
     }
     converged = converged || grad_ok;
     if !grad_ok {
+        tracing::debug!(?theta, "newton polish failed");
         return Err(ForecastError::NoConvergence(format!(
             "the gradient did not vanish at the best point found (objective {value:.6}, {evals} evaluations)"
         )));
@@ -689,6 +723,20 @@ pub fn fit(spec: &FitSpec, data: &[f64]) -> Result<Fit> {
             return Err(e);
         }
     };
+    // A parameter that ran off to the edge of its range, or whose interval spans more than a factor e^±20, is not
+    // estimated by these data (typically γ when only the growth phase is observed): refuse rather than print it.
+    let names = param_names(&layout);
+    for i in 0..n {
+        let sd = cov[i * n + i].max(0.0).sqrt();
+        if theta[i].abs() > 20.0 || !sd.is_finite() || sd > 10.0 {
+            return Err(ForecastError::NotIdentifiable(format!(
+                "{} is not identified by these data (estimate {:.3e}, log-scale SE {sd:.1}); fix it with an option \
+                 such as --gamma, --rho or --i0, or use more of the epidemic curve",
+                names[i],
+                theta[i].exp()
+            )));
+        }
+    }
     let z = normal_quantile(0.975);
     let wald = |grad: &[(usize, f64)], center: f64, back: &dyn Fn(f64) -> f64| -> Estimate {
         let mut var = 0.0;

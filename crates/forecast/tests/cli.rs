@@ -118,6 +118,28 @@ fn fit_boarding_school_through_the_cli() {
 }
 
 #[test]
+fn fit_real_flu2009_incidence() {
+    // A small real outbreak (129 cases in 32 days) with no overdispersion to speak of: the fit must converge.
+    let out = run(&[
+        "fit",
+        "--population",
+        "1000",
+        "--sigma",
+        "1",
+        "--gamma",
+        "0.5",
+        "--column",
+        "incidence",
+        &data("flu2009_incidence.csv"),
+    ])
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let r0 = v["R0"].as_f64().unwrap();
+    assert!(v["R0_low"].as_f64().unwrap() < r0 && r0 < v["R0_high"].as_f64().unwrap());
+    assert!(r0 > 1.2 && r0 < 4.0, "{v}");
+}
+
+#[test]
 fn fit_seir_contract_keys() {
     let input = seir_csv("seir.csv", 200);
     let out = run(&[

@@ -122,6 +122,37 @@ fn constant_beta_parameters_are_recovered() {
 }
 
 #[test]
+fn poisson_data_fit_by_nb_converges() {
+    // No overdispersion at all: the NB size has no finite MLE; the weak prior on log φ keeps the fit well posed.
+    let model = Model::new(ModelKind::Seir { sigma: 0.3 }, 5e4).unwrap();
+    let truth = EpiParams {
+        beta: vec![0.6],
+        knots: vec![],
+        gamma: 0.3,
+        i0: 5.0,
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+    let data = simulate_reports(
+        &mut rng,
+        &model,
+        &truth,
+        Observation::Incidence,
+        0.5,
+        f64::INFINITY,
+        120,
+    )
+    .unwrap();
+    let f = fit(
+        &FitSpec::new(model, Observation::Incidence, Likelihood::NegBin),
+        &data,
+    )
+    .unwrap();
+    assert!(f.dispersion.unwrap().value > 20.0, "{:?}", f.dispersion);
+    assert!((f.r0.value / 2.0 - 1.0).abs() < 0.25, "{:?}", f.r0);
+    assert!(f.r0.low <= 2.0 && 2.0 <= f.r0.high, "{:?}", f.r0);
+}
+
+#[test]
 fn piecewise_r_of_t_is_recovered() {
     // An intervention on day 40 cuts transmission from R = 2.5 to R = 0.8.
     let model = Model::new(ModelKind::Seir { sigma: 0.25 }, 1e6).unwrap();
