@@ -7,9 +7,11 @@ differences, Huffman-encoded with the default table). CRCs are CRC-CCITT (poly 0
 
 This encoder is written independently of the Rust decoder so that the two check each other.
 Run: python3 scripts/make_scp_fixture.py   (needs `pip install pydicom numpy`)
+     python3 scripts/make_scp_fixture.py LEADS SAMPLES OUT   writes a small record (e.g. a fuzzing seed).
 """
 import os
 import struct
+import sys
 
 import pydicom
 
@@ -17,9 +19,13 @@ here = os.path.dirname(os.path.abspath(__file__))
 ds = pydicom.dcmread(os.path.join(here, "..", "tests", "data", "dicom", "waveform_ecg.dcm"))
 item = ds.WaveformSequence[0]
 raw = ds.waveform_array(0)  # physical uV, exact multiples of 1.25 uV
+out_path = os.path.join(here, "..", "tests", "data", "scp", "waveform_ecg.scp")
+if len(sys.argv) == 4:
+    raw = raw[: int(sys.argv[2]), : int(sys.argv[1])]
+    out_path = sys.argv[3]
 sens_nv = 1250
 fs = int(float(item.SamplingFrequency))
-n = raw.shape[0]
+n, nleads = raw.shape
 # SCP-ECG lead codes (EN 1064 Table 41).
 LEAD_IDS = [1, 2, 61, 62, 63, 64, 3, 4, 5, 6, 7, 8]  # I II III aVR aVL aVF V1..V6
 
@@ -87,15 +93,15 @@ def section(sid, body, version=20):
 
 
 leads = []
-for c in range(12):
+for c in range(nleads):
     x = [int(round(v * 1000 / sens_nv)) for v in raw[:, c]]
     d = [x[0], x[1]] + [x[i] - 2 * x[i - 1] + x[i - 2] for i in range(2, n)]
     leads.append(huffman_default(d))
 
 s1 = section(1, struct.pack("<BH", 255, 0))  # tag 255 = end of header, length 0
 s2 = section(2, struct.pack("<H", 19999))
-s3_body = struct.pack("<BB", 12, 0b01100100)  # simultaneous leads: bit 2 set, 12 in bits 3..7
-for lid in LEAD_IDS:
+s3_body = struct.pack("<BB", nleads, (nleads << 3) | 0b100)  # simultaneous: bit 2, count in bits 3..7
+for lid in LEAD_IDS[:nleads]:
     s3_body += struct.pack("<IIB", 1, n, lid)
 s3 = section(3, s3_body)
 s6_body = struct.pack("<HHBB", sens_nv, 1_000_000 // fs, 2, 0)
@@ -125,6 +131,6 @@ body = s0 + b"".join(present[k] for k in sorted(present))
 size = 6 + len(body)
 rest = struct.pack("<I", size) + body
 record = struct.pack("<H", crc_ccitt(rest)) + rest
-with open(os.path.join(here, "..", "tests", "data", "scp", "waveform_ecg.scp"), "wb") as f:
+with open(out_path, "wb") as f:
     f.write(record)
 print(len(record), "bytes")
