@@ -206,3 +206,43 @@ fn intervals_survive_baseline_wander_and_noise() {
         assert!((a - b).abs() <= tol, "{name}: noisy {a}, clean {b}");
     }
 }
+
+#[test]
+fn arbitrary_signals_give_results_or_errors_never_panics() {
+    let mut state: u64 = 7;
+    let mut noise = |n: usize, scale: f64| -> Vec<f64> {
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                ((state >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * scale
+            })
+            .collect()
+    };
+    let cases: Vec<(f64, Vec<f64>)> = vec![
+        (500.0, noise(5000, 1.0)),
+        (500.0, noise(5000, 1e-9)),
+        (250.0, vec![1.0; 3000]),
+        (1000.0, noise(1200, 3.0)),
+        (50.0, noise(60, 1.0)),
+        (360.0, {
+            let mut x = noise(4000, 0.1);
+            x[1000..3000].iter_mut().for_each(|v| *v = f64::NAN);
+            x
+        }),
+        (360.0, vec![f64::NAN; 4000]),
+    ];
+    for (fs, x) in cases {
+        let ecg = Ecg::new(
+            fs,
+            vec![ecg::Lead {
+                name: "II".into(),
+                samples: x,
+            }],
+        )
+        .unwrap();
+        let beats = ecg::qrs::detect_ecg(&ecg).unwrap();
+        let _ = measure(&ecg);
+        let svg = ecg::render::render_svg(&ecg, &beats, None, &Default::default());
+        assert!(svg.ends_with("</svg>\n"));
+    }
+}
