@@ -9,7 +9,8 @@ use crate::{check_alpha, DetectionRow, Error, Series};
 
 /// Parameters of `algo.bayes` (R's defaults: `b = 0`, `w = 6`, `actY = TRUE`, `alpha = 0.05`, the "bayes1"
 /// preset). "bayes2" is b = 1, w = 6, actY; "bayes3" is b = 2, w = 4, not actY.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct BayesParams {
     /// Number of past years whose ±w windows enter the baseline (`b`).
     pub b: usize,

@@ -8,7 +8,7 @@ use crate::glm::fit_poisson;
 use crate::{DetectionRow, Error, Series};
 
 /// Standardisation of the counts (R's `trans`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum CusumTrans {
     /// (y − m)/√m.
     Standard,
@@ -21,7 +21,7 @@ pub enum CusumTrans {
 }
 
 /// Reference (in-control) mean of the CUSUM (R's `m`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum CusumReference {
     /// The mean of all weeks before the range (R's `m = NULL`, the default).
     PreRangeMean,
@@ -33,7 +33,8 @@ pub enum CusumReference {
 }
 
 /// Parameters of `algo.cusum` (R's defaults k = 1.04, h = 2.26, m = mean of the weeks before the range).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CusumParams {
     /// Reference value (`k`).
     pub k: f64,

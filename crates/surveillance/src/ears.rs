@@ -9,7 +9,8 @@ use crate::dist::qnorm;
 use crate::{check_alpha, mean_sd, DetectionRow, Error, Series};
 
 /// Parameters of the EARS methods (R's `earsC` control list).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct EarsParams {
     /// Number of baseline weeks (`baseline`, default 7).
     pub baseline: usize,

@@ -12,7 +12,7 @@ use crate::glm::{fit_poisson, GlmFit};
 use crate::{check_alpha, DetectionRow, Error, Series};
 
 /// Power transformation used for the normal approximation of the threshold (R's `powertrans`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PowerTrans {
     /// "2/3", the default (approximately symmetric for Poisson counts).
     TwoThirds,
@@ -23,7 +23,7 @@ pub enum PowerTrans {
 }
 
 /// Threshold of the flexible method (R's `thresholdMethod`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ThresholdMethod {
     /// "delta": normal approximation on the power-transformed scale (as in 1996, one-sided).
     Delta,
@@ -34,7 +34,8 @@ pub enum ThresholdMethod {
 }
 
 /// Parameters of `algo.farrington` (R's defaults).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct FarringtonParams {
     /// Number of past years (`b`, default 5).
     pub b: usize,
@@ -67,7 +68,8 @@ impl Default for FarringtonParams {
 }
 
 /// Parameters of `farringtonFlexible` (R's defaults; [`FlexibleParams::noufaily`] gives the 2013 settings).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct FlexibleParams {
     /// Number of past years (`b`, default 5).
     pub b: usize,

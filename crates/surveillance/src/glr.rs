@@ -13,7 +13,7 @@ use crate::glm::fit_negbin;
 use crate::{DetectionRow, Error, Series};
 
 /// Direction of the change to detect (R's `dir`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum GlrDirection {
     /// An increase (default).
     Increase,
@@ -22,7 +22,8 @@ pub enum GlrDirection {
 }
 
 /// Parameters of `algo.glrnb` (R's defaults; the dispersion is estimated with μ₀).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct GlrParams {
     /// Alarm threshold (`c.ARL`, default 5).
     pub c_arl: f64,

@@ -8,7 +8,8 @@ use crate::dist::qnorm;
 use crate::{check_alpha, mean_sd, DetectionRow, Error, Series};
 
 /// Parameters of `algo.cdc` (R's defaults b = 5, m = 1, alpha = 0.025).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CdcParams {
     /// Number of past years (`b`).
     pub b: usize,

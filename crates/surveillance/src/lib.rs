@@ -204,7 +204,11 @@ impl Series {
 }
 
 /// A detection method with its parameters (defaults are R's).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// In serde form (for configuration) the method is tagged by its command-line name and missing parameters take
+/// R's defaults: `{"method": "farrington-flexible", "b": 4, "threshold_method": "NbPlugin"}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "method", rename_all = "kebab-case")]
 pub enum Method {
     /// EARS C1 (`earsC`, method "C1").
     EarsC1(EarsParams),
@@ -247,7 +251,7 @@ impl Method {
 }
 
 /// One output row: week index, count, upper bound (None where the method gives none) and alarm.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DetectionRow {
     /// 1-based period index.
     pub t: usize,

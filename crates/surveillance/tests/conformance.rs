@@ -595,3 +595,27 @@ fn iso_start_week_dates_the_series_like_the_calendar() {
         .with_start_week(2021, 54)
         .is_err());
 }
+
+#[test]
+fn methods_deserialize_from_configuration_with_r_defaults() {
+    let m: Method = serde_json::from_str(
+        r#"{"method": "farrington-flexible", "b": 4, "threshold_method": "NbPlugin"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        m,
+        Method::FarringtonFlexible(FlexibleParams {
+            b: 4,
+            threshold_method: ThresholdMethod::NbPlugin,
+            ..FlexibleParams::default()
+        })
+    );
+    let m: Method = serde_json::from_str(r#"{"method": "ears-c3-textbook"}"#).unwrap();
+    assert_eq!(m, Method::EarsC3Textbook(EarsParams::default()));
+    assert_eq!(m.name(), "ears-c3-textbook");
+    let back: Method =
+        serde_json::from_str(&serde_json::to_string(&noufaily(ThresholdMethod::Muan)).unwrap())
+            .unwrap();
+    assert_eq!(back, noufaily(ThresholdMethod::Muan));
+    assert!(serde_json::from_str::<Method>(r#"{"method": "nonsense"}"#).is_err());
+}
