@@ -700,7 +700,8 @@ pub fn fit(spec: &FitSpec, data: &[f64]) -> Result<Fit> {
     if !grad_ok {
         tracing::debug!(?theta, "newton polish failed");
         return Err(ForecastError::NoConvergence(format!(
-            "the gradient did not vanish at the best point found (objective {value:.6}, {evals} evaluations)"
+            "no optimum could be certified (objective {value:.6} after {evals} evaluations); the data may not \
+             identify every parameter: try fixing --gamma, --rho or --i0"
         )));
     }
     if !(value.is_finite() && value < BAD && converged) {
