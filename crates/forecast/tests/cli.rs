@@ -118,6 +118,35 @@ fn fit_boarding_school_through_the_cli() {
 }
 
 #[test]
+fn time_varying_fit_reports_pieces() {
+    // Simulated with constant R0 = 2: both pieces of R(t) must agree with it roughly and carry intervals.
+    let input = seir_csv("tv.csv", 200);
+    let out = run(&[
+        "fit",
+        "--population",
+        "100000",
+        "--gamma",
+        "0.25",
+        "--knots",
+        "100",
+        input.to_str().unwrap(),
+    ])
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let pieces = v["beta_pieces"].as_array().unwrap();
+    assert_eq!(pieces.len(), 2);
+    assert_eq!(pieces[1]["from_day"].as_u64(), Some(100));
+    for p in pieces {
+        let r = p["R"].as_f64().unwrap();
+        assert!((r / 2.0 - 1.0).abs() < 0.25, "{v}");
+        assert!(
+            p["beta_low"].as_f64() < p["beta"].as_f64()
+                && p["beta"].as_f64() < p["beta_high"].as_f64()
+        );
+    }
+}
+
+#[test]
 fn fit_real_flu2009_incidence() {
     // A small real outbreak (129 cases in 32 days) with no overdispersion to speak of: the fit must converge.
     let out = run(&[
@@ -172,15 +201,21 @@ fn fit_seir_contract_keys() {
 
 #[test]
 fn rt_csv_matches_epiestim() {
+    let svg = std::env::temp_dir().join(format!("forecast-cli-test-{}/rt.svg", std::process::id()));
+    std::fs::create_dir_all(svg.parent().unwrap()).unwrap();
     let out = run(&[
         "rt",
         "--mean-si",
         "2.6",
         "--sd-si",
         "1.5",
+        "--svg",
+        svg.to_str().unwrap(),
         &data("flu2009_incidence.csv"),
     ])
     .unwrap();
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg") && chart.contains("R = 1") && chart.ends_with("</svg>"));
     let mut lines = out.lines();
     assert_eq!(
         lines.next(),
