@@ -338,6 +338,10 @@ struct Inner {
     prefix: ObjectPath,
     pool: SqlitePool,
     observer: Arc<dyn AccessObserver>,
+    /// Series whose patient, study and series rows are known to exist. Instances of a known
+    /// series need one INSERT instead of a four-statement transaction, which roughly halves the
+    /// index cost of a C-STORE (each sqlx-sqlite statement is a round trip to its worker thread).
+    known_series: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// A DICOM archive. Cheap to clone; clones share the store, the index and the observer.
@@ -418,6 +422,7 @@ impl Archive {
                 prefix,
                 pool,
                 observer: Arc::new(NoObserver),
+                known_series: Arc::default(),
             }),
         })
     }
@@ -431,6 +436,7 @@ impl Archive {
                 prefix: inner.prefix.clone(),
                 pool: inner.pool.clone(),
                 observer,
+                known_series: inner.known_series.clone(),
             }),
         }
     }
@@ -500,26 +506,19 @@ impl Archive {
 
     async fn store_parsed(&self, parsed: ParsedInstance) -> Result<StoreOutcome> {
         let a = &parsed.attrs;
-        if let Some(existing) = self.instance(&a.sop_uid).await? {
-            if existing.series_uid != a.series_uid {
-                return Err(RejectReason::ConflictingHierarchy {
-                    sop: a.sop_uid.clone(),
-                    series: a.series_uid.clone(),
-                    stored_series: existing.series_uid,
-                }
-                .into());
-            }
-            return Ok(StoreOutcome::AlreadyStored(existing));
-        }
-        let key = format!("{}/{}/{}.dcm", a.study_uid, a.series_uid, a.sop_uid);
+        // The object key carries a digest of the bytes, so writing never replaces the bytes of
+        // an instance stored earlier with different content: a re-sent identical instance lands
+        // on its own key (a harmless rewrite of the same bytes), a different one on a new key
+        // that is removed again when the index says the SOP Instance UID is taken. This lets the
+        // store skip a look-up before writing, which matters for C-STORE latency.
+        let key = format!(
+            "{}/{}/{}.{:016x}.dcm",
+            a.study_uid,
+            a.series_uid,
+            a.sop_uid,
+            content_digest(&parsed.bytes)
+        );
         let size = parsed.bytes.len() as u64;
-        self.inner
-            .store
-            .put(
-                &self.object_path(&key),
-                PutPayload::from(parsed.bytes.clone()),
-            )
-            .await?;
         let record = InstanceRecord {
             study_uid: a.study_uid.clone(),
             series_uid: a.series_uid.clone(),
@@ -531,33 +530,63 @@ impl Archive {
             data_offset: parsed.data_offset,
             number_of_frames: a.number_of_frames.unwrap_or(1).max(1) as u32,
         };
-        match self.index(a, &record).await {
-            Ok(true) => Ok(StoreOutcome::Stored(record)),
-            // Another association stored the same instance between our check and our insert:
-            // the bytes we wrote are the same object under the same key, so keep them.
-            Ok(false) => match self.instance(&a.sop_uid).await? {
-                Some(existing) => Ok(StoreOutcome::AlreadyStored(existing)),
-                None => Err(Error::NotFound(a.sop_uid.clone())),
-            },
-            Err(e) => {
-                // The index refused the instance: remove the bytes we just wrote (they were new,
-                // since the instance was not indexed) so the store holds nothing unindexed.
-                if let Err(cleanup) = self
-                    .inner
-                    .store
-                    .delete(&self.object_path(&record.object_key))
-                    .await
-                {
-                    tracing::warn!(error = %cleanup, "could not remove an unindexed object");
-                }
-                Err(e)
+        self.inner
+            .store
+            .put(
+                &self.object_path(&record.object_key),
+                PutPayload::from(parsed.bytes.clone()),
+            )
+            .await?;
+        let indexed = self.index(a, &record).await;
+        if let Ok(true) = indexed {
+            return Ok(StoreOutcome::Stored(record));
+        }
+        // Not indexed: the SOP Instance UID was taken (by an earlier store or a concurrent one),
+        // or the index failed. Remove our bytes unless they are the very object already indexed.
+        let existing = self.instance(&a.sop_uid).await?;
+        if existing.as_ref().map(|e| e.object_key.as_str()) != Some(record.object_key.as_str()) {
+            if let Err(cleanup) = self
+                .inner
+                .store
+                .delete(&self.object_path(&record.object_key))
+                .await
+            {
+                tracing::warn!(error = %cleanup, "could not remove an unindexed object");
             }
+        }
+        indexed?;
+        match existing {
+            Some(existing) if existing.series_uid != a.series_uid => {
+                Err(RejectReason::ConflictingHierarchy {
+                    sop: a.sop_uid.clone(),
+                    series: a.series_uid.clone(),
+                    stored_series: existing.series_uid,
+                }
+                .into())
+            }
+            Some(existing) => Ok(StoreOutcome::AlreadyStored(existing)),
+            None => Err(Error::NotFound(a.sop_uid.clone())),
         }
     }
 
     /// Inserts the index rows in one transaction. Returns false when the instance row already
     /// existed (a concurrent store won).
     async fn index(&self, a: &IndexAttributes, r: &InstanceRecord) -> Result<bool> {
+        let known = self
+            .inner
+            .known_series
+            .lock()
+            .map(|set| set.contains(&a.series_uid))
+            .unwrap_or(false);
+        if known {
+            // A single statement is its own transaction.
+            let inserted = insert_instance(a, r)
+                .execute(&self.inner.pool)
+                .await?
+                .rows_affected()
+                == 1;
+            return Ok(inserted);
+        }
         let mut tx = self.inner.pool.begin().await?;
         // Patients are keyed by Patient ID; instances without one share the empty key, as in
         // most PACS.
@@ -600,30 +629,15 @@ impl Archive {
         .bind(&a.series_date)
         .execute(&mut *tx)
         .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO instances (sop_uid, series_uid, study_uid, sop_class_uid, instance_number,
-                 rows, columns, number_of_frames, transfer_syntax, object_key, size, data_offset,
-                 stored_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sop_uid) DO NOTHING",
-        )
-        .bind(&a.sop_uid)
-        .bind(&a.series_uid)
-        .bind(&a.study_uid)
-        .bind(&a.sop_class_uid)
-        .bind(a.instance_number)
-        .bind(a.rows)
-        .bind(a.columns)
-        .bind(a.number_of_frames)
-        .bind(&a.transfer_syntax)
-        .bind(&r.object_key)
-        .bind(r.size as i64)
-        .bind(r.data_offset as i64)
-        .bind(chrono::Utc::now().to_rfc3339())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+        let inserted = insert_instance(a, r)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
             == 1;
         tx.commit().await?;
+        if let Ok(mut set) = self.inner.known_series.lock() {
+            set.insert(a.series_uid.clone());
+        }
         Ok(inserted)
     }
 
@@ -688,6 +702,40 @@ impl Archive {
             .try_get(0)?;
         Ok(n.max(0) as u64)
     }
+}
+
+/// A digest of the instance bytes for its object key (not a security measure: it only has to
+/// tell different contents apart).
+fn content_digest(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::hash::DefaultHasher::new();
+    h.write(bytes);
+    h.finish()
+}
+
+fn insert_instance<'q>(
+    a: &'q IndexAttributes,
+    r: &'q InstanceRecord,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    sqlx::query(
+        "INSERT INTO instances (sop_uid, series_uid, study_uid, sop_class_uid, instance_number,
+             rows, columns, number_of_frames, transfer_syntax, object_key, size, data_offset,
+             stored_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sop_uid) DO NOTHING",
+    )
+    .bind(&a.sop_uid)
+    .bind(&a.series_uid)
+    .bind(&a.study_uid)
+    .bind(&a.sop_class_uid)
+    .bind(a.instance_number)
+    .bind(a.rows)
+    .bind(a.columns)
+    .bind(a.number_of_frames)
+    .bind(&a.transfer_syntax)
+    .bind(&r.object_key)
+    .bind(r.size as i64)
+    .bind(r.data_offset as i64)
+    .bind(chrono::Utc::now().to_rfc3339())
 }
 
 const RECORD_SELECT: &str = "SELECT i.study_uid, i.series_uid, i.sop_uid, i.sop_class_uid,

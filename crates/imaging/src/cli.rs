@@ -62,6 +62,9 @@ pub enum Command {
         /// dcmtk storescu executable.
         #[arg(long, default_value = "/usr/bin/storescu")]
         storescu: String,
+        /// Run Orthanc with SyncStorageArea=false (no fsync per file, as Caravan).
+        #[arg(long)]
+        orthanc_no_sync: bool,
         /// Print results as JSON.
         #[arg(long)]
         json: bool,
@@ -107,6 +110,7 @@ pub fn run_to(cmd: Command, out: &mut dyn Write) -> Result<()> {
             no_orthanc,
             orthanc,
             storescu,
+            orthanc_no_sync,
             json,
         } => {
             let options = BenchOptions {
@@ -115,6 +119,7 @@ pub fn run_to(cmd: Command, out: &mut dyn Write) -> Result<()> {
                 queries,
                 orthanc: (!no_orthanc).then_some(orthanc),
                 storescu,
+                orthanc_no_sync,
             };
             let report = runtime.block_on(bench(&options))?;
             report.write(out, json)
@@ -191,6 +196,7 @@ pub struct BenchOptions {
     pub queries: usize,
     pub orthanc: Option<String>,
     pub storescu: String,
+    pub orthanc_no_sync: bool,
 }
 
 /// One server's figures.
@@ -318,6 +324,9 @@ fn free_port() -> Result<u16> {
 fn run_storescu(storescu: &str, port: u16, called: &str, dir: &Path) -> Result<Duration> {
     let start = Instant::now();
     let output = Process::new(storescu)
+        // Debian's dcmtk keeps Nagle's algorithm on unless TCP_NODELAY=1 is in the environment;
+        // without it every instance waits ~40 ms for a delayed ACK, whoever the receiver is.
+        .env("TCP_NODELAY", "1")
         .args(["-aet", "BENCH", "-aec", called, "+sd", "+r"])
         .arg("127.0.0.1")
         .arg(port.to_string())
@@ -436,12 +445,17 @@ fn bench_orthanc(
         "RemoteAccessAllowed": false,
         "AuthenticationEnabled": false,
         "DicomCheckCalledAet": false,
+        // Orthanc fsyncs every file by default; Caravan's object store does not (the index is
+        // WAL-synced). --orthanc-no-sync compares like with like.
+        "SyncStorageArea": !options.orthanc_no_sync,
         "Plugins": plugin.iter().collect::<Vec<_>>(),
         "DicomWeb": {"Enable": true, "Root": "/dicom-web/"},
     });
     let config_path = work.join("orthanc.json");
     std::fs::write(&config_path, config.to_string())?;
     let child = Process::new(exe)
+        // Orthanc's DICOM server is dcmtk's, which also keeps Nagle's algorithm on unless told.
+        .env("TCP_NODELAY", "1")
         .arg(&config_path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
