@@ -207,7 +207,7 @@ pub fn delineate(mb: &MedianBeat, fs: f64) -> Result<Fiducials> {
     let mut sorted = vel.clone();
     sorted.sort_by(f64::total_cmp);
     let floor = sorted[sorted.len() / 10];
-    let threshold = floor + 0.08 * (peak_vel - floor);
+    let threshold = floor + 0.05 * (peak_vel - floor);
     // QRS onset: walking back from R, the first point of a 10 ms run under the threshold.
     let run = ms(10.0).max(1);
     let lo = r.saturating_sub(ms(150.0));
