@@ -12,7 +12,9 @@ fuzz_target!(|bytes: &[u8]| {
         Some(i) => (&bytes[..i], &bytes[i + 1..]),
         None => (bytes, &b"null"[..]),
     };
-    let Ok(logic) = serde_json::from_slice::<Value>(logic) else { return };
+    let Ok(logic) = serde_json::from_slice::<Value>(logic) else {
+        return;
+    };
     let data = serde_json::from_slice::<Value>(data).unwrap_or(Value::Null);
     let first = certlogic::evaluate(&logic, &data);
     let second = certlogic::evaluate(&logic, &data);

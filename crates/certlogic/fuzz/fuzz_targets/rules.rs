@@ -11,7 +11,9 @@ fuzz_target!(|bytes: &[u8]| {
         Some(i) => (&bytes[..i], &bytes[i + 1..]),
         None => (bytes, &b"{}"[..]),
     };
-    let Ok(rule) = serde_json::from_slice::<certlogic::Rule>(rule) else { return };
+    let Ok(rule) = serde_json::from_slice::<certlogic::Rule>(rule) else {
+        return;
+    };
     let payload = serde_json::from_slice::<Value>(payload).unwrap_or(Value::Null);
     let external = json!({"validationClock": "2021-12-01T12:00:00Z", "valueSets": {"country-2-codes": ["DE", "AT"]}});
     let outcomes = certlogic::validate_json([&rule], &payload, &external, "de");
