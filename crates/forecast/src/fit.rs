@@ -314,7 +314,7 @@ impl Problem<'_> {
 }
 
 /// Objective value for points where the model cannot be evaluated; finite so the simplex arithmetic stays sane.
-const BAD: f64 = 1e100;
+pub(crate) const BAD: f64 = 1e100;
 
 struct Cost<'a> {
     f: &'a dyn Fn(&[f64]) -> f64,
@@ -332,7 +332,7 @@ impl CostFunction for Cost<'_> {
 
 /// Nelder–Mead on `f` from `start` with an axis-aligned initial simplex of size `step`; returns the best point,
 /// its value and whether the simplex converged (rather than running out of iterations).
-fn nelder_mead_fn(
+pub(crate) fn nelder_mead_fn(
     f: &dyn Fn(&[f64]) -> f64,
     start: &[f64],
     step: f64,
@@ -425,7 +425,7 @@ fn gradient(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], h: f64) -> Vec<f64> {
 
 /// Saddle-free Newton iterations (steps along the Hessian's eigenvectors scaled by |eigenvalue|) with
 /// backtracking; returns the point, its value and whether the gradient vanished there.
-fn newton_polish(
+pub(crate) fn newton_polish(
     f: &mut dyn FnMut(&[f64]) -> f64,
     mut x: Vec<f64>,
     mut fx: f64,
@@ -510,7 +510,7 @@ fn newton_polish(
 /// log φ, and a step suited to the flat coordinates lets fourth-order terms swamp the stiff cross-derivatives
 /// (enough to make a minimum look like a saddle). A first pass measures the diagonal with h = 10⁻³; each coordinate
 /// then gets h_i = 0.1/√|H_ii| (kept within [10⁻⁵, 10⁻²]), so every probe changes f by about 0.005.
-fn hessian(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], h0: f64) -> Vec<f64> {
+pub(crate) fn hessian(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], h0: f64) -> Vec<f64> {
     let n = x.len();
     let f0 = f(x);
     let mut p = x.to_vec();

@@ -13,6 +13,7 @@ pub mod linalg;
 pub mod metapop;
 pub mod model;
 pub mod ode;
+pub mod regional;
 pub mod rt;
 pub mod sim;
 pub mod special;

@@ -255,6 +255,19 @@ impl MetaSeir {
         &self.coupling
     }
 
+    /// Sets every region's transmission rate to `beta` (for fitting, which evaluates many values).
+    pub fn set_uniform_beta(&mut self, beta: f64) -> Result<()> {
+        if !(beta.is_finite() && beta >= 0.0) {
+            return Err(ForecastError::InvalidParameter {
+                name: "beta",
+                value: beta,
+                why: "beta must be finite and >= 0",
+            });
+        }
+        self.beta.iter_mut().for_each(|b| *b = beta);
+        Ok(())
+    }
+
     /// Number of regions.
     pub fn regions(&self) -> usize {
         self.population.len()
