@@ -42,14 +42,19 @@ fn is_skip(v: &Value) -> bool {
     v.get("directive").and_then(Value::as_str) == Some("skip")
 }
 
+/// A test file's name relative to the suite directory (or the file's own name when the suite is one file).
 fn display(path: &Path, root: &Path) -> String {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    match path.strip_prefix(root) {
+        Ok(relative) if !relative.as_os_str().is_empty() => relative.display().to_string(),
+        _ => path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+    }
 }
 
-/// Runs the CertLogic specification's test suites found under `dir` (searched recursively): evaluation suites
+/// Runs the CertLogic specification's test suites found under `dir` (searched recursively; or `dir` itself, if it
+/// is one suite file): evaluation suites
 /// (`cases[].assertions[]`, one count per assertion) and validation suites (`cases[].issues`, one count per case).
 /// `"skip"` directives on a file, a case or an assertion are honoured; JSON files of any other shape (the schemas)
 /// are ignored.

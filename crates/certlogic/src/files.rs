@@ -32,8 +32,12 @@ pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     Ok(entries)
 }
 
-/// Every `.json` file under `dir`, recursively, in sorted order.
+/// Every `.json` file under `dir`, recursively, in sorted order; `dir` itself if it is a file.
 pub(crate) fn json_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
+    if dir.is_file() {
+        out.push(dir.to_owned());
+        return Ok(());
+    }
     for path in sorted_entries(dir)? {
         if path.is_dir() {
             json_files(&path, out)?;

@@ -39,3 +39,11 @@ fn country_rules_tests_pass_completely() {
     assert_eq!(report.failures, Vec::<String>::new());
     assert_eq!(report.summary(), "518 passed, 0 failed, 0 skipped");
 }
+
+#[test]
+fn a_single_suite_file_can_be_run() {
+    let report = run_certlogic_suite(&data("certlogic/testSuite/ins-with-nulls.json")).unwrap();
+    assert_eq!(report.summary(), "5 passed, 0 failed, 4 skipped");
+    let report = run_rules_suite(&data("dcc-rules/NL/GR-NL-0002/rule.json")).unwrap();
+    assert_eq!(report.summary(), "4 passed, 0 failed, 0 skipped");
+}
