@@ -62,6 +62,9 @@ pub enum Command {
         /// dcmtk storescu executable.
         #[arg(long, default_value = "/usr/bin/storescu")]
         storescu: String,
+        /// dcmtk storescp, timed as a baseline (a receiver that only writes files, no index).
+        #[arg(long, default_value = "/usr/bin/storescp")]
+        storescp: String,
         /// Run Orthanc with SyncStorageArea=false (no fsync per file, as Caravan).
         #[arg(long)]
         orthanc_no_sync: bool,
@@ -110,6 +113,7 @@ pub fn run_to(cmd: Command, out: &mut dyn Write) -> Result<()> {
             no_orthanc,
             orthanc,
             storescu,
+            storescp,
             orthanc_no_sync,
             json,
         } => {
@@ -119,6 +123,7 @@ pub fn run_to(cmd: Command, out: &mut dyn Write) -> Result<()> {
                 queries,
                 orthanc: (!no_orthanc).then_some(orthanc),
                 storescu,
+                storescp: Some(storescp).filter(|p| Path::new(p).exists()),
                 orthanc_no_sync,
             };
             let report = runtime.block_on(bench(&options))?;
@@ -196,6 +201,8 @@ pub struct BenchOptions {
     pub queries: usize,
     pub orthanc: Option<String>,
     pub storescu: String,
+    /// dcmtk storescp for the baseline run, if installed.
+    pub storescp: Option<String>,
     pub orthanc_no_sync: bool,
 }
 
@@ -218,6 +225,8 @@ pub struct BenchReport {
     pub caravan: ServerFigures,
     pub orthanc: Option<ServerFigures>,
     pub orthanc_note: Option<String>,
+    /// dcmtk storescp writing files only: the floor set by the sender and the machine.
+    pub storescp: Option<ServerFigures>,
     /// Caravan instances/s divided by Orthanc's.
     pub ingest_ratio: Option<f64>,
     /// Orthanc QIDO median latency divided by Caravan's.
@@ -253,6 +262,9 @@ impl BenchReport {
         writeln!(out, "{}", line(&self.caravan))?;
         if let Some(o) = &self.orthanc {
             writeln!(out, "{}", line(o))?;
+        }
+        if let Some(b) = &self.storescp {
+            writeln!(out, "{}  (baseline: files only, no index)", line(b))?;
         }
         if let Some(note) = &self.orthanc_note {
             writeln!(out, "  orthanc: {note}")?;
@@ -404,6 +416,7 @@ fn orthanc_dicomweb_plugin() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// A peer process, killed when dropped.
 struct OrthancProcess(std::process::Child);
 
 impl Drop for OrthancProcess {
@@ -489,6 +502,42 @@ fn bench_orthanc(
     })
 }
 
+/// Times dcmtk's storescp receiving the series (files only).
+fn bench_storescp(
+    options: &BenchOptions,
+    exe: &str,
+    work: &Path,
+    series_dir: &Path,
+) -> Result<ServerFigures> {
+    let port = free_port()?;
+    let out = work.join("storescp-out");
+    std::fs::create_dir_all(&out)?;
+    let child = Process::new(exe)
+        .env("TCP_NODELAY", "1")
+        .arg("-od")
+        .arg(&out)
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| Error::Config(format!("cannot start {exe}: {e}")))?;
+    let _guard = OrthancProcess(child);
+    if !wait_for_port(port, Duration::from_secs(10)) {
+        return Err(Error::Network("storescp did not start".into()));
+    }
+    let elapsed = run_storescu(&options.storescu, port, "STORESCP", series_dir)?;
+    let stored = std::fs::read_dir(&out)?.count() as u64;
+    Ok(ServerFigures {
+        name: "storescp".into(),
+        ingest_seconds: elapsed.as_secs_f64(),
+        instances_per_second: options.instances as f64 / elapsed.as_secs_f64(),
+        stored,
+        qido_median_ms: None,
+        qido_p95_ms: None,
+    })
+}
+
 /// Runs the benchmark.
 pub async fn bench(options: &BenchOptions) -> Result<BenchReport> {
     if options.instances == 0 {
@@ -570,6 +619,21 @@ pub async fn bench(options: &BenchOptions) -> Result<BenchReport> {
             }
         }
     };
+    let storescp = match &options.storescp {
+        Some(exe) => {
+            let (options, exe, work_path, dir) = (
+                options.clone(),
+                exe.clone(),
+                work.path().to_path_buf(),
+                work.path().join("series"),
+            );
+            tokio::task::spawn_blocking(move || bench_storescp(&options, &exe, &work_path, &dir))
+                .await
+                .map_err(|e| Error::Config(e.to_string()))?
+                .ok()
+        }
+        None => None,
+    };
     let ingest_ratio = orthanc
         .as_ref()
         .map(|o| caravan.instances_per_second / o.instances_per_second);
@@ -586,6 +650,7 @@ pub async fn bench(options: &BenchOptions) -> Result<BenchReport> {
         caravan,
         orthanc,
         orthanc_note,
+        storescp,
         ingest_ratio,
         qido_ratio,
     })
