@@ -562,6 +562,21 @@ mod tests {
         let (code, out, _) = run_args(&["bench", &fixture("dcc-rules/NL"), "--seconds", "0.05"]);
         assert_eq!(code, ExitCode::SUCCESS);
         assert!(out.contains("evaluations/s"), "{out}");
+        // A peer that cannot run is an error, not a silently missing comparison.
+        let (code, out, err) = run_args(&[
+            "bench",
+            &fixture("dcc-rules/NL"),
+            "--seconds",
+            "0.01",
+            "--certlogic-js",
+            "/nonexistent/certlogic-js",
+        ]);
+        assert_eq!(code, ExitCode::from(2));
+        assert!(out.starts_with("certlogic (Rust): "), "{out}");
+        assert!(
+            err.contains("certlogic-js failed") || err.contains("cannot run node"),
+            "{err}"
+        );
         let (code, _, err) = run_args(&["bench", &fixture("dcc-rules/NL"), "--seconds=-1"]);
         assert_eq!(code, ExitCode::from(2));
         assert!(err.contains("--seconds"), "{err}");
