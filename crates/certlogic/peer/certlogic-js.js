@@ -3,6 +3,8 @@
 // node_modules folder that holds certlogic-js.
 //
 //   eval FILE          FILE holds [[expression, data], ...]; prints [{"value": v} | {"error": message}, ...]
+//   matrix FILE        FILE holds {"logics": [...], "contexts": [...]}; prints, per context, the list of results of
+//                      every logic: [[{"value": v} | {"error": message}, ...], ...]
 //   bench DIR SECONDS  evaluates every rule test under DIR (CC/RULE/rule.json + tests/*.json) repeatedly for
 //                      SECONDS of CPU time and prints "EVALUATIONS CPU_SECONDS PASSED"
 "use strict"
@@ -37,6 +39,9 @@ const [mode, arg, seconds] = process.argv.slice(2)
 if (mode === "eval") {
     const pairs = readJson(arg)
     process.stdout.write(JSON.stringify(pairs.map(([expr, data]) => attempt(() => evaluate(expr, data)))))
+} else if (mode === "matrix") {
+    const { logics, contexts } = readJson(arg)
+    process.stdout.write(JSON.stringify(contexts.map((data) => logics.map((logic) => attempt(() => evaluate(logic, data))))))
 } else if (mode === "bench") {
     const cases = []
     for (const ruleFile of findRuleFiles(arg, [])) {

@@ -367,6 +367,35 @@ pub mod peer {
         Ok((evaluations, elapsed, passed))
     }
 
+    fn results(values: Vec<Value>) -> Vec<Result<Value, String>> {
+        values
+            .into_iter()
+            .map(|r| match (r.get("value"), r.get("error")) {
+                (_, Some(e)) => Err(e.as_str().unwrap_or_default().to_owned()),
+                // `undefined` results are dropped by JSON.stringify; they count as null.
+                (v, None) => Ok(v.cloned().unwrap_or(Value::Null)),
+            })
+            .collect()
+    }
+
+    /// Evaluates every expression against every data context with certlogic-js: one row of results per context
+    /// (this avoids repeating large contexts, such as value sets, once per expression).
+    pub fn evaluate_matrix(
+        dir: &Path,
+        logics: &[Value],
+        contexts: &[Value],
+    ) -> Result<Vec<Vec<Result<Value, String>>>, String> {
+        let input = temp_file("certlogic-js-matrix", "json");
+        let json = serde_json::json!({"logics": logics, "contexts": contexts});
+        std::fs::write(&input, json.to_string())
+            .map_err(|e| format!("cannot write {}: {e}", input.display()))?;
+        let text = run(dir, &["matrix".as_ref(), input.as_os_str()]);
+        let _ = std::fs::remove_file(&input);
+        let rows: Vec<Vec<Value>> =
+            serde_json::from_str(&text?).map_err(|e| format!("certlogic-js output: {e}"))?;
+        Ok(rows.into_iter().map(results).collect())
+    }
+
     /// Evaluates each `[expression, data]` pair with certlogic-js: `Ok(value)` or `Err(message)` per pair.
     pub fn evaluate_all(
         dir: &Path,
@@ -383,16 +412,9 @@ pub mod peer {
             .map_err(|e| format!("cannot write {}: {e}", input.display()))?;
         let text = run(dir, &["eval".as_ref(), input.as_os_str()]);
         let _ = std::fs::remove_file(&input);
-        let results: Vec<Value> =
+        let values: Vec<Value> =
             serde_json::from_str(&text?).map_err(|e| format!("certlogic-js output: {e}"))?;
-        Ok(results
-            .into_iter()
-            .map(|r| match (r.get("value"), r.get("error")) {
-                (_, Some(e)) => Err(e.as_str().unwrap_or_default().to_owned()),
-                // `undefined` results are dropped by JSON.stringify; they count as null.
-                (v, None) => Ok(v.cloned().unwrap_or(Value::Null)),
-            })
-            .collect())
+        Ok(results(values))
     }
 }
 

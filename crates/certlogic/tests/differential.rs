@@ -455,3 +455,65 @@ fn agrees_with_certlogic_js() {
         );
     }
 }
+
+fn real_payloads() -> Vec<(String, String, Value)> {
+    let text = std::fs::read_to_string(data("dgc-payloads/payloads.json")).unwrap();
+    let items: Vec<Value> = serde_json::from_str(&text).unwrap();
+    items
+        .into_iter()
+        .map(|i| {
+            (
+                i["file"].as_str().unwrap().to_owned(),
+                i["clock"].as_str().unwrap().to_owned(),
+                i["payload"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn agrees_with_certlogic_js_on_every_rule_over_real_certificates() {
+    let Some(dir) = std::env::var_os("CERTLOGIC_JS_DIR").map(PathBuf::from) else {
+        eprintln!(
+            "skipped: set CERTLOGIC_JS_DIR to a folder whose node_modules holds certlogic-js@1.2.2"
+        );
+        return;
+    };
+    let rules = certlogic::load_rules(&data("dcc-rules")).unwrap();
+    let value_sets =
+        certlogic::load_value_sets(&data("dcc-rules/valuesets/valueSets.json")).unwrap();
+    let payloads = real_payloads();
+    // Every rule against every certificate of the EU test data, at the test's validation clock, as the rule
+    // repository's tooling does: whether a rule would be selected does not matter for agreement.
+    let contexts: Vec<Value> = payloads
+        .iter()
+        .map(|(_, clock, payload)| {
+            json!({"payload": payload, "external": {"valueSets": value_sets, "validationClock": clock, "countryCode": "DE"}})
+        })
+        .collect();
+    let logics: Vec<Value> = rules.iter().map(|r| r.logic.clone()).collect();
+    let theirs = peer::evaluate_matrix(&dir, &logics, &contexts).unwrap();
+    assert_eq!(theirs.len(), contexts.len());
+    let (mut compared, mut values, mut disagreements) = (0, 0, Vec::new());
+    for ((file, _, _), (context, row)) in payloads.iter().zip(contexts.iter().zip(&theirs)) {
+        for (rule, theirs) in rules.iter().zip(row) {
+            let ours = evaluate(&rule.logic, context);
+            values += usize::from(ours.is_ok());
+            let same = match (&ours, theirs) {
+                (Ok(a), Ok(b)) => a == b,
+                (Err(_), Err(_)) => true,
+                _ => false,
+            };
+            if !same {
+                disagreements.push(format!(
+                    "{} on {file}: ours {ours:?}, certlogic-js {theirs:?}",
+                    rule.identifier
+                ));
+            }
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 377 * 77);
+    assert_eq!(disagreements, Vec::<String>::new());
+    eprintln!("{compared} rule evaluations over real certificates agree ({values} values, the rest errors in both)");
+}

@@ -553,3 +553,37 @@ fn static_checks_find_misdeclared_fields_and_metadata() {
         ]
     );
 }
+
+#[test]
+fn every_rule_gives_a_definite_result_on_every_real_certificate() {
+    // The 377 distinct DCC payloads of the EU test data (tests/data/dgc-payloads), each against all 77 rules.
+    let text = std::fs::read_to_string(data("dgc-payloads/payloads.json")).unwrap();
+    let items: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let value_sets = load_value_sets(&data("dcc-rules/valuesets/valueSets.json")).unwrap();
+    let rules = all_rules();
+    let (mut passed, mut failed) = (0, 0);
+    for item in &items {
+        let mut external = External::new(at(item["clock"].as_str().unwrap()), "DE");
+        external.value_sets = value_sets.clone();
+        let external = external.to_json();
+        for rule in &rules {
+            let logic_result = certlogic::evaluate(
+                &rule.logic,
+                &json!({"payload": item["payload"], "external": external}),
+            );
+            let result = logic_result
+                .unwrap_or_else(|e| panic!("{} on {}: {e}", rule.identifier, item["file"]));
+            match certlogic::boolsiness(&result) {
+                Some(true) => passed += 1,
+                Some(false) => failed += 1,
+                None => panic!("{} on {}: {result}", rule.identifier, item["file"]),
+            }
+        }
+    }
+    assert_eq!(passed + failed, 377 * 77);
+    // Most rules do not apply to most certificates (a test rule on a vaccination certificate passes vacuously).
+    assert!(
+        failed > 0 && passed > failed,
+        "{passed} passed, {failed} failed"
+    );
+}
