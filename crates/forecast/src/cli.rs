@@ -181,6 +181,29 @@ pub struct RiskOpts {
     pub coupling: f64,
 }
 
+/// `fit-regions` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FitRegionsOpts {
+    /// CSV of regions: region,population[,infectious] — `infectious`, when present, gives where the outbreak
+    /// started (the initial infectious are proportional to it); otherwise the earliest reports locate the seeds.
+    #[arg(long)]
+    pub regions: PathBuf,
+    /// CSV of mobility: from,to,travellers per day.
+    #[arg(long)]
+    pub flows: PathBuf,
+    /// SEIR progression rate σ.
+    #[arg(long, default_value_t = 0.2)]
+    pub sigma: f64,
+    /// Recovery rate γ (given: the regional fit estimates the shared β).
+    #[arg(long)]
+    pub gamma: f64,
+    /// Share of contacts made with other regions, spread by the mobility flows.
+    #[arg(long, default_value_t = 0.05)]
+    pub coupling: f64,
+    /// Daily reports, one column per region (named as in the regions file), one row per day.
+    pub input: PathBuf,
+}
+
 /// `bench` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchOpts {
@@ -230,6 +253,8 @@ pub enum Command {
     Forecast(ForecastOpts),
     /// Regional importation risk from mobility flows; prints CSV (region, expected importations, P(at least one)).
     Risk(RiskOpts),
+    /// Fit the metapopulation SEIR to daily reports of every region; prints one JSON object.
+    FitRegions(FitRegionsOpts),
     /// Benchmarks against SciPy solve_ivp (metapopulation SEIR) and the ensemble timing.
     Bench(BenchOpts),
 }
@@ -380,17 +405,18 @@ fn number(rec: &csv::StringRecord, idx: usize, row: usize, col: &str) -> Result<
     Ok(v)
 }
 
-fn read_regions(path: &Path) -> Result<Vec<RegionRow>> {
+fn read_regions(path: &Path, need_infectious: bool) -> Result<Vec<RegionRow>> {
     let mut rdr = csv_reader(path)?;
     let h = rdr
         .headers()
         .map_err(|e| ForecastError::Csv(e.to_string()))?
         .clone();
-    let (ir, ip, ii) = (
-        column(&h, "region")?,
-        column(&h, "population")?,
-        column(&h, "infectious")?,
-    );
+    let (ir, ip) = (column(&h, "region")?, column(&h, "population")?);
+    let ii = if need_infectious {
+        Some(column(&h, "infectious")?)
+    } else {
+        h.iter().position(|c| c == "infectious")
+    };
     let ib = h.iter().position(|c| c == "beta");
     let mut rows: Vec<RegionRow> = Vec::new();
     for (k, rec) in rdr.records().enumerate() {
@@ -409,7 +435,10 @@ fn read_regions(path: &Path) -> Result<Vec<RegionRow>> {
         rows.push(RegionRow {
             name,
             population: number(&rec, ip, row, "population")?,
-            infectious: number(&rec, ii, row, "infectious")?,
+            infectious: match ii {
+                Some(i) => number(&rec, i, row, "infectious")?,
+                None => 0.0,
+            },
             beta,
         });
     }
@@ -457,7 +486,7 @@ fn risk(o: &RiskOpts, buf: &mut Vec<u8>) -> Result<()> {
             why: "at most 3650 days",
         });
     }
-    let regions = read_regions(&o.regions)?;
+    let regions = read_regions(&o.regions, true)?;
     let flows = read_flows(&o.flows, &regions)?;
     let pop: Vec<f64> = regions.iter().map(|r| r.population).collect();
     let inf: Vec<f64> = regions.iter().map(|r| r.infectious).collect();
@@ -519,6 +548,53 @@ fn risk(o: &RiskOpts, buf: &mut Vec<u8>) -> Result<()> {
         writeln!(buf).map_err(io_err)?;
     }
     Ok(())
+}
+
+fn fit_regions(o: &FitRegionsOpts, buf: &mut Vec<u8>) -> Result<()> {
+    let regions = read_regions(&o.regions, false)?;
+    let flows = read_flows(&o.flows, &regions)?;
+    let mut rdr = csv_reader(&o.input)?;
+    let h = rdr
+        .headers()
+        .map_err(|e| ForecastError::Csv(e.to_string()))?
+        .clone();
+    let cols: Vec<usize> = regions
+        .iter()
+        .map(|r| column(&h, &r.name))
+        .collect::<Result<_>>()?;
+    let mut data: Vec<Vec<f64>> = vec![Vec::new(); regions.len()];
+    for (k, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| ForecastError::Csv(e.to_string()))?;
+        for (series, (&c, r)) in data.iter_mut().zip(cols.iter().zip(&regions)) {
+            series.push(number(&rec, c, k + 1, &r.name)?);
+        }
+    }
+    let pop: Vec<f64> = regions.iter().map(|r| r.population).collect();
+    let coupling = crate::metapop::Coupling::from_mobility(&flows, o.coupling)?;
+    let has_seeds = regions.iter().any(|r| r.infectious > 0.0);
+    let pattern: Vec<f64> = regions.iter().map(|r| r.infectious).collect();
+    let f = crate::regional::fit_regional(
+        pop,
+        coupling,
+        o.sigma,
+        o.gamma,
+        &data,
+        has_seeds.then_some(&pattern[..]),
+    )?;
+    let mut m = serde_json::Map::new();
+    m.insert("regions".into(), regions.len().into());
+    m.insert("days".into(), data.first().map_or(0, Vec::len).into());
+    m.insert("sigma".into(), o.sigma.into());
+    m.insert("gamma".into(), o.gamma.into());
+    put(&mut m, "beta", &f.beta);
+    put(&mut m, "R0", &f.r0);
+    put(&mut m, "rho", &f.rho);
+    put(&mut m, "dispersion", &f.dispersion);
+    put(&mut m, "seed_scale", &f.seed_scale);
+    m.insert("negative_log_likelihood".into(), f.nll.into());
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(m))
+        .map_err(|e| ForecastError::Csv(e.to_string()))?;
+    writeln!(buf, "{text}").map_err(io_err)
 }
 
 fn write_svg(path: &Path, text: &str) -> Result<()> {
@@ -626,6 +702,7 @@ pub fn execute(cmd: Command, out: &mut dyn Write) -> Result<()> {
             }
         }
         Command::Risk(o) => risk(&o, &mut buf)?,
+        Command::FitRegions(o) => fit_regions(&o, &mut buf)?,
         Command::Bench(o) => {
             let cfg = BenchConfig {
                 regions: o.regions,

@@ -1,8 +1,11 @@
 //! Fitting the metapopulation SEIR to reported incidence in every region at once (negative-binomial likelihood).
 //!
 //! Parameters: a transmission rate β shared by the regions (R0 = β/γ), the reporting fraction ρ, the NB size φ and
-//! a seeding scale s with I_i(0) = s × (mean reports of region i over the first week), so regions without early
-//! reports start uninfected and are reached only through the coupling. σ, γ, the populations and the coupling
+//! a seeding scale s with I_i(0) = s × (mean daily reports of region i up to day τ), τ the first day by which
+//! the regions together have reported 10 cases: the earliest reports locate the seeds, and regions without any by
+//! then start uninfected and are reached only through the coupling. When the places where the outbreak started
+//! are known, pass them as `seed_pattern` (I_i(0) = s × pattern_i) instead: the heuristic mis-seeds regions
+//! reached within days of the start, which biases β. σ, γ, the populations and the coupling
 //! are given. Daily incidence of region i is the day's increase of I_i + R_i (which only the flow σE_i feeds).
 
 use crate::error::{ForecastError, Result};
@@ -13,6 +16,9 @@ use crate::ode::Dopri5;
 use crate::special::{nb_logpmf, normal_quantile};
 use serde::Serialize;
 use std::cell::RefCell;
+
+/// Reports (all regions together) that locate the seeds; see the module documentation.
+const SEED_REPORTS: f64 = 10.0;
 
 /// Result of a regional fit.
 #[derive(Debug, Clone, Serialize)]
@@ -102,6 +108,7 @@ pub fn fit_regional(
     sigma: f64,
     gamma: f64,
     data: &[Vec<f64>],
+    seed_pattern: Option<&[f64]>,
 ) -> Result<RegionalFit> {
     let n = population.len();
     if data.len() != n {
@@ -129,10 +136,31 @@ pub fn fit_regional(
     for d in data {
         crate::data::validate_series(d, "reported")?;
     }
-    let base: Vec<f64> = data
-        .iter()
-        .map(|d| d[..7].iter().sum::<f64>() / 7.0)
-        .collect();
+    let mut total = 0.0;
+    let mut tau = days;
+    for day in 0..days {
+        total += data.iter().map(|d| d[day]).sum::<f64>();
+        if total >= SEED_REPORTS {
+            tau = day + 1;
+            break;
+        }
+    }
+    let base: Vec<f64> = match seed_pattern {
+        Some(p) => {
+            if p.len() != n || p.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
+                return Err(ForecastError::InvalidParameter {
+                    name: "seed_pattern",
+                    value: p.len() as f64,
+                    why: "one finite, non-negative seed weight per region is needed",
+                });
+            }
+            p.to_vec()
+        }
+        None => data
+            .iter()
+            .map(|d| d[..tau].iter().sum::<f64>() / tau as f64)
+            .collect(),
+    };
     if base.iter().all(|&b| b == 0.0) {
         return Err(ForecastError::NoCases);
     }
@@ -265,7 +293,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        let f = fit_regional(pop, coupling, sigma, gamma, &data)?;
+        let f = fit_regional(pop, coupling, sigma, gamma, &data, None)?;
         eprintln!(
             "beta {:?} rho {:?} phi {:?} seed {:?}",
             f.beta, f.rho, f.dispersion, f.seed_scale
@@ -283,10 +311,21 @@ mod tests {
             ring2.clone(),
             sigma,
             gamma,
-            &short
+            &short,
+            None
         )
         .is_err());
-        assert!(fit_regional(vec![5e4, 1e5, 2e4, 8e4], ring2, sigma, gamma, &data[..3]).is_err());
+        let (p4, c4) = (vec![5e4, 1e5, 2e4, 8e4], ring2.clone());
+        assert!(fit_regional(p4, c4, sigma, gamma, &data, Some(&[1.0, -1.0, 0.0, 0.0])).is_err());
+        assert!(fit_regional(
+            vec![5e4, 1e5, 2e4, 8e4],
+            ring2,
+            sigma,
+            gamma,
+            &data[..3],
+            None
+        )
+        .is_err());
         Ok(())
     }
 }

@@ -382,6 +382,87 @@ fn regional_importation_risk() {
 }
 
 #[test]
+fn fit_regions_from_csv() {
+    // Three regions in a line, simulated by the library with β = 0.5, γ = 0.25, ρ = 0.5, NB size 30.
+    use forecast::metapop::{Coupling, Csr, MetaSeir};
+    let pop = vec![4e4, 6e4, 3e4];
+    let line =
+        Csr::from_triplets(3, &[(1, 0, 2.0), (0, 1, 1.0), (2, 1, 1.0), (1, 2, 1.0)]).unwrap();
+    let m = MetaSeir::new(
+        pop.clone(),
+        vec![0.5; 3],
+        0.25,
+        0.25,
+        Coupling::from_mobility(&line, 0.05).unwrap(),
+    )
+    .unwrap();
+    let y0 = m.initial_state(&[15.0, 0.0, 0.0]).unwrap();
+    let (states, _) = m
+        .simulate(
+            &y0,
+            150,
+            &mut forecast::ode::Dopri5::new(1e-9, 1e-9).unwrap(),
+        )
+        .unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    let mut text = String::from("day,north,centre,south\n");
+    for d in 1..=150 {
+        text.push_str(&d.to_string());
+        for i in 0..3 {
+            let at = |t: usize| states[t * 12 + 6 + i] + states[t * 12 + 9 + i];
+            text.push_str(&format!(
+                ",{}",
+                forecast::sim::sample_nb(&mut rng, 0.5 * (at(d) - at(d - 1)), 30.0)
+            ));
+        }
+        text.push('\n');
+    }
+    let input = tmp("regional.csv", &text);
+    let regions = tmp(
+        "regions3.csv",
+        "region,population,infectious\nnorth,40000,1\ncentre,60000,0\nsouth,30000,0\n",
+    );
+    let flows = tmp(
+        "flows3.csv",
+        "from,to,travellers\nnorth,centre,2\ncentre,north,1\ncentre,south,1\nsouth,centre,1\n",
+    );
+    let out = run(&[
+        "fit-regions",
+        "--regions",
+        regions.to_str().unwrap(),
+        "--flows",
+        flows.to_str().unwrap(),
+        "--sigma",
+        "0.25",
+        "--gamma",
+        "0.25",
+        input.to_str().unwrap(),
+    ])
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!((v["R0"].as_f64().unwrap() / 2.0 - 1.0).abs() < 0.1, "{v}");
+    assert!(
+        v["R0_low"].as_f64().unwrap() <= 2.0 && 2.0 <= v["R0_high"].as_f64().unwrap(),
+        "{v}"
+    );
+    assert!((v["rho"].as_f64().unwrap() / 0.5 - 1.0).abs() < 0.2, "{v}");
+    // A region missing from the reports is an error.
+    let missing = tmp("regional_missing.csv", "day,north,centre\n1,1,0\n");
+    let err = run(&[
+        "fit-regions",
+        "--regions",
+        regions.to_str().unwrap(),
+        "--flows",
+        flows.to_str().unwrap(),
+        "--gamma",
+        "0.25",
+        missing.to_str().unwrap(),
+    ])
+    .unwrap_err();
+    assert!(err.contains("column `south` not found"), "{err}");
+}
+
+#[test]
 fn bench_runs_without_the_peer() {
     let out = run(&[
         "bench",
