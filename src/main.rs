@@ -1,3 +1,253 @@
-fn main() {
-    println!("caravan");
+//! `caravan`: the node binary. It parses flags and wires the library crates together; nothing else lives here.
+
+use anyhow::{Context, Result};
+use caravan_server::{AppState, Blobs, NodeConfig};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "caravan",
+    version,
+    about = "A node of the Caravan cross-border telemedicine network"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node.
+    Serve(ServeArgs),
+    /// Run a node seeded with a demo network (institutions in three countries, users, patients, consultations).
+    Demo(ServeArgs),
+    /// API tokens for integrations.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The tamper-evident audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "CARAVAN_LISTEN")]
+    listen: SocketAddr,
+    /// Data folder: the SQLite database and attachments live here unless --database/--blobs say otherwise.
+    #[arg(long, default_value = "caravan-data", env = "CARAVAN_DATA")]
+    data: PathBuf,
+    /// Database URL: a SQLite file (default: DATA/caravan.sqlite).
+    #[arg(long, env = "CARAVAN_DATABASE")]
+    database: Option<String>,
+    /// Blob store URL: a folder, file:///path or s3://bucket/prefix (default: DATA/blobs).
+    #[arg(long, env = "CARAVAN_BLOBS")]
+    blobs: Option<String>,
+    /// Name shown in the page header.
+    #[arg(long, default_value = "Caravan", env = "CARAVAN_NODE_NAME")]
+    node_name: String,
+    /// SLA clock for routine consultations, in hours.
+    #[arg(long, default_value_t = 72)]
+    sla_routine_hours: i64,
+    /// SLA clock for urgent consultations, in hours.
+    #[arg(long, default_value_t = 24)]
+    sla_urgent_hours: i64,
+    /// SLA clock for emergencies, in minutes.
+    #[arg(long, default_value_t = 60)]
+    sla_emergency_minutes: i64,
+    /// Do not set the Secure flag on cookies (only for plain-HTTP access on a trusted network or loopback).
+    #[arg(long)]
+    insecure_cookies: bool,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token for a user and print it (it is shown only once).
+    Create {
+        #[arg(long, default_value = "caravan-data")]
+        data: PathBuf,
+        #[arg(long)]
+        database: Option<String>,
+        /// User name.
+        #[arg(long)]
+        user: String,
+        /// A name for the token.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the audit hash chain; exits non-zero and names the first broken event after any tampering.
+    Verify {
+        #[arg(long, default_value = "caravan-data")]
+        data: PathBuf,
+        #[arg(long)]
+        database: Option<String>,
+    },
+}
+
+fn database_url(data: &std::path::Path, database: &Option<String>) -> Result<String> {
+    match database {
+        Some(d) => Ok(d.clone()),
+        None => {
+            std::fs::create_dir_all(data)
+                .with_context(|| format!("cannot create data folder {}", data.display()))?;
+            Ok(data.join("caravan.sqlite").display().to_string())
+        }
+    }
+}
+
+async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
+    let db = database_url(&args.data, &args.database)?;
+    let store = caravan_server::open_store(&db)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let blobs_spec = args
+        .blobs
+        .clone()
+        .unwrap_or_else(|| args.data.join("blobs").display().to_string());
+    let blobs = Blobs::open(&blobs_spec).map_err(anyhow::Error::msg)?;
+    let config = NodeConfig {
+        node_name: args.node_name.clone(),
+        sla: caravan_domain::SlaPolicy {
+            routine_minutes: args.sla_routine_hours * 60,
+            urgent_minutes: args.sla_urgent_hours * 60,
+            emergency_minutes: args.sla_emergency_minutes,
+        },
+        secure_cookies: !(args.insecure_cookies || demo),
+        ..NodeConfig::default()
+    };
+    if demo {
+        let seeded = caravan_server::demo::seed(store.as_ref(), &config.sla).await?;
+        tracing::info!(seeded, "demo data ready");
+    }
+    let state = AppState::new(store, blobs, config);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("Caravan node listening on http://{addr}/");
+    if demo {
+        println!(
+            "Demo logins (password for all: {}):",
+            caravan_server::demo::DEMO_PASSWORD
+        );
+        for (user, what) in caravan_server::demo::DEMO_LOGINS {
+            println!("  {user:<16} {what}");
+        }
+    }
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    caravan_server::serve(listener, state, shutdown).await?;
+    Ok(())
+}
+
+async fn token_create(
+    data: &std::path::Path,
+    database: &Option<String>,
+    user: &str,
+    name: &str,
+) -> Result<()> {
+    let db = database_url(data, database)?;
+    let store = caravan_server::open_store(&db)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let (u, _) = store
+        .get_user_credentials(user)
+        .await
+        .with_context(|| format!("no user named {user:?}"))?;
+    let token = caravan_server::auth::random_token();
+    let audit = vec![caravan_server::audit::system_event(
+        caravan_domain::AuditAction::TokenCreated,
+        "user",
+        u.id,
+        None,
+        "cli",
+    )];
+    store
+        .create_api_token(&caravan_server::auth::token_hash(&token), u.id, name, audit)
+        .await?;
+    println!("{token}");
+    Ok(())
+}
+
+async fn audit_verify(data: &std::path::Path, database: &Option<String>) -> Result<bool> {
+    let db = database_url(data, database)?;
+    let store = caravan_server::open_store(&db)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    match caravan_store::verify_audit_chain(store.as_ref()).await? {
+        Ok(n) => {
+            println!("audit chain intact: {n} events verified");
+            Ok(true)
+        }
+        Err(e) => {
+            eprintln!("audit chain BROKEN at event {}: {e}", e.seq());
+            Ok(false)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<ExitCode> = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(a) => node(&a, false).await.map(|_| ExitCode::SUCCESS),
+            Command::Demo(a) => node(&a, true).await.map(|_| ExitCode::SUCCESS),
+            Command::Token {
+                command:
+                    TokenCommand::Create {
+                        data,
+                        database,
+                        user,
+                        name,
+                    },
+            } => token_create(&data, &database, &user, &name)
+                .await
+                .map(|_| ExitCode::SUCCESS),
+            Command::Audit {
+                command: AuditCommand::Verify { data, database },
+            } => {
+                if audit_verify(&data, &database).await? {
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
