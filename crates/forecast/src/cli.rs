@@ -155,7 +155,7 @@ pub struct ForecastOpts {
 /// `risk` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RiskOpts {
-    /// CSV of regions: region,population,infectious[,beta].
+    /// CSV of regions: `region,population,infectious` and optionally `beta`.
     #[arg(long)]
     pub regions: PathBuf,
     /// CSV of mobility: from,to,travellers (travellers per day from region `from` into region `to`).
@@ -184,7 +184,7 @@ pub struct RiskOpts {
 /// `fit-regions` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FitRegionsOpts {
-    /// CSV of regions: region,population[,infectious] — `infectious`, when present, gives where the outbreak
+    /// CSV of regions: `region,population` and optionally `infectious`, which, when present, gives where the outbreak
     /// started (the initial infectious are proportional to it); otherwise the earliest reports locate the seeds.
     #[arg(long)]
     pub regions: PathBuf,
