@@ -192,8 +192,8 @@ fn piecewise_r_of_t_is_recovered() {
     }
 }
 
-#[test]
-fn growth_phase_only_fit_says_gamma_is_not_identifiable() {
+/// SEIR (σ = 1/3, γ = 0.25, R0 = 2.2, N = 200,000), 30 % reported with NB(20) noise, 110 days, seed 5.
+fn outbreak_110_days() -> (Model, Vec<f64>) {
     let model = Model::new(ModelKind::Seir { sigma: 1.0 / 3.0 }, 2e5).unwrap();
     let truth = EpiParams {
         beta: vec![0.55],
@@ -212,6 +212,12 @@ fn growth_phase_only_fit_says_gamma_is_not_identifiable() {
         110,
     )
     .unwrap();
+    (model, all)
+}
+
+#[test]
+fn growth_phase_only_fit_says_gamma_is_not_identifiable() {
+    let (model, all) = outbreak_110_days();
     let spec = FitSpec::new(model, Observation::Incidence, Likelihood::NegBin);
     let err = fit(&spec, &all[..60])
         .err()
@@ -222,24 +228,7 @@ fn growth_phase_only_fit_says_gamma_is_not_identifiable() {
 
 #[test]
 fn ensemble_forecast_covers_the_truth() {
-    let model = Model::new(ModelKind::Seir { sigma: 1.0 / 3.0 }, 2e5).unwrap();
-    let truth = EpiParams {
-        beta: vec![0.55],
-        knots: vec![],
-        gamma: 0.25,
-        i0: 5.0,
-    };
-    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-    let all = simulate_reports(
-        &mut rng,
-        &model,
-        &truth,
-        Observation::Incidence,
-        0.3,
-        20.0,
-        110,
-    )
-    .unwrap();
+    let (model, all) = outbreak_110_days();
     // Fit the first 60 days (before the peak) and forecast 50 more.
     let data = &all[..60];
     let mut spec = FitSpec::new(model, Observation::Incidence, Likelihood::NegBin);
