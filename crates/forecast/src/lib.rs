@@ -1,6 +1,9 @@
-//! Epidemic forecasting for Caravan's surveillance: Cori et al. R_t, SIR/SEIR models on an adaptive Dormand–Prince
-//! solver, negative-binomial and least-squares fitting with confidence intervals, time-varying transmission,
-//! ensemble forecasts, a metapopulation SEIR with regional importation risk, and SVG charts.
+//! Epidemic forecasting for Caravan's surveillance: Cori et al. R_t ([`rt`]), SIR/SEIR models ([`model`]) on an
+//! adaptive Dormand–Prince solver ([`ode`]), negative-binomial, Poisson and least-squares fitting with Wald or
+//! profile-likelihood intervals and time-varying transmission ([`fit`]), ensemble forecasts and their scores
+//! ([`ensemble`]), a metapopulation SEIR with regional importation risk ([`metapop`]) and its fit to regional
+//! reports ([`regional`]), growth-rate links ([`growth`]), SVG charts ([`svg`]), and the `caravan surveil`
+//! commands ([`cli`]) with the SciPy benchmark ([`bench`]).
 
 pub mod bench;
 pub mod cli;
