@@ -3,7 +3,7 @@
 //! profile-likelihood intervals and time-varying transmission ([`fit`]), ensemble forecasts and their scores
 //! ([`ensemble`]), a metapopulation SEIR with regional importation risk ([`metapop`]) and its fit to regional
 //! reports ([`regional`]), growth-rate links ([`growth`]), SVG charts ([`svg`]), and the `caravan surveil`
-//! commands ([`cli`]) with the SciPy benchmark ([`bench`]).
+//! commands ([`cli`]) with the SciPy benchmark ([`mod@bench`]).
 
 pub mod bench;
 pub mod cli;
