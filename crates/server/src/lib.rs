@@ -62,9 +62,16 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'u
                    frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
 
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The node's router plus `extra` routes from capability crates (FHIR, DICOMweb, ...), which get the same
+/// state, security headers and body limit.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let limit = state.config().max_upload_bytes + 64 * 1024;
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(extra)
         .nest("/api/v1", api::routes())
         .merge(ui::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
@@ -121,6 +128,16 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, Router::new(), shutdown).await
+}
+
+/// [`serve`] with extra routes (see [`router_with`]).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    extra: Router<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let sweep_state = state.clone();
     let sweep = tokio::spawn(async move {
         let mut tick = tokio::time::interval(
@@ -136,7 +153,7 @@ pub async fn serve(
             }
         }
     });
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router_with(state, extra).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
