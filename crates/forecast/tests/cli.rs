@@ -268,6 +268,36 @@ fn forecast_csv_and_svg() {
     assert!(lines[71].split(',').nth(1).is_some_and(str::is_empty));
     let s = std::fs::read_to_string(&svg).unwrap();
     assert!(s.starts_with("<svg") && s.ends_with("</svg>"));
+    // Every criterion has its own observation noise; the fan is ordered and non-negative for each.
+    for lik in ["poisson", "lsq"] {
+        let out = run(&[
+            "forecast",
+            "--population",
+            "100000",
+            "--gamma",
+            "0.25",
+            "--horizon",
+            "7",
+            "--members",
+            "100",
+            "--likelihood",
+            lik,
+            input.to_str().unwrap(),
+        ])
+        .unwrap();
+        for line in out.lines().skip(1) {
+            let v: Vec<f64> = line
+                .split(',')
+                .skip(2)
+                .map(|c| c.parse().unwrap())
+                .collect();
+            let (median, lo50, hi50, lo95, hi95) = (v[1], v[2], v[3], v[4], v[5]);
+            assert!(
+                0.0 <= lo95 && lo95 <= lo50 && lo50 <= median && median <= hi50 && hi50 <= hi95,
+                "{lik}: {line}"
+            );
+        }
+    }
 }
 
 #[test]
