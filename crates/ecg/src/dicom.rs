@@ -86,6 +86,7 @@ pub fn read_dicom_bytes(bytes: &[u8]) -> Result<DicomEcg> {
             "not a DICOM Part 10 file (no \"DICM\" magic)".into(),
         ));
     };
+    crate::dicom_guard::check_declared_lengths(body)?;
     let obj = OpenFileOptions::new()
         .from_reader(body)
         .map_err(dicom_err)?;

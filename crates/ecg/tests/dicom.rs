@@ -101,3 +101,21 @@ fn scp_fixture_matches_the_dicom_rhythm() {
         assert!(e.contains(want), "{name}: {e}");
     }
 }
+
+/// Inputs found by the `dicom` fuzz target (mutations of a cut-down copy of pydicom's file) declare values of
+/// up to 4 GB; dicom-parser would allocate and zero them before failing (4.2 GB resident, seconds). The
+/// pre-scan rejects each at once with the offending element.
+#[test]
+fn hostile_declared_lengths_are_rejected_before_parsing() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/dicom/fuzz");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let t0 = std::time::Instant::now();
+        let e = read_dicom_bytes(&bytes).unwrap_err().to_string();
+        assert!(e.contains("declares") && e.contains("remain"), "{e}");
+        assert!(t0.elapsed().as_secs_f64() < 1.0);
+        seen += 1;
+    }
+    assert_eq!(seen, 5);
+}
