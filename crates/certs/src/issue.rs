@@ -111,7 +111,7 @@ pub fn transliterate(name: &str) -> String {
 /// A fresh UVCI `URN:UVCI:01:<CC>:<32 hex>` (opaque unique identifier, no checksum).
 pub fn new_uvci(country: &str) -> Result<String> {
     let mut bytes = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+    aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes)
         .map_err(|_| Error::Issue("no randomness for the UVCI".into()))?;
     Ok(format!(
         "URN:UVCI:01:{}:{}",

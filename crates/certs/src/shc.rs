@@ -6,7 +6,7 @@
 //! thumbprint, and byte-exact control over what is accepted (the negative vectors reject DER signatures, BOMs and
 //! oversize tokens that general JOSE libraries accept or never see).
 
-use crate::crypto::{Curve, PublicKey, SigningKey};
+use crate::crypto::{KeyType, PublicKey, SigningKey};
 use crate::error::{Error, Result};
 use crate::verifier::HolderClaims;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -49,8 +49,8 @@ pub struct ShcIssuer {
 /// RFC 7638 thumbprint of a P-256 key: base64url(SHA-256 of the canonical `{crv,kty,x,y}` JSON).
 pub fn thumbprint(x: &str, y: &str) -> String {
     let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-    B64URL.encode(ring::digest::digest(
-        &ring::digest::SHA256,
+    B64URL.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
         canonical.as_bytes(),
     ))
 }
@@ -120,10 +120,7 @@ impl ShcKey {
             kid,
             x: x.to_string(),
             y: y.to_string(),
-            key: PublicKey::Ec {
-                curve: Curve::P256,
-                point,
-            },
+            key: PublicKey::new(KeyType::P256, point)?,
         })
     }
 
@@ -650,18 +647,15 @@ pub fn signing_key_from_jwk(jwk: &Value) -> Result<(SigningKey, String)> {
     let d = B64URL
         .decode(d)
         .map_err(|e| Error::Key(format!("d is not base64url: {e}")))?;
-    let PublicKey::Ec { point, .. } = &public.key else {
-        return Err(Error::Key("not an EC key".into()));
-    };
-    let pkcs8 = p256_pkcs8(&d, point)?;
+    let pkcs8 = p256_pkcs8(&d, public.key.bytes())?;
     Ok((
         SigningKey::from_pkcs8(crate::crypto::Algorithm::Es256, &pkcs8)?,
         public.kid,
     ))
 }
 
-/// Wraps a raw P-256 private scalar and public point in the fixed PKCS#8 v1 layout `ring` loads (RFC 5915 inside
-/// RFC 5208). `ring` cannot import a raw scalar, so the few DER bytes are assembled here; `ring` then checks that
+/// Wraps a raw P-256 private scalar and public point in the fixed PKCS#8 v1 layout (RFC 5915 inside
+/// RFC 5208). `aws-lc-rs` imports keys as PKCS#8 only, so the few DER bytes are assembled here; it then checks that
 /// the scalar and point belong together.
 fn p256_pkcs8(d: &[u8], point: &[u8]) -> Result<Vec<u8>> {
     if d.len() != 32 || point.len() != 65 {

@@ -5,7 +5,7 @@
 //! federation peers as one JSON document ([`TrustList::to_json`] / [`TrustList::from_json`]). Presence on the list is
 //! the validity signal (hcert spec §5.1): there are no CRLs for DSCs.
 
-use crate::crypto::{Curve, PublicKey};
+use crate::crypto::{KeyType, PublicKey};
 use crate::error::{Error, Result};
 use crate::shc::ShcIssuer;
 use base64::Engine as _;
@@ -105,21 +105,20 @@ impl Dsc {
                     .ok_or_else(|| Error::SignerCertificate("EC key without a named curve".into()))?
                     .decode_as()
                     .map_err(|e| Error::SignerCertificate(format!("EC curve parameter: {e}")))?;
-                let curve = match curve_oid {
-                    OID_P256 => Curve::P256,
-                    OID_P384 => Curve::P384,
+                let key_type = match curve_oid {
+                    OID_P256 => KeyType::P256,
+                    OID_P384 => KeyType::P384,
                     other => {
                         return Err(Error::SignerCertificate(format!(
                             "unsupported curve {other}"
                         )))
                     }
                 };
-                PublicKey::Ec {
-                    curve,
-                    point: key_bits,
-                }
+                PublicKey::new(key_type, key_bits)
+                    .map_err(|e| Error::SignerCertificate(e.to_string()))?
             }
-            OID_RSA | OID_RSA_PSS => PublicKey::Rsa { pkcs1: key_bits },
+            OID_RSA | OID_RSA_PSS => PublicKey::new(KeyType::Rsa, key_bits)
+                .map_err(|e| Error::SignerCertificate(e.to_string()))?,
             other => {
                 return Err(Error::SignerCertificate(format!(
                     "unsupported key algorithm {other}"
@@ -174,7 +173,7 @@ fn secs(d: std::time::Duration) -> Result<i64> {
 
 /// kid = first 8 bytes of SHA-256 over the DSC DER (hcert spec App. A.1).
 pub fn kid_of(der: &[u8]) -> [u8; 8] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
     let mut kid = [0u8; 8];
     kid.copy_from_slice(&digest.as_ref()[..8]);
     kid
