@@ -138,6 +138,13 @@ impl Scan<'_> {
                 pos = match vr {
                     // Encapsulated pixel data (or other undefined-length bytes): fragments in items.
                     Some(VR::OB | VR::OW) => self.fragments(pos, end)?,
+                    // PS3.5 6.2.2: an undefined-length UN is a sequence encoded in implicit VR little endian.
+                    Some(VR::UN) if self.explicit => Scan {
+                        b: self.b,
+                        explicit: false,
+                        big_endian: false,
+                    }
+                    .sequence(pos, end, depth + 1)?,
                     _ => self.sequence(pos, end, depth + 1)?,
                 };
             } else {
