@@ -44,42 +44,59 @@ fn cornish_fisher(p: f64, mean: f64, sd: f64, skew: f64) -> f64 {
     (mean + sd * (z + skew * (z * z - 1.0) / 6.0)).ceil()
 }
 
-/// Smallest integer x ≥ 0 with cdf(x) ≥ p, searched from `guess`.
+/// Smallest integer x ≥ 0 with cdf(x) ≥ p, searched from `guess`: a bracket is grown from the guess by doubling
+/// steps in the direction the CDF says, then halved. The number of CDF evaluations is logarithmic in the distance
+/// between the guess and the answer, which matters for very skewed distributions whose normal-approximation guess
+/// can be far off.
 fn discrete_quantile(p: f64, guess: f64, cdf: impl Fn(u64) -> f64) -> Option<u64> {
     if !(0.0..1.0).contains(&p) || !guess.is_finite() {
         return None;
     }
     let p = fuzz(p);
-    let mut x = guess.max(0.0).floor() as u64;
+    let x = guess.clamp(0.0, 9.0e15).floor() as u64;
+    // Invariant after bracketing: cdf(hi) ≥ p, and lo is either None (hi is 0) or cdf(lo) < p.
+    let (mut lo, mut hi);
     if cdf(x) >= p {
-        // Walk down while the previous integer still reaches p.
-        while x > 0 && cdf(x - 1) >= p {
-            x -= 1;
+        hi = x;
+        let mut step = 1u64;
+        loop {
+            if hi == 0 {
+                return Some(0);
+            }
+            let cand = hi.saturating_sub(step);
+            if cdf(cand) >= p {
+                hi = cand;
+                step = step.saturating_mul(2);
+            } else {
+                lo = cand;
+                break;
+            }
         }
     } else {
-        // Walk up with doubling steps, then bisect.
+        lo = x;
         let mut step = 1u64;
-        let mut lo = x; // cdf(lo) < p
-        let mut hi = x.checked_add(step)?;
-        while cdf(hi) < p {
-            lo = hi;
-            step = step.checked_mul(2)?;
-            hi = hi.checked_add(step)?;
-            if step > (1 << 40) {
+        loop {
+            let cand = lo.checked_add(step)?;
+            if cand > (1u64 << 60) {
                 return None;
             }
-        }
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if cdf(mid) >= p {
-                hi = mid;
-            } else {
-                lo = mid;
+            if cdf(cand) >= p {
+                hi = cand;
+                break;
             }
+            lo = cand;
+            step = step.saturating_mul(2);
         }
-        x = hi;
     }
-    Some(x)
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if cdf(mid) >= p {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Some(hi)
 }
 
 /// Poisson quantile (smallest x with P(X ≤ x) ≥ p); `None` for invalid arguments.
