@@ -73,7 +73,7 @@ pub enum ThresholdArg {
     #[value(name = "muan")]
     Muan,
     /// Negative binomial plug-in quantile.
-    #[value(name = "nbPlugin")]
+    #[value(name = "nbPlugin", alias = "nbplugin")]
     NbPlugin,
 }
 
@@ -612,6 +612,35 @@ mod tests {
         .unwrap();
         let golden = std::fs::read_to_string(data("shared/agona_cusum.csv")).unwrap();
         assert_eq!(out, golden);
+    }
+
+    #[test]
+    fn boolean_options_take_a_value_and_names_are_lenient() {
+        let input = data("shared/salmonella_agona.csv");
+        let run = |extra: &[&str]| {
+            let mut args = vec![
+                "detect", "--method", "bayes", "--b", "1", "--range", "300:312",
+            ];
+            args.extend_from_slice(extra);
+            args.push(&input);
+            run_args(&args).unwrap()
+        };
+        assert_eq!(run(&["--act-y", "true"]), run(&[]));
+        assert_ne!(run(&["--act-y", "false"]), run(&[]));
+        let nb = |name: &str| {
+            run_args(&[
+                "detect",
+                "--method",
+                "farrington-flexible",
+                "--threshold-method",
+                name,
+                "--range",
+                "300:312",
+                &input,
+            ])
+            .unwrap()
+        };
+        assert_eq!(nb("nbPlugin"), nb("nbplugin"));
     }
 
     #[test]
