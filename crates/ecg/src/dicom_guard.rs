@@ -2,6 +2,9 @@
 //!
 //! dicom-parser 0.10 allocates and zero-fills an element's declared length before reading it, so a 3 KB file
 //! declaring a 4 GB value made the reader touch 4 GB of memory (found by this crate's `dicom` fuzz target).
+//! The scan follows dicom-parser's own reading exactly where it deviates from the standard (group FFFE
+//! elements other than items and delimiters, whole-value reads of binary VRs with odd lengths), because a
+//! scan that lost step with the parser would miss the header the parser then trusts.
 //! This scan walks the element headers — descending into sequences and items, skipping encapsulated
 //! fragments — and rejects any declared length longer than the bytes that remain, so that no parse can ask
 //! for more memory than the input's size. It checks structure only; dicom-rs still does the real parsing.
@@ -97,16 +100,33 @@ impl Scan<'_> {
                 break;
             };
             if group == 0xFFFE {
-                // Item and delimiter headers carry no VR. An item's length must fit too; a delimiter ends a
-                // nested data set, while at the top level (where it is stray) scanning goes on as dicom-rs does.
+                // Headers in group FFFE carry no VR. Delimiters end a nested data set (at the top level, where
+                // they are stray, scanning goes on); an item's length must fit; any other FFFE element is an
+                // ordinary value that dicom-rs reads as UN, so its length must fit and its value is skipped.
                 let len = self.u32(pos + 4).unwrap_or(0);
-                if len != UNDEFINED && element == 0xE000 {
-                    self.check((group, element), len, pos + 8, end)?;
-                }
-                if depth > 0 && element != 0xE000 {
-                    return Ok(pos + 8);
-                }
+                let tag = (group, element);
                 pos += 8;
+                match element {
+                    0xE00D | 0xE0DD => {
+                        if depth > 0 {
+                            return Ok(pos);
+                        }
+                    }
+                    0xE000 => {
+                        if len != UNDEFINED {
+                            self.check(tag, len, pos, end)?;
+                        }
+                    }
+                    _ if len == UNDEFINED => {
+                        pos = Scan {
+                            b: self.b,
+                            explicit: false,
+                            big_endian: self.big_endian,
+                        }
+                        .sequence(pos, end, depth + 1)?;
+                    }
+                    _ => pos = self.check(tag, len, pos, end)?,
+                }
                 continue;
             }
             let tag = (group, element);
@@ -152,7 +172,15 @@ impl Scan<'_> {
                 if vr == Some(VR::SQ) {
                     self.sequence(pos, next, depth + 1)?;
                 }
-                pos = next;
+                // dicom-parser 0.10 reads only whole values of binary VRs (len / size of them) and goes on
+                // from there, so an odd length shifts where it reads the next header; follow it.
+                let size = match vr {
+                    Some(VR::US | VR::OW | VR::SS) => 2,
+                    Some(VR::AT | VR::FL | VR::OF | VR::SL | VR::UL | VR::OL) => 4,
+                    Some(VR::FD | VR::OD | VR::SV | VR::UV | VR::OV) => 8,
+                    _ => 1,
+                };
+                pos = next - (len as usize % size);
             }
         }
         Ok(pos.min(end))
