@@ -106,17 +106,19 @@ impl Scan<'_> {
                 let len = self.u32(pos + 4).unwrap_or(0);
                 let tag = (group, element);
                 pos += 8;
+                // Whatever the parser makes of this header in its context, a defined length must fit: a
+                // delimiter's length is zero in any valid file, yet dicom-parser reads a value of that length
+                // when a delimiter turns up where it does not expect one.
+                if len != UNDEFINED {
+                    self.check(tag, len, pos, end)?;
+                }
                 match element {
                     0xE00D | 0xE0DD => {
                         if depth > 0 {
                             return Ok(pos);
                         }
                     }
-                    0xE000 => {
-                        if len != UNDEFINED {
-                            self.check(tag, len, pos, end)?;
-                        }
-                    }
+                    0xE000 => {}
                     _ if len == UNDEFINED => {
                         pos = Scan {
                             b: self.b,
@@ -195,6 +197,9 @@ impl Scan<'_> {
                 break;
             };
             pos += 8;
+            if len != UNDEFINED {
+                self.check((group, element), len, pos, end)?;
+            }
             match (group, element) {
                 (0xFFFE, 0xE0DD) => return Ok(pos),
                 (0xFFFE, 0xE000) if len == UNDEFINED => pos = self.dataset(pos, end, depth)?,
@@ -220,6 +225,9 @@ impl Scan<'_> {
             };
             pos += 8;
             if (group, element) == (0xFFFE, 0xE0DD) {
+                if len != UNDEFINED {
+                    self.check((group, element), len, pos, end)?;
+                }
                 return Ok(pos);
             }
             if len == UNDEFINED {
