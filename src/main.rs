@@ -1,5 +1,7 @@
 //! `caravan`: the node binary. It parses flags and wires the library crates together; nothing else lives here.
 
+mod bench;
+
 use anyhow::{Context, Result};
 use caravan_server::{AppState, Blobs, NodeConfig};
 use clap::{Args, Parser, Subcommand};
@@ -33,6 +35,29 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Benchmarks of a node (build with --release): consultation workflows per second, mixed API load.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Whole consultations (create → route → accept → report → acknowledge → outcome) per second.
+    Workflow {
+        #[arg(long, default_value_t = 3000)]
+        n: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// Mixed API load, 70 % reads and 30 % writes; throughput and latency percentiles.
+    Api {
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
     },
 }
 

@@ -1,6 +1,8 @@
 //! Black-box tests of the real `caravan` binary: token creation, audit verification and tampering, and a node
 //! killed with SIGKILL in the middle of a burst of writes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -50,10 +50,12 @@ fn required(field: &str, s: &str, max: usize) -> AppResult<String> {
     Ok(t.to_owned())
 }
 
+/// Validate language tags, keeping the first occurrence of each in order of preference.
 fn languages(list: &[String]) -> AppResult<Vec<String>> {
+    let mut seen = std::collections::HashSet::new();
     list.iter()
         .map(|l| l.trim())
-        .filter(|l| !l.is_empty())
+        .filter(|l| !l.is_empty() && seen.insert(l.to_ascii_lowercase()))
         .map(|l| {
             if l.len() <= 12 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
                 Ok(l.to_owned())

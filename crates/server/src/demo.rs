@@ -534,7 +534,9 @@ pub async fn seed(store: &dyn Store, sla: &SlaPolicy) -> Result<bool, StoreError
     };
     let submit = ConsultationEvent::Submit { consent: true };
 
-    let cases: Vec<(Consultation, Vec<Step>, Vec<(&User, &str)>)> = vec![
+    // (the case as drafted, the steps of its story, the thread)
+    type Story<'a> = (Consultation, Vec<Step<'a>>, Vec<(&'a User, &'a str)>);
+    let cases: Vec<Story> = vec![
         (story(&aliyev, &yerlan, "Recurrent syncope in a 46-year-old: structural cause?", "Three episodes in 2 months, ECG: sinus rhythm, incomplete RBBB.", "cardiology", Urgency::Routine, &["ru", "kk"], 2), vec![], vec![]),
         (story(&aliyev, &bolat, "Progressive dyspnoea, bilateral infiltrates on chest X-ray", "70 y, ex-smoker, SpO2 91 % on air, CRP 84.", "pulmonology", Urgency::Urgent, &["ru"], 6), vec![Step(&aliyev, submit.clone(), 5)], vec![]),
         (story(&wang, &alim, "Atrial fibrillation with rapid ventricular rate, anticoagulation choice", "64 y, CHA2DS2-VASc 3, eGFR 48.", "cardiology", Urgency::Urgent, &["zh", "en"], 3), vec![Step(&wang, submit.clone(), 3), Step(&wang, assign(&li), 3)], vec![]),

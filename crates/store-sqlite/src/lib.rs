@@ -110,8 +110,8 @@ impl SqliteStore {
         T: Send,
     {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
-        let out = f(&mut *tx).await?;
-        append_audit_tx(&mut *tx, audit).await?;
+        let out = f(&mut tx).await?;
+        append_audit_tx(&mut tx, audit).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(out)
     }
@@ -125,10 +125,7 @@ async fn append_audit_tx(conn: &mut SqliteConnection, events: Vec<AuditEvent>) -
         .fetch_optional(&mut *conn)
         .await
         .map_err(db_err)?;
-    let mut prev: Option<(i64, String)> = match head {
-        Some(r) => Some((r.get("seq"), r.get("hash"))),
-        None => None,
-    };
+    let mut prev: Option<(i64, String)> = head.map(|r| (r.get("seq"), r.get("hash")));
     for e in events {
         let rec = AuditRecord::chain(e, prev.as_ref().map(|(s, h)| (*s, h.as_str())));
         let ev = &rec.event;

@@ -1,5 +1,5 @@
 //! Test kit: a real node on 127.0.0.1:0 with a temporary SQLite database, seeded with the demo.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use caravan_server::{demo, AppState, Blobs, NodeConfig};
 use reqwest::StatusCode;
