@@ -17,8 +17,12 @@ use std::io::{Read, Write};
 
 /// The longest JWS a single QR code can carry (version 22, numeric mode).
 pub const MAX_SINGLE_QR_JWS: usize = 1_195;
-/// Longest JWS accepted at all (chunked QR codes were capped at 3 × 1,191 characters).
-pub const MAX_JWS: usize = 3 * 1_191;
+/// Most chunks accepted in a (deprecated) chunked card.
+pub const MAX_CHUNKS: usize = 16;
+/// Longest JWS accepted at all (legacy chunked cards).
+pub const MAX_JWS: usize = MAX_CHUNKS * MAX_CHUNK_JWS;
+/// Most JWS characters one chunk of a chunked card may hold.
+pub const MAX_CHUNK_JWS: usize = 1_191;
 /// Largest inflated payload accepted (protects against DEFLATE bombs).
 pub const MAX_PAYLOAD: usize = 256 * 1024;
 
@@ -287,6 +291,15 @@ pub fn numeric_to_jws(text: &str) -> Result<String> {
         }
     }
     let n = chunks[0].1;
+    // Chunks must be balanced and as few as possible (each holds up to 1,191 JWS characters): if n − 1 chunks of
+    // the longest given size would hold the whole card, the chunks are too small.
+    let longest = chunks.iter().map(|c| c.2.len() / 2).max().unwrap_or(0);
+    if n > MAX_CHUNKS || (n > 1 && longest * n <= (n - 1) * MAX_CHUNK_JWS) {
+        return Err(Error::ShcQr(format!(
+            "QR chunks too small: {n} chunks of at most {longest} characters, where {} would do",
+            (longest * n).div_ceil(MAX_CHUNK_JWS).max(1)
+        )));
+    }
     if chunks.iter().any(|c| c.1 != n) {
         return Err(Error::ShcQr("chunks disagree on the chunk count".into()));
     }
@@ -351,6 +364,8 @@ pub struct VerifiedCard {
     pub iss: String,
     pub kid: String,
     pub payload: Value,
+    /// Problems that do not invalidate the card (e.g. a JWS too long for one QR code).
+    pub warnings: Vec<String>,
 }
 
 impl VerifiedCard {
@@ -411,6 +426,11 @@ pub fn input_to_jws(input: &str) -> Result<Vec<String>> {
     if text.starts_with("shc:/") {
         return Ok(vec![numeric_to_jws(text)?]);
     }
+    if text.starts_with("shc:") || (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(Error::ShcQr(
+            "wrong QR header: numeric data must start with `shc:/`".into(),
+        ));
+    }
     if text.starts_with('{') {
         let file: Value =
             serde_json::from_str(text).map_err(|e| Error::Shc(format!("file is not JSON: {e}")))?;
@@ -453,9 +473,11 @@ pub fn verify(trust: &crate::trust::TrustList, input: &str, now: i64) -> Result<
 
 /// Splits and checks the JWS header, and inflates the payload, without checking the signature.
 pub fn decode_jws(jws: &str) -> Result<(Value, Value, Vec<u8>, Vec<u8>)> {
+    // Guard against absurd inputs before any decoding. Cards longer than one QR code (1,195 characters) are
+    // legacy chunked cards: they verify, with a warning (see `VerifiedCard::warnings`).
     if jws.len() > MAX_JWS {
         return Err(Error::Jws(format!(
-            "JWS is {} characters, more than {MAX_JWS}",
+            "JWS is too long: {} characters",
             jws.len()
         )));
     }
@@ -506,6 +528,11 @@ pub fn decode_jws(jws: &str) -> Result<(Value, Value, Vec<u8>, Vec<u8>)> {
             "inflated payload exceeds {MAX_PAYLOAD} bytes"
         )));
     }
+    if raw.starts_with(b"\xEF\xBB\xBF") {
+        return Err(Error::Shc(
+            "payload starts with a UTF-8 byte order mark".into(),
+        ));
+    }
     let payload: Value = serde_json::from_slice(&raw)
         .map_err(|e| Error::Shc(format!("payload is not JSON: {e}")))?;
     let signing_input = jws.as_bytes()[..h.len() + 1 + p.len()].to_vec();
@@ -549,10 +576,18 @@ pub fn verify_jws(trust: &crate::trust::TrustList, jws: &str, now: i64) -> Resul
             });
         }
     }
+    let mut warnings = Vec::new();
+    if jws.len() > MAX_SINGLE_QR_JWS {
+        warnings.push(format!(
+            "JWS is too long for one QR code: {} characters, more than {MAX_SINGLE_QR_JWS} (chunked QR codes are deprecated)",
+            jws.len()
+        ));
+    }
     Ok(VerifiedCard {
         iss: iss.to_string(),
         kid: kid.to_string(),
         payload,
+        warnings,
     })
 }
 
@@ -612,7 +647,210 @@ pub fn check_payload(payload: &Value, now: i64) -> Result<()> {
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(Error::Shc("`fhirBundle` is not a FHIR Bundle".into()));
     }
+    check_vc_types(&types, bundle)?;
+    check_bundle(bundle)
+}
+
+const VC_HEALTH_CARD: &str = "https://smarthealth.cards#health-card";
+const VC_COVID19: &str = "https://smarthealth.cards#covid19";
+const VC_KNOWN: [&str; 4] = [
+    VC_HEALTH_CARD,
+    "https://smarthealth.cards#immunization",
+    "https://smarthealth.cards#laboratory",
+    VC_COVID19,
+];
+/// CVX codes of COVID-19 vaccines (CDC CVX table).
+const COVID_CVX: [&str; 22] = [
+    "207", "208", "210", "211", "212", "213", "217", "218", "219", "221", "225", "226", "227",
+    "228", "229", "230", "300", "301", "302", "500", "501", "502",
+];
+
+/// `vc.type` may list only the SHC types; the retired `VerifiableCredential` and unknown types are rejected, and a
+/// card about COVID-19 vaccination must say so with `#covid19`.
+fn check_vc_types(types: &[&str], bundle: &Value) -> Result<()> {
+    if let Some(t) = types.iter().find(|t| **t == "VerifiableCredential") {
+        return Err(Error::Shc(format!(
+            "`vc.type` lists the optional type {t:?}, which SMART Health Cards no longer use"
+        )));
+    }
+    if let Some(t) = types.iter().find(|t| !VC_KNOWN.contains(t)) {
+        return Err(Error::Shc(format!(
+            "`vc.type` lists the unknown type {t:?}"
+        )));
+    }
+    let covid_vaccine = resources(bundle)
+        .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Immunization"))
+        .any(|r| {
+            r.pointer("/vaccineCode/coding")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c.get("system").and_then(Value::as_str) == Some("http://hl7.org/fhir/sid/cvx")
+                        && c.get("code")
+                            .and_then(Value::as_str)
+                            .is_some_and(|code| COVID_CVX.contains(&code))
+                })
+        });
+    if covid_vaccine && !types.contains(&VC_COVID19) {
+        return Err(Error::Shc(
+            "`vc.type` lacks the covid19 type for a COVID-19 vaccination".into(),
+        ));
+    }
     Ok(())
+}
+
+fn resources(bundle: &Value) -> impl Iterator<Item = &Value> {
+    bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("resource"))
+}
+
+/// The SMART Health Card FHIR rules the spec's validator enforces on a bundle: short `resource:N` references,
+/// `meta` holding only `security`, no empty values, completed immunizations with exactly one occurrence, and
+/// codes that carry a `coding`.
+pub fn check_bundle(bundle: &Value) -> Result<()> {
+    let entries = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::Shc("bundle has no `entry` array".into()))?;
+    // Short references are `resource:N`. Cards may also use absolute URLs (the spec's insurance examples do), so
+    // only a reference that tries the `resource` scheme and gets it wrong is rejected.
+    let bad_short = |s: &str| {
+        s.contains("resource")
+            && !s
+                .strip_prefix("resource:")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    for (i, entry) in entries.iter().enumerate() {
+        if let Some(full_url) = entry.get("fullUrl").and_then(Value::as_str) {
+            if bad_short(full_url) {
+                return Err(Error::Shc(format!(
+                    "entry {i}: fullUrl {full_url:?} is not a short `resource:N` reference"
+                )));
+            }
+        }
+        let resource = entry
+            .get("resource")
+            .ok_or_else(|| Error::Shc(format!("entry {i} has no resource")))?;
+        let kind = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        for key in ["patient", "subject"] {
+            if let Some(r) = resource
+                .pointer(&format!("/{key}/reference"))
+                .and_then(Value::as_str)
+            {
+                if bad_short(r) {
+                    return Err(Error::Shc(format!(
+                        "entry {i}: reference {r:?} is not a short `resource:N` reference"
+                    )));
+                }
+            }
+        }
+        // The immunization and laboratory profiles minimise clinical resources to `meta.security` only; other
+        // card types (the spec's insurance examples) keep FHIR's usual `meta`.
+        let clinical = matches!(kind, "Immunization" | "Observation");
+        if let Some(meta) = resource.get("meta").filter(|_| clinical) {
+            let keys: Vec<&String> = meta
+                .as_object()
+                .map(|m| m.keys().collect())
+                .unwrap_or_default();
+            if keys.iter().any(|k| *k != "security") {
+                return Err(Error::Shc(format!(
+                    "entry {i}: bad meta: only `meta.security` is allowed"
+                )));
+            }
+            if !keys.iter().any(|k| *k == "security") {
+                return Err(Error::Shc(format!(
+                    "entry {i}: bad meta: `meta` without `security`"
+                )));
+            }
+        }
+        let code_field = match kind {
+            "Immunization" => Some("vaccineCode"),
+            "Observation" => Some("code"),
+            _ => None,
+        };
+        if let Some(field) = code_field {
+            if resource.get(field).and_then(|c| c.get("coding")).is_none() {
+                return Err(Error::Shc(format!(
+                    "entry {i}: {kind}.{field} is missing its coding"
+                )));
+            }
+        }
+        if kind == "Immunization" {
+            let status = resource
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if status != "completed" {
+                return Err(Error::Shc(format!(
+                    "entry {i}: Immunization status is {status:?}, not \"completed\""
+                )));
+            }
+            let occurrences = ["occurrenceDateTime", "occurrenceString"]
+                .iter()
+                .filter(|k| resource.get(**k).is_some())
+                .count();
+            if occurrences != 1 {
+                return Err(Error::Shc(format!("entry {i}: Immunization has {occurrences} occurrence[x] values, expected exactly one")));
+            }
+        }
+        if let Some(path) = empty_value(resource, String::new()) {
+            return Err(Error::Shc(format!(
+                "entry {i}: empty value at {path} (FHIR forbids empty elements)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The path of the first empty string, array or object, if any.
+fn empty_value(v: &Value, path: String) -> Option<String> {
+    match v {
+        Value::String(s) if s.is_empty() => Some(path),
+        Value::Array(a) if a.is_empty() => Some(path),
+        Value::Object(o) if o.is_empty() => Some(path),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| empty_value(x, format!("{path}/{i}"))),
+        Value::Object(o) => o
+            .iter()
+            .find_map(|(k, x)| empty_value(x, format!("{path}/{k}"))),
+        _ => None,
+    }
+}
+
+/// Parses a JSON document strictly: only a final line break may follow the closing brace.
+pub fn parse_strict_json(text: &str) -> Result<Value> {
+    let body = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(text);
+    let end = body.trim_end().len();
+    if end != body.len() {
+        return Err(Error::Shc(
+            "trailing characters after the JSON document".into(),
+        ));
+    }
+    serde_json::from_str(body).map_err(|e| Error::Shc(format!("not JSON: {e}")))
+}
+
+/// Reads a `.smart-health-card` file: the extension is required (spec §"File download").
+pub fn read_file(path: &std::path::Path) -> Result<String> {
+    if path.extension().is_none_or(|e| e != "smart-health-card") {
+        return Err(Error::Shc(format!(
+            "file {:?} must have the .smart-health-card extension",
+            path.file_name().unwrap_or_default()
+        )));
+    }
+    std::fs::read_to_string(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
 }
 
 /// Issues a card: minified JSON payload, raw DEFLATE, ES256 over the compact serialisation.

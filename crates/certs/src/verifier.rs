@@ -382,7 +382,7 @@ impl Verifier {
     }
 
     fn verify_shc(&self, text: &str, clock: i64) -> Verification {
-        match shc::verify(&self.trust, text, clock) {
+        match shc::verify_all(&self.trust, text, clock).map(|mut cards| cards.swap_remove(0)) {
             Ok(card) => Verification {
                 status: Status::Green,
                 format: Format::SmartHealthCard,

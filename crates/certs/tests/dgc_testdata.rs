@@ -1,5 +1,7 @@
 //! Runs the whole EU dgc-testdata suite (copied under tests/data/dgc-testdata) and requires every assertion to pass.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 use certs::conformance::{run_dgc_testdata, Outcome};
 use std::path::Path;
 
