@@ -118,6 +118,9 @@ impl Scan<'_> {
                             return Ok(pos);
                         }
                     }
+                    // An item header where data elements are expected: dicom-parser reads a defined-length one
+                    // as a plain value and skips it.
+                    0xE000 if len != UNDEFINED => pos += len as usize,
                     0xE000 => {}
                     _ if len == UNDEFINED => {
                         pos = Scan {
@@ -251,7 +254,11 @@ pub fn check_declared_lengths(body: &[u8]) -> Result<()> {
     };
     let mut pos = 4;
     let mut transfer_syntax = String::new();
-    while pos + 8 <= body.len() && meta.u16(pos) == Some(0x0002) {
+    // dicom-object reads the group length (0002,0000) first, then elements of any tag until that many bytes
+    // are consumed; the data set starts wherever that ends, so the scan must count the same way.
+    let mut group_end: Option<usize> = None;
+    while pos + 8 <= body.len() && group_end.is_none_or(|e| pos < e) {
+        let group = meta.u16(pos).unwrap_or(0);
         let element = meta.u16(pos + 2).unwrap_or(0);
         let vr = [body[pos + 4], body[pos + 5]];
         let long = !VR::from_binary(vr).is_some_and(short_form);
@@ -262,15 +269,23 @@ pub fn check_declared_lengths(body: &[u8]) -> Result<()> {
         };
         if len == UNDEFINED {
             return Err(fail(format!(
-                "file meta element (0002,{element:04X}) has an undefined length"
+                "file meta element ({group:04X},{element:04X}) has an undefined length"
             )));
         }
         let start = pos + header;
-        let next = meta.check((2, element), len, start, body.len())?;
-        if element == 0x0010 {
-            transfer_syntax = String::from_utf8_lossy(&body[start..next])
-                .trim_end_matches(['\0', ' '])
-                .to_string();
+        let next = meta.check((group, element), len, start, body.len())?;
+        match (group, element, group_end) {
+            (2, 0, None) if len == 4 => {
+                group_end = meta.u32(start).map(|g| next.saturating_add(g as usize));
+            }
+            // Without a group length first, dicom-object refuses the file before reading any value.
+            (_, _, None) => return Ok(()),
+            (2, 0x0010, Some(_)) => {
+                transfer_syntax = String::from_utf8_lossy(&body[start..next])
+                    .trim_end_matches(['\0', ' '])
+                    .to_string();
+            }
+            _ => {}
         }
         pos = next;
     }
@@ -302,12 +317,27 @@ mod tests {
     use super::*;
 
     fn meta() -> Vec<u8> {
-        let mut b = b"DICM".to_vec();
         let ts = b"1.2.840.10008.1.2.1\0";
-        b.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
-        b.extend_from_slice(&(ts.len() as u16).to_le_bytes());
-        b.extend_from_slice(ts);
+        let mut group = vec![0x02, 0x00, 0x10, 0x00, b'U', b'I'];
+        group.extend_from_slice(&(ts.len() as u16).to_le_bytes());
+        group.extend_from_slice(ts);
+        let mut b = b"DICM".to_vec();
+        b.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+        b.extend_from_slice(&(group.len() as u32).to_le_bytes());
+        b.extend_from_slice(&group);
         b
+    }
+
+    #[test]
+    fn the_data_set_starts_where_the_group_length_says() {
+        // A group length that ends the meta group early: the rest of group 0002 is data set to dicom-object,
+        // so a huge length there must be caught.
+        let mut b = b"DICM".to_vec();
+        b.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0, 0, 0, 0, 0]);
+        b.extend_from_slice(&[
+            0x02, 0x00, 0x10, 0x00, b'O', b'B', 0, 0, 0xF0, 0xFF, 0xFF, 0x7F,
+        ]);
+        assert!(check_declared_lengths(&b).is_err());
     }
 
     #[test]
