@@ -1,0 +1,934 @@
+//! Caravan storage on PostgreSQL: the scale-out backend.
+//!
+//! The same [`Store`] contract as the embedded SQLite backend, for nodes that outgrow one file: several node
+//! processes can share one database. Two things differ from SQLite and are the reason this backend exists:
+//!
+//! - Writers run concurrently (a connection pool, PostgreSQL's row locks, `READ COMMITTED`), instead of one
+//!   in-process writer.
+//! - The audit chain is therefore serialised explicitly: every transaction that appends audit events locks the
+//!   one-row `audit_head` table (`SELECT ... FOR UPDATE`) as its last step before commit, reads the head's sequence
+//!   number and hash, chains its events after it and moves the head. The lock is held until commit, so appends
+//!   from any number of connections and processes form one linear chain, and a rolled-back transaction leaves
+//!   neither events nor a gap behind. Taking the lock last keeps the time it is held short and cannot deadlock:
+//!   a transaction that holds the head waits for nothing else.
+//!
+//! Queries are runtime queries (`sqlx::query`) with `$n` parameters; the schema is migrated by
+//! [`sqlx::migrate!`] when the store connects (sqlx takes an advisory lock, so nodes starting together migrate
+//! once).
+
+mod rows;
+
+use async_trait::async_trait;
+use caravan_domain::audit::{audit_time, AuditRecord};
+use caravan_domain::routing::Candidate;
+use caravan_domain::*;
+use caravan_store::*;
+use chrono::{DateTime, Utc};
+use rows::*;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
+use std::str::FromStr;
+use std::sync::LazyLock;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A Caravan store on a PostgreSQL database.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+/// How many connections one node keeps open at most. PostgreSQL's default `max_connections` is 100, so several
+/// nodes fit with room for administration.
+const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
+fn db_err(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(d) = &e {
+        if d.is_unique_violation() {
+            return StoreError::Duplicate("record");
+        }
+    }
+    if matches!(e, sqlx::Error::RowNotFound) {
+        return StoreError::NotFound("record");
+    }
+    StoreError::Database(e.to_string())
+}
+
+/// Which consultations an actor may see: the PostgreSQL form of the SQLite backend's rule, word for word.
+/// Parameters: $1 user id, $2 institution id, $3 the actor's patient id (NULL unless a patient), $4 role.
+/// The same rule, in words, is in `docs/architecture.md` ("Who sees what").
+const CONSULTATION_SCOPE: &str = "
+  CASE $4
+    WHEN 'referrer' THEN (c.institution_id = $2 AND (c.state <> 'draft' OR c.referrer_id = $1))
+        OR EXISTS (SELECT 1 FROM participants pa WHERE pa.consultation_id = c.id AND pa.user_id = $1)
+    WHEN 'consultant' THEN (c.institution_id = $2 AND c.state <> 'draft')
+        OR EXISTS (SELECT 1 FROM participants pa WHERE pa.consultation_id = c.id AND pa.user_id = $1)
+    WHEN 'coordinator' THEN c.state <> 'draft' AND (
+           c.institution_id = $2 OR c.state = 'submitted' OR c.escalated_at IS NOT NULL
+        OR EXISTS (SELECT 1 FROM participants pa WHERE pa.consultation_id = c.id AND pa.institution_id = $2))
+    WHEN 'patient' THEN c.patient_id = $3 AND c.state <> 'draft'
+    ELSE FALSE
+  END";
+
+/// Which patients an actor may see (same parameters as [`CONSULTATION_SCOPE`]): their own institution's, or
+/// those a consultation they may see shares with them. Built once from [`CONSULTATION_SCOPE`] so the two rules
+/// cannot drift apart.
+static PATIENT_SCOPE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "CASE $4
+           WHEN 'patient' THEN p.id = $3
+           WHEN 'referrer' THEN p.institution_id = $2 OR EXISTS (SELECT 1 FROM consultations c WHERE c.patient_id = p.id AND ({CONSULTATION_SCOPE}))
+           WHEN 'consultant' THEN p.institution_id = $2 OR EXISTS (SELECT 1 FROM consultations c WHERE c.patient_id = p.id AND ({CONSULTATION_SCOPE}))
+           WHEN 'coordinator' THEN p.institution_id = $2 OR EXISTS (SELECT 1 FROM consultations c WHERE c.patient_id = p.id AND ({CONSULTATION_SCOPE}))
+           ELSE FALSE
+         END"
+    )
+});
+
+type Q<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Bind the actor as $1..$4 of a scoped query.
+fn bind_actor<'q>(q: Q<'q>, a: &Actor) -> Q<'q> {
+    q.bind(a.user_id.0)
+        .bind(a.institution_id.0)
+        .bind(a.patient_id.map(|p| p.0))
+        .bind(a.role.as_str())
+}
+
+impl PgStore {
+    /// Connect to the database named by a `postgres://` (or `postgresql://`) URL and run migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        // sqlx parses any scheme as PostgreSQL; refuse others so that a mistyped URL is not taken for a database.
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::Database(
+                "bad PostgreSQL URL: it must start with postgres:// or postgresql://".into(),
+            ));
+        }
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Database(format!("bad PostgreSQL URL: {e}")))?;
+        Self::connect_with(options, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// Connect with explicit options and pool size, and run migrations.
+    pub async fn connect_with(options: PgConnectOptions, max_connections: u32) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(db_err)?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        tracing::info!(max_connections, "connected to PostgreSQL store");
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for callers that need to run maintenance (backups, health checks).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Close every connection of the pool and wait for them to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Run `f` in one transaction, then append `audit` in the same transaction, then commit.
+    async fn write<F, T>(&self, audit: Vec<AuditEvent>, f: F) -> Result<T>
+    where
+        F: for<'c> FnOnce(
+                &'c mut PgConnection,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<T>> + Send + 'c>,
+            > + Send,
+        T: Send,
+    {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let out = f(&mut tx).await?;
+        append_audit_tx(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(out)
+    }
+}
+
+/// Chain `events` onto the audit chain inside the caller's transaction. Locks the chain head until commit.
+async fn append_audit_tx(conn: &mut PgConnection, events: Vec<AuditEvent>) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| StoreError::Corrupt("the audit chain head row is missing".into()))?;
+    let head_seq: i64 = get(&head, "seq")?;
+    let head_hash: String = get(&head, "hash")?;
+    let mut prev: Option<(i64, String)> = (head_seq > 0).then_some((head_seq, head_hash));
+    for e in events {
+        let rec = AuditRecord::chain(e, prev.as_ref().map(|(s, h)| (*s, h.as_str())));
+        let ev = &rec.event;
+        sqlx::query(
+            "INSERT INTO audit_events (seq, at, actor_user, actor_name, actor_institution, actor_role, action,
+               entity_type, entity_id, patient_id, purpose, detail, prev_hash, hash)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
+        )
+        .bind(rec.seq)
+        .bind(ev.at)
+        .bind(ev.actor_user.map(|u| u.0))
+        .bind(&ev.actor_name)
+        .bind(ev.actor_institution.map(|i| i.0))
+        .bind(ev.actor_role.map(|r| r.as_str()))
+        .bind(ev.action.as_str())
+        .bind(&ev.entity_type)
+        .bind(&ev.entity_id)
+        .bind(ev.patient_id.map(|p| p.0))
+        .bind(&ev.purpose)
+        .bind(&ev.detail)
+        .bind(&rec.prev_hash)
+        .bind(&rec.hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        prev = Some((rec.seq, rec.hash));
+    }
+    if let Some((seq, hash)) = prev {
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(seq)
+            .bind(hash)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+async fn write_participants(conn: &mut PgConnection, c: &Consultation) -> Result<()> {
+    sqlx::query("DELETE FROM participants WHERE consultation_id = $1")
+        .bind(c.id.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let mut users: Vec<Uuid> = vec![c.referrer_id.0];
+    users.extend(c.assigned_to.map(|u| u.0));
+    users.extend(c.panel.iter().map(|m| m.user_id.0));
+    users.sort();
+    users.dedup();
+    // One statement for all participants; users unknown to this node are skipped, as in the SQLite backend.
+    sqlx::query(
+        "INSERT INTO participants (consultation_id, user_id, institution_id)
+         SELECT $1, id, institution_id FROM users WHERE id = ANY($2)",
+    )
+    .bind(c.id.0)
+    .bind(users)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+async fn write_specialties(c: &mut PgConnection, u: &User) -> Result<()> {
+    sqlx::query("DELETE FROM user_specialties WHERE user_id = $1")
+        .bind(u.id.0)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    if let Some(p) = &u.profile {
+        sqlx::query(
+            "INSERT INTO user_specialties (user_id, specialty)
+             SELECT $1, s FROM UNNEST($2::text[]) AS s
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(u.id.0)
+        .bind(&p.specialties)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+const USER_COLUMNS: &str =
+    "u.id, u.username, u.display_name, u.institution_id, u.role, u.patient_id, u.profile, u.locale, u.active";
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn insert_institution(&self, i: &Institution, audit: Vec<AuditEvent>) -> Result<()> {
+        let i = i.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO institutions (id, name, level, country, parent_id, timezone) VALUES ($1,$2,$3,$4,$5,$6)",
+                )
+                .bind(i.id.0)
+                .bind(&i.name)
+                .bind(i.level.as_str())
+                .bind(i.country.as_str())
+                .bind(i.parent.map(|p| p.0))
+                .bind(&i.timezone)
+                .execute(c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_institutions(&self) -> Result<Vec<Institution>> {
+        let rows = sqlx::query("SELECT * FROM institutions ORDER BY level, country, name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(institution_from_row).collect()
+    }
+
+    async fn get_institution(&self, id: InstitutionId) -> Result<Institution> {
+        let row = sqlx::query("SELECT * FROM institutions WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("institution"))?;
+        institution_from_row(&row)
+    }
+
+    async fn insert_user(
+        &self,
+        u: &User,
+        password_hash: Option<&str>,
+        audit: Vec<AuditEvent>,
+    ) -> Result<()> {
+        let u = u.clone();
+        let hash = password_hash.map(str::to_owned);
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO users (id, username, display_name, institution_id, role, patient_id, profile, locale, active, password_hash)
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+                )
+                .bind(u.id.0)
+                .bind(&u.username)
+                .bind(&u.display_name)
+                .bind(u.institution_id.0)
+                .bind(u.role.as_str())
+                .bind(u.patient_id.map(|p| p.0))
+                .bind(u.profile.as_ref().map(Json))
+                .bind(&u.locale)
+                .bind(u.active)
+                .bind(hash)
+                .execute(&mut *c)
+                .await
+                .map_err(|e| match db_err(e) {
+                    StoreError::Duplicate(_) => StoreError::Duplicate("username"),
+                    other => other,
+                })?;
+                write_specialties(c, &u).await
+            })
+        })
+        .await
+    }
+
+    async fn update_user(&self, u: &User, audit: Vec<AuditEvent>) -> Result<()> {
+        let u = u.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE users SET display_name = $1, institution_id = $2, role = $3, patient_id = $4, profile = $5,
+                       locale = $6, active = $7
+                     WHERE id = $8",
+                )
+                .bind(&u.display_name)
+                .bind(u.institution_id.0)
+                .bind(u.role.as_str())
+                .bind(u.patient_id.map(|p| p.0))
+                .bind(u.profile.as_ref().map(Json))
+                .bind(&u.locale)
+                .bind(u.active)
+                .bind(u.id.0)
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("user"));
+                }
+                write_specialties(c, &u).await
+            })
+        })
+        .await
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<User> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound("user"))?;
+        user_from_row(&row)
+    }
+
+    async fn get_user_credentials(&self, username: &str) -> Result<(User, Option<String>)> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS}, u.password_hash FROM users u WHERE u.username = $1"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound("user"))?;
+        Ok((user_from_row(&row)?, get(&row, "password_hash")?))
+    }
+
+    async fn list_users(&self, institution: Option<InstitutionId>) -> Result<Vec<User>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users u
+             WHERE ($1::uuid IS NULL OR u.institution_id = $1)
+             ORDER BY u.role, u.username"
+        ))
+        .bind(institution.map(|i| i.0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn routing_candidates(&self, specialty: &str) -> Result<Vec<Candidate>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS},
+               (SELECT COUNT(*) FROM consultations c
+                 WHERE c.assigned_to = u.id AND c.state IN ('assigned','in_progress')) AS open_cases
+             FROM user_specialties s JOIN users u ON u.id = s.user_id
+             WHERE s.specialty = $1 AND u.active AND u.role = 'consultant'
+             ORDER BY u.id"
+        ))
+        .bind(specialty)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let u = user_from_row(r)?;
+                let open: i64 = get(r, "open_cases")?;
+                let p = u.profile.unwrap_or_default();
+                Ok(Candidate {
+                    user_id: u.id,
+                    institution_id: u.institution_id,
+                    display_name: u.display_name,
+                    specialties: p.specialties,
+                    languages: p.languages,
+                    timezone: p.timezone,
+                    hours: p.hours,
+                    capacity: p.capacity,
+                    open_cases: u32::try_from(open).unwrap_or(u32::MAX),
+                })
+            })
+            .collect()
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user: UserId,
+        csrf: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, expires_at) VALUES ($1,$2,$3,$4)",
+        )
+        .bind(token_hash)
+        .bind(user.0)
+        .bind(csrf)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get_session(&self, token_hash: &str) -> Result<SessionRecord> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS}, s.csrf_token, s.expires_at
+             FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound("session"))?;
+        Ok(SessionRecord {
+            user: user_from_row(&row)?,
+            csrf_token: get(&row, "csrf_token")?,
+            expires_at: get(&row, "expires_at")?,
+        })
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        // Sweeping expired sessions here keeps the table small without a separate job, as in SQLite.
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1 OR expires_at < $2")
+            .bind(token_hash)
+            .bind(Utc::now())
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn create_api_token(
+        &self,
+        token_hash: &str,
+        user: UserId,
+        name: &str,
+        audit: Vec<AuditEvent>,
+    ) -> Result<ApiTokenInfo> {
+        let info = ApiTokenInfo {
+            id: Uuid::now_v7().to_string(),
+            name: name.to_owned(),
+            created_at: audit_time(Utc::now()),
+            last_used_at: None,
+        };
+        let (hash, out) = (token_hash.to_owned(), info.clone());
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO api_tokens (id, token_hash, user_id, name, created_at) VALUES ($1,$2,$3,$4,$5)",
+                )
+                .bind(&info.id)
+                .bind(hash)
+                .bind(user.0)
+                .bind(&info.name)
+                .bind(info.created_at)
+                .execute(c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(out)
+    }
+
+    async fn user_for_api_token(&self, token_hash: &str) -> Result<User> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.token_hash = $1 AND NOT t.revoked"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound("API token"))?;
+        user_from_row(&row)
+    }
+
+    async fn list_api_tokens(&self, user: UserId) -> Result<Vec<ApiTokenInfo>> {
+        let rows = sqlx::query(
+            "SELECT * FROM api_tokens WHERE user_id = $1 AND NOT revoked ORDER BY created_at, id",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(api_token_from_row).collect()
+    }
+
+    async fn revoke_api_token(&self, user: UserId, id: &str, audit: Vec<AuditEvent>) -> Result<()> {
+        let id = id.to_owned();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE api_tokens SET revoked = TRUE WHERE id = $1 AND user_id = $2",
+                )
+                .bind(id)
+                .bind(user.0)
+                .execute(c)
+                .await
+                .map_err(db_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("API token"));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn insert_patient(&self, p: &Patient, audit: Vec<AuditEvent>) -> Result<()> {
+        let p = p.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO patients (id, institution_id, given_name, family_name, birth_date, sex, national_id, languages)
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+                )
+                .bind(p.id.0)
+                .bind(p.institution_id.0)
+                .bind(&p.given_name)
+                .bind(&p.family_name)
+                .bind(p.birth_date)
+                .bind(p.sex.as_str())
+                .bind(&p.national_id)
+                .bind(Json(&p.languages))
+                .execute(c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_patient(&self, actor: &Actor, id: PatientId) -> Result<Patient> {
+        let sql = format!(
+            "SELECT p.* FROM patients p WHERE p.id = $5 AND ({})",
+            *PATIENT_SCOPE
+        );
+        let row = bind_actor(sqlx::query(&sql), actor)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("patient"))?;
+        patient_from_row(&row)
+    }
+
+    async fn list_patients(&self, actor: &Actor, filter: &PatientFilter) -> Result<Vec<Patient>> {
+        let sql = format!(
+            "SELECT p.* FROM patients p
+             WHERE ({})
+               AND ($5::text IS NULL OR strpos(lower(p.given_name || ' ' || p.family_name), lower($5)) > 0)
+               AND ($6::date IS NULL OR p.birth_date = $6)
+             ORDER BY p.family_name, p.given_name LIMIT $7",
+            *PATIENT_SCOPE
+        );
+        let rows = bind_actor(sqlx::query(&sql), actor)
+            .bind(
+                filter
+                    .name
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty()),
+            )
+            .bind(filter.birth_date)
+            .bind(i64::from(filter.limit.unwrap_or(200)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(patient_from_row).collect()
+    }
+
+    async fn insert_consent(&self, c: &Consent, audit: Vec<AuditEvent>) -> Result<()> {
+        let k = c.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO consents (id, patient_id, scope, granted, recorded_by, recorded_at, note)
+                     VALUES ($1,$2,$3,$4,$5,$6,$7)",
+                )
+                .bind(k.id.0)
+                .bind(k.patient_id.0)
+                .bind(k.scope.as_str())
+                .bind(k.granted)
+                .bind(k.recorded_by.0)
+                .bind(k.recorded_at)
+                .bind(&k.note)
+                .execute(c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn consents(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Consent>> {
+        // Scope through the patient: no patient, no consents.
+        self.get_patient(actor, patient).await?;
+        let rows =
+            sqlx::query("SELECT * FROM consents WHERE patient_id = $1 ORDER BY recorded_at, id")
+                .bind(patient.0)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+        rows.iter().map(consent_from_row).collect()
+    }
+
+    async fn insert_consultation(&self, k: &Consultation, audit: Vec<AuditEvent>) -> Result<()> {
+        let k = k.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO consultations (id, institution_id, referrer_id, patient_id, specialty, urgency, state,
+                       assigned_to, due_at, escalated_at, created_at, version, doc)
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+                )
+                .bind(k.id.0)
+                .bind(k.institution_id.0)
+                .bind(k.referrer_id.0)
+                .bind(k.patient_id.0)
+                .bind(&k.specialty)
+                .bind(k.urgency.as_str())
+                .bind(k.state.as_str())
+                .bind(k.assigned_to.map(|u| u.0))
+                .bind(k.due_at)
+                .bind(k.escalated_at)
+                .bind(k.created_at)
+                .bind(k.version)
+                .bind(Json(&k))
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                write_participants(c, &k).await
+            })
+        })
+        .await
+    }
+
+    async fn update_consultation(
+        &self,
+        k: &Consultation,
+        expected_version: i64,
+        audit: Vec<AuditEvent>,
+    ) -> Result<()> {
+        let k = k.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                // Under READ COMMITTED a concurrent writer of the same row waits for the first to commit, then
+                // re-evaluates `version = $10` against the committed row: exactly one of them wins.
+                let done = sqlx::query(
+                    "UPDATE consultations SET specialty = $1, urgency = $2, state = $3, assigned_to = $4, due_at = $5,
+                       escalated_at = $6, version = $7, doc = $8
+                     WHERE id = $9 AND version = $10",
+                )
+                .bind(&k.specialty)
+                .bind(k.urgency.as_str())
+                .bind(k.state.as_str())
+                .bind(k.assigned_to.map(|u| u.0))
+                .bind(k.due_at)
+                .bind(k.escalated_at)
+                .bind(k.version)
+                .bind(Json(&k))
+                .bind(k.id.0)
+                .bind(expected_version)
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Conflict);
+                }
+                write_participants(c, &k).await
+            })
+        })
+        .await
+    }
+
+    async fn get_consultation(&self, actor: &Actor, id: ConsultationId) -> Result<Consultation> {
+        let sql =
+            format!("SELECT c.doc FROM consultations c WHERE c.id = $5 AND ({CONSULTATION_SCOPE})");
+        let row = bind_actor(sqlx::query(&sql), actor)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("consultation"))?;
+        consultation_from_row(&row)
+    }
+
+    async fn list_consultations(
+        &self,
+        actor: &Actor,
+        f: &ConsultationFilter,
+    ) -> Result<Vec<ConsultationSummary>> {
+        let sql = format!(
+            "SELECT c.doc, p.given_name || ' ' || p.family_name AS patient_name, r.display_name AS referrer_name,
+                    a.display_name AS assignee_name
+             FROM consultations c
+             JOIN patients p ON p.id = c.patient_id
+             JOIN users r ON r.id = c.referrer_id
+             LEFT JOIN users a ON a.id = c.assigned_to
+             WHERE ({CONSULTATION_SCOPE})
+               AND (cardinality($5::text[]) = 0 OR c.state = ANY($5))
+               AND ($6::uuid IS NULL OR c.assigned_to = $6)
+               AND ($7::uuid IS NULL OR c.referrer_id = $7)
+               AND ($8::uuid IS NULL OR c.patient_id = $8)
+               AND ($9::timestamptz IS NULL OR (c.state IN ('submitted','assigned','in_progress') AND c.due_at <= $9))
+             ORDER BY c.due_at ASC NULLS LAST, c.created_at DESC
+             LIMIT $10"
+        );
+        let states: Vec<&str> = f.states.iter().map(|s| s.as_str()).collect();
+        let rows = bind_actor(sqlx::query(&sql), actor)
+            .bind(states)
+            .bind(f.assigned_to.map(|u| u.0))
+            .bind(f.referrer_id.map(|u| u.0))
+            .bind(f.patient_id.map(|u| u.0))
+            .bind(f.overdue_at)
+            .bind(i64::from(f.limit.unwrap_or(500)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ConsultationSummary {
+                    consultation: consultation_from_row(r)?,
+                    patient_name: get(r, "patient_name")?,
+                    referrer_name: get(r, "referrer_name")?,
+                    assignee_name: get(r, "assignee_name")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn overdue_unescalated(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Consultation>> {
+        let rows = sqlx::query(
+            "SELECT c.doc FROM consultations c
+             WHERE c.state IN ('submitted','assigned','in_progress') AND c.due_at <= $1 AND c.escalated_at IS NULL
+             ORDER BY c.due_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(consultation_from_row).collect()
+    }
+
+    async fn insert_message(&self, m: &Message, audit: Vec<AuditEvent>) -> Result<()> {
+        let m = m.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO messages (id, consultation_id, parent_id, author_id, author_name, body, created_at)
+                     VALUES ($1,$2,$3,$4,$5,$6,$7)",
+                )
+                .bind(m.id.0)
+                .bind(m.consultation_id.0)
+                .bind(m.parent_id.map(|p| p.0))
+                .bind(m.author_id.0)
+                .bind(&m.author_name)
+                .bind(&m.body)
+                .bind(m.created_at)
+                .execute(c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_messages(&self, c: ConsultationId) -> Result<Vec<Message>> {
+        let rows = sqlx::query(
+            "SELECT * FROM messages WHERE consultation_id = $1 ORDER BY created_at, id",
+        )
+        .bind(c.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn insert_attachment(&self, a: &Attachment, audit: Vec<AuditEvent>) -> Result<()> {
+        let a = a.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO attachments (id, consultation_id, filename, content_type, size, sha256, blob_key,
+                       uploaded_by, created_at)
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+                )
+                .bind(a.id.0)
+                .bind(a.consultation_id.0)
+                .bind(&a.filename)
+                .bind(&a.content_type)
+                .bind(a.size)
+                .bind(&a.sha256)
+                .bind(&a.blob_key)
+                .bind(a.uploaded_by.0)
+                .bind(a.created_at)
+                .execute(c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_attachments(&self, c: ConsultationId) -> Result<Vec<Attachment>> {
+        let rows = sqlx::query(
+            "SELECT * FROM attachments WHERE consultation_id = $1 ORDER BY created_at, id",
+        )
+        .bind(c.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(attachment_from_row).collect()
+    }
+
+    async fn get_attachment(&self, id: AttachmentId) -> Result<Attachment> {
+        let row = sqlx::query("SELECT * FROM attachments WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("attachment"))?;
+        attachment_from_row(&row)
+    }
+
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<()> {
+        self.write(events, |_| Box::pin(async { Ok(()) })).await
+    }
+
+    async fn audit_for_patient(&self, patient: PatientId, limit: u32) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events WHERE patient_id = $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(patient.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_for_entity(
+        &self,
+        entity_type: &str,
+        entity_id: &str,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events WHERE entity_type = $1 AND entity_id = $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(entity_type)
+        .bind(entity_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+}
