@@ -271,6 +271,11 @@ impl<'a> Reader<'a> {
         self.is_break()
     }
 
+    /// The body of a byte string (major 2) whose head was read.
+    pub fn bytes_body(&mut self, head: Head) -> Result<std::borrow::Cow<'a, [u8]>> {
+        self.string_body(head)
+    }
+
     /// Skips the body of a string whose head was read.
     pub fn skip_body(&mut self, head: Head) -> Result<()> {
         self.string_body(head).map(|_| ())

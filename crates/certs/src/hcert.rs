@@ -156,69 +156,60 @@ pub struct CoseSign1 {
 }
 
 impl CoseSign1 {
-    /// Parses a COSE_Sign1: tag 18, tag 61 wrapping tag 18 (test CO28), or untagged.
+    /// Parses a COSE_Sign1: tag 18, tag 61 wrapping tag 18 (test CO28), or untagged. Read directly with
+    /// [`cbor::Reader`] (this is on every verification's path); the whole message must be one item.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let value = cbor::parse(bytes)?;
-        let inner = match value {
-            Value::Tag(TAG_CWT, inner) => match *inner {
-                Value::Tag(TAG_COSE_SIGN1, inner) => *inner,
-                other @ Value::Array(_) => other,
-                Value::Tag(t, _) => {
-                    return Err(Error::Cose(format!(
-                        "unexpected tag {t} inside the CWT tag"
-                    )))
-                }
-                _ => return Err(Error::Cose("CWT tag does not wrap a COSE_Sign1".into())),
-            },
-            Value::Tag(TAG_COSE_SIGN1, inner) => *inner,
-            Value::Tag(t, _) => return Err(Error::Cose(format!("tag {t} is not COSE_Sign1 (18)"))),
-            other => other,
-        };
-        let Value::Array(items) = inner else {
-            return Err(Error::Cose("not a CBOR array".into()));
-        };
-        let [protected, unprotected, payload, signature]: [Value; 4] =
-            items.try_into().map_err(|items: Vec<Value>| {
-                Error::Cose(format!("array of {} items, expected 4", items.len()))
-            })?;
-        let Value::Bytes(protected_raw) = protected else {
-            return Err(Error::Cose("protected header is not a byte string".into()));
-        };
-        let protected_map = if protected_raw.is_empty() {
-            Vec::new()
-        } else {
-            match cbor::parse(&protected_raw)? {
-                Value::Map(m) => m,
-                _ => return Err(Error::Cose("protected header is not a map".into())),
+        let mut r = cbor::Reader::new(bytes);
+        let mut head = r.head()?;
+        if head.major == 6 && head.arg == Some(TAG_CWT) {
+            head = r.head()?;
+            if head.major == 6 && head.arg != Some(TAG_COSE_SIGN1) {
+                return Err(Error::Cose(format!(
+                    "unexpected tag {:?} inside the CWT tag",
+                    head.arg
+                )));
             }
-        };
-        let Value::Map(unprotected_map) = unprotected else {
-            return Err(Error::Cose("unprotected header is not a map".into()));
-        };
-        let Value::Bytes(payload) = payload else {
-            return Err(Error::Cose("payload is not a byte string".into()));
-        };
-        let Value::Bytes(signature) = signature else {
-            return Err(Error::Cose("signature is not a byte string".into()));
-        };
-        let alg = match cbor::map_get_int(&protected_map, HEADER_ALG)
-            .or_else(|| cbor::map_get_int(&unprotected_map, HEADER_ALG))
-        {
-            None => None,
-            Some(Value::Integer(i)) => Some(
-                i64::try_from(i128::from(*i))
-                    .map_err(|_| Error::Cose("alg label out of range".into()))?,
-            ),
-            Some(other) => return Err(Error::Algorithm(format!("{other:?}"))),
-        };
-        // The protected kid wins; the unprotected one is only a fallback (spec §3.3.1, tests CO18–CO23).
-        let kid = match cbor::map_get_int(&protected_map, HEADER_KID)
-            .or_else(|| cbor::map_get_int(&unprotected_map, HEADER_KID))
-        {
-            None => None,
-            Some(Value::Bytes(k)) => Some(k.clone()),
-            Some(_) => return Err(Error::Cose("kid is not a byte string".into())),
-        };
+            if head.major != 6 && head.major != 4 {
+                return Err(Error::Cose("CWT tag does not wrap a COSE_Sign1".into()));
+            }
+        }
+        if head.major == 6 {
+            if head.arg != Some(TAG_COSE_SIGN1) {
+                return Err(Error::Cose(format!(
+                    "tag {:?} is not COSE_Sign1 (18)",
+                    head.arg
+                )));
+            }
+            head = r.head()?;
+        }
+        if head.major != 4 {
+            return Err(Error::Cose("not a CBOR array".into()));
+        }
+        if head.arg != Some(4) {
+            return Err(Error::Cose(format!(
+                "array of {:?} items, expected 4",
+                head.arg
+            )));
+        }
+        let protected_raw = bstr(&mut r, "protected header")?;
+        let (mut alg, mut kid) = (None, None);
+        if !protected_raw.is_empty() {
+            let mut pr = cbor::Reader::new(&protected_raw);
+            read_header(&mut pr, &mut alg, &mut kid, "protected")?;
+            if !pr.is_at_end() {
+                return Err(Error::Cose("trailing bytes in the protected header".into()));
+            }
+        }
+        // The protected header wins; the unprotected one only fills what it lacks (spec §3.3.1, CO18–CO23).
+        let (mut u_alg, mut u_kid) = (None, None);
+        read_header(&mut r, &mut u_alg, &mut u_kid, "unprotected")?;
+        let alg = alg.or(u_alg);
+        let kid = kid.or(u_kid);
+        let payload = bstr(&mut r, "payload")?;
+        let signature = bstr(&mut r, "signature")?;
+        if !r.is_at_end() {
+            return Err(Error::Cbor("trailing bytes after the COSE_Sign1".into()));
+        }
         Ok(CoseSign1 {
             protected_raw,
             alg,
@@ -254,6 +245,68 @@ impl CoseSign1 {
         );
         cbor::to_vec(&value)
     }
+}
+
+/// Reads a definite-length byte string.
+fn bstr(r: &mut cbor::Reader<'_>, what: &str) -> Result<Vec<u8>> {
+    let head = r.head()?;
+    if head.major != 2 {
+        return Err(Error::Cose(format!("{what} is not a byte string")));
+    }
+    Ok(r.bytes_body(head)?.into_owned())
+}
+
+/// Reads a header map, taking `alg` (1) and `kid` (4) and skipping the rest.
+fn read_header(
+    r: &mut cbor::Reader<'_>,
+    alg: &mut Option<i64>,
+    kid: &mut Option<Vec<u8>>,
+    what: &str,
+) -> Result<()> {
+    let head = r.head()?;
+    if head.major != 5 {
+        return Err(Error::Cose(format!("{what} header is not a map")));
+    }
+    let mut remaining = head.arg;
+    loop {
+        match remaining.as_mut() {
+            Some(0) => break,
+            Some(n) => *n -= 1,
+            None if r.head_is_break()? => break,
+            None => {}
+        }
+        let kh = r.head()?;
+        let label = match kh.major {
+            0 | 1 => Some(r.int_of(kh)?),
+            3 => {
+                r.skip_body(kh)?;
+                None
+            }
+            _ => {
+                return Err(Error::Cose(format!(
+                    "{what} header label is neither integer nor text"
+                )))
+            }
+        };
+        match label {
+            Some(HEADER_ALG) => {
+                let vh = r.head()?;
+                if !matches!(vh.major, 0 | 1) {
+                    return Err(Error::Algorithm(format!("{what} alg is not an integer")));
+                }
+                *alg = Some(r.int_of(vh)?);
+            }
+            Some(HEADER_KID) => {
+                let vh = r.head()?;
+                if vh.major != 2 {
+                    return Err(Error::Cose("kid is not a byte string".into()));
+                }
+                *kid = Some(r.bytes_body(vh)?.into_owned());
+            }
+            _ => r.skip(1)?,
+        }
+    }
+    Ok(())
 }
 
 /// Builds the Sig_structure bytes directly: it is four fixed-shape items, and writing the heads by hand avoids
