@@ -35,11 +35,11 @@ async fn eight_concurrent_writers_leave_one_verifiable_chain() {
     else {
         return;
     };
-    common::with_fresh_database(&url, |opts| async move {
+    common::with_fresh_database(&url, |db| async move {
         // Two stores with their own pools stand for two node processes sharing the database: the head lock is
         // taken in the database, so it serialises them exactly as it serialises tasks of one process.
-        let a = Arc::new(common::store(&opts, 4).await);
-        let b = Arc::new(common::store(&opts, 4).await);
+        let a = Arc::new(common::store(&db.options, 4).await);
+        let b = Arc::new(common::store(&db.options, 4).await);
         let mut tasks = Vec::new();
         for t in 0..TASKS {
             let store = if t % 2 == 0 { a.clone() } else { b.clone() };
@@ -95,8 +95,8 @@ async fn racing_updates_of_one_case_let_exactly_one_win() {
     let Some(url) = common::server_url("racing_updates_of_one_case_let_exactly_one_win") else {
         return;
     };
-    common::with_fresh_database(&url, |opts| async move {
-        let store = Arc::new(common::store(&opts, 8).await);
+    common::with_fresh_database(&url, |db| async move {
+        let store = Arc::new(common::store(&db.options, 8).await);
         let w = caravan_store::conformance::World::seed(store.as_ref()).await;
         let now = Utc::now();
         let c = Consultation::draft(
@@ -219,8 +219,8 @@ async fn audit_instants_round_trip_exactly() {
             micros(2099, 12, 31, 23, 59, 59, 999_999),
         ),
     ];
-    common::with_fresh_database(&url, move |opts| async move {
-        let store = common::store(&opts, 2).await;
+    common::with_fresh_database(&url, move |db| async move {
+        let store = common::store(&db.options, 2).await;
         let p = PatientId::new();
         let events = table
             .iter()
@@ -257,8 +257,8 @@ async fn patients_round_trip_and_search_across_scripts() {
     let Some(url) = common::server_url("patients_round_trip_and_search_across_scripts") else {
         return;
     };
-    common::with_fresh_database(&url, |opts| async move {
-        let store = common::store(&opts, 2).await;
+    common::with_fresh_database(&url, |db| async move {
+        let store = common::store(&db.options, 2).await;
         let w = caravan_store::conformance::World::seed(&store).await;
         let actor = Actor::from(&w.referrer_a);
         // (given, family, birth date, national id, a search that must find the patient)

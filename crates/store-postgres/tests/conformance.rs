@@ -7,8 +7,8 @@ async fn postgres_passes_the_storage_conformance_suite() {
     let Some(url) = common::server_url("postgres_passes_the_storage_conformance_suite") else {
         return;
     };
-    common::with_fresh_database(&url, |opts| async move {
-        let store = common::store(&opts, 8).await;
+    common::with_fresh_database(&url, |db| async move {
+        let store = common::store(&db.options, 8).await;
         caravan_store::conformance::run_all(&store).await;
         store.close().await;
     })
@@ -20,14 +20,10 @@ async fn connect_by_url_migrates_once_and_reconnects() {
     let Some(url) = common::server_url("connect_by_url_migrates_once_and_reconnects") else {
         return;
     };
-    common::with_fresh_database(&url, |opts| async move {
-        // Build the URL the server binary would be given, and connect twice: the second connect finds the schema
-        // migrated and must not fail or migrate again.
-        let db = opts.get_database().unwrap().to_owned();
-        let host = opts.get_host().to_owned();
-        let port = opts.get_port();
-        let user = opts.get_username().to_owned();
-        let url = format!("postgres://{user}@{host}:{port}/{db}");
+    common::with_fresh_database(&url, |db| async move {
+        // Connect by URL, as the server binary does, twice: the second connect finds the schema migrated and must
+        // neither fail nor migrate again.
+        let url = db.url;
         let first = caravan_store_postgres::PgStore::connect(&url)
             .await
             .unwrap();

@@ -31,7 +31,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// passed or panicked (the panic is re-raised after the drop).
 pub async fn with_fresh_database<F, Fut>(url: &str, f: F)
 where
-    F: FnOnce(PgConnectOptions) -> Fut,
+    F: FnOnce(FreshDb) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let admin_opts =
@@ -53,7 +53,11 @@ where
         .execute(&mut admin)
         .await
         .expect("cannot create a test database");
-    let outcome = tokio::spawn(f(admin_opts.clone().database(&name))).await;
+    let fresh = FreshDb {
+        options: admin_opts.clone().database(&name),
+        url: url_with_database(url, &name),
+    };
+    let outcome = tokio::spawn(f(fresh)).await;
     // FORCE ends connections a panicking test left open.
     sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .execute(&mut admin)
@@ -66,6 +70,25 @@ where
         }
         panic!("test task failed: {e}");
     }
+}
+
+/// A fresh database: its connection options, and its URL as a node process would be given it (the server's URL
+/// with the database name replaced, so credentials and parameters carry over).
+pub struct FreshDb {
+    pub options: PgConnectOptions,
+    pub url: String,
+}
+
+fn url_with_database(base: &str, name: &str) -> String {
+    let (main, query) = base
+        .split_once('?')
+        .map_or((base, None), |(m, q)| (m, Some(q)));
+    let authority = main.find("://").map_or(0, |i| i + 3);
+    let path = main[authority..]
+        .find('/')
+        .map_or(main.len(), |i| i + authority);
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    format!("{}/{name}{query}", &main[..path])
 }
 
 pub async fn store(opts: &PgConnectOptions, max_connections: u32) -> PgStore {
