@@ -40,6 +40,7 @@ async fn eight_concurrent_writers_leave_one_verifiable_chain() {
         // taken in the database, so it serialises them exactly as it serialises tasks of one process.
         let a = Arc::new(common::store(&db.options, 4).await);
         let b = Arc::new(common::store(&db.options, 4).await);
+        let started = std::time::Instant::now();
         let mut tasks = Vec::new();
         for t in 0..TASKS {
             let store = if t % 2 == 0 { a.clone() } else { b.clone() };
@@ -67,6 +68,13 @@ async fn eight_concurrent_writers_leave_one_verifiable_chain() {
             expected += written.len();
             per_patient.push((patient, written));
         }
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{TASKS} writers, two pools: {} audited transactions, {expected} events in {secs:.2} s \
+             ({:.0} transactions/s)",
+            TASKS * BATCHES_PER_TASK,
+            (TASKS * BATCHES_PER_TASK) as f64 / secs
+        );
         let verified = caravan_store::verify_audit_chain(a.as_ref())
             .await
             .unwrap()
