@@ -7,7 +7,7 @@
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
-use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
+use dicom_object::{FileDicomObject, InMemDicomObject};
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
 use image::ImageEncoder;
 
@@ -18,9 +18,11 @@ pub type DicomFile = FileDicomObject<InMemDicomObject>;
 
 /// Parses Part-10 bytes.
 pub fn open(bytes: &[u8]) -> Result<DicomFile> {
-    OpenFileOptions::new()
-        .from_reader(bytes)
-        .map_err(|e| Error::Encoding(error_chain(&e)))
+    // The structure is checked first so corrupt lengths are refused instead of driving huge
+    // allocations in the parser.
+    crate::archive::checked_open(bytes)
+        .map(|(file, _)| file)
+        .map_err(|e| Error::Encoding(e.to_string()))
 }
 
 /// A VOI window (center and width in modality units, e.g. Hounsfield units for CT).

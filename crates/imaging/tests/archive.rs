@@ -442,3 +442,70 @@ async fn folder_archive_persists_across_reopen() {
         .expect("read");
     assert_eq!(&bytes[..], &common::corpus()[3][..]);
 }
+
+/// A small deterministic mutation fuzzer: flipped, truncated and spliced bytes of real
+/// instances must give a stored instance or a rejection, never a panic, and must not disturb
+/// what is already stored.
+#[tokio::test]
+async fn mutated_instances_never_panic() {
+    let archive = loaded().await;
+    let corpus = common::corpus();
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        // xorshift64*: reproducible without a random-number crate.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    let (mut stored, mut rejected) = (0, 0);
+    for round in 0..400 {
+        let mut bytes = corpus[round % corpus.len()].clone();
+        let len = bytes.len();
+        match next() % 3 {
+            0 => {
+                for _ in 0..(1 + next() % 8) {
+                    let i = (next() as usize) % len;
+                    bytes[i] ^= 1 << (next() % 8);
+                }
+            }
+            1 => bytes.truncate((next() as usize) % len),
+            _ => {
+                let i = 132 + (next() as usize) % (len - 132);
+                let j = 132 + (next() as usize) % (len - 132);
+                let chunk: Vec<u8> = bytes[j..(j + 16).min(len)].to_vec();
+                bytes.splice(i..i, chunk);
+            }
+        }
+        let t = std::time::Instant::now();
+        let stored_result = archive.store(Bytes::from(bytes.clone()), "fuzz").await;
+        if t.elapsed().as_millis() > 300 {
+            eprintln!("round {round}: store took {:?}", t.elapsed());
+        }
+        match stored_result {
+            Ok(_) => stored += 1,
+            Err(Error::Rejected(_)) => rejected += 1,
+            Err(e) => panic!("round {round}: unexpected error kind {e}"),
+        }
+        // Rendering whatever parses must not panic either.
+        let t = std::time::Instant::now();
+        if let Ok(obj) = imaging::render::open(&bytes) {
+            let _ = imaging::render::render_pixels(&obj, 0, None);
+        }
+        if t.elapsed().as_millis() > 300 {
+            eprintln!("round {round}: render took {:?}", t.elapsed());
+        }
+    }
+    eprintln!("mutation fuzz: {stored} stored or already stored, {rejected} rejected");
+    assert_eq!(stored + rejected, 400);
+    for r in archive
+        .instances("1.2.826.0.1.1", None, None)
+        .await
+        .expect("list")
+    {
+        archive
+            .read(&r, AccessAction::Retrieve, "t")
+            .await
+            .expect("original bytes still there");
+    }
+}
