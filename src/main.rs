@@ -1,6 +1,7 @@
 //! `caravan`: the node binary. It parses flags and wires the library crates together; nothing else lives here.
 
 mod bench;
+mod domains;
 
 use anyhow::{Context, Result};
 use caravan_server::{AppState, Blobs, NodeConfig};
@@ -35,6 +36,31 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Health certificates: verify offline, issue, conformance, benchmark (EU DCC, SMART Health Cards).
+    Cert {
+        #[command(subcommand)]
+        command: certs::cli::Command,
+    },
+    /// CertLogic business rules: evaluate, lint, conformance suites (`rules conformance certlogic|rules DIR`).
+    Rules {
+        #[command(subcommand)]
+        command: certlogic::cli::Command,
+    },
+    /// Infectious-disease surveillance: outbreak detection, model fitting, R_t, forecasts, importation risk.
+    Surveil {
+        #[command(subcommand)]
+        command: domains::Surveil,
+    },
+    /// ECG: detect QRS complexes, measure intervals, score against annotations, render.
+    Ecg {
+        #[command(subcommand)]
+        command: ecg::cli::Command,
+    },
+    /// DICOM: a standalone archive with DIMSE SCP and DICOMweb, and the C-STORE benchmark.
+    Dicom {
+        #[command(subcommand)]
+        command: imaging::cli::Command,
     },
     /// Benchmarks of a node (build with --release): consultation workflows per second, mixed API load.
     Bench {
@@ -232,6 +258,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let cli = match cli.command {
+        Command::Cert { command } => return domains::cert(command),
+        Command::Rules { command } => return domains::rules(command),
+        Command::Surveil { command } => return domains::surveil(command),
+        Command::Ecg { command } => return domains::ecg(command),
+        Command::Dicom { command } => return domains::dicom(command),
+        other => other,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -243,7 +277,7 @@ fn main() -> ExitCode {
         }
     };
     let result: Result<ExitCode> = runtime.block_on(async {
-        match cli.command {
+        match cli {
             Command::Serve(a) => node(&a, false).await.map(|_| ExitCode::SUCCESS),
             Command::Demo(a) => node(&a, true).await.map(|_| ExitCode::SUCCESS),
             Command::Token {
@@ -257,6 +291,26 @@ fn main() -> ExitCode {
             } => token_create(&data, &database, &user, &name)
                 .await
                 .map(|_| ExitCode::SUCCESS),
+            Command::Bench {
+                command: BenchCommand::Workflow { n, concurrency },
+            } => bench::workflows(n, concurrency)
+                .await
+                .map(|_| ExitCode::SUCCESS),
+            Command::Bench {
+                command:
+                    BenchCommand::Api {
+                        seconds,
+                        concurrency,
+                    },
+            } => bench::mixed(seconds, concurrency)
+                .await
+                .map(|_| ExitCode::SUCCESS),
+            // Dispatched before the runtime starts (above): some libraries start runtimes of their own.
+            Command::Cert { .. }
+            | Command::Rules { .. }
+            | Command::Surveil { .. }
+            | Command::Ecg { .. }
+            | Command::Dicom { .. } => Ok(ExitCode::FAILURE),
             Command::Audit {
                 command: AuditCommand::Verify { data, database },
             } => {
