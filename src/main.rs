@@ -199,7 +199,7 @@ async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    caravan_server::serve(listener, state, shutdown).await?;
+    caravan_server::serve_with(listener, state, caravan_fhir::routes(), shutdown).await?;
     Ok(())
 }
 

@@ -207,7 +207,7 @@ impl Series {
 ///
 /// In serde form (for configuration) the method is tagged by its command-line name and missing parameters take
 /// R's defaults: `{"method": "farrington-flexible", "b": 4, "threshold_method": "NbPlugin"}`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "method", rename_all = "kebab-case")]
 pub enum Method {
     /// EARS C1 (`earsC`, method "C1").
@@ -230,6 +230,57 @@ pub enum Method {
     Cdc(CdcParams),
     /// Negative binomial GLR detector, `algo.glrnb` (the bound is the GLR statistic).
     Glrnb(GlrParams),
+}
+
+/// Deserialised by hand rather than with serde's internally tagged enums: those buffer the input, and when any
+/// crate of the build enables serde_json's `arbitrary_precision` (fhirbolt does) buffered numbers arrive as maps
+/// and every `f64` parameter fails. Reading a `serde_json::Value` and dispatching on the tag avoids the buffer.
+impl<'de> serde::Deserialize<'de> for Method {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut v = serde_json::Value::deserialize(d)?;
+        let obj = v
+            .as_object_mut()
+            .ok_or_else(|| D::Error::custom("a method is an object with a \"method\" key"))?;
+        let tag = match obj.remove("method") {
+            Some(serde_json::Value::String(t)) => t,
+            _ => return Err(D::Error::missing_field("method")),
+        };
+        fn params<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+            v: serde_json::Value,
+        ) -> Result<T, E> {
+            T::deserialize(v).map_err(E::custom)
+        }
+        Ok(match tag.as_str() {
+            "ears-c1" => Method::EarsC1(params(v)?),
+            "ears-c2" => Method::EarsC2(params(v)?),
+            "ears-c3" => Method::EarsC3(params(v)?),
+            "ears-c3-textbook" => Method::EarsC3Textbook(params(v)?),
+            "farrington" => Method::Farrington(params(v)?),
+            "farrington-flexible" => Method::FarringtonFlexible(params(v)?),
+            "cusum" => Method::Cusum(params(v)?),
+            "bayes" => Method::Bayes(params(v)?),
+            "cdc" => Method::Cdc(params(v)?),
+            "glrnb" => Method::Glrnb(params(v)?),
+            other => {
+                return Err(D::Error::unknown_variant(
+                    other,
+                    &[
+                        "ears-c1",
+                        "ears-c2",
+                        "ears-c3",
+                        "ears-c3-textbook",
+                        "farrington",
+                        "farrington-flexible",
+                        "cusum",
+                        "bayes",
+                        "cdc",
+                        "glrnb",
+                    ],
+                ))
+            }
+        })
+    }
 }
 
 impl Method {
