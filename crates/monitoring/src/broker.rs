@@ -1,0 +1,348 @@
+//! Mosquitto configuration for the monitoring network: per-device passwords, topic ACLs, queue limits, and a
+//! private broker process for tests and the soak.
+//!
+//! **Queue limit trap.** Mosquitto keeps at most `max_queued_messages` QoS 1 messages (default **1000**) for a
+//! client with a persistent session that is offline or reads too slowly, and **drops the rest silently** (the
+//! publishers still get their PUBACK). A node restart of a few seconds under 1,000 devices overflows that. The
+//! configuration written here raises the limit ([`MosquittoConfig::max_queued_messages`]); the ingest's
+//! per-device sequence numbers report any loss that still happens as `gaps` rows. Likewise `max_inflight_messages`
+//! (default 20 unacknowledged QoS 1 messages per client) throttles a subscriber that acknowledges after a database
+//! commit; it is raised so that a whole batch can be in flight.
+
+use crate::model::{DeviceCredentials, TOPIC_FILTER};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use std::fmt::Write as _;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Broker configuration errors.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// File or process IO.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// `mosquitto` or `mosquitto_passwd` is not installed.
+    #[error("{0} not found (apt-get install mosquitto mosquitto-clients)")]
+    NotInstalled(&'static str),
+    /// `mosquitto_passwd` failed.
+    #[error("mosquitto_passwd failed: {0}")]
+    Passwd(String),
+    /// The broker did not start listening.
+    #[error("mosquitto did not start on port {port}: {log}")]
+    NotStarted {
+        /// The port.
+        port: u16,
+        /// The end of its log.
+        log: String,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BrokerError {
+    let what = what.into();
+    move |source| BrokerError::Io { what, source }
+}
+
+/// The node's own MQTT user (subscriber).
+pub const INGEST_USER: &str = "caravan-ingest";
+
+/// Find an executable in PATH or the usual sbin folders (Debian installs `mosquitto` in /usr/sbin).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A random password of 24 alphanumeric characters.
+pub fn new_password() -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect()
+}
+
+/// Hash passwords with `mosquitto_passwd -U` (PBKDF2-SHA512 in Mosquitto 2) and return `(user, hash)` pairs in
+/// the input order. One process for all users.
+pub fn hash_passwords(users: &[(String, String)]) -> Result<Vec<(String, String)>, BrokerError> {
+    let passwd = find_program("mosquitto_passwd").ok_or(BrokerError::NotInstalled("mosquitto_passwd"))?;
+    let dir = tempfile::tempdir().map_err(io("temporary folder"))?;
+    let file = dir.path().join("passwd");
+    let mut plain = String::new();
+    for (u, p) in users {
+        if u.contains(':') || u.contains('\n') || p.contains('\n') {
+            return Err(BrokerError::Passwd(format!("user name or password of {u:?} not storable")));
+        }
+        let _ = writeln!(plain, "{u}:{p}");
+    }
+    std::fs::write(&file, plain).map_err(io("writing the plain password file"))?;
+    let out = Command::new(passwd)
+        .arg("-U")
+        .arg(&file)
+        .output()
+        .map_err(io("running mosquitto_passwd"))?;
+    if !out.status.success() {
+        return Err(BrokerError::Passwd(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+    }
+    let text = std::fs::read_to_string(&file).map_err(io("reading the hashed password file"))?;
+    let hashed: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(u, h)| (u.to_string(), h.to_string()))
+        .collect();
+    if hashed.len() != users.len() || hashed.iter().any(|(_, h)| !h.starts_with('$')) {
+        return Err(BrokerError::Passwd("unexpected output file".into()));
+    }
+    Ok(hashed)
+}
+
+/// A password file from `(user, hash)` pairs.
+pub fn password_file(hashes: &[(String, String)]) -> String {
+    let mut s = String::new();
+    for (u, h) in hashes {
+        let _ = writeln!(s, "{u}:{h}");
+    }
+    s
+}
+
+/// The ACL file: each device may only publish on its own readings topic (`%u` is the user name, which is the
+/// device id); the node's user may read all of them. Nobody else may do anything.
+pub fn acl_file(ingest_user: &str) -> String {
+    format!(
+        "# Generated by caravan monitoring. Devices: write own topic only.\n\
+         pattern write caravan/v1/devices/%u/readings\n\
+         \n\
+         user {ingest_user}\n\
+         topic read {TOPIC_FILTER}\n"
+    )
+}
+
+/// A Mosquitto configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MosquittoConfig {
+    /// Loopback port.
+    pub port: u16,
+    /// Password file (None: anonymous access, for tests without credentials).
+    pub password_file: Option<PathBuf>,
+    /// ACL file.
+    pub acl_file: Option<PathBuf>,
+    /// Queued QoS 1 messages per offline/slow client. Mosquitto's default is 1000.
+    pub max_queued_messages: u64,
+    /// Unacknowledged QoS 1 messages in flight per client. Mosquitto's default is 20.
+    pub max_inflight_messages: u32,
+    /// Log file.
+    pub log_file: Option<PathBuf>,
+}
+
+impl MosquittoConfig {
+    /// Monitoring defaults on a port: queue 1,000,000, inflight 5,000.
+    pub fn new(port: u16) -> MosquittoConfig {
+        MosquittoConfig {
+            port,
+            password_file: None,
+            acl_file: None,
+            max_queued_messages: 1_000_000,
+            max_inflight_messages: 5000,
+            log_file: None,
+        }
+    }
+
+    /// The `mosquitto.conf` text.
+    pub fn render(&self) -> String {
+        let mut s = String::from("# Generated by caravan monitoring.\n");
+        let _ = writeln!(s, "listener {} 127.0.0.1", self.port);
+        s.push_str("persistence false\n");
+        // Raised from Mosquitto's defaults (1000 and 20): see the module documentation.
+        let _ = writeln!(s, "max_queued_messages {}", self.max_queued_messages);
+        let _ = writeln!(s, "max_inflight_messages {}", self.max_inflight_messages);
+        s.push_str("max_queued_bytes 0\n");
+        match (&self.password_file, &self.acl_file) {
+            (Some(p), acl) => {
+                s.push_str("allow_anonymous false\n");
+                let _ = writeln!(s, "password_file {}", p.display());
+                if let Some(a) = acl {
+                    let _ = writeln!(s, "acl_file {}", a.display());
+                }
+            }
+            (None, _) => s.push_str("allow_anonymous true\n"),
+        }
+        match &self.log_file {
+            Some(l) => {
+                let _ = writeln!(s, "log_dest file {}", l.display());
+            }
+            None => s.push_str("log_dest none\n"),
+        }
+        s.push_str("log_type error\nlog_type warning\nlog_type notice\n");
+        s
+    }
+}
+
+/// Write the password file, ACL file and mosquitto.conf for these devices into `dir`. Returns the node's password
+/// and the config path.
+pub fn write_config(
+    dir: &Path,
+    device_hashes: &[(String, String)],
+    ingest_password: &str,
+    mut cfg: MosquittoConfig,
+) -> Result<(PathBuf, MosquittoConfig), BrokerError> {
+    let mut hashes = hash_passwords(&[(INGEST_USER.to_string(), ingest_password.to_string())])?;
+    hashes.extend_from_slice(device_hashes);
+    let pw = dir.join("passwd");
+    let acl = dir.join("acl");
+    std::fs::write(&pw, password_file(&hashes)).map_err(io("writing passwd"))?;
+    std::fs::write(&acl, acl_file(INGEST_USER)).map_err(io("writing acl"))?;
+    cfg.password_file = Some(pw);
+    cfg.acl_file = Some(acl);
+    if cfg.log_file.is_none() {
+        cfg.log_file = Some(dir.join("mosquitto.log"));
+    }
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(&conf, cfg.render()).map_err(io("writing mosquitto.conf"))?;
+    Ok((conf, cfg))
+}
+
+/// Credentials for devices, generated here (plaintext for the devices) and hashed for the broker.
+pub fn device_credentials(
+    ids: &[crate::model::DeviceId],
+) -> Result<(Vec<DeviceCredentials>, Vec<(String, String)>), BrokerError> {
+    let creds: Vec<DeviceCredentials> = ids
+        .iter()
+        .map(|d| DeviceCredentials {
+            device_id: d.clone(),
+            password: new_password(),
+        })
+        .collect();
+    let pairs: Vec<(String, String)> = creds
+        .iter()
+        .map(|c| (c.device_id.as_str().to_string(), c.password.clone()))
+        .collect();
+    let hashes = hash_passwords(&pairs)?;
+    Ok((creds, hashes))
+}
+
+/// A free loopback TCP port (bound then released; a small race with other processes remains).
+pub fn free_port() -> Result<u16, BrokerError> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(io("binding a free port"))?;
+    Ok(l.local_addr().map_err(io("reading the port"))?.port())
+}
+
+/// A private Mosquitto process, killed when dropped.
+#[derive(Debug)]
+pub struct MosquittoProcess {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its configuration file.
+    pub config: PathBuf,
+    log: Option<PathBuf>,
+}
+
+impl MosquittoProcess {
+    /// Write `cfg` to `dir/mosquitto.conf` (if `config_path` is None) and start `mosquitto -c`, waiting until the
+    /// port accepts connections.
+    pub fn start(dir: &Path, cfg: &MosquittoConfig) -> Result<MosquittoProcess, BrokerError> {
+        let bin = find_program("mosquitto").ok_or(BrokerError::NotInstalled("mosquitto"))?;
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(&conf, cfg.render()).map_err(io("writing mosquitto.conf"))?;
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(io("starting mosquitto"))?;
+        let mut p = MosquittoProcess {
+            child,
+            port: cfg.port,
+            config: conf,
+            log: cfg.log_file.clone(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if TcpStream::connect(("127.0.0.1", p.port)).is_ok() {
+                return Ok(p);
+            }
+            if let Ok(Some(_)) = p.child.try_wait() {
+                break;
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = p.log_tail();
+        let _ = p.child.kill();
+        let _ = p.child.wait();
+        Err(BrokerError::NotStarted { port: p.port, log })
+    }
+
+    /// The last lines of its log file.
+    pub fn log_tail(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|l| std::fs::read_to_string(l).ok())
+            .map(|t| t.lines().rev().take(5).collect::<Vec<_>>().join(" | "))
+            .unwrap_or_default()
+    }
+
+    /// `mqtt://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for MosquittoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_raises_the_queue_limits() {
+        let mut c = MosquittoConfig::new(18830);
+        c.password_file = Some("/x/passwd".into());
+        c.acl_file = Some("/x/acl".into());
+        let s = c.render();
+        assert!(s.contains("listener 18830 127.0.0.1"));
+        assert!(s.contains("max_queued_messages 1000000"));
+        assert!(s.contains("max_inflight_messages 5000"));
+        assert!(s.contains("allow_anonymous false"));
+        assert!(s.contains("acl_file /x/acl"));
+    }
+
+    #[test]
+    fn acl_restricts_devices_to_their_topic() {
+        let a = acl_file("node");
+        assert!(a.contains("pattern write caravan/v1/devices/%u/readings"));
+        assert!(a.contains("user node\ntopic read caravan/v1/devices/+/readings"));
+    }
+
+    #[test]
+    fn passwords_are_hashed_by_mosquitto_passwd() {
+        if find_program("mosquitto_passwd").is_none() {
+            eprintln!("mosquitto_passwd not installed; skipping");
+            return;
+        }
+        let h = hash_passwords(&[("a".into(), "pw1".into()), ("b".into(), "pw2".into())]).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].0, "a");
+        assert!(h[0].1.starts_with("$7$"), "{}", h[0].1);
+        assert!(!h[0].1.contains("pw1"));
+        assert!(hash_passwords(&[("a:b".into(), "x".into())]).is_err());
+    }
+}

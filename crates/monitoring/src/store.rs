@@ -1,0 +1,528 @@
+//! The monitoring database: its own SQLite file (sqlx), WAL mode.
+//!
+//! Tables: `patients` (SpO2 scale per patient), `devices` (registry, binding, broker password hash),
+//! `device_seq` (last sequence number per device), `messages` (one row per accepted message: the de-duplication
+//! key), `observations` (FHIR Observation per reading), `latest_readings` (each patient's newest value per kind,
+//! so the alert state survives a restart without rescanning), `quarantine`, `gaps`, `alerts`, `alert_events`.
+
+use crate::alerts::LastAlert;
+use crate::model::{Device, DeviceId, DeviceKind, PatientRef, Reading, ReadingKind};
+use crate::news2::{Acvpu, Risk, Spo2Scale};
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A database error.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A row that this code did not write (corrupt or foreign database).
+    #[error("unexpected row in {table}: {detail}")]
+    Corrupt {
+        /// Table.
+        table: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS patients (
+    patient_ref TEXT PRIMARY KEY,
+    spo2_scale INTEGER NOT NULL DEFAULT 1 CHECK (spo2_scale IN (1, 2))
+);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    patient_ref TEXT REFERENCES patients(patient_ref),
+    password_hash TEXT,
+    registered_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS device_seq (
+    device_id TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    device_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (device_id, message_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS observations (
+    id INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    patient_ref TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value REAL,
+    value2 REAL,
+    value_code TEXT,
+    effective_ms INTEGER NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    resource TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS observations_patient ON observations (patient_ref, effective_ms);
+CREATE TABLE IF NOT EXISTS latest_readings (
+    patient_ref TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value REAL,
+    value2 REAL,
+    value_code TEXT,
+    effective_ms INTEGER NOT NULL,
+    PRIMARY KEY (patient_ref, kind)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY,
+    received_at_ms INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    device_id TEXT,
+    message_id TEXT,
+    reason_code TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gaps (
+    id INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('gap', 'late')),
+    from_seq INTEGER NOT NULL,
+    to_seq INTEGER NOT NULL,
+    missing INTEGER NOT NULL,
+    detected_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    patient_ref TEXT NOT NULL,
+    level TEXT NOT NULL,
+    score INTEGER NOT NULL,
+    complete INTEGER NOT NULL,
+    news2 TEXT NOT NULL,
+    tier INTEGER NOT NULL DEFAULT 1,
+    tier_since_ms INTEGER NOT NULL,
+    reading_at_ms INTEGER NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    raised_at_ms INTEGER NOT NULL,
+    acknowledged_at_ms INTEGER,
+    acknowledged_by TEXT
+);
+CREATE INDEX IF NOT EXISTS alerts_open ON alerts (acknowledged_at_ms, tier);
+CREATE TABLE IF NOT EXISTS alert_events (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL REFERENCES alerts(id),
+    event TEXT NOT NULL,
+    tier INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    actor TEXT
+);
+"#;
+
+/// Milliseconds since the epoch.
+pub fn ms(t: &DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// From milliseconds since the epoch.
+pub fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+/// Durability of a commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// fsync on every commit (`synchronous=FULL`): an acknowledged message survives a power cut.
+    Full,
+    /// WAL `synchronous=NORMAL`: survives a process kill, may lose the last commits on a power cut.
+    Normal,
+}
+
+/// The database handle.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// An open (unacknowledged) alert.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpenAlert {
+    /// Row id.
+    pub id: i64,
+    /// Level.
+    pub level: Risk,
+    /// Current tier (1-based).
+    pub tier: u8,
+    /// When it reached that tier.
+    pub tier_since: DateTime<Utc>,
+}
+
+impl Store {
+    /// Open (creating if needed) the database file.
+    pub async fn open(path: &Path, durability: Durability) -> Result<Store, StoreError> {
+        let opts = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        // One connection: a single writer, no SQLITE_BUSY between our own connections.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// The pool (for the ingest's batch transactions and for tests).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Close the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Add or update a patient's SpO2 scale.
+    pub async fn upsert_patient(&self, patient: &PatientRef, scale: Spo2Scale) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO patients (patient_ref, spo2_scale) VALUES (?, ?)
+             ON CONFLICT (patient_ref) DO UPDATE SET spo2_scale = excluded.spo2_scale",
+        )
+        .bind(patient.as_str())
+        .bind(i64::from(scale.number()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Register (or re-register) a device, with the broker's hash of its password.
+    pub async fn register_device(&self, device: &Device, password_hash: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO devices (device_id, kind, patient_ref, password_hash, registered_at_ms) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (device_id) DO UPDATE SET kind = excluded.kind, patient_ref = excluded.patient_ref,
+               password_hash = COALESCE(excluded.password_hash, devices.password_hash)",
+        )
+        .bind(device.id.as_str())
+        .bind(device.kind.as_str())
+        .bind(device.patient.as_ref().map(PatientRef::as_str))
+        .bind(password_hash)
+        .bind(ms(&Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Bind a device to a patient (or unbind with `None`).
+    pub async fn bind_device(&self, device: &DeviceId, patient: Option<&PatientRef>) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE devices SET patient_ref = ? WHERE device_id = ?")
+            .bind(patient.map(PatientRef::as_str))
+            .bind(device.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Every device.
+    pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
+        let rows = sqlx::query("SELECT device_id, kind, patient_ref FROM devices ORDER BY device_id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get(0)?;
+                let kind: String = r.try_get(1)?;
+                let patient: Option<String> = r.try_get(2)?;
+                let corrupt = |detail: String| StoreError::Corrupt {
+                    table: "devices",
+                    detail,
+                };
+                Ok(Device {
+                    id: DeviceId::new(id).map_err(|e| corrupt(e.to_string()))?,
+                    kind: DeviceKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind}")))?,
+                    patient: patient
+                        .map(PatientRef::new)
+                        .transpose()
+                        .map_err(|e| corrupt(e.to_string()))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Broker password hashes of all devices that have one: (user name, hash).
+    pub async fn password_hashes(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device_id, password_hash FROM devices WHERE password_hash IS NOT NULL ORDER BY device_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// SpO2 scale per patient.
+    pub async fn scales(&self) -> Result<HashMap<PatientRef, Spo2Scale>, StoreError> {
+        let rows = sqlx::query("SELECT patient_ref, spo2_scale FROM patients")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = HashMap::new();
+        for r in rows {
+            let p: String = r.try_get(0)?;
+            let s: i64 = r.try_get(1)?;
+            let corrupt = |detail: String| StoreError::Corrupt {
+                table: "patients",
+                detail,
+            };
+            out.insert(
+                PatientRef::new(p).map_err(|e| corrupt(e.to_string()))?,
+                Spo2Scale::from_number(s).ok_or_else(|| corrupt(format!("scale {s}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Last sequence number per device.
+    pub async fn last_seqs(&self) -> Result<HashMap<String, u64>, StoreError> {
+        let rows = sqlx::query("SELECT device_id, last_seq FROM device_seq")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = HashMap::new();
+        for r in rows {
+            let d: String = r.try_get(0)?;
+            let s: i64 = r.try_get(1)?;
+            out.insert(d, u64::try_from(s).unwrap_or(0));
+        }
+        Ok(out)
+    }
+
+    /// Each patient's newest reading per kind (to rebuild the alert sets after a restart).
+    pub async fn latest_readings(&self) -> Result<Vec<(PatientRef, Reading, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query("SELECT patient_ref, kind, value, value2, value_code, effective_ms FROM latest_readings")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let p: String = r.try_get(0)?;
+            let kind: String = r.try_get(1)?;
+            let v: Option<f64> = r.try_get(2)?;
+            let v2: Option<f64> = r.try_get(3)?;
+            let code: Option<String> = r.try_get(4)?;
+            let t: i64 = r.try_get(5)?;
+            let corrupt = |detail: String| StoreError::Corrupt {
+                table: "latest_readings",
+                detail,
+            };
+            let kind = ReadingKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind}")))?;
+            let reading = reading_from_columns(kind, v, v2, code.as_deref())
+                .ok_or_else(|| corrupt(format!("values of {}", kind.as_str())))?;
+            out.push((PatientRef::new(p).map_err(|e| corrupt(e.to_string()))?, reading, from_ms(t)));
+        }
+        Ok(out)
+    }
+
+    /// Each patient's last alert (to restore suppression after a restart).
+    pub async fn last_alerts(&self) -> Result<Vec<(PatientRef, LastAlert)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT patient_ref, level, score, raised_at_ms FROM alerts
+             WHERE id IN (SELECT MAX(id) FROM alerts GROUP BY patient_ref)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let p: String = r.try_get(0)?;
+            let level: String = r.try_get(1)?;
+            let score: i64 = r.try_get(2)?;
+            let at: i64 = r.try_get(3)?;
+            let corrupt = |detail: String| StoreError::Corrupt {
+                table: "alerts",
+                detail,
+            };
+            out.push((
+                PatientRef::new(p).map_err(|e| corrupt(e.to_string()))?,
+                LastAlert {
+                    level: Risk::parse(&level).ok_or_else(|| corrupt(format!("level {level}")))?,
+                    score: u8::try_from(score).map_err(|e| corrupt(e.to_string()))?,
+                    at: from_ms(at),
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Unacknowledged alerts below the last tier.
+    pub async fn open_alerts(&self) -> Result<Vec<OpenAlert>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, level, tier, tier_since_ms FROM alerts WHERE acknowledged_at_ms IS NULL AND tier < ?",
+        )
+        .bind(crate::alerts::TIERS.len() as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let level: String = r.try_get(1)?;
+            let tier: i64 = r.try_get(2)?;
+            out.push(OpenAlert {
+                id: r.try_get(0)?,
+                level: Risk::parse(&level).ok_or_else(|| StoreError::Corrupt {
+                    table: "alerts",
+                    detail: format!("level {level}"),
+                })?,
+                tier: u8::try_from(tier).unwrap_or(u8::MAX),
+                tier_since: from_ms(r.try_get(3)?),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Move an unacknowledged alert to a tier; false if it was acknowledged meanwhile.
+    pub async fn escalate(&self, id: i64, tier: u8, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE alerts SET tier = ?, tier_since_ms = ? WHERE id = ? AND acknowledged_at_ms IS NULL AND tier < ?",
+        )
+        .bind(i64::from(tier))
+        .bind(ms(&at))
+        .bind(id)
+        .bind(i64::from(tier))
+        .execute(&mut *tx)
+        .await?;
+        let done = r.rows_affected() == 1;
+        if done {
+            sqlx::query("INSERT INTO alert_events (alert_id, event, tier, at_ms) VALUES (?, 'escalated', ?, ?)")
+                .bind(id)
+                .bind(i64::from(tier))
+                .bind(ms(&at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Acknowledge an alert; false if unknown or already acknowledged.
+    pub async fn acknowledge(&self, id: i64, by: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE alerts SET acknowledged_at_ms = ?, acknowledged_by = ? WHERE id = ? AND acknowledged_at_ms IS NULL",
+        )
+        .bind(ms(&at))
+        .bind(by)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let done = r.rows_affected() == 1;
+        if done {
+            sqlx::query(
+                "INSERT INTO alert_events (alert_id, event, tier, at_ms, actor)
+                 SELECT id, 'acknowledged', tier, ?, ? FROM alerts WHERE id = ?",
+            )
+            .bind(ms(&at))
+            .bind(by)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Row counts of the main tables, for reports and tests.
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        let one = |sql: &'static str| {
+            let pool = self.pool.clone();
+            async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await }
+        };
+        Ok(Counts {
+            messages: one("SELECT COUNT(*) FROM messages").await?,
+            observations: one("SELECT COUNT(*) FROM observations").await?,
+            distinct_observations: one(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT device_id, message_id, kind FROM observations)",
+            )
+            .await?,
+            quarantined: one("SELECT COUNT(*) FROM quarantine").await?,
+            gaps: one("SELECT COUNT(*) FROM gaps WHERE kind = 'gap'").await?,
+            missing: one("SELECT COALESCE(SUM(missing), 0) FROM gaps WHERE kind = 'gap'").await?,
+            late: one("SELECT COUNT(*) FROM gaps WHERE kind = 'late'").await?,
+            alerts: one("SELECT COUNT(*) FROM alerts").await?,
+        })
+    }
+
+    /// Quarantine reason codes with counts.
+    pub async fn quarantine_reasons(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT reason_code, COUNT(*) FROM quarantine GROUP BY reason_code ORDER BY 1")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Latency of every alert in milliseconds: (from the reading's device timestamp, from receipt at the node).
+    pub async fn alert_latencies(&self) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT raised_at_ms - reading_at_ms, raised_at_ms - received_at_ms FROM alerts")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+}
+
+/// Row counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Accepted messages.
+    pub messages: i64,
+    /// Observation rows.
+    pub observations: i64,
+    /// Distinct (device, message, kind) among observation rows; less than `observations` means duplicates.
+    pub distinct_observations: i64,
+    /// Quarantined payloads.
+    pub quarantined: i64,
+    /// Gap events.
+    pub gaps: i64,
+    /// Messages missing according to the gap events.
+    pub missing: i64,
+    /// Late (out-of-order) arrivals.
+    pub late: i64,
+    /// Alerts raised.
+    pub alerts: i64,
+}
+
+/// Rebuild a reading from its columns.
+pub fn reading_from_columns(
+    kind: ReadingKind,
+    value: Option<f64>,
+    value2: Option<f64>,
+    code: Option<&str>,
+) -> Option<Reading> {
+    Some(match kind {
+        ReadingKind::HeartRate => Reading::HeartRate(value?),
+        ReadingKind::RespiratoryRate => Reading::RespiratoryRate(value?),
+        ReadingKind::Spo2 => Reading::Spo2(value?),
+        ReadingKind::Temperature => Reading::Temperature(value?),
+        ReadingKind::OxygenFlow => Reading::OxygenFlow(value?),
+        ReadingKind::BloodPressure => Reading::BloodPressure {
+            systolic: value?,
+            diastolic: value2?,
+        },
+        ReadingKind::Consciousness => Reading::Consciousness(Acvpu::from_letter(code?)?),
+    })
+}
