@@ -39,56 +39,98 @@ fn world_with(limits: EnvelopeLimits) -> World {
     let c = NodeKey::generate();
     let d = NodeKey::generate();
     let outsider = NodeKey::generate();
-    let mut mb = member("hospital-b", "https://b.example", &b_revoked, &["consult.packet"], "IT");
+    let mut mb = member(
+        "hospital-b",
+        "https://b.example",
+        &b_revoked,
+        &["consult.packet"],
+        "IT",
+    );
     mb.keys[0].status = KeyStatus::Revoked;
     let dir = directory(
         &anchor,
         1,
         vec![
-            member("hospital-a", "https://a.example", &a, &["consult.packet", "consult.message"], "FR"),
+            member(
+                "hospital-a",
+                "https://a.example",
+                &a,
+                &["consult.packet", "consult.message"],
+                "FR",
+            ),
             mb,
             member("center-c", BASE_C, &c, &["consult.report"], "ES"),
-            member("hospital-d", "https://d.example", &d, &["consult.packet"], "PT"),
+            member(
+                "hospital-d",
+                "https://d.example",
+                &d,
+                &["consult.packet"],
+                "PT",
+            ),
         ],
     );
     let mut config = ReceiverConfig::new(id("center-c"), BASE_C);
     config.limits = limits;
-    let receiver = Receiver::new(config, SharedDirectory::new(dir), MemInbox::default(), MemoryReplayGuard::default());
-    World { anchor, a, b_revoked, c, d, outsider, receiver }
+    let receiver = Receiver::new(
+        config,
+        SharedDirectory::new(dir),
+        MemInbox::default(),
+        MemoryReplayGuard::default(),
+    );
+    World {
+        anchor,
+        a,
+        b_revoked,
+        c,
+        d,
+        outsider,
+        receiver,
+    }
 }
 
 fn body() -> Map<String, Value> {
-    json!({"case": "demo", "question": "second opinion"}).as_object().unwrap().clone()
+    json!({"case": "demo", "question": "second opinion"})
+        .as_object()
+        .unwrap()
+        .clone()
 }
 
 fn envelope_bytes(from: &str, to: &str, kind: MessageType, key: &NodeKey) -> Vec<u8> {
-    Envelope::new(id(from), id(to), kind, body()).sign(key).unwrap().bytes().to_vec()
+    Envelope::new(id(from), id(to), kind, body())
+        .sign(key)
+        .unwrap()
+        .bytes()
+        .to_vec()
 }
 
 /// Signs an arbitrary envelope JSON value as the envelope format does (for types the registry refuses).
 fn sign_raw_envelope(mut v: Value, key: &NodeKey) -> Vec<u8> {
     let canonical = caravan_federation::jcs::canonical(&v).unwrap();
-    v["signature"] = json!({"alg": "ed25519", "kid": key.kid(), "sig": b64url(&key.sign(&canonical))});
+    v["signature"] =
+        json!({"alg": "ed25519", "kid": key.kid(), "sig": b64url(&key.sign(&canonical))});
     serde_json::to_vec(&v).unwrap()
 }
 
 async fn send(w: &World, key: &NodeKey, body: &[u8]) -> Result<StoreOutcome, ReceiveError> {
     let headers = signed_post(key, INBOX_C, body, Utc::now());
-    w.receiver.receive("POST", &headers, body).await.map(|r| r.status)
+    w.receiver
+        .receive("POST", &headers, body)
+        .await
+        .map(|r| r.status)
 }
 
 fn stored(w: &World) -> usize {
     w.receiver.store().ids.lock().unwrap().len()
 }
 
-fn sig_err(r: Result<StoreOutcome, ReceiveError>) -> HttpSigError {
+fn sig_err<T: std::fmt::Debug>(r: Result<T, ReceiveError>) -> HttpSigError {
     match r {
         Err(ReceiveError::Signature(e)) => e,
         other => panic!("expected a signature refusal, got {other:?}"),
     }
 }
 
-fn env_err(r: Result<StoreOutcome, ReceiveError>) -> EnvelopeError {
+fn env_err<T: std::fmt::Debug>(r: Result<T, ReceiveError>) -> EnvelopeError {
     match r {
         Err(ReceiveError::Envelope(e)) => e,
         other => panic!("expected an envelope refusal, got {other:?}"),
@@ -115,9 +157,15 @@ async fn good_request_is_stored_once_and_duplicates_acknowledged() {
 async fn unsigned_request() {
     let w = world();
     let env = envelope_bytes("hospital-a", "center-c", MessageType::ConsultPacket, &w.a);
-    let r = w.receiver.receive("POST", &http::HeaderMap::new(), &env).await;
+    let r = w
+        .receiver
+        .receive("POST", &http::HeaderMap::new(), &env)
+        .await;
     assert_eq!(sig_err(r), HttpSigError::Unsigned);
-    let resp = w.receiver.handle("POST", &http::HeaderMap::new(), &env).await;
+    let resp = w
+        .receiver
+        .handle("POST", &http::HeaderMap::new(), &env)
+        .await;
     assert_eq!(resp.status(), 401);
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
     let p: Value = serde_json::from_str(resp.body()).unwrap();
@@ -132,16 +180,33 @@ async fn badly_signed_request() {
     let env = envelope_bytes("hospital-a", "center-c", MessageType::ConsultPacket, &w.a);
     // Headers signed by the outsider but claiming a's key id.
     let mut headers = signed_post(&w.outsider, INBOX_C, &env, Utc::now());
-    let input = headers["signature-input"].to_str().unwrap().replace(w.outsider.kid().as_str(), w.a.kid().as_str());
+    let input = headers["signature-input"]
+        .to_str()
+        .unwrap()
+        .replace(w.outsider.kid().as_str(), w.a.kid().as_str());
     headers.insert("signature-input", input.parse().unwrap());
-    assert_eq!(sig_err(w.receiver.receive("POST", &headers, &env).await), HttpSigError::BadSignature);
+    assert_eq!(
+        sig_err(w.receiver.receive("POST", &headers, &env).await),
+        HttpSigError::BadSignature
+    );
     // Signed for another target (a captured request replayed at another node).
-    let headers = signed_post(&w.a, "https://d.example/federation/v1/inbox", &env, Utc::now());
-    assert_eq!(sig_err(w.receiver.receive("POST", &headers, &env).await), HttpSigError::BadSignature);
+    let headers = signed_post(
+        &w.a,
+        "https://d.example/federation/v1/inbox",
+        &env,
+        Utc::now(),
+    );
+    assert_eq!(
+        sig_err(w.receiver.receive("POST", &headers, &env).await),
+        HttpSigError::BadSignature
+    );
     // Garbage signature header.
     let mut headers = signed_post(&w.a, INBOX_C, &env, Utc::now());
     headers.insert("signature", "caravan=\"not bytes\"".parse().unwrap());
-    assert!(matches!(sig_err(w.receiver.receive("POST", &headers, &env).await), HttpSigError::Malformed { .. }));
+    assert!(matches!(
+        sig_err(w.receiver.receive("POST", &headers, &env).await),
+        HttpSigError::Malformed { .. }
+    ));
     assert_eq!(stored(&w), 0);
 }
 
@@ -151,7 +216,10 @@ async fn replayed_nonce() {
     let env = envelope_bytes("hospital-a", "center-c", MessageType::ConsultPacket, &w.a);
     let headers = signed_post(&w.a, INBOX_C, &env, Utc::now());
     w.receiver.receive("POST", &headers, &env).await.unwrap();
-    assert_eq!(sig_err(w.receiver.receive("POST", &headers, &env).await), HttpSigError::Replayed);
+    assert_eq!(
+        sig_err(w.receiver.receive("POST", &headers, &env).await),
+        HttpSigError::Replayed
+    );
     let resp = w.receiver.handle("POST", &headers, &env).await;
     assert_eq!(resp.status(), 409);
     assert_eq!(stored(&w), 1);
@@ -164,14 +232,26 @@ async fn expired_too_old_and_future_signatures() {
     let now = Utc::now();
     // expires = created + 60 s; two minutes ago it expired a minute ago (> 30 s skew).
     let headers = signed_post(&w.a, INBOX_C, &env, now - Duration::seconds(120));
-    assert!(matches!(sig_err(w.receiver.receive("POST", &headers, &env).await), HttpSigError::Expired { .. }));
+    assert!(matches!(
+        sig_err(w.receiver.receive("POST", &headers, &env).await),
+        HttpSigError::Expired { .. }
+    ));
     // A long-lived signature is still refused once older than the window.
     let mut headers = http::HeaderMap::new();
     RequestSigner::new(w.a.clone())
         .with_validity_secs(100_000)
-        .sign("POST", INBOX_C, &mut headers, &env, (now - Duration::seconds(600)).timestamp())
+        .sign(
+            "POST",
+            INBOX_C,
+            &mut headers,
+            &env,
+            (now - Duration::seconds(600)).timestamp(),
+        )
         .unwrap();
-    assert!(matches!(sig_err(w.receiver.receive("POST", &headers, &env).await), HttpSigError::TooOld { .. }));
+    assert!(matches!(
+        sig_err(w.receiver.receive("POST", &headers, &env).await),
+        HttpSigError::TooOld { .. }
+    ));
     // Created two minutes in the future.
     let headers = signed_post(&w.a, INBOX_C, &env, now + Duration::seconds(120));
     assert!(matches!(
@@ -180,7 +260,14 @@ async fn expired_too_old_and_future_signatures() {
     ));
     // Within the skew it passes.
     let headers = signed_post(&w.a, INBOX_C, &env, now + Duration::seconds(10));
-    assert_eq!(w.receiver.receive("POST", &headers, &env).await.unwrap().status, StoreOutcome::Stored);
+    assert_eq!(
+        w.receiver
+            .receive("POST", &headers, &env)
+            .await
+            .unwrap()
+            .status,
+        StoreOutcome::Stored
+    );
 }
 
 #[tokio::test]
@@ -189,23 +276,40 @@ async fn digest_mismatch() {
     let env = envelope_bytes("hospital-a", "center-c", MessageType::ConsultPacket, &w.a);
     let headers = signed_post(&w.a, INBOX_C, &env, Utc::now());
     let other = envelope_bytes("hospital-a", "center-c", MessageType::ConsultPacket, &w.a);
-    assert_eq!(sig_err(w.receiver.receive("POST", &headers, &other).await), HttpSigError::DigestMismatch);
+    assert_eq!(
+        sig_err(w.receiver.receive("POST", &headers, &other).await),
+        HttpSigError::DigestMismatch
+    );
     // Recomputing the digest header does not help: the digest is covered by the signature.
     let mut headers2 = headers.clone();
-    headers2.insert("content-digest", caravan_federation::httpsig::content_digest(&other).parse().unwrap());
-    assert_eq!(sig_err(w.receiver.receive("POST", &headers2, &other).await), HttpSigError::BadSignature);
+    headers2.insert(
+        "content-digest",
+        caravan_federation::httpsig::content_digest(&other)
+            .parse()
+            .unwrap(),
+    );
+    assert_eq!(
+        sig_err(w.receiver.receive("POST", &headers2, &other).await),
+        HttpSigError::BadSignature
+    );
     // Removing the digest header.
     let mut headers3 = headers.clone();
     headers3.remove("content-digest");
-    assert_eq!(sig_err(w.receiver.receive("POST", &headers3, &env).await), HttpSigError::MissingDigest);
+    assert_eq!(
+        sig_err(w.receiver.receive("POST", &headers3, &env).await),
+        HttpSigError::MissingDigest
+    );
     assert_eq!(stored(&w), 0);
 }
 
 #[tokio::test]
 async fn signature_must_cover_the_required_components() {
-    use caravan_federation::httpsig::{sign_with_params, ParamValue, RequestParts, SignatureParams};
+    use caravan_federation::httpsig::{
+        sign_with_params, ParamValue, RequestParts, SignatureParams,
+    };
     let w = world();
     let env = envelope_bytes("hospital-a", "center-c", MessageType::ConsultPacket, &w.a);
+    let empty = http::HeaderMap::new();
     let mut headers = http::HeaderMap::new();
     let now = Utc::now().timestamp();
     let params = SignatureParams {
@@ -218,7 +322,12 @@ async fn signature_must_cover_the_required_components() {
             ("keyid".into(), ParamValue::Str(w.a.kid().to_string())),
         ],
     };
-    let parts = RequestParts { method: "POST", target_uri: INBOX_C, headers: &headers, body: &env };
+    let parts = RequestParts {
+        method: "POST",
+        target_uri: INBOX_C,
+        headers: &empty,
+        body: &env,
+    };
     let (input, sig) = sign_with_params(&w.a, "caravan", &params, &parts).unwrap();
     headers.insert("signature-input", input.parse().unwrap());
     headers.insert("signature", sig.parse().unwrap());
@@ -228,31 +337,61 @@ async fn signature_must_cover_the_required_components() {
     );
     // An algorithm other than ed25519.
     let mut params = params.clone();
-    params.components = ["@method", "@target-uri", "@authority"].iter().map(|s| s.to_string()).collect();
+    params.components = ["@method", "@target-uri", "@authority"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     params.params[3].1 = ParamValue::Str("rsa-pss-sha512".into());
     let (input, sig) = sign_with_params(&w.a, "caravan", &params, &parts).unwrap();
     headers.insert("signature-input", input.parse().unwrap());
     headers.insert("signature", sig.parse().unwrap());
     let mut policy_ok = caravan_federation::httpsig::VerifyPolicy::default();
-    policy_ok.required_components.retain(|c| c != "content-digest");
+    policy_ok
+        .required_components
+        .retain(|c| c != "content-digest");
     let r = caravan_federation::httpsig::verify_request(
-        &RequestParts { method: "POST", target_uri: INBOX_C, headers: &headers, body: &env },
+        &RequestParts {
+            method: "POST",
+            target_uri: INBOX_C,
+            headers: &headers,
+            body: &env,
+        },
         &policy_ok,
         now,
         |_| Ok((w.a.verifying_key(), ())),
     );
-    assert_eq!(r.unwrap_err(), HttpSigError::UnsupportedAlgorithm("rsa-pss-sha512".into()));
+    assert_eq!(
+        r.unwrap_err(),
+        HttpSigError::UnsupportedAlgorithm("rsa-pss-sha512".into())
+    );
 }
 
 #[tokio::test]
 async fn oversized_body() {
-    let w = world_with(EnvelopeLimits { max_bytes: 512, ..EnvelopeLimits::default() });
+    let w = world_with(EnvelopeLimits {
+        max_bytes: 512,
+        ..EnvelopeLimits::default()
+    });
     let mut big = body();
     big.insert("padding".into(), Value::String("x".repeat(1000)));
-    let env = Envelope::new(id("hospital-a"), id("center-c"), MessageType::ConsultPacket, big).sign(&w.a).unwrap();
+    let env = Envelope::new(
+        id("hospital-a"),
+        id("center-c"),
+        MessageType::ConsultPacket,
+        big,
+    )
+    .sign(&w.a)
+    .unwrap();
     let r = send(&w, &w.a, env.bytes()).await;
     assert!(matches!(r, Err(ReceiveError::TooLarge { max: 512, .. })));
-    let resp = w.receiver.handle("POST", &signed_post(&w.a, INBOX_C, env.bytes(), Utc::now()), env.bytes()).await;
+    let resp = w
+        .receiver
+        .handle(
+            "POST",
+            &signed_post(&w.a, INBOX_C, env.bytes(), Utc::now()),
+            env.bytes(),
+        )
+        .await;
     assert_eq!(resp.status(), 413);
     assert!(resp.body().contains("\"retryable\":false"));
     assert_eq!(stored(&w), 0);
@@ -261,11 +400,23 @@ async fn oversized_body() {
 #[tokio::test]
 async fn unknown_message_type() {
     let w = world();
-    let mut v = serde_json::to_value(Envelope::new(id("hospital-a"), id("center-c"), MessageType::ConsultPacket, body())).unwrap();
+    let mut v = serde_json::to_value(Envelope::new(
+        id("hospital-a"),
+        id("center-c"),
+        MessageType::ConsultPacket,
+        body(),
+    ))
+    .unwrap();
     v["type"] = json!("consult.teleport");
     let raw = sign_raw_envelope(v, &w.a);
-    assert_eq!(env_err(send(&w, &w.a, &raw).await), EnvelopeError::UnknownType("consult.teleport".into()));
-    let resp = w.receiver.handle("POST", &signed_post(&w.a, INBOX_C, &raw, Utc::now()), &raw).await;
+    assert_eq!(
+        env_err(send(&w, &w.a, &raw).await),
+        EnvelopeError::UnknownType("consult.teleport".into())
+    );
+    let resp = w
+        .receiver
+        .handle("POST", &signed_post(&w.a, INBOX_C, &raw, Utc::now()), &raw)
+        .await;
     assert_eq!(resp.status(), 422);
     let p: Value = serde_json::from_str(resp.body()).unwrap();
     assert_eq!(p["code"], "unknown_type");
@@ -276,14 +427,25 @@ async fn unknown_message_type() {
 #[tokio::test]
 async fn sender_not_in_directory() {
     let w = world();
-    let env = envelope_bytes("outsider", "center-c", MessageType::ConsultPacket, &w.outsider);
+    let env = envelope_bytes(
+        "outsider",
+        "center-c",
+        MessageType::ConsultPacket,
+        &w.outsider,
+    );
     // Its request key is unknown...
     assert_eq!(
         sig_err(send(&w, &w.outsider, &env).await),
-        HttpSigError::Key { keyid: w.outsider.kid().to_string(), reason: LookupError::UnknownKey(w.outsider.kid().to_string()) }
+        HttpSigError::Key {
+            keyid: w.outsider.kid().to_string(),
+            reason: LookupError::UnknownKey(w.outsider.kid().to_string())
+        }
     );
     // ...and an envelope claiming to come from a non-member, carried by a member, is refused too.
-    let resp = w.receiver.handle("POST", &signed_post(&w.a, INBOX_C, &env, Utc::now()), &env).await;
+    let resp = w
+        .receiver
+        .handle("POST", &signed_post(&w.a, INBOX_C, &env, Utc::now()), &env)
+        .await;
     assert_eq!(resp.status(), 403);
     assert_eq!(
         env_err(send(&w, &w.a, &env).await),
@@ -295,12 +457,27 @@ async fn sender_not_in_directory() {
 #[tokio::test]
 async fn revoked_key() {
     let w = world();
-    let env = envelope_bytes("hospital-b", "center-c", MessageType::ConsultPacket, &w.b_revoked);
+    let env = envelope_bytes(
+        "hospital-b",
+        "center-c",
+        MessageType::ConsultPacket,
+        &w.b_revoked,
+    );
     assert!(matches!(
         sig_err(send(&w, &w.b_revoked, &env).await),
-        HttpSigError::Key { reason: LookupError::KeyRevoked(_), .. }
+        HttpSigError::Key {
+            reason: LookupError::KeyRevoked(_),
+            ..
+        }
     ));
-    let resp = w.receiver.handle("POST", &signed_post(&w.b_revoked, INBOX_C, &env, Utc::now()), &env).await;
+    let resp = w
+        .receiver
+        .handle(
+            "POST",
+            &signed_post(&w.b_revoked, INBOX_C, &env, Utc::now()),
+            &env,
+        )
+        .await;
     assert_eq!(resp.status(), 403);
     let p: Value = serde_json::from_str(resp.body()).unwrap();
     assert_eq!(p["code"], "key_revoked");
@@ -313,38 +490,81 @@ async fn envelope_refusals() {
     let w = world();
     // Type not allowed for the sender.
     let env = envelope_bytes("hospital-a", "center-c", MessageType::ConsultReport, &w.a);
-    assert!(matches!(env_err(send(&w, &w.a, &env).await), EnvelopeError::TypeNotAllowed { .. }));
+    assert!(matches!(
+        env_err(send(&w, &w.a, &env).await),
+        EnvelopeError::TypeNotAllowed { .. }
+    ));
     // Addressed to another node.
     let env = envelope_bytes("hospital-a", "hospital-d", MessageType::ConsultPacket, &w.a);
-    assert!(matches!(env_err(send(&w, &w.a, &env).await), EnvelopeError::NotForMe { .. }));
+    assert!(matches!(
+        env_err(send(&w, &w.a, &env).await),
+        EnvelopeError::NotForMe { .. }
+    ));
     // Envelope from d carried (request-signed) by a.
     let env = envelope_bytes("hospital-d", "center-c", MessageType::ConsultPacket, &w.d);
-    assert!(matches!(env_err(send(&w, &w.a, &env).await), EnvelopeError::SenderMismatch { .. }));
+    assert!(matches!(
+        env_err(send(&w, &w.a, &env).await),
+        EnvelopeError::SenderMismatch { .. }
+    ));
     // Envelope signed by a with its body changed afterwards.
     let env = envelope_bytes("hospital-a", "center-c", MessageType::ConsultPacket, &w.a);
     let mut v: Value = serde_json::from_slice(&env).unwrap();
     v["body"]["question"] = json!("something else");
     let tampered = serde_json::to_vec(&v).unwrap();
-    assert_eq!(env_err(send(&w, &w.a, &tampered).await), EnvelopeError::BadSignature);
+    assert_eq!(
+        env_err(send(&w, &w.a, &tampered).await),
+        EnvelopeError::BadSignature
+    );
     // Envelope signed with the wrong key (the request key is fine).
-    let env = envelope_bytes("hospital-a", "center-c", MessageType::ConsultPacket, &w.outsider);
-    assert!(matches!(env_err(send(&w, &w.a, &env).await), EnvelopeError::Sender(LookupError::UnknownKey(_))));
+    let env = envelope_bytes(
+        "hospital-a",
+        "center-c",
+        MessageType::ConsultPacket,
+        &w.outsider,
+    );
+    assert!(matches!(
+        env_err(send(&w, &w.a, &env).await),
+        EnvelopeError::Sender(LookupError::UnknownKey(_))
+    ));
     // Envelope without signature.
     v.as_object_mut().unwrap().remove("signature");
     let unsigned = serde_json::to_vec(&v).unwrap();
-    assert_eq!(env_err(send(&w, &w.a, &unsigned).await), EnvelopeError::Unsigned);
+    assert_eq!(
+        env_err(send(&w, &w.a, &unsigned).await),
+        EnvelopeError::Unsigned
+    );
     // Another version.
-    let mut v2 = serde_json::to_value(Envelope::new(id("hospital-a"), id("center-c"), MessageType::ConsultPacket, body())).unwrap();
+    let mut v2 = serde_json::to_value(Envelope::new(
+        id("hospital-a"),
+        id("center-c"),
+        MessageType::ConsultPacket,
+        body(),
+    ))
+    .unwrap();
     v2["v"] = json!(2);
     let raw = sign_raw_envelope(v2, &w.a);
-    assert!(matches!(env_err(send(&w, &w.a, &raw).await), EnvelopeError::UnsupportedVersion(_)));
+    assert!(matches!(
+        env_err(send(&w, &w.a, &raw).await),
+        EnvelopeError::UnsupportedVersion(_)
+    ));
     // Created in the future.
-    let mut e = Envelope::new(id("hospital-a"), id("center-c"), MessageType::ConsultPacket, body());
+    let mut e = Envelope::new(
+        id("hospital-a"),
+        id("center-c"),
+        MessageType::ConsultPacket,
+        body(),
+    );
     e.created = Utc::now() + Duration::hours(1);
     let raw = e.sign(&w.a).unwrap().bytes().to_vec();
-    assert!(matches!(env_err(send(&w, &w.a, &raw).await), EnvelopeError::CreatedInFuture(_)));
+    assert!(matches!(
+        env_err(send(&w, &w.a, &raw).await),
+        EnvelopeError::CreatedInFuture(_)
+    ));
     // Not JSON.
-    assert!(matches!(env_err(send(&w, &w.a, b"{oops").await), EnvelopeError::Malformed(_)));
+    assert!(matches!(
+        env_err(send(&w, &w.a, b"{oops").await),
+        EnvelopeError::Malformed(_)
+    ));
     assert_eq!(stored(&w), 0);
     let _ = (&w.anchor, &w.c);
 }
@@ -354,26 +574,58 @@ fn rotated_key_old_envelopes_still_verify_new_ones_use_the_new_key() {
     let anchor = NodeKey::generate();
     let c = NodeKey::generate();
     let now = Utc::now();
-    let mut ring = caravan_federation::keys::Keyring::generate(Some("hospital-a".into()), now - Duration::days(10));
+    let mut ring = caravan_federation::keys::Keyring::generate(
+        Some("hospital-a".into()),
+        now - Duration::days(10),
+    );
     let old = ring.active().clone();
     // An envelope made before the rotation.
-    let mut e = Envelope::new(id("hospital-a"), id("center-c"), MessageType::ConsultPacket, body());
+    let mut e = Envelope::new(
+        id("hospital-a"),
+        id("center-c"),
+        MessageType::ConsultPacket,
+        body(),
+    );
     e.created = now - Duration::days(2);
     let old_env = e.sign(&old).unwrap();
     ring.rotate(now - Duration::days(1));
-    let mut ma = member("hospital-a", "https://a.example", ring.active(), &["consult.packet"], "FR");
+    let mut ma = member(
+        "hospital-a",
+        "https://a.example",
+        ring.active(),
+        &["consult.packet"],
+        "FR",
+    );
     ma.keys = ring.directory_keys();
     ma.keys[0].not_before = now - Duration::days(1);
-    let dir = directory(&anchor, 2, vec![ma, member("center-c", BASE_C, &c, &[], "ES")]);
+    let dir = directory(
+        &anchor,
+        2,
+        vec![ma, member("center-c", BASE_C, &c, &[], "ES")],
+    );
     let limits = EnvelopeLimits::default();
     envelope::verify(old_env.bytes(), &dir, &id("center-c"), now, &limits).unwrap();
     // The retired key cannot sign anything new (outside its window).
-    let late = Envelope::new(id("hospital-a"), id("center-c"), MessageType::ConsultPacket, body()).sign(&old).unwrap();
+    let late = Envelope::new(
+        id("hospital-a"),
+        id("center-c"),
+        MessageType::ConsultPacket,
+        body(),
+    )
+    .sign(&old)
+    .unwrap();
     assert!(matches!(
         envelope::verify(late.bytes(), &dir, &id("center-c"), now, &limits),
         Err(EnvelopeError::Sender(LookupError::KeyNotValid(_)))
     ));
-    let fresh = Envelope::new(id("hospital-a"), id("center-c"), MessageType::ConsultPacket, body()).sign(ring.active()).unwrap();
+    let fresh = Envelope::new(
+        id("hospital-a"),
+        id("center-c"),
+        MessageType::ConsultPacket,
+        body(),
+    )
+    .sign(ring.active())
+    .unwrap();
     envelope::verify(fresh.bytes(), &dir, &id("center-c"), now, &limits).unwrap();
     let _: &MemberKey = &dir.member(&id("hospital-a")).unwrap().keys[1];
 }
@@ -384,7 +636,11 @@ fn directory_with_bad_anchor_signature_and_rollback() {
     let impostor = NodeKey::generate();
     let a = NodeKey::generate();
     let policy = TrustPolicy::new(vec![anchor.verifying_key()]);
-    let good = signed_directory(&anchor, 7, vec![member("hospital-a", "https://a.example", &a, &[], "FR")]);
+    let good = signed_directory(
+        &anchor,
+        7,
+        vec![member("hospital-a", "https://a.example", &a, &[], "FR")],
+    );
     let shared = SharedDirectory::new(Directory::verify(&good, &policy, Utc::now(), None).unwrap());
     // Same content, signature replaced by the impostor's under the anchor's kid.
     let mut v: Value = serde_json::from_slice(&good).unwrap();
@@ -393,15 +649,24 @@ fn directory_with_bad_anchor_signature_and_rollback() {
     let canonical = caravan_federation::jcs::canonical(&unsigned).unwrap();
     v["signatures"][0]["sig"] = json!(b64url(&impostor.sign(&canonical)));
     let forged = serde_json::to_vec(&v).unwrap();
-    assert!(matches!(shared.refresh(&forged, &policy, Utc::now()), Err(DirectoryError::BadAnchorSignature { .. })));
+    assert!(matches!(
+        shared.refresh(&forged, &policy, Utc::now()),
+        Err(DirectoryError::BadAnchorSignature { .. })
+    ));
     // Directory signed only by an unpinned key.
     let other = signed_directory(&impostor, 8, vec![]);
-    assert!(matches!(shared.refresh(&other, &policy, Utc::now()), Err(DirectoryError::UntrustedAnchor { .. })));
+    assert!(matches!(
+        shared.refresh(&other, &policy, Utc::now()),
+        Err(DirectoryError::UntrustedAnchor { .. })
+    ));
     // Older serial, properly signed: rollback.
     let older = signed_directory(&anchor, 6, vec![]);
     assert!(matches!(
         shared.refresh(&older, &policy, Utc::now()),
-        Err(DirectoryError::Rollback { held: 7, offered: 6 })
+        Err(DirectoryError::Rollback {
+            held: 7,
+            offered: 6
+        })
     ));
     assert_eq!(shared.get().serial(), 7);
     assert_eq!(shared.get().members().len(), 1);
@@ -411,12 +676,30 @@ fn directory_with_bad_anchor_signature_and_rollback() {
 fn expired_directory_refuses_lookups() {
     let anchor = NodeKey::generate();
     let a = NodeKey::generate();
-    let dir = directory(&anchor, 1, vec![member("hospital-a", "https://a.example", &a, &["consult.packet"], "FR")]);
+    let dir = directory(
+        &anchor,
+        1,
+        vec![member(
+            "hospital-a",
+            "https://a.example",
+            &a,
+            &["consult.packet"],
+            "FR",
+        )],
+    );
     let later = Utc::now() + Duration::days(31);
-    assert!(matches!(dir.check_fresh(later), Err(LookupError::DirectoryExpired(_))));
+    assert!(matches!(
+        dir.check_fresh(later),
+        Err(LookupError::DirectoryExpired(_))
+    ));
     let raw = signed_directory(&anchor, 2, vec![]);
     assert!(matches!(
-        Directory::verify(&raw, &TrustPolicy::new(vec![anchor.verifying_key()]), later, None),
+        Directory::verify(
+            &raw,
+            &TrustPolicy::new(vec![anchor.verifying_key()]),
+            later,
+            None
+        ),
         Err(DirectoryError::Expired { .. })
     ));
 }

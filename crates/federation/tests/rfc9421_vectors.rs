@@ -65,7 +65,8 @@ fn params_of(label: &str, input: &str) -> SignatureParams {
 
 #[test]
 fn b21_minimal_signature_base() {
-    let input = r#"sig-b21=();created=1618884473;keyid="test-key-rsa-pss";nonce="b3k2pp5k7z-50gnwp.yemd""#;
+    let input =
+        r#"sig-b21=();created=1618884473;keyid="test-key-rsa-pss";nonce="b3k2pp5k7z-50gnwp.yemd""#;
     let p = params_of("sig-b21", input);
     let h = test_request_headers();
     assert_eq!(
@@ -100,7 +101,8 @@ fn b25_hmac_proves_the_base_byte_for_byte() {
     let p = params_of("sig-b25", input);
     let h = test_request_headers();
     let base = signature_base(&p, &parts(&h)).unwrap();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&STANDARD.decode(HMAC_SECRET).unwrap()).unwrap();
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(&STANDARD.decode(HMAC_SECRET).unwrap()).unwrap();
     mac.update(base.as_bytes());
     assert_eq!(
         STANDARD.encode(mac.finalize().into_bytes()),
@@ -115,10 +117,17 @@ const B26_SIGNATURE: &str = "sig-b26=:wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnD
 fn b26_ed25519_signature_is_reproduced_exactly() {
     let key = NodeKey::from_pkcs8_pem(ED25519_PRIVATE_PEM).unwrap();
     let params = SignatureParams {
-        components: ["date", "@method", "@path", "@authority", "content-type", "content-length"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        components: [
+            "date",
+            "@method",
+            "@path",
+            "@authority",
+            "content-type",
+            "content-length",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
         params: vec![
             ("created".into(), ParamValue::Int(1618884473)),
             ("keyid".into(), ParamValue::Str("test-key-ed25519".into())),
@@ -160,7 +169,11 @@ fn b26_ed25519_signature_verifies_with_the_rfc_public_key() {
     let mut changed = h.clone();
     changed.insert("date", "Tue, 20 Apr 2021 02:07:56 GMT".parse().unwrap());
     assert_eq!(
-        verify_request(&parts(&changed), &b26_policy(), 1618884473, |_| Ok((public, ()))).unwrap_err(),
+        verify_request(&parts(&changed), &b26_policy(), 1618884473, |_| Ok((
+            public,
+            ()
+        )))
+        .unwrap_err(),
         HttpSigError::BadSignature
     );
     // So does another method.
@@ -172,7 +185,10 @@ fn b26_ed25519_signature_verifies_with_the_rfc_public_key() {
     );
     // Years later the signature is refused as too old.
     assert!(matches!(
-        verify_request(&parts(&h), &b26_policy(), 1_700_000_000, |_| Ok((public, ()))),
+        verify_request(&parts(&h), &b26_policy(), 1_700_000_000, |_| Ok((
+            public,
+            ()
+        ))),
         Err(HttpSigError::TooOld { .. })
     ));
 }
@@ -184,7 +200,11 @@ fn rfc9530_content_digests() {
         content_digest(BODY),
         "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:"
     );
-    check_content_digest("sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:", BODY).unwrap();
+    check_content_digest(
+        "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:",
+        BODY,
+    )
+    .unwrap();
     // RFC 9421's test request carries the sha-512 form.
     let h = test_request_headers();
     check_content_digest(h.get("content-digest").unwrap().to_str().unwrap(), BODY).unwrap();

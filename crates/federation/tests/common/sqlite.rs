@@ -121,7 +121,10 @@ impl OutboxStore for SqliteOutbox {
             .collect()
     }
 
-    async fn next_pending(&self, destination: &NodeId) -> Result<Option<OutboxItem>, OutboxStoreError> {
+    async fn next_pending(
+        &self,
+        destination: &NodeId,
+    ) -> Result<Option<OutboxItem>, OutboxStoreError> {
         let row = sqlx::query(
             "SELECT envelope_id, destination, envelope, attempts, enqueued_at, next_attempt_at
              FROM outbox WHERE destination = ? AND state = 'pending' ORDER BY seq LIMIT 1",
@@ -166,13 +169,20 @@ impl OutboxStore for SqliteOutbox {
         Ok(())
     }
 
-    async fn dead_letter(&self, id: Uuid, reason: &str, when: DateTime<Utc>) -> Result<(), OutboxStoreError> {
-        sqlx::query("UPDATE outbox SET state = 'dead', last_error = ?, done_at = ? WHERE envelope_id = ?")
-            .bind(reason)
-            .bind(ms(when))
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
+    async fn dead_letter(
+        &self,
+        id: Uuid,
+        reason: &str,
+        when: DateTime<Utc>,
+    ) -> Result<(), OutboxStoreError> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'dead', last_error = ?, done_at = ? WHERE envelope_id = ?",
+        )
+        .bind(reason)
+        .bind(ms(when))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }
@@ -196,10 +206,12 @@ impl SqliteInbox {
         .execute(&pool)
         .await
         .unwrap();
-        sqlx::query("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
         SqliteInbox { pool }
     }
 
@@ -239,8 +251,16 @@ impl InboxStore for SqliteInbox {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let outcome = if inserted == 1 { StoreOutcome::Stored } else { StoreOutcome::Duplicate };
-        let name = if inserted == 1 { "processed" } else { "duplicates" };
+        let outcome = if inserted == 1 {
+            StoreOutcome::Stored
+        } else {
+            StoreOutcome::Duplicate
+        };
+        let name = if inserted == 1 {
+            "processed"
+        } else {
+            "duplicates"
+        };
         sqlx::query("INSERT INTO counters (name, n) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET n = n + 1")
             .bind(name)
             .execute(&mut *tx)
