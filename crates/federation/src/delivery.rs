@@ -251,12 +251,15 @@ pub struct DeliveryStats {
     pub dead_lettered: AtomicU64,
 }
 
+/// A running destination worker: its wake-up signal and its task.
+type Worker = (Arc<Notify>, JoinHandle<()>);
+
 struct Inner {
     store: Arc<dyn OutboxStore>,
     transport: Arc<dyn Transport>,
     config: DeliveryConfig,
     cancel: CancellationToken,
-    workers: Mutex<HashMap<NodeId, (Arc<Notify>, JoinHandle<()>)>>,
+    workers: Mutex<HashMap<NodeId, Worker>>,
     wake_supervisor: Notify,
     stats: DeliveryStats,
 }
@@ -341,11 +344,12 @@ async fn supervise(inner: Arc<Inner>) {
             Ok(dests) => {
                 let mut workers = lock(&inner.workers);
                 for d in dests {
-                    if !workers.contains_key(&d) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = workers.entry(d) {
+                        let d = slot.key().clone();
                         let notify = Arc::new(Notify::new());
                         let handle = tokio::spawn(work(inner.clone(), d.clone(), notify.clone()));
                         tracing::debug!(destination = %d, "delivery worker started");
-                        workers.insert(d, (notify, handle));
+                        slot.insert((notify, handle));
                     }
                 }
             }

@@ -291,15 +291,14 @@ fn split(raw: &[u8], max: usize) -> Result<(Envelope, EnvelopeSignature, Vec<u8>
             max,
         });
     }
-    let mut value: Value =
-        serde_json::from_slice(raw).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+    let mut value: Value = serde_json::from_slice(raw).map_err(json_err)?;
     let obj = value
         .as_object_mut()
         .ok_or_else(|| EnvelopeError::Malformed("not a JSON object".into()))?;
     let sig = match obj.remove("signature") {
         None | Some(Value::Null) => return Err(EnvelopeError::Unsigned),
         Some(v) => serde_json::from_value::<EnvelopeSignature>(v)
-            .map_err(|e| EnvelopeError::Malformed(format!("signature: {e}")))?,
+            .map_err(|_| EnvelopeError::Malformed("signature member".into()))?,
     };
     // Version and type first, so that an unknown type or a future version gets its own clear refusal
     // rather than a generic shape error.
@@ -329,9 +328,24 @@ fn split(raw: &[u8], max: usize) -> Result<(Envelope, EnvelopeSignature, Vec<u8>
     }
     let canonical =
         crate::jcs::canonical(&value).map_err(|e| EnvelopeError::Canonical(e.to_string()))?;
-    let envelope: Envelope =
-        serde_json::from_value(value).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+    let envelope: Envelope = serde_json::from_value(value).map_err(json_err)?;
     Ok((envelope, sig, canonical))
+}
+
+/// serde_json's messages can quote the offending value, which may be clinical text: keep only the
+/// category and position, so refusals can be logged and returned safely.
+fn json_err(e: serde_json::Error) -> EnvelopeError {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "I/O error",
+        serde_json::error::Category::Syntax => "JSON syntax error",
+        serde_json::error::Category::Data => "wrong shape or field type",
+        serde_json::error::Category::Eof => "truncated JSON",
+    };
+    if e.line() > 0 {
+        EnvelopeError::Malformed(format!("{kind} at line {} column {}", e.line(), e.column()))
+    } else {
+        EnvelopeError::Malformed(kind.to_string())
+    }
 }
 
 /// Verifies an incoming envelope for node `me` against the directory, at time `now`.

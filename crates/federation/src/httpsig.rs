@@ -810,6 +810,36 @@ mod tests {
     }
 
     #[test]
+    fn sign_request_then_verify() {
+        let key = NodeKey::generate();
+        let mut req = http::Request::post("https://center-c.example/federation/v1/inbox")
+            .body(b"{\"v\":1}".to_vec())
+            .unwrap();
+        RequestSigner::new(key.clone())
+            .sign_request(&mut req, 1_000)
+            .unwrap();
+        let target = req.uri().to_string();
+        let parts = RequestParts {
+            method: "POST",
+            target_uri: &target,
+            headers: req.headers(),
+            body: req.body(),
+        };
+        let v = verify_request(&parts, &VerifyPolicy::default(), 1_010, |kid| {
+            assert_eq!(kid, key.kid().as_str());
+            Ok((key.verifying_key(), ()))
+        })
+        .unwrap();
+        assert_eq!(v.expires, Some(1_060));
+        assert_eq!(v.nonce.as_deref().map(str::len), Some(22));
+        let input = req.headers()["signature-input"].to_str().unwrap();
+        assert!(input.starts_with(
+            "caravan=(\"@method\" \"@target-uri\" \"@authority\" \"content-digest\");created=1000;expires=1060;nonce=\""
+        ), "{input}");
+        assert!(input.ends_with(&format!(";alg=\"ed25519\";keyid=\"{}\"", key.kid())));
+    }
+
+    #[test]
     fn authority_normalisation() {
         let a = |s: &str| authority_of(&s.parse::<Uri>().unwrap()).unwrap();
         assert_eq!(a("https://Example.COM:443/x"), "example.com");

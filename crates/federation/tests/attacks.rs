@@ -560,6 +560,19 @@ async fn envelope_refusals() {
         env_err(send(&w, &w.a, &raw).await),
         EnvelopeError::CreatedInFuture(_)
     ));
+    // A malformed field: refused without echoing its content (it could be clinical text).
+    let mut v3 = serde_json::to_value(Envelope::new(
+        id("hospital-a"),
+        id("center-c"),
+        MessageType::ConsultPacket,
+        body(),
+    ))
+    .unwrap();
+    v3["created"] = json!("Jane Doe, born 1970");
+    let raw = sign_raw_envelope(v3, &w.a);
+    let e = env_err(send(&w, &w.a, &raw).await);
+    assert!(matches!(e, EnvelopeError::Malformed(_)));
+    assert!(!e.to_string().contains("Jane"), "{e}");
     // Not JSON.
     assert!(matches!(
         env_err(send(&w, &w.a, b"{oops").await),

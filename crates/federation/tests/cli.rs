@@ -33,13 +33,52 @@ fn keys_and_directory_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
 
-    assert_eq!(caravan(&["keys", "generate", "--out", &p("anchor.json"), "--node-id", "anchor"]), ExitCode::SUCCESS);
-    assert_eq!(caravan(&["keys", "generate", "--out", &p("a.json"), "--node-id", "hospital-a"]), ExitCode::SUCCESS);
+    assert_eq!(
+        caravan(&[
+            "keys",
+            "generate",
+            "--out",
+            &p("anchor.json"),
+            "--node-id",
+            "anchor"
+        ]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        caravan(&[
+            "keys",
+            "generate",
+            "--out",
+            &p("a.json"),
+            "--node-id",
+            "hospital-a"
+        ]),
+        ExitCode::SUCCESS
+    );
     // No silent overwrite of a key.
-    assert_eq!(caravan(&["keys", "generate", "--out", &p("a.json")]), ExitCode::from(2));
-    assert_eq!(caravan(&["keys", "generate", "--out", &p("x.json"), "--node-id", "bad id"]), ExitCode::from(2));
-    assert_eq!(caravan(&["keys", "show", "--keyring", &p("a.json")]), ExitCode::SUCCESS);
-    assert_eq!(caravan(&["keys", "show", "--keyring", &p("a.json"), "--json"]), ExitCode::SUCCESS);
+    assert_eq!(
+        caravan(&["keys", "generate", "--out", &p("a.json")]),
+        ExitCode::from(2)
+    );
+    assert_eq!(
+        caravan(&[
+            "keys",
+            "generate",
+            "--out",
+            &p("x.json"),
+            "--node-id",
+            "bad id"
+        ]),
+        ExitCode::from(2)
+    );
+    assert_eq!(
+        caravan(&["keys", "show", "--keyring", &p("a.json")]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        caravan(&["keys", "show", "--keyring", &p("a.json"), "--json"]),
+        ExitCode::SUCCESS
+    );
 
     let ring = Keyring::load(tmp.path().join("a.json").as_path()).unwrap();
     let now = Utc::now();
@@ -61,9 +100,22 @@ fn keys_and_directory_round_trip() {
         "expires_at": now + Duration::days(30),
         "members": [member],
     });
-    std::fs::write(p("unsigned.json"), serde_json::to_vec_pretty(&unsigned).unwrap()).unwrap();
+    std::fs::write(
+        p("unsigned.json"),
+        serde_json::to_vec_pretty(&unsigned).unwrap(),
+    )
+    .unwrap();
     assert_eq!(
-        caravan(&["directory", "sign", "--anchor-key", &p("anchor.json"), "--in", &p("unsigned.json"), "--out", &p("signed.json")]),
+        caravan(&[
+            "directory",
+            "sign",
+            "--anchor-key",
+            &p("anchor.json"),
+            "--in",
+            &p("unsigned.json"),
+            "--out",
+            &p("signed.json")
+        ]),
         ExitCode::SUCCESS
     );
     let signed: Value = serde_json::from_slice(&std::fs::read(p("signed.json")).unwrap()).unwrap();
@@ -72,34 +124,105 @@ fn keys_and_directory_round_trip() {
     assert_eq!(signed["signatures"].as_array().unwrap().len(), 1);
 
     let anchor_pub = anchor.active().public_key_b64();
-    assert_eq!(caravan(&["directory", "verify", "--anchor", &anchor_pub, &p("signed.json")]), ExitCode::SUCCESS);
-    assert_eq!(caravan(&["directory", "verify", "--anchor", &p("anchor.json"), &p("signed.json")]), ExitCode::SUCCESS);
-    assert_eq!(caravan(&["directory", "show", "--anchor", &anchor_pub, &p("signed.json")]), ExitCode::SUCCESS);
-    assert_eq!(caravan(&["directory", "show", &p("signed.json")]), ExitCode::SUCCESS);
+    assert_eq!(
+        caravan(&[
+            "directory",
+            "verify",
+            "--anchor",
+            &anchor_pub,
+            &p("signed.json")
+        ]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        caravan(&[
+            "directory",
+            "verify",
+            "--anchor",
+            &p("anchor.json"),
+            &p("signed.json")
+        ]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        caravan(&[
+            "directory",
+            "show",
+            "--anchor",
+            &anchor_pub,
+            &p("signed.json")
+        ]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        caravan(&["directory", "show", &p("signed.json")]),
+        ExitCode::SUCCESS
+    );
     // Wrong anchor, rollback, tampering: refused with exit code 1.
     let other = ring.active().public_key_b64();
-    assert_eq!(caravan(&["directory", "verify", "--anchor", &other, &p("signed.json")]), ExitCode::from(1));
     assert_eq!(
-        caravan(&["directory", "verify", "--anchor", &anchor_pub, "--held-serial", "4", &p("signed.json")]),
+        caravan(&["directory", "verify", "--anchor", &other, &p("signed.json")]),
+        ExitCode::from(1)
+    );
+    assert_eq!(
+        caravan(&[
+            "directory",
+            "verify",
+            "--anchor",
+            &anchor_pub,
+            "--held-serial",
+            "4",
+            &p("signed.json")
+        ]),
         ExitCode::from(1)
     );
     let mut tampered = signed.clone();
     tampered["members"][0]["base_url"] = json!("https://evil.example");
     std::fs::write(p("tampered.json"), serde_json::to_vec(&tampered).unwrap()).unwrap();
-    assert_eq!(caravan(&["directory", "verify", "--anchor", &anchor_pub, &p("tampered.json")]), ExitCode::from(1));
-    assert_eq!(caravan(&["directory", "verify", "--anchor", &anchor_pub, &p("missing.json")]), ExitCode::from(2));
+    assert_eq!(
+        caravan(&[
+            "directory",
+            "verify",
+            "--anchor",
+            &anchor_pub,
+            &p("tampered.json")
+        ]),
+        ExitCode::from(1)
+    );
+    assert_eq!(
+        caravan(&[
+            "directory",
+            "verify",
+            "--anchor",
+            &anchor_pub,
+            &p("missing.json")
+        ]),
+        ExitCode::from(2)
+    );
     // An unsigned body that is inconsistent (kid not matching its key) is not signed.
     let mut bad = unsigned.clone();
     bad["members"][0]["keys"][0]["kid"] = json!(anchor.active().kid().as_str());
     std::fs::write(p("bad.json"), serde_json::to_vec(&bad).unwrap()).unwrap();
     assert_eq!(
-        caravan(&["directory", "sign", "--anchor-key", &p("anchor.json"), "--in", &p("bad.json"), "--out", &p("bad-signed.json")]),
+        caravan(&[
+            "directory",
+            "sign",
+            "--anchor-key",
+            &p("anchor.json"),
+            "--in",
+            &p("bad.json"),
+            "--out",
+            &p("bad-signed.json")
+        ]),
         ExitCode::from(1)
     );
 
     // Rotation keeps the old key as retired, and the file stays private.
     let old = ring.active().kid().clone();
-    assert_eq!(caravan(&["keys", "rotate", "--keyring", &p("a.json")]), ExitCode::SUCCESS);
+    assert_eq!(
+        caravan(&["keys", "rotate", "--keyring", &p("a.json")]),
+        ExitCode::SUCCESS
+    );
     let rotated = Keyring::load(tmp.path().join("a.json").as_path()).unwrap();
     assert_ne!(rotated.active().kid(), &old);
     assert_eq!(rotated.retired()[0].kid, old);
@@ -134,8 +257,26 @@ fn signing_with_a_pkcs8_pem_anchor() {
     });
     std::fs::write(p("u.json"), unsigned.to_string()).unwrap();
     assert_eq!(
-        caravan(&["directory", "sign", "--anchor-key", &p("anchor.pem"), "--in", &p("u.json"), "--out", &p("s.json")]),
+        caravan(&[
+            "directory",
+            "sign",
+            "--anchor-key",
+            &p("anchor.pem"),
+            "--in",
+            &p("u.json"),
+            "--out",
+            &p("s.json")
+        ]),
         ExitCode::SUCCESS
     );
-    assert_eq!(caravan(&["directory", "verify", "--anchor", &p("anchor.pub.pem"), &p("s.json")]), ExitCode::SUCCESS);
+    assert_eq!(
+        caravan(&[
+            "directory",
+            "verify",
+            "--anchor",
+            &p("anchor.pub.pem"),
+            &p("s.json")
+        ]),
+        ExitCode::SUCCESS
+    );
 }

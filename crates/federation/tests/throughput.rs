@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use caravan_federation::directory::SharedDirectory;
 use caravan_federation::envelope::{self, Envelope, EnvelopeLimits, MessageType};
-use caravan_federation::httpsig::{verify_request, MemoryReplayGuard, RequestParts, RequestSigner, VerifyPolicy};
+use caravan_federation::httpsig::{
+    verify_request, MemoryReplayGuard, RequestParts, RequestSigner, VerifyPolicy,
+};
 use caravan_federation::keys::NodeKey;
 use caravan_federation::receiver::{Receiver, ReceiverConfig, StoreOutcome};
 use chrono::Utc;
@@ -43,12 +45,28 @@ async fn signatures_per_second() {
         &anchor,
         1,
         vec![
-            member("hospital-a", "https://a.example", &a, &["consult.packet"], "FR"),
+            member(
+                "hospital-a",
+                "https://a.example",
+                &a,
+                &["consult.packet"],
+                "FR",
+            ),
             member("center-c", "https://center-c.example", &c, &[], "ES"),
         ],
     );
-    let body = json!({"case": "pseudonymised", "history": "x".repeat(2000)}).as_object().unwrap().clone();
-    let env = Envelope::new(id("hospital-a"), id("center-c"), MessageType::ConsultPacket, body.clone()).sign(&a).unwrap();
+    let body = json!({"case": "pseudonymised", "history": "x".repeat(2000)})
+        .as_object()
+        .unwrap()
+        .clone();
+    let env = Envelope::new(
+        id("hospital-a"),
+        id("center-c"),
+        MessageType::ConsultPacket,
+        body.clone(),
+    )
+    .sign(&a)
+    .unwrap();
     let raw = env.bytes().to_vec();
     eprintln!("envelope size: {} bytes", raw.len());
     let signer = RequestSigner::new(a.clone());
@@ -56,18 +74,34 @@ async fn signatures_per_second() {
 
     let http_sign = rate("httpsig sign (digest + Ed25519)", || {
         let mut h = HeaderMap::new();
-        signer.sign("POST", URL, &mut h, &raw, now.timestamp()).unwrap();
+        signer
+            .sign("POST", URL, &mut h, &raw, now.timestamp())
+            .unwrap();
     });
     let mut headers = HeaderMap::new();
-    signer.sign("POST", URL, &mut headers, &raw, now.timestamp()).unwrap();
+    signer
+        .sign("POST", URL, &mut headers, &raw, now.timestamp())
+        .unwrap();
     let policy = VerifyPolicy::default();
     let key = a.verifying_key();
     let http_verify = rate("httpsig verify (parse + digest + Ed25519)", || {
-        let parts = RequestParts { method: "POST", target_uri: URL, headers: &headers, body: &raw };
+        let parts = RequestParts {
+            method: "POST",
+            target_uri: URL,
+            headers: &headers,
+            body: &raw,
+        };
         verify_request(&parts, &policy, now.timestamp(), |_| Ok((key, ()))).unwrap();
     });
     let env_sign = rate("envelope sign (JCS + Ed25519)", || {
-        Envelope::new(id("hospital-a"), id("center-c"), MessageType::ConsultPacket, body.clone()).sign(&a).unwrap();
+        Envelope::new(
+            id("hospital-a"),
+            id("center-c"),
+            MessageType::ConsultPacket,
+            body.clone(),
+        )
+        .sign(&a)
+        .unwrap();
     });
     let limits = EnvelopeLimits::default();
     let me = id("center-c");
@@ -84,10 +118,19 @@ async fn signatures_per_second() {
     );
     let mut prepared = Vec::new();
     for _ in 0..3000 {
-        let e = Envelope::new(id("hospital-a"), id("center-c"), MessageType::ConsultPacket, body.clone()).sign(&a).unwrap();
+        let e = Envelope::new(
+            id("hospital-a"),
+            id("center-c"),
+            MessageType::ConsultPacket,
+            body.clone(),
+        )
+        .sign(&a)
+        .unwrap();
         let raw = e.bytes().to_vec();
         let mut h = HeaderMap::new();
-        signer.sign("POST", URL, &mut h, &raw, now.timestamp()).unwrap();
+        signer
+            .sign("POST", URL, &mut h, &raw, now.timestamp())
+            .unwrap();
         prepared.push((h, raw));
     }
     let start = Instant::now();
@@ -101,7 +144,10 @@ async fn signatures_per_second() {
         }
     }
     let pipeline = done as f64 / start.elapsed().as_secs_f64();
-    eprintln!("{:<44} {pipeline:>10.0} /s", "receiver pipeline (request + envelope + store)");
+    eprintln!(
+        "{:<44} {pipeline:>10.0} /s",
+        "receiver pipeline (request + envelope + store)"
+    );
     assert_eq!(receiver.store().ids.lock().unwrap().len(), done);
     for r in [http_sign, http_verify, env_sign, env_verify, pipeline] {
         assert!(r > 0.0);
