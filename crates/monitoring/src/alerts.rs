@@ -195,7 +195,10 @@ impl AlertEngine {
 
     /// Restore a reading into a patient's set without evaluating (used when the node starts).
     pub fn restore_reading(&mut self, patient: &PatientRef, reading: &Reading, t: DateTime<Utc>) {
-        self.patients.entry(patient.clone()).or_default().add(reading, t);
+        self.patients
+            .entry(patient.clone())
+            .or_default()
+            .add(reading, t);
     }
 
     /// Restore a patient's last alert (used when the node starts). The episode resumes at that level.
@@ -334,13 +337,23 @@ mod tests {
         assert!(a.is_some_and(|a| !a.complete));
         let t2 = t + Duration::minutes(1);
         let (n, _) = e
-            .observe(&p, Spo2Scale::Scale1, &msg(t2, vec![Reading::HeartRate(115.0)]), t2)
+            .observe(
+                &p,
+                Spo2Scale::Scale1,
+                &msg(t2, vec![Reading::HeartRate(115.0)]),
+                t2,
+            )
             .unwrap();
         assert_eq!(n.total(), 5, "SpO2 3 + pulse 2");
         // Ten minutes later the SpO2 reading has left the window.
         let t3 = t + Duration::minutes(10);
         let (n, _) = e
-            .observe(&p, Spo2Scale::Scale1, &msg(t3, vec![Reading::HeartRate(115.0)]), t3)
+            .observe(
+                &p,
+                Spo2Scale::Scale1,
+                &msg(t3, vec![Reading::HeartRate(115.0)]),
+                t3,
+            )
             .unwrap();
         assert_eq!(n.total(), 2);
     }
@@ -352,44 +365,84 @@ mod tests {
         let t = t0();
         let s = Spo2Scale::Scale1;
         // RR 25 → 3 (low-medium).
-        assert!(e.observe(&p, s, &full(t, 25.0, 70.0), t).unwrap().1.is_some());
+        assert!(e
+            .observe(&p, s, &full(t, 25.0, 70.0), t)
+            .unwrap()
+            .1
+            .is_some());
         // Same level, same score: suppressed.
         let t1 = t + Duration::minutes(1);
-        assert!(e.observe(&p, s, &full(t1, 26.0, 70.0), t1).unwrap().1.is_none());
+        assert!(e
+            .observe(&p, s, &full(t1, 26.0, 70.0), t1)
+            .unwrap()
+            .1
+            .is_none());
         // Same level, score rises 3 → 4: alerts.
         let t2 = t + Duration::minutes(2);
-        let a = e.observe(&p, s, &full(t2, 25.0, 95.0), t2).unwrap().1.unwrap();
+        let a = e
+            .observe(&p, s, &full(t2, 25.0, 95.0), t2)
+            .unwrap()
+            .1
+            .unwrap();
         assert_eq!((a.level, a.score), (Risk::LowMedium, 4));
         // Rise to medium (3 + 2 = 5): alerts.
         let t3 = t + Duration::minutes(3);
-        let a = e.observe(&p, s, &full(t3, 25.0, 115.0), t3).unwrap().1.unwrap();
+        let a = e
+            .observe(&p, s, &full(t3, 25.0, 115.0), t3)
+            .unwrap()
+            .1
+            .unwrap();
         assert_eq!(a.level, Risk::Medium);
         // A persisting episode does not repeat, even after the suppression window.
         let t4 = t3 + Duration::minutes(31);
-        assert!(e.observe(&p, s, &full(t4, 25.0, 115.0), t4).unwrap().1.is_none());
+        assert!(e
+            .observe(&p, s, &full(t4, 25.0, 115.0), t4)
+            .unwrap()
+            .1
+            .is_none());
         // The episode ends after three normal sets; a new medium episode within the suppression window of the
         // last medium alert is suppressed, after it alerts.
         let mut t5 = t4;
         for _ in 0..3 {
             t5 += Duration::minutes(1);
-            assert!(e.observe(&p, s, &full(t5, 16.0, 70.0), t5).unwrap().1.is_none());
+            assert!(e
+                .observe(&p, s, &full(t5, 16.0, 70.0), t5)
+                .unwrap()
+                .1
+                .is_none());
         }
         t5 += Duration::minutes(1);
         let last_medium = t5;
-        assert!(e.observe(&p, s, &full(t5, 25.0, 115.0), t5).unwrap().1.is_some(), "window of t3 is over");
+        assert!(
+            e.observe(&p, s, &full(t5, 25.0, 115.0), t5)
+                .unwrap()
+                .1
+                .is_some(),
+            "window of t3 is over"
+        );
         for _ in 0..3 {
             t5 += Duration::minutes(1);
             e.observe(&p, s, &full(t5, 16.0, 70.0), t5).unwrap();
         }
         t5 += Duration::minutes(1);
-        assert!(e.observe(&p, s, &full(t5, 25.0, 115.0), t5).unwrap().1.is_none(), "suppressed");
+        assert!(
+            e.observe(&p, s, &full(t5, 25.0, 115.0), t5)
+                .unwrap()
+                .1
+                .is_none(),
+            "suppressed"
+        );
         let t6 = last_medium + Duration::minutes(30);
         for i in 0..3 {
             let t = t6 + Duration::seconds(i);
             e.observe(&p, s, &full(t, 16.0, 70.0), t).unwrap();
         }
         let t7 = t6 + Duration::seconds(10);
-        assert!(e.observe(&p, s, &full(t7, 25.0, 115.0), t7).unwrap().1.is_some());
+        assert!(e
+            .observe(&p, s, &full(t7, 25.0, 115.0), t7)
+            .unwrap()
+            .1
+            .is_some());
     }
 
     #[test]
@@ -415,10 +468,18 @@ mod tests {
         assert_eq!(raised, 1);
         // Three normal sets end the episode; the next 3 alerts again (suppression is only 10 s here).
         for _ in 0..3 {
-            assert!(e.observe(&p, s, &full(t, 16.0, 70.0), t).unwrap().1.is_none());
+            assert!(e
+                .observe(&p, s, &full(t, 16.0, 70.0), t)
+                .unwrap()
+                .1
+                .is_none());
             t += Duration::minutes(1);
         }
-        assert!(e.observe(&p, s, &full(t, 25.0, 70.0), t).unwrap().1.is_some());
+        assert!(e
+            .observe(&p, s, &full(t, 25.0, 70.0), t)
+            .unwrap()
+            .1
+            .is_some());
     }
 
     #[test]
@@ -446,11 +507,26 @@ mod tests {
     fn escalation_moves_one_tier_per_timeout() {
         let p = AlertPolicy::default();
         let t = t0();
-        assert_eq!(escalation_due(&p, Risk::High, 1, t, t + Duration::minutes(4)), None);
-        assert_eq!(escalation_due(&p, Risk::High, 1, t, t + Duration::minutes(5)), Some(2));
-        assert_eq!(escalation_due(&p, Risk::Medium, 2, t, t + Duration::minutes(14)), None);
-        assert_eq!(escalation_due(&p, Risk::Medium, 2, t, t + Duration::minutes(15)), Some(3));
-        assert_eq!(escalation_due(&p, Risk::High, 3, t, t + Duration::hours(9)), None);
+        assert_eq!(
+            escalation_due(&p, Risk::High, 1, t, t + Duration::minutes(4)),
+            None
+        );
+        assert_eq!(
+            escalation_due(&p, Risk::High, 1, t, t + Duration::minutes(5)),
+            Some(2)
+        );
+        assert_eq!(
+            escalation_due(&p, Risk::Medium, 2, t, t + Duration::minutes(14)),
+            None
+        );
+        assert_eq!(
+            escalation_due(&p, Risk::Medium, 2, t, t + Duration::minutes(15)),
+            Some(3)
+        );
+        assert_eq!(
+            escalation_due(&p, Risk::High, 3, t, t + Duration::hours(9)),
+            None
+        );
     }
 
     #[test]

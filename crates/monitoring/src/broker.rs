@@ -74,13 +74,16 @@ pub fn new_password() -> String {
 /// Hash passwords with `mosquitto_passwd -U` (PBKDF2-SHA512 in Mosquitto 2) and return `(user, hash)` pairs in
 /// the input order. One process for all users.
 pub fn hash_passwords(users: &[(String, String)]) -> Result<Vec<(String, String)>, BrokerError> {
-    let passwd = find_program("mosquitto_passwd").ok_or(BrokerError::NotInstalled("mosquitto_passwd"))?;
+    let passwd =
+        find_program("mosquitto_passwd").ok_or(BrokerError::NotInstalled("mosquitto_passwd"))?;
     let dir = tempfile::tempdir().map_err(io("temporary folder"))?;
     let file = dir.path().join("passwd");
     let mut plain = String::new();
     for (u, p) in users {
         if u.contains(':') || u.contains('\n') || p.contains('\n') {
-            return Err(BrokerError::Passwd(format!("user name or password of {u:?} not storable")));
+            return Err(BrokerError::Passwd(format!(
+                "user name or password of {u:?} not storable"
+            )));
         }
         let _ = writeln!(plain, "{u}:{p}");
     }
@@ -91,7 +94,9 @@ pub fn hash_passwords(users: &[(String, String)]) -> Result<Vec<(String, String)
         .output()
         .map_err(io("running mosquitto_passwd"))?;
     if !out.status.success() {
-        return Err(BrokerError::Passwd(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        return Err(BrokerError::Passwd(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
     }
     let text = std::fs::read_to_string(&file).map_err(io("reading the hashed password file"))?;
     let hashed: Vec<(String, String)> = text
@@ -210,10 +215,13 @@ pub fn write_config(
     Ok((conf, cfg))
 }
 
+/// `(user name, password hash)` pairs for a Mosquitto password file.
+pub type PasswordHashes = Vec<(String, String)>;
+
 /// Credentials for devices, generated here (plaintext for the devices) and hashed for the broker.
 pub fn device_credentials(
     ids: &[crate::model::DeviceId],
-) -> Result<(Vec<DeviceCredentials>, Vec<(String, String)>), BrokerError> {
+) -> Result<(Vec<DeviceCredentials>, PasswordHashes), BrokerError> {
     let creds: Vec<DeviceCredentials> = ids
         .iter()
         .map(|d| DeviceCredentials {

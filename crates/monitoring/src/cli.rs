@@ -186,7 +186,10 @@ pub fn run(cmd: Command) -> ExitCode {
 
 /// Run a command; `prefix` is the arguments between the executable and this `Command` in the host binary.
 pub fn run_with_prefix(cmd: Command, prefix: &[&str]) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: tokio runtime: {e}");
@@ -265,11 +268,13 @@ pub async fn run_async(cmd: Command, prefix: Vec<String>) -> Result<ExitCode, Bo
             };
             let report = sim::run(&cfg, sim_devices, seed).await?;
             print_json(&report);
-            Ok(if report.failed_devices == 0 && report.unconfirmed_messages == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(
+                if report.failed_devices == 0 && report.unconfirmed_messages == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                },
+            )
         }
         Command::Soak {
             devices,
@@ -327,7 +332,8 @@ pub async fn run_async(cmd: Command, prefix: Vec<String>) -> Result<ExitCode, Bo
             };
             let shutdown = async {
                 let term = async {
-                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
                         Ok(mut s) => {
                             s.recv().await;
                         }
@@ -375,8 +381,12 @@ pub async fn run_async(cmd: Command, prefix: Vec<String>) -> Result<ExitCode, Bo
             }
             store.close().await;
             let ingest_password = broker::new_password();
-            let (conf, _) = broker::write_config(&out, &hashes, &ingest_password, MosquittoConfig::new(port))?;
-            std::fs::write(out.join("credentials.json"), serde_json::to_vec_pretty(&creds)?)?;
+            let (conf, _) =
+                broker::write_config(&out, &hashes, &ingest_password, MosquittoConfig::new(port))?;
+            std::fs::write(
+                out.join("credentials.json"),
+                serde_json::to_vec_pretty(&creds)?,
+            )?;
             std::fs::write(out.join("ingest-password"), &ingest_password)?;
             print_json(&serde_json::json!({
                 "devices": devices, "config": conf, "credentials": out.join("credentials.json"),
@@ -395,7 +405,9 @@ pub async fn run_async(cmd: Command, prefix: Vec<String>) -> Result<ExitCode, Bo
             scale,
         } => {
             let consciousness = match acvpu {
-                Some(a) => Some(Acvpu::from_letter(&a).ok_or("acvpu must be one of A, C, V, P, U")?),
+                Some(a) => {
+                    Some(Acvpu::from_letter(&a).ok_or("acvpu must be one of A, C, V, P, U")?)
+                }
                 None => None,
             };
             let scale = Spo2Scale::from_number(i64::from(scale)).ok_or("scale must be 1 or 2")?;
@@ -430,7 +442,12 @@ pub async fn run_async(cmd: Command, prefix: Vec<String>) -> Result<ExitCode, Bo
             let store = Store::open(&db, Durability::Full).await?;
             let counts = store.counts().await?;
             let reasons = store.quarantine_reasons().await?;
-            let mut lat: Vec<i64> = store.alert_latencies().await?.into_iter().map(|(e, _)| e).collect();
+            let mut lat: Vec<i64> = store
+                .alert_latencies()
+                .await?
+                .into_iter()
+                .map(|(e, _)| e)
+                .collect();
             lat.sort_unstable();
             let p = |q: f64| -> i64 {
                 if lat.is_empty() {

@@ -18,7 +18,9 @@
 //! `unknown_device`, `unbound_device`, `future_timestamp`.
 
 use crate::alerts::{escalation_due, AlertEngine, AlertPolicy, NewAlert};
-use crate::model::{device_in_topic, fhir_observation, Device, DeviceId, Message, PatientRef, TOPIC_FILTER};
+use crate::model::{
+    device_in_topic, fhir_observation, Device, DeviceId, Message, PatientRef, TOPIC_FILTER,
+};
 use crate::news2::Spo2Scale;
 use crate::store::{ms, Durability, Store, StoreError};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
@@ -155,7 +157,11 @@ impl Ingestor {
         &self.store
     }
 
-    fn classify<'a>(&self, inc: &'a Incoming, now: DateTime<Utc>) -> Result<Accepted<'a>, Quarantined<'a>> {
+    fn classify<'a>(
+        &self,
+        inc: &'a Incoming,
+        now: DateTime<Utc>,
+    ) -> Result<Accepted<'a>, Quarantined<'a>> {
         let q = |device: Option<String>, message_id: Option<String>, code, reason| Quarantined {
             inc,
             device,
@@ -164,11 +170,23 @@ impl Ingestor {
             reason,
         };
         let Some(topic_device) = device_in_topic(&inc.topic) else {
-            return Err(q(None, None, "bad_topic", format!("topic {:?} is not {TOPIC_FILTER}", inc.topic)));
+            return Err(q(
+                None,
+                None,
+                "bad_topic",
+                format!("topic {:?} is not {TOPIC_FILTER}", inc.topic),
+            ));
         };
         let msg = match Message::parse(&inc.payload) {
             Ok(m) => m,
-            Err(e) => return Err(q(Some(topic_device.to_string()), None, e.code(), e.to_string())),
+            Err(e) => {
+                return Err(q(
+                    Some(topic_device.to_string()),
+                    None,
+                    e.code(),
+                    e.to_string(),
+                ))
+            }
         };
         let dev = Some(msg.device_id.as_str().to_string());
         let mid = Some(msg.message_id.clone());
@@ -177,21 +195,37 @@ impl Ingestor {
                 dev,
                 mid,
                 "topic_mismatch",
-                format!("payload device {} published on the topic of device {topic_device}", msg.device_id),
+                format!(
+                    "payload device {} published on the topic of device {topic_device}",
+                    msg.device_id
+                ),
             ));
         }
         let Some(device) = self.devices.get(&msg.device_id) else {
-            return Err(q(dev, mid, "unknown_device", format!("device {} is not registered", msg.device_id)));
+            return Err(q(
+                dev,
+                mid,
+                "unknown_device",
+                format!("device {} is not registered", msg.device_id),
+            ));
         };
         let Some(patient) = device.patient.clone() else {
-            return Err(q(dev, mid, "unbound_device", format!("device {} is not bound to a patient", msg.device_id)));
+            return Err(q(
+                dev,
+                mid,
+                "unbound_device",
+                format!("device {} is not bound to a patient", msg.device_id),
+            ));
         };
         if msg.timestamp > now + ChronoDuration::minutes(MAX_CLOCK_AHEAD_MINUTES) {
             return Err(q(
                 dev,
                 mid,
                 "future_timestamp",
-                format!("timestamp {} is more than {MAX_CLOCK_AHEAD_MINUTES} min ahead of the node", msg.timestamp),
+                format!(
+                    "timestamp {} is more than {MAX_CLOCK_AHEAD_MINUTES} min ahead of the node",
+                    msg.timestamp
+                ),
             ));
         }
         Ok(Accepted { inc, msg, patient })
@@ -223,8 +257,9 @@ impl Ingestor {
         // De-duplicate against everything stored: the messages table's primary key decides.
         let mut new_keys: HashSet<(String, String)> = HashSet::new();
         for chunk in accepted.chunks(4000) {
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO messages (device_id, message_id, seq, received_at_ms) ");
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO messages (device_id, message_id, seq, received_at_ms) ",
+            );
             qb.push_values(chunk, |mut b, a| {
                 b.push_bind(a.msg.device_id.as_str())
                     .push_bind(a.msg.message_id.as_str())
@@ -247,7 +282,10 @@ impl Ingestor {
         let mut seq_updates: HashMap<String, u64> = HashMap::new();
         let mut latest: HashMap<(PatientRef, &'static str), (usize, usize)> = HashMap::new();
         for (idx, a) in accepted.iter().enumerate() {
-            let key = (a.msg.device_id.as_str().to_string(), a.msg.message_id.clone());
+            let key = (
+                a.msg.device_id.as_str().to_string(),
+                a.msg.message_id.clone(),
+            );
             if !new_keys.contains(&key) {
                 report.duplicates += 1;
                 continue;
@@ -260,7 +298,13 @@ impl Ingestor {
                 .copied()
                 .unwrap_or(0);
             if a.msg.seq > last + 1 {
-                gap_rows.push((dev.to_string(), "gap", last + 1, a.msg.seq - 1, a.msg.seq - 1 - last));
+                gap_rows.push((
+                    dev.to_string(),
+                    "gap",
+                    last + 1,
+                    a.msg.seq - 1,
+                    a.msg.seq - 1 - last,
+                ));
             } else if a.msg.seq <= last {
                 gap_rows.push((dev.to_string(), "late", a.msg.seq, a.msg.seq, 0));
             }
@@ -268,8 +312,14 @@ impl Ingestor {
                 seq_updates.insert(dev.to_string(), a.msg.seq);
             }
             for (ri, r) in a.msg.readings.iter().enumerate() {
-                let resource =
-                    fhir_observation(r, &a.msg.device_id, &a.msg.message_id, &a.patient, &a.msg.timestamp).to_string();
+                let resource = fhir_observation(
+                    r,
+                    &a.msg.device_id,
+                    &a.msg.message_id,
+                    &a.patient,
+                    &a.msg.timestamp,
+                )
+                .to_string();
                 obs_rows.push(ObsRow {
                     idx,
                     reading: ri,
@@ -351,7 +401,9 @@ impl Ingestor {
             let mut qb: QueryBuilder<Sqlite> =
                 QueryBuilder::new("INSERT INTO device_seq (device_id, last_seq, last_seen_ms) ");
             qb.push_values(chunk, |mut b, (d, s)| {
-                b.push_bind(d.as_str()).push_bind(**s as i64).push_bind(ms(&now));
+                b.push_bind(d.as_str())
+                    .push_bind(**s as i64)
+                    .push_bind(ms(&now));
             });
             qb.push(
                 " ON CONFLICT (device_id) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq), \
@@ -428,7 +480,9 @@ impl Ingestor {
     pub async fn escalate_due(&self, now: DateTime<Utc>) -> Result<usize, IngestError> {
         let mut moved = 0;
         for a in self.store.open_alerts().await? {
-            if let Some(tier) = escalation_due(self.engine.policy(), a.level, a.tier, a.tier_since, now) {
+            if let Some(tier) =
+                escalation_due(self.engine.policy(), a.level, a.tier, a.tier_since, now)
+            {
                 if self.store.escalate(a.id, tier, now).await? {
                     tracing::info!(alert = a.id, tier, "alert escalated");
                     moved += 1;
@@ -465,7 +519,10 @@ impl BrokerAddr {
             return Err(bad());
         }
         Ok(BrokerAddr {
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             port,
         })
     }
@@ -528,7 +585,11 @@ pub async fn run_service(
     let store = Store::open(&cfg.db, cfg.durability).await?;
     let mut ingestor = Ingestor::open(store, cfg.policy.clone()).await?;
 
-    let mut opts = MqttOptions::new(cfg.client_id.clone(), cfg.broker.host.clone(), cfg.broker.port);
+    let mut opts = MqttOptions::new(
+        cfg.client_id.clone(),
+        cfg.broker.host.clone(),
+        cfg.broker.port,
+    );
     opts.set_clean_session(false)
         .set_manual_acks(true)
         .set_keep_alive(Duration::from_secs(30))
@@ -542,7 +603,13 @@ pub async fn run_service(
     // Connection generation: a PUBACK is only valid on the connection that delivered the message.
     let generation = Arc::new(AtomicU64::new(0));
     let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Publish, DateTime<Utc>)>();
-    let poller = tokio::spawn(poll_loop(eventloop, client.clone(), tx, generation.clone(), on_ready));
+    let poller = tokio::spawn(poll_loop(
+        eventloop,
+        client.clone(),
+        tx,
+        generation.clone(),
+        on_ready,
+    ));
 
     let mut total = BatchReport::default();
     let mut tick = tokio::time::interval(cfg.escalation_interval);
@@ -604,7 +671,10 @@ async fn poll_loop(
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if tx.send((generation.load(Ordering::SeqCst), p, Utc::now())).is_err() {
+                if tx
+                    .send((generation.load(Ordering::SeqCst), p, Utc::now()))
+                    .is_err()
+                {
                     return;
                 }
             }

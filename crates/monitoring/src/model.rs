@@ -31,7 +31,9 @@ pub fn topic_for(device: &DeviceId) -> String {
 
 /// The device id named by a topic, if the topic has the version 1 layout.
 pub fn device_in_topic(topic: &str) -> Option<&str> {
-    let rest = topic.strip_prefix(TOPIC_PREFIX)?.strip_suffix(TOPIC_SUFFIX)?;
+    let rest = topic
+        .strip_prefix(TOPIC_PREFIX)?
+        .strip_suffix(TOPIC_SUFFIX)?;
     if rest.is_empty() || rest.contains('/') {
         None
     } else {
@@ -531,9 +533,7 @@ impl Message {
                     reading.kind().as_str()
                 )));
             }
-            reading
-                .check_plausible()
-                .map_err(ModelError::Implausible)?;
+            reading.check_plausible().map_err(ModelError::Implausible)?;
             readings.push(reading);
         }
         Ok(Message {
@@ -623,8 +623,9 @@ fn as_f64(kind: ReadingKind, v: &Option<Value>) -> Result<f64, ModelError> {
 }
 
 fn parse_reading(r: WireReading) -> Result<Reading, ModelError> {
-    let kind = ReadingKind::parse(&r.kind)
-        .ok_or_else(|| ModelError::Malformed(format!("unknown reading kind {:?}", truncate(&r.kind))))?;
+    let kind = ReadingKind::parse(&r.kind).ok_or_else(|| {
+        ModelError::Malformed(format!("unknown reading kind {:?}", truncate(&r.kind)))
+    })?;
     if let Some(unit) = &r.unit {
         if unit != kind.ucum() {
             return Err(ModelError::Malformed(format!(
@@ -666,9 +667,14 @@ fn parse_reading(r: WireReading) -> Result<Reading, ModelError> {
             }
         }
         ReadingKind::Consciousness => match &r.value {
-            Some(Value::String(s)) => Reading::Consciousness(Acvpu::from_letter(s).ok_or_else(|| {
-                ModelError::Malformed(format!("consciousness {:?} is not one of A, C, V, P, U", truncate(s)))
-            })?),
+            Some(Value::String(s)) => {
+                Reading::Consciousness(Acvpu::from_letter(s).ok_or_else(|| {
+                    ModelError::Malformed(format!(
+                        "consciousness {:?} is not one of A, C, V, P, U",
+                        truncate(s)
+                    ))
+                })?)
+            }
             _ => {
                 return Err(ModelError::Malformed(
                     "consciousness value must be one of \"A\", \"C\", \"V\", \"P\", \"U\"".into(),
@@ -721,7 +727,8 @@ pub fn fhir_observation(
     if let Some(p) = profile {
         obs["meta"] = json!({"profile": [format!("http://hl7.org/fhir/StructureDefinition/{p}")]});
     }
-    let quantity = |v: f64| json!({"value": v, "unit": kind.ucum(), "system": UCUM, "code": kind.ucum()});
+    let quantity =
+        |v: f64| json!({"value": v, "unit": kind.ucum(), "system": UCUM, "code": kind.ucum()});
     match *reading {
         Reading::BloodPressure {
             systolic,
@@ -742,8 +749,7 @@ pub fn fhir_observation(
                 Acvpu::Pain => "Responds to pain",
                 Acvpu::Unresponsive => "Unresponsive",
             };
-            obs["valueCodeableConcept"] =
-                json!({"coding": [{"system": ACVPU_SYSTEM, "code": a.letter(), "display": display}], "text": display});
+            obs["valueCodeableConcept"] = json!({"coding": [{"system": ACVPU_SYSTEM, "code": a.letter(), "display": display}], "text": display});
         }
         _ => {
             if let Some(v) = reading.value() {
@@ -785,7 +791,11 @@ mod tests {
     fn spo2_140_is_refused_with_a_reason() {
         let err = Message::parse(&payload(r#"[{"kind":"spo2","value":140}]"#)).unwrap_err();
         assert_eq!(err.code(), "implausible");
-        assert!(err.to_string().contains("spo2 140 % outside the plausible range 1–100"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("spo2 140 % outside the plausible range 1–100"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -808,7 +818,12 @@ mod tests {
         ];
         for c in cases {
             let e = Message::parse(c).unwrap_err();
-            assert_eq!(e.code(), "malformed", "{e} for {}", String::from_utf8_lossy(c));
+            assert_eq!(
+                e.code(),
+                "malformed",
+                "{e} for {}",
+                String::from_utf8_lossy(c)
+            );
         }
     }
 

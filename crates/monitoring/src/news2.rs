@@ -468,10 +468,15 @@ pub fn score(vitals: &Vitals, scale: Spo2Scale) -> Result<News2, News2Error> {
     let spo2 = match (vitals.spo2, scale) {
         (None, _) => None,
         (Some(s), Spo2Scale::Scale1) => Some(score_spo2_scale1(s)?),
-        (Some(s), Spo2Scale::Scale2) => Some(score_spo2_scale2(s, vitals.on_oxygen.unwrap_or(false))?),
+        (Some(s), Spo2Scale::Scale2) => {
+            Some(score_spo2_scale2(s, vitals.on_oxygen.unwrap_or(false))?)
+        }
     };
     Ok(News2 {
-        respiration_rate: vitals.respiration_rate.map(score_respiration_rate).transpose()?,
+        respiration_rate: vitals
+            .respiration_rate
+            .map(score_respiration_rate)
+            .transpose()?,
         spo2,
         air_or_oxygen: vitals.on_oxygen.map(score_air_or_oxygen),
         systolic_bp: vitals.systolic_bp.map(score_systolic_bp).transpose()?,
@@ -550,7 +555,10 @@ mod tests {
     fn bad_values_are_typed_errors() {
         assert!(matches!(
             score_pulse(f64::NAN),
-            Err(News2Error::NotScorable { parameter: "pulse", .. })
+            Err(News2Error::NotScorable {
+                parameter: "pulse",
+                ..
+            })
         ));
         assert!(score_temperature(-1.0).is_err());
         let v = Vitals {

@@ -58,9 +58,13 @@ impl PatientModel {
         let mut noise = |s: f64| (rng.gen::<f64>() + rng.gen::<f64>() - 1.0) * s;
         let rr = (self.rr + 14.0 * d + noise(1.0)).round().max(4.0);
         let hr = (self.hr + 50.0 * d + noise(3.0)).round().max(30.0);
-        let spo2 = (self.spo2 - 10.0 * d + noise(0.8)).round().clamp(70.0, 100.0);
+        let spo2 = (self.spo2 - 10.0 * d + noise(0.8))
+            .round()
+            .clamp(70.0, 100.0);
         let sbp = (self.sbp - 45.0 * d + noise(4.0)).round().max(60.0);
-        let dbp = (self.dbp - 25.0 * d + noise(3.0)).round().clamp(35.0, sbp - 10.0);
+        let dbp = (self.dbp - 25.0 * d + noise(3.0))
+            .round()
+            .clamp(35.0, sbp - 10.0);
         let temp = ((self.temp + 2.0 * d + noise(0.1)) * 10.0).round() / 10.0;
         let acvpu = if d > 0.85 {
             Acvpu::Confusion
@@ -157,7 +161,11 @@ struct DeviceOutcome {
 }
 
 /// Run the simulation. `progress_offset` shifts the deterioration clock (0.0 for a fresh run).
-pub async fn run(cfg: &SimConfig, devices: Vec<SimDevice>, seed: u64) -> Result<SimReport, SimError> {
+pub async fn run(
+    cfg: &SimConfig,
+    devices: Vec<SimDevice>,
+    seed: u64,
+) -> Result<SimReport, SimError> {
     if !(cfg.rate_hz > 0.0 && cfg.rate_hz <= 1000.0) {
         return Err(SimError::Settings("rate must be in (0, 1000] Hz".into()));
     }
@@ -172,7 +180,13 @@ pub async fn run(cfg: &SimConfig, devices: Vec<SimDevice>, seed: u64) -> Result<
         let cfg = cfg.clone();
         let stop = stop.clone();
         let total = published_total.clone();
-        handles.push(tokio::spawn(run_device(cfg, dev, seed.wrapping_add(i as u64), stop, total)));
+        handles.push(tokio::spawn(run_device(
+            cfg,
+            dev,
+            seed.wrapping_add(i as u64),
+            stop,
+            total,
+        )));
     }
     let mut report = SimReport {
         observations_per_message: 7,
@@ -205,7 +219,8 @@ async fn run_device(
 ) -> DeviceOutcome {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut opts = MqttOptions::new(dev.id.as_str(), cfg.broker.host.clone(), cfg.broker.port);
-    opts.set_keep_alive(Duration::from_secs(30)).set_inflight(200);
+    opts.set_keep_alive(Duration::from_secs(30))
+        .set_inflight(200);
     if let Some(pw) = &dev.password {
         opts.set_credentials(dev.id.as_str(), pw.clone());
     }
@@ -259,7 +274,10 @@ async fn run_device(
             }
         })
     };
-    out.connected = matches!(tokio::time::timeout(Duration::from_secs(30), conn_rx).await, Ok(Ok(true)));
+    out.connected = matches!(
+        tokio::time::timeout(Duration::from_secs(30), conn_rx).await,
+        Ok(Ok(true))
+    );
     if !out.connected {
         poller.abort();
         return out;
@@ -279,7 +297,10 @@ async fn run_device(
             timestamp: Utc::now(),
             readings: dev.patient.readings(progress, &mut rng),
         };
-        match client.publish(topic.clone(), QoS::AtLeastOnce, false, msg.to_json()).await {
+        match client
+            .publish(topic.clone(), QoS::AtLeastOnce, false, msg.to_json())
+            .await
+        {
             Ok(()) => {
                 out.sent += 1;
                 seq += 1;

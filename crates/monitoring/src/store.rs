@@ -196,7 +196,11 @@ impl Store {
     }
 
     /// Add or update a patient's SpO2 scale.
-    pub async fn upsert_patient(&self, patient: &PatientRef, scale: Spo2Scale) -> Result<(), StoreError> {
+    pub async fn upsert_patient(
+        &self,
+        patient: &PatientRef,
+        scale: Spo2Scale,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO patients (patient_ref, spo2_scale) VALUES (?, ?)
              ON CONFLICT (patient_ref) DO UPDATE SET spo2_scale = excluded.spo2_scale",
@@ -209,7 +213,11 @@ impl Store {
     }
 
     /// Register (or re-register) a device, with the broker's hash of its password.
-    pub async fn register_device(&self, device: &Device, password_hash: Option<&str>) -> Result<(), StoreError> {
+    pub async fn register_device(
+        &self,
+        device: &Device,
+        password_hash: Option<&str>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO devices (device_id, kind, patient_ref, password_hash, registered_at_ms) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (device_id) DO UPDATE SET kind = excluded.kind, patient_ref = excluded.patient_ref,
@@ -226,7 +234,11 @@ impl Store {
     }
 
     /// Bind a device to a patient (or unbind with `None`).
-    pub async fn bind_device(&self, device: &DeviceId, patient: Option<&PatientRef>) -> Result<bool, StoreError> {
+    pub async fn bind_device(
+        &self,
+        device: &DeviceId,
+        patient: Option<&PatientRef>,
+    ) -> Result<bool, StoreError> {
         let r = sqlx::query("UPDATE devices SET patient_ref = ? WHERE device_id = ?")
             .bind(patient.map(PatientRef::as_str))
             .bind(device.as_str())
@@ -237,9 +249,10 @@ impl Store {
 
     /// Every device.
     pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
-        let rows = sqlx::query("SELECT device_id, kind, patient_ref FROM devices ORDER BY device_id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT device_id, kind, patient_ref FROM devices ORDER BY device_id")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 let id: String = r.try_get(0)?;
@@ -251,7 +264,8 @@ impl Store {
                 };
                 Ok(Device {
                     id: DeviceId::new(id).map_err(|e| corrupt(e.to_string()))?,
-                    kind: DeviceKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind}")))?,
+                    kind: DeviceKind::parse(&kind)
+                        .ok_or_else(|| corrupt(format!("kind {kind}")))?,
                     patient: patient
                         .map(PatientRef::new)
                         .transpose()
@@ -310,7 +324,9 @@ impl Store {
     }
 
     /// Each patient's newest reading per kind (to rebuild the alert sets after a restart).
-    pub async fn latest_readings(&self) -> Result<Vec<(PatientRef, Reading, DateTime<Utc>)>, StoreError> {
+    pub async fn latest_readings(
+        &self,
+    ) -> Result<Vec<(PatientRef, Reading, DateTime<Utc>)>, StoreError> {
         let rows = sqlx::query("SELECT patient_ref, kind, value, value2, value_code, effective_ms FROM latest_readings")
             .fetch_all(&self.pool)
             .await?;
@@ -329,7 +345,11 @@ impl Store {
             let kind = ReadingKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind}")))?;
             let reading = reading_from_columns(kind, v, v2, code.as_deref())
                 .ok_or_else(|| corrupt(format!("values of {}", kind.as_str())))?;
-            out.push((PatientRef::new(p).map_err(|e| corrupt(e.to_string()))?, reading, from_ms(t)));
+            out.push((
+                PatientRef::new(p).map_err(|e| corrupt(e.to_string()))?,
+                reading,
+                from_ms(t),
+            ));
         }
         Ok(out)
     }
@@ -415,7 +435,12 @@ impl Store {
     }
 
     /// Acknowledge an alert; false if unknown or already acknowledged.
-    pub async fn acknowledge(&self, id: i64, by: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    pub async fn acknowledge(
+        &self,
+        id: i64,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query(
             "UPDATE alerts SET acknowledged_at_ms = ?, acknowledged_by = ? WHERE id = ? AND acknowledged_at_ms IS NULL",
@@ -464,9 +489,11 @@ impl Store {
 
     /// Quarantine reason codes with counts.
     pub async fn quarantine_reasons(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT reason_code, COUNT(*) FROM quarantine GROUP BY reason_code ORDER BY 1")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT reason_code, COUNT(*) FROM quarantine GROUP BY reason_code ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect::<Result<_, sqlx::Error>>()
@@ -475,9 +502,11 @@ impl Store {
 
     /// Latency of every alert in milliseconds: (from the reading's device timestamp, from receipt at the node).
     pub async fn alert_latencies(&self) -> Result<Vec<(i64, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT raised_at_ms - reading_at_ms, raised_at_ms - received_at_ms FROM alerts")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT raised_at_ms - reading_at_ms, raised_at_ms - received_at_ms FROM alerts",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect::<Result<_, sqlx::Error>>()

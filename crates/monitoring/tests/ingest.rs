@@ -48,8 +48,13 @@ fn msg(device: &str, seq: u64, readings: Vec<Reading>) -> Message {
 }
 
 async fn setup(dir: &std::path::Path) -> Store {
-    let store = Store::open(&dir.join("m.db"), Durability::Normal).await.unwrap();
-    for (d, p, scale) in [("ox-1", Some("pat-1"), Spo2Scale::Scale1), ("robot-2", Some("pat-2"), Spo2Scale::Scale2)] {
+    let store = Store::open(&dir.join("m.db"), Durability::Normal)
+        .await
+        .unwrap();
+    for (d, p, scale) in [
+        ("ox-1", Some("pat-1"), Spo2Scale::Scale1),
+        ("robot-2", Some("pat-2"), Spo2Scale::Scale2),
+    ] {
         let patient = p.map(|p| PatientRef::new(p).unwrap());
         if let Some(p) = &patient {
             store.upsert_patient(p, scale).await.unwrap();
@@ -84,7 +89,9 @@ async fn setup(dir: &std::path::Path) -> Store {
 async fn dedup_gaps_and_quarantine_reasons() {
     let dir = tempfile::tempdir().unwrap();
     let store = setup(dir.path()).await;
-    let mut ing = Ingestor::open(store.clone(), AlertPolicy::default()).await.unwrap();
+    let mut ing = Ingestor::open(store.clone(), AlertPolicy::default())
+        .await
+        .unwrap();
 
     let normal = full_set(16.0, 97.0, 70.0);
     let m1 = msg("ox-1", 1, normal.clone());
@@ -101,7 +108,9 @@ async fn dedup_gaps_and_quarantine_reasons() {
     assert_eq!(r.stored_observations, 21);
 
     let mut bad_spo2 = msg("ox-1", 6, vec![Reading::Spo2(97.0)]).to_json();
-    let s = String::from_utf8(bad_spo2.clone()).unwrap().replace("\"value\":97", "\"value\":140");
+    let s = String::from_utf8(bad_spo2.clone())
+        .unwrap()
+        .replace("\"value\":97", "\"value\":140");
     bad_spo2 = s.into_bytes();
     let now = Utc::now();
     let raw = |topic: String, payload: Vec<u8>| Incoming {
@@ -114,10 +123,10 @@ async fn dedup_gaps_and_quarantine_reasons() {
         ..msg("ox-1", 7, normal.clone())
     };
     let batch2 = vec![
-        incoming("ox-1", &m2),                                // redelivered: duplicate against the database
-        incoming("ox-1", &msg("ox-1", 3, normal.clone())),    // late arrival
-        raw(topic_for(&dev("ox-1")), b"{not json".to_vec()),  // malformed
-        raw(topic_for(&dev("ox-1")), bad_spo2),               // implausible
+        incoming("ox-1", &m2), // redelivered: duplicate against the database
+        incoming("ox-1", &msg("ox-1", 3, normal.clone())), // late arrival
+        raw(topic_for(&dev("ox-1")), b"{not json".to_vec()), // malformed
+        raw(topic_for(&dev("ox-1")), bad_spo2), // implausible
         incoming("robot-2", &msg("ox-1", 8, normal.clone())), // payload says ox-1, topic says robot-2
         incoming("ghost", &msg("ghost", 1, normal.clone())),  // unknown
         incoming("cuff-unbound", &msg("cuff-unbound", 1, normal.clone())), // unbound
@@ -125,7 +134,10 @@ async fn dedup_gaps_and_quarantine_reasons() {
         incoming("ox-1", &future),                            // clock far ahead
     ];
     let r = ing.process(&batch2).await.unwrap();
-    assert_eq!((r.stored_messages, r.duplicates, r.quarantined, r.late), (1, 1, 7, 1));
+    assert_eq!(
+        (r.stored_messages, r.duplicates, r.quarantined, r.late),
+        (1, 1, 7, 1)
+    );
 
     let reasons = store.quarantine_reasons().await.unwrap();
     let codes: Vec<&str> = reasons.iter().map(|(c, _)| c.as_str()).collect();
@@ -141,24 +153,33 @@ async fn dedup_gaps_and_quarantine_reasons() {
             "unknown_device"
         ]
     );
-    let row = sqlx::query("SELECT reason, payload FROM quarantine WHERE reason_code = 'implausible'")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let row =
+        sqlx::query("SELECT reason, payload FROM quarantine WHERE reason_code = 'implausible'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
     let reason: String = row.get(0);
     let payload: Vec<u8> = row.get(1);
     assert!(reason.contains("spo2 140 %"), "{reason}");
-    assert!(String::from_utf8(payload).unwrap().contains("140"), "payload kept");
+    assert!(
+        String::from_utf8(payload).unwrap().contains("140"),
+        "payload kept"
+    );
 
     let c = store.counts().await.unwrap();
-    assert_eq!((c.messages, c.observations, c.distinct_observations), (4, 28, 28));
+    assert_eq!(
+        (c.messages, c.observations, c.distinct_observations),
+        (4, 28, 28)
+    );
     assert_eq!((c.gaps, c.missing, c.late), (1, 2, 1));
 
     // Stored rows are FHIR Observations.
-    let res: String = sqlx::query_scalar("SELECT resource FROM observations WHERE kind = 'blood_pressure' LIMIT 1")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let res: String = sqlx::query_scalar(
+        "SELECT resource FROM observations WHERE kind = 'blood_pressure' LIMIT 1",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
     let v: serde_json::Value = serde_json::from_str(&res).unwrap();
     assert_eq!(v["resourceType"], "Observation");
     assert_eq!(v["code"]["coding"][0]["code"], "85354-9");
@@ -166,8 +187,13 @@ async fn dedup_gaps_and_quarantine_reasons() {
 
     // A restarted ingestor keeps the sequence state: seq 6 follows 5 without a new gap.
     drop(ing);
-    let mut ing = Ingestor::open(store.clone(), AlertPolicy::default()).await.unwrap();
-    let r = ing.process(&[incoming("ox-1", &msg("ox-1", 6, normal.clone()))]).await.unwrap();
+    let mut ing = Ingestor::open(store.clone(), AlertPolicy::default())
+        .await
+        .unwrap();
+    let r = ing
+        .process(&[incoming("ox-1", &msg("ox-1", 6, normal.clone()))])
+        .await
+        .unwrap();
     assert_eq!((r.stored_messages, r.gaps, r.late), (1, 0, 0));
     // And de-duplication is durable.
     let r = ing.process(&[incoming("ox-1", &m1)]).await.unwrap();
@@ -178,31 +204,44 @@ async fn dedup_gaps_and_quarantine_reasons() {
 async fn alerts_suppress_escalate_and_acknowledge() {
     let dir = tempfile::tempdir().unwrap();
     let store = setup(dir.path()).await;
-    let mut ing = Ingestor::open(store.clone(), AlertPolicy::default()).await.unwrap();
+    let mut ing = Ingestor::open(store.clone(), AlertPolicy::default())
+        .await
+        .unwrap();
 
     // pat-1: RR 26 (3) + SpO2 91 (3) + pulse 115 (2) = 8 → high.
     let r = ing
-        .process(&[incoming("ox-1", &msg("ox-1", 1, full_set(26.0, 91.0, 115.0)))])
+        .process(&[incoming(
+            "ox-1",
+            &msg("ox-1", 1, full_set(26.0, 91.0, 115.0)),
+        )])
         .await
         .unwrap();
     assert_eq!(r.alerts, 1);
     // Same score again: suppressed.
     let r = ing
-        .process(&[incoming("ox-1", &msg("ox-1", 2, full_set(26.0, 91.0, 115.0)))])
+        .process(&[incoming(
+            "ox-1",
+            &msg("ox-1", 2, full_set(26.0, 91.0, 115.0)),
+        )])
         .await
         .unwrap();
     assert_eq!(r.alerts, 0);
     // pat-2 is on scale 2: SpO2 89 % on air scores 0 there (it would be 3 on scale 1) → no alert.
     let r = ing
-        .process(&[incoming("robot-2", &msg("robot-2", 1, full_set(16.0, 89.0, 70.0)))])
+        .process(&[incoming(
+            "robot-2",
+            &msg("robot-2", 1, full_set(16.0, 89.0, 70.0)),
+        )])
         .await
         .unwrap();
     assert_eq!(r.alerts, 0);
 
-    let row = sqlx::query("SELECT id, level, score, complete, tier, raised_at_ms - received_at_ms FROM alerts")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let row = sqlx::query(
+        "SELECT id, level, score, complete, tier, raised_at_ms - received_at_ms FROM alerts",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
     let id: i64 = row.get(0);
     assert_eq!(row.get::<String, _>(1), "high");
     assert_eq!(row.get::<i64, _>(2), 8);
@@ -212,10 +251,22 @@ async fn alerts_suppress_escalate_and_acknowledge() {
 
     // Not acknowledged within 5 minutes: tier 2, then tier 3, then no further.
     let now = Utc::now();
-    assert_eq!(ing.escalate_due(now + Duration::minutes(4)).await.unwrap(), 0);
-    assert_eq!(ing.escalate_due(now + Duration::minutes(6)).await.unwrap(), 1);
-    assert_eq!(ing.escalate_due(now + Duration::minutes(8)).await.unwrap(), 0);
-    assert_eq!(ing.escalate_due(now + Duration::minutes(12)).await.unwrap(), 1);
+    assert_eq!(
+        ing.escalate_due(now + Duration::minutes(4)).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        ing.escalate_due(now + Duration::minutes(6)).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        ing.escalate_due(now + Duration::minutes(8)).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        ing.escalate_due(now + Duration::minutes(12)).await.unwrap(),
+        1
+    );
     assert_eq!(ing.escalate_due(now + Duration::hours(2)).await.unwrap(), 0);
     let tier: i64 = sqlx::query_scalar("SELECT tier FROM alerts WHERE id = ?")
         .bind(id)
@@ -226,25 +277,50 @@ async fn alerts_suppress_escalate_and_acknowledge() {
 
     // A second alert, acknowledged in time, does not escalate.
     let r = ing
-        .process(&[incoming("ox-1", &msg("ox-1", 3, full_set(30.0, 88.0, 135.0)))])
+        .process(&[incoming(
+            "ox-1",
+            &msg("ox-1", 3, full_set(30.0, 88.0, 135.0)),
+        )])
         .await
         .unwrap();
     assert_eq!(r.alerts, 1, "score rose from 8 to 9");
-    let id2: i64 = sqlx::query_scalar("SELECT MAX(id) FROM alerts").fetch_one(store.pool()).await.unwrap();
-    assert!(store.acknowledge(id2, "nurse-on-duty", Utc::now()).await.unwrap());
-    assert!(!store.acknowledge(id2, "nurse-on-duty", Utc::now()).await.unwrap());
-    assert_eq!(ing.escalate_due(Utc::now() + Duration::hours(1)).await.unwrap(), 0);
+    let id2: i64 = sqlx::query_scalar("SELECT MAX(id) FROM alerts")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(store
+        .acknowledge(id2, "nurse-on-duty", Utc::now())
+        .await
+        .unwrap());
+    assert!(!store
+        .acknowledge(id2, "nurse-on-duty", Utc::now())
+        .await
+        .unwrap());
+    assert_eq!(
+        ing.escalate_due(Utc::now() + Duration::hours(1))
+            .await
+            .unwrap(),
+        0
+    );
     let events: Vec<String> = sqlx::query_scalar("SELECT event FROM alert_events ORDER BY id")
         .fetch_all(store.pool())
         .await
         .unwrap();
-    assert_eq!(events, ["raised", "escalated", "escalated", "raised", "acknowledged"]);
+    assert_eq!(
+        events,
+        ["raised", "escalated", "escalated", "raised", "acknowledged"]
+    );
 
     // After a restart the suppression state comes back from the database: the same score does not re-alert.
     drop(ing);
-    let mut ing = Ingestor::open(store.clone(), AlertPolicy::default()).await.unwrap();
+    let mut ing = Ingestor::open(store.clone(), AlertPolicy::default())
+        .await
+        .unwrap();
     let r = ing
-        .process(&[incoming("ox-1", &msg("ox-1", 4, full_set(30.0, 88.0, 135.0)))])
+        .process(&[incoming(
+            "ox-1",
+            &msg("ox-1", 4, full_set(30.0, 88.0, 135.0)),
+        )])
         .await
         .unwrap();
     assert_eq!(r.alerts, 0);
@@ -266,19 +342,28 @@ async fn readings_from_two_devices_of_one_patient_are_scored_together() {
         )
         .await
         .unwrap();
-    let mut ing = Ingestor::open(store.clone(), AlertPolicy::default()).await.unwrap();
+    let mut ing = Ingestor::open(store.clone(), AlertPolicy::default())
+        .await
+        .unwrap();
     // Oximeter: SpO2 93 (2) + pulse 95 (1) = 3: low, no alert.
     let r = ing
         .process(&[incoming(
             "ox-1",
-            &msg("ox-1", 1, vec![Reading::Spo2(93.0), Reading::HeartRate(95.0)]),
+            &msg(
+                "ox-1",
+                1,
+                vec![Reading::Spo2(93.0), Reading::HeartRate(95.0)],
+            ),
         )])
         .await
         .unwrap();
     assert_eq!(r.alerts, 0);
     // Thermometer: 39.5 (2) → the patient's set totals 5: medium, alert (partial set).
     let r = ing
-        .process(&[incoming("therm-1", &msg("therm-1", 1, vec![Reading::Temperature(39.5)]))])
+        .process(&[incoming(
+            "therm-1",
+            &msg("therm-1", 1, vec![Reading::Temperature(39.5)]),
+        )])
         .await
         .unwrap();
     assert_eq!(r.alerts, 1);

@@ -38,7 +38,9 @@ fn anonymous_broker(dir: &Path, max_queued: Option<u64>) -> Option<TestBroker> {
     // CARAVAN_TEST_MQTT_URL forces a given (anonymous) broker, e.g. the shared one, for tests that can use it.
     if let Ok(url) = std::env::var("CARAVAN_TEST_MQTT_URL") {
         if max_queued.is_some() {
-            eprintln!("this test needs its own broker configuration; skipping with CARAVAN_TEST_MQTT_URL");
+            eprintln!(
+                "this test needs its own broker configuration; skipping with CARAVAN_TEST_MQTT_URL"
+            );
             return None;
         }
         return Some(TestBroker {
@@ -65,7 +67,9 @@ fn anonymous_broker(dir: &Path, max_queued: Option<u64>) -> Option<TestBroker> {
             addr: BrokerAddr::parse("mqtt://127.0.0.1:1883").unwrap(),
         })
     } else {
-        eprintln!("mosquitto binary missing: this test needs its own broker configuration; skipping");
+        eprintln!(
+            "mosquitto binary missing: this test needs its own broker configuration; skipping"
+        );
         None
     }
 }
@@ -75,7 +79,11 @@ fn dev(s: &str) -> DeviceId {
 }
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), Utc::now().timestamp_micros())
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_micros()
+    )
 }
 
 async fn register(store: &Store, device: &DeviceId, patient: Option<&str>) {
@@ -118,7 +126,10 @@ async fn start_node(cfg: ServiceConfig) -> Node {
         .await
         .unwrap();
     });
-    tokio::time::timeout(Duration::from_secs(20), ready_rx).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(20), ready_rx)
+        .await
+        .unwrap()
+        .unwrap();
     Node {
         stop: Some(stop_tx),
         task,
@@ -142,14 +153,20 @@ struct Publisher {
     sent: u64,
 }
 
-async fn publisher(addr: &BrokerAddr, client_id: &str, creds: Option<(&str, &str)>) -> Result<Publisher, String> {
+async fn publisher(
+    addr: &BrokerAddr,
+    client_id: &str,
+    creds: Option<(&str, &str)>,
+) -> Result<Publisher, String> {
     let mut o = MqttOptions::new(client_id, addr.host.clone(), addr.port);
     o.set_keep_alive(Duration::from_secs(30));
     if let Some((u, p)) = creds {
         o.set_credentials(u, p);
     }
     let (client, mut ev) = AsyncClient::new(o, 1000);
-    let first = tokio::time::timeout(Duration::from_secs(10), ev.poll()).await.map_err(|e| e.to_string())?;
+    let first = tokio::time::timeout(Duration::from_secs(10), ev.poll())
+        .await
+        .map_err(|e| e.to_string())?;
     match first {
         Ok(Event::Incoming(Packet::ConnAck(_))) => {}
         other => return Err(format!("{other:?}")),
@@ -173,7 +190,10 @@ async fn publisher(addr: &BrokerAddr, client_id: &str, creds: Option<(&str, &str
 
 impl Publisher {
     async fn publish(&mut self, topic: String, payload: Vec<u8>) {
-        self.client.publish(topic, QoS::AtLeastOnce, false, payload).await.unwrap();
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
         self.sent += 1;
     }
 
@@ -198,7 +218,11 @@ fn msg(device: &str, seq: u64) -> Message {
         message_id: format!("{device}-{seq}"),
         seq,
         timestamp: Utc::now(),
-        readings: vec![Reading::Spo2(96.0), Reading::HeartRate(72.0), Reading::Consciousness(Acvpu::Alert)],
+        readings: vec![
+            Reading::Spo2(96.0),
+            Reading::HeartRate(72.0),
+            Reading::Consciousness(Acvpu::Alert),
+        ],
     }
 }
 
@@ -210,7 +234,10 @@ async fn wait_for(store: &Store, what: &str, cond: impl Fn(&Counts) -> bool) -> 
         if cond(&c) {
             return c;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {c:?}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {c:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -228,7 +255,9 @@ async fn duplicates_wrong_topic_unknown_unbound_and_gaps_over_mqtt() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let Some(b) = anonymous_broker(dir.path(), None) else { return };
+    let Some(b) = anonymous_broker(dir.path(), None) else {
+        return;
+    };
     let db = dir.path().join("m.db");
     let store = Store::open(&db, Durability::Normal).await.unwrap();
     // Unique device ids: the shared broker may carry other tests' traffic.
@@ -247,19 +276,45 @@ async fn duplicates_wrong_topic_unknown_unbound_and_gaps_over_mqtt() {
     p.publish(t.clone(), msg(&a, 2).to_json()).await;
     p.publish(t.clone(), msg(&a, 6).to_json()).await; // 3, 4, 5 lost upstream
     p.publish(t.clone(), msg(&other, 1).to_json()).await; // another device's payload on a's topic
-    p.publish(topic_for(&dev("ghost-device")), msg("ghost-device", 1).to_json()).await;
-    p.publish(topic_for(&dev(&unbound)), msg(&unbound, 1).to_json()).await;
+    p.publish(
+        topic_for(&dev("ghost-device")),
+        msg("ghost-device", 1).to_json(),
+    )
+    .await;
+    p.publish(topic_for(&dev(&unbound)), msg(&unbound, 1).to_json())
+        .await;
     p.publish(t.clone(), b"\x00\x01 not json".to_vec()).await;
     let mut implausible = String::from_utf8(msg(&a, 7).to_json()).unwrap();
     implausible = implausible.replace("\"value\":96", "\"value\":140");
     p.publish(t.clone(), implausible.into_bytes()).await;
     p.close().await;
 
-    let c = wait_for(&store, "3 stored and 5 quarantined", |c| c.messages >= 3 && c.quarantined >= 5).await;
-    assert_eq!((c.messages, c.observations, c.distinct_observations), (3, 9, 9));
+    let c = wait_for(&store, "3 stored and 5 quarantined", |c| {
+        c.messages >= 3 && c.quarantined >= 5
+    })
+    .await;
+    assert_eq!(
+        (c.messages, c.observations, c.distinct_observations),
+        (3, 9, 9)
+    );
     assert_eq!((c.gaps, c.missing), (1, 3));
-    let reasons: Vec<String> = store.quarantine_reasons().await.unwrap().into_iter().map(|(r, _)| r).collect();
-    assert_eq!(reasons, ["implausible", "malformed", "topic_mismatch", "unbound_device", "unknown_device"]);
+    let reasons: Vec<String> = store
+        .quarantine_reasons()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "implausible",
+            "malformed",
+            "topic_mismatch",
+            "unbound_device",
+            "unknown_device"
+        ]
+    );
     node.stop().await;
 }
 
@@ -269,15 +324,22 @@ async fn broker_acl_refuses_another_devices_topic_and_bad_passwords() {
         return;
     }
     if !have_mosquitto() || find_program("mosquitto_passwd").is_none() {
-        eprintln!("mosquitto / mosquitto_passwd missing: the ACL test needs its own broker; skipping");
+        eprintln!(
+            "mosquitto / mosquitto_passwd missing: the ACL test needs its own broker; skipping"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let ids = [dev("ox-1"), dev("ox-2")];
     let (creds, hashes) = broker::device_credentials(&ids).unwrap();
     let node_pw = broker::new_password();
-    let (_, cfg) = broker::write_config(dir.path(), &hashes, &node_pw, MosquittoConfig::new(broker::free_port().unwrap()))
-        .unwrap();
+    let (_, cfg) = broker::write_config(
+        dir.path(),
+        &hashes,
+        &node_pw,
+        MosquittoConfig::new(broker::free_port().unwrap()),
+    )
+    .unwrap();
     let proc = MosquittoProcess::start(dir.path(), &cfg).unwrap();
     let addr = BrokerAddr::parse(&proc.url()).unwrap();
     let db = dir.path().join("m.db");
@@ -290,19 +352,29 @@ async fn broker_acl_refuses_another_devices_topic_and_bad_passwords() {
     let node = start_node(ncfg).await;
 
     // Wrong password and unknown user: refused at CONNECT.
-    assert!(publisher(&addr, "ox-1", Some(("ox-1", "wrong"))).await.is_err());
+    assert!(publisher(&addr, "ox-1", Some(("ox-1", "wrong")))
+        .await
+        .is_err());
     assert!(publisher(&addr, "nobody", None).await.is_err());
 
     // ox-1 publishes on ox-2's topic (with ox-2's id in the payload, to impersonate it), then on its own.
-    let mut p = publisher(&addr, "ox-1", Some(("ox-1", &creds[0].password))).await.unwrap();
-    p.publish(topic_for(&ids[1]), msg("ox-2", 1).to_json()).await;
-    p.publish(topic_for(&ids[0]), msg("ox-1", 1).to_json()).await;
+    let mut p = publisher(&addr, "ox-1", Some(("ox-1", &creds[0].password)))
+        .await
+        .unwrap();
+    p.publish(topic_for(&ids[1]), msg("ox-2", 1).to_json())
+        .await;
+    p.publish(topic_for(&ids[0]), msg("ox-1", 1).to_json())
+        .await;
     p.close().await;
     let c = wait_for(&store, "ox-1's own message", |c| c.messages >= 1).await;
     // Give a stray message time to arrive before asserting it did not.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let c2 = store.counts().await.unwrap();
-    assert_eq!((c.messages, c2.messages, c2.quarantined), (1, 1, 0), "the broker dropped the impersonation");
+    assert_eq!(
+        (c.messages, c2.messages, c2.quarantined),
+        (1, 1, 0),
+        "the broker dropped the impersonation"
+    );
     let devices: Vec<String> = sqlx::query_scalar("SELECT device_id FROM messages")
         .fetch_all(store.pool())
         .await
@@ -317,7 +389,9 @@ async fn messages_queued_while_the_node_is_down_are_delivered_once() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let Some(b) = anonymous_broker(dir.path(), None) else { return };
+    let Some(b) = anonymous_broker(dir.path(), None) else {
+        return;
+    };
     let db = dir.path().join("m.db");
     let store = Store::open(&db, Durability::Normal).await.unwrap();
     let a = unique("ox");
@@ -339,7 +413,10 @@ async fn messages_queued_while_the_node_is_down_are_delivered_once() {
     p.close().await;
     let node = start_node(cfg).await;
     let c = wait_for(&store, "all 600", |c| c.messages >= 600).await;
-    assert_eq!((c.messages, c.observations, c.distinct_observations), (600, 1800, 1800));
+    assert_eq!(
+        (c.messages, c.observations, c.distinct_observations),
+        (600, 1800, 1800)
+    );
     assert_eq!((c.gaps, c.missing), (0, 0));
     node.stop().await;
 }
@@ -351,7 +428,9 @@ async fn mosquitto_queue_limit_loss_is_reported_as_a_gap() {
     }
     let dir = tempfile::tempdir().unwrap();
     // Mosquitto's trap at a small scale: 50 queued messages at most for an offline subscriber.
-    let Some(b) = anonymous_broker(dir.path(), Some(50)) else { return };
+    let Some(b) = anonymous_broker(dir.path(), Some(50)) else {
+        return;
+    };
     let db = dir.path().join("m.db");
     let store = Store::open(&db, Durability::Normal).await.unwrap();
     register(&store, &dev("ox-1"), Some("pat-1")).await;
@@ -359,18 +438,24 @@ async fn mosquitto_queue_limit_loss_is_reported_as_a_gap() {
     start_node(cfg.clone()).await.stop().await; // creates the persistent session
     let mut p = publisher(&b.addr, "pub", None).await.unwrap();
     for seq in 1..=300 {
-        p.publish(topic_for(&dev("ox-1")), msg("ox-1", seq).to_json()).await;
+        p.publish(topic_for(&dev("ox-1")), msg("ox-1", seq).to_json())
+            .await;
     }
     p.flush().await; // the broker acknowledged all 300 to the device
     let node = start_node(cfg).await;
     wait_for(&store, "the queued messages", |c| c.messages >= 50).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The tail loss becomes visible with the device's next message.
-    p.publish(topic_for(&dev("ox-1")), msg("ox-1", 301).to_json()).await;
+    p.publish(topic_for(&dev("ox-1")), msg("ox-1", 301).to_json())
+        .await;
     p.close().await;
     let c = wait_for(&store, "message 301", |c| c.gaps >= 1).await;
     assert!(c.messages < 301, "the broker dropped messages: {c:?}");
-    assert_eq!(c.messages + c.missing, 301, "every lost message is counted in gaps: {c:?}");
+    assert_eq!(
+        c.messages + c.missing,
+        301,
+        "every lost message is counted in gaps: {c:?}"
+    );
     node.stop().await;
 }
 
@@ -384,12 +469,27 @@ fn soak_with_a_node_kill_loses_and_duplicates_nothing() {
         return;
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_caravan-monitor"))
-        .args(["soak", "--devices", "50", "--seconds", "6", "--rate", "5", "--kill-node", "--down-seconds", "1"])
+        .args([
+            "soak",
+            "--devices",
+            "50",
+            "--seconds",
+            "6",
+            "--rate",
+            "5",
+            "--kill-node",
+            "--down-seconds",
+            "1",
+        ])
         .args(["--durability", "normal"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "soak failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "soak failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(v["lost"], 0);
     assert_eq!(v["duplicated"], 0);

@@ -24,7 +24,11 @@ fn news2_matches_vitalscore_at_every_band_edge() {
             consciousness: Some(Acvpu::from_letter(f[col("acvpu")]).unwrap()),
             temperature: Some(num("temperature")),
         };
-        let scale = if f[col("spo2_scale")] == "2" { Spo2Scale::Scale2 } else { Spo2Scale::Scale1 };
+        let scale = if f[col("spo2_scale")] == "2" {
+            Spo2Scale::Scale2
+        } else {
+            Spo2Scale::Scale1
+        };
         let n = score(&v, scale).unwrap();
         let got = [
             n.respiration_rate.unwrap(),
@@ -61,5 +65,10 @@ fn news2_matches_vitalscore_at_every_band_edge() {
         checked += 1;
     }
     assert_eq!(checked, 500);
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

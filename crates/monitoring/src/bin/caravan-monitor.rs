@@ -4,7 +4,10 @@ use clap::Parser;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "caravan-monitor", about = "Caravan remote monitoring: simulate, soak, ingest, NEWS2")]
+#[command(
+    name = "caravan-monitor",
+    about = "Caravan remote monitoring: simulate, soak, ingest, NEWS2"
+)]
 struct Cli {
     #[command(subcommand)]
     command: monitoring::cli::Command,
