@@ -215,6 +215,18 @@ fn print_json(v: &impl serde::Serialize) {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Write a file readable by its owner only (plaintext credentials).
+fn write_secret(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)
+}
+
 /// Run a command inside an existing runtime.
 pub async fn run_async(cmd: Command, prefix: Vec<String>) -> Result<ExitCode, BoxError> {
     match cmd {
@@ -383,11 +395,11 @@ pub async fn run_async(cmd: Command, prefix: Vec<String>) -> Result<ExitCode, Bo
             let ingest_password = broker::new_password();
             let (conf, _) =
                 broker::write_config(&out, &hashes, &ingest_password, MosquittoConfig::new(port))?;
-            std::fs::write(
-                out.join("credentials.json"),
-                serde_json::to_vec_pretty(&creds)?,
+            write_secret(
+                &out.join("credentials.json"),
+                &serde_json::to_vec_pretty(&creds)?,
             )?;
-            std::fs::write(out.join("ingest-password"), &ingest_password)?;
+            write_secret(&out.join("ingest-password"), ingest_password.as_bytes())?;
             print_json(&serde_json::json!({
                 "devices": devices, "config": conf, "credentials": out.join("credentials.json"),
                 "ingest_user": broker::INGEST_USER, "ingest_password_file": out.join("ingest-password"),

@@ -613,11 +613,25 @@ pub async fn run_service(
 
     let mut total = BatchReport::default();
     let mut tick = tokio::time::interval(cfg.escalation_interval);
+    let mut ticks: u64 = 0;
     tokio::pin!(shutdown);
     let result = loop {
         tokio::select! {
             biased;
             _ = &mut shutdown => break Ok(()),
+            // Before the messages: under a constant stream `biased` would otherwise never reach the tick.
+            _ = tick.tick() => {
+                if let Err(e) = ingestor.escalate_due(Utc::now()).await {
+                    tracing::warn!(error = %e, "escalation check failed");
+                }
+                // Devices registered or rebound by the node are picked up within ten ticks.
+                ticks += 1;
+                if ticks % 10 == 0 {
+                    if let Err(e) = ingestor.reload_registry().await {
+                        tracing::warn!(error = %e, "registry reload failed");
+                    }
+                }
+            }
             first = rx.recv() => {
                 let Some(first) = first else {
                     break Err(IngestError::Mqtt("event loop stopped".into()));
@@ -646,11 +660,6 @@ pub async fn run_service(
                             tracing::warn!(error = %e, "PUBACK not queued");
                         }
                     }
-                }
-            }
-            _ = tick.tick() => {
-                if let Err(e) = ingestor.escalate_due(Utc::now()).await {
-                    tracing::warn!(error = %e, "escalation check failed");
                 }
             }
         }
