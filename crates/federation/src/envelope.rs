@@ -117,10 +117,29 @@ pub struct Envelope {
     /// Type.
     #[serde(rename = "type")]
     pub kind: MessageType,
-    /// When the sender made it (RFC 3339).
+    /// When the sender made it (RFC 3339; written in UTC with milliseconds and `Z`).
+    #[serde(with = "millis")]
     pub created: DateTime<Utc>,
     /// The business content.
     pub body: Map<String, Value>,
+}
+
+/// `created` is written as `2026-12-05T10:00:00.000Z` whatever its value, so the text is predictable for
+/// other implementations; any RFC 3339 form is read.
+mod millis {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// The `signature` member.
