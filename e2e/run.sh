@@ -5,7 +5,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 target="${CARGO_TARGET_DIR:-$root/target}"
 cd "$root"
-cargo build --quiet --bin caravan
+# The same build as the README test command (it builds target/debug/caravan for tests/cli.rs), so CI
+# reuses it instead of compiling the dependency tree a second time with other features.
+cargo test --workspace --no-run --quiet
 cd "$here"
 [ -d node_modules/playwright-core ] || npm install --no-audit --no-fund --silent
 mkdir -p artifacts

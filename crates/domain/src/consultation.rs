@@ -173,6 +173,10 @@ pub struct Consultation {
     pub panel: Vec<PanelMember>,
     /// Consultants who declined, so routing does not offer the case to them again.
     pub declined_by: Vec<UserId>,
+    /// The team the case is offered to (its lead is `assigned_to`); its members join the panel when the lead
+    /// accepts.
+    #[serde(default)]
+    pub team: Option<TeamOffer>,
     pub created_at: DateTime<Utc>,
     pub submitted_at: Option<DateTime<Utc>>,
     pub due_at: Option<DateTime<Utc>>,
@@ -182,6 +186,14 @@ pub struct Consultation {
     pub closed_at: Option<DateTime<Utc>>,
     /// Optimistic concurrency: incremented by every applied event.
     pub version: i64,
+}
+
+/// A case offered to a standing team: when the lead accepts, `members` join the panel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamOffer {
+    pub team_id: TeamId,
+    pub name: String,
+    pub members: Vec<UserId>,
 }
 
 /// Something that can happen to a consultation.
@@ -196,6 +208,9 @@ pub enum ConsultationEvent {
     Assign {
         consultant: UserId,
         automatic: bool,
+        /// Set when the case goes to a team whose lead is `consultant`.
+        #[serde(default)]
+        team: Option<TeamOffer>,
     },
     Accept,
     Decline {
@@ -314,6 +329,7 @@ impl Consultation {
             assigned_to: None,
             panel: Vec::new(),
             declined_by: Vec::new(),
+            team: None,
             created_at: now,
             submitted_at: None,
             due_at: None,
@@ -347,6 +363,22 @@ impl Consultation {
     }
 
     /// Apply an event, validating the transition and the actor's right to make it. On error nothing changes.
+    /// The SLA clock ran out: flag the case for the coordinators. This is the node's own doing (its
+    /// escalation sweep), so it takes no actor; it is the same transition as `apply(.., Escalate, ..)`.
+    pub fn escalate(&mut self, now: DateTime<Utc>) -> Result<(), TransitionError> {
+        if !self.is_overdue(now) {
+            return Err(TransitionError::IllegalTransition {
+                event: ConsultationEvent::Escalate.name(),
+                state: self.state,
+            });
+        }
+        if self.escalated_at.is_none() {
+            self.escalated_at = Some(now);
+        }
+        self.version += 1;
+        Ok(())
+    }
+
     pub fn apply(
         &mut self,
         actor: &Actor,
@@ -384,6 +416,7 @@ impl Consultation {
             E::Assign {
                 consultant,
                 automatic,
+                team,
             } => {
                 let allowed_state = match self.state {
                     S::Submitted => true,
@@ -410,6 +443,7 @@ impl Consultation {
                 }
                 self.state = S::Assigned;
                 self.assigned_to = Some(*consultant);
+                self.team = team.clone();
             }
             E::Accept => {
                 if self.state != S::Assigned {
@@ -430,6 +464,20 @@ impl Consultation {
                         role: PanelRole::Lead,
                     },
                 );
+                // A team's members join with its lead (not the referrer, nobody twice).
+                let members = self
+                    .team
+                    .as_ref()
+                    .map(|t| t.members.clone())
+                    .unwrap_or_default();
+                for m in members {
+                    if m != self.referrer_id && !self.is_panel_member(m) {
+                        self.panel.push(PanelMember {
+                            user_id: m,
+                            role: PanelRole::Member,
+                        });
+                    }
+                }
             }
             E::Decline { reason } => {
                 if self.state != S::Assigned {
@@ -444,6 +492,7 @@ impl Consultation {
                 non_empty("reason", reason)?;
                 self.state = S::Submitted;
                 self.assigned_to = None;
+                self.team = None;
                 if !self.declined_by.contains(&actor.user_id) {
                     self.declined_by.push(actor.user_id);
                 }
@@ -543,14 +592,7 @@ impl Consultation {
                 self.state = S::Cancelled;
                 self.closed_at = Some(now);
             }
-            E::Escalate => {
-                if !self.is_overdue(now) {
-                    return Err(illegal());
-                }
-                if self.escalated_at.is_none() {
-                    self.escalated_at = Some(now);
-                }
-            }
+            E::Escalate => return self.escalate(now),
         }
         self.version += 1;
         Ok(())
@@ -609,6 +651,59 @@ mod tests {
     }
 
     #[test]
+    fn a_team_joins_the_panel_when_its_lead_accepts() {
+        let w = world();
+        let mut c = draft(&w);
+        let sla = &w.sla;
+        c.apply(
+            &w.referrer,
+            &ConsultationEvent::Submit { consent: true },
+            w.now,
+            sla,
+        )
+        .unwrap();
+        let offer = TeamOffer {
+            team_id: TeamId::new(),
+            name: "Heart team".into(),
+            // The referrer is never a panel member, even if listed in the team.
+            members: vec![w.other.user_id, w.referrer.user_id],
+        };
+        let assign = ConsultationEvent::Assign {
+            consultant: w.consultant.user_id,
+            automatic: true,
+            team: Some(offer.clone()),
+        };
+        c.apply(&w.referrer, &assign, w.now, sla).unwrap();
+        assert!(
+            c.panel.is_empty(),
+            "members join only when the lead accepts"
+        );
+        // A decline drops the team offer with the lead.
+        let mut declined = c.clone();
+        declined
+            .apply(
+                &w.consultant,
+                &ConsultationEvent::Decline {
+                    reason: "away".into(),
+                },
+                w.now,
+                sla,
+            )
+            .unwrap();
+        assert_eq!(declined.team, None);
+        c.apply(&w.consultant, &ConsultationEvent::Accept, w.now, sla)
+            .unwrap();
+        let panel: Vec<_> = c.panel.iter().map(|m| (m.user_id, m.role)).collect();
+        assert_eq!(
+            panel,
+            vec![
+                (w.consultant.user_id, PanelRole::Lead),
+                (w.other.user_id, PanelRole::Member)
+            ]
+        );
+    }
+
+    #[test]
     fn the_whole_loop() {
         let w = world();
         let mut c = draft(&w);
@@ -626,6 +721,7 @@ mod tests {
             &ConsultationEvent::Assign {
                 consultant: w.consultant.user_id,
                 automatic: true,
+                team: None,
             },
             w.now,
             sla,
@@ -715,6 +811,7 @@ mod tests {
         let assign = ConsultationEvent::Assign {
             consultant: w.consultant.user_id,
             automatic: true,
+            team: None,
         };
         c.apply(&w.referrer, &assign, w.now, &w.sla).unwrap();
         c.apply(
@@ -737,6 +834,7 @@ mod tests {
             &ConsultationEvent::Assign {
                 consultant: w.consultant.user_id,
                 automatic: false,
+                team: None,
             },
             w.now,
             &w.sla,

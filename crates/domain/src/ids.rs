@@ -54,3 +54,5 @@ id_type!(/// A message in a consultation's thread.
     MessageId);
 id_type!(/// A file attached to a consultation.
     AttachmentId);
+id_type!(/// A standing multidisciplinary team (tumour board, cardiac team, ...) that can take a case together.
+    TeamId);

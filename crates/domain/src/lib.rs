@@ -13,9 +13,11 @@ pub mod sla;
 pub use audit::{AuditAction, AuditEvent, AuditRecord, ChainError};
 pub use consultation::{
     Consultation, ConsultationEvent, ConsultationState, Outcome, PanelMember, PanelRole, Report,
-    TransitionError, Urgency,
+    TeamOffer, TransitionError, Urgency,
 };
 pub use ids::*;
 pub use model::*;
-pub use routing::{rank_candidates, Candidate, RankedCandidate, RoutingRequest};
+pub use routing::{
+    rank_candidates, rank_teams, Candidate, RankedCandidate, RankedTeam, RoutingRequest,
+};
 pub use sla::SlaPolicy;

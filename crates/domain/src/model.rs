@@ -224,6 +224,27 @@ pub struct User {
     pub active: bool,
 }
 
+/// A standing multidisciplinary team of one institution: routing may propose it as a whole, in which case the
+/// lead is assigned and, when the lead accepts, the members join the panel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Team {
+    pub id: TeamId,
+    pub institution_id: InstitutionId,
+    pub name: String,
+    /// The specialty of the cases the team takes (its members may have others).
+    pub specialty: String,
+    pub lead_id: UserId,
+    /// The other members (not the lead), in the order they are listed.
+    pub member_ids: Vec<UserId>,
+}
+
+impl Team {
+    /// Lead first, then the members.
+    pub fn everyone(&self) -> impl Iterator<Item = UserId> + '_ {
+        std::iter::once(self.lead_id).chain(self.member_ids.iter().copied())
+    }
+}
+
 /// The acting principal of a request: every store query takes one, so that scoping cannot be forgotten.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {
@@ -289,6 +310,19 @@ pub struct Patient {
     /// National identifier, if recorded. Never crosses a border unless consent allows it.
     pub national_id: Option<String>,
     pub languages: Vec<String>,
+}
+
+impl Patient {
+    /// The text a name search matches against: given and family name, Unicode-lowercased.
+    pub fn search_key(&self) -> String {
+        name_search_key(&format!("{} {}", self.given_name, self.family_name))
+    }
+}
+
+/// Fold a name or a search term for case-insensitive matching in any script. Done here, not in SQL,
+/// because SQLite's `lower()` only folds ASCII (and PostgreSQL's depends on the database's locale).
+pub fn name_search_key(s: &str) -> String {
+    s.trim().to_lowercase()
 }
 
 /// What a consent covers.
@@ -373,6 +407,13 @@ pub fn is_known_specialty(code: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn name_search_key_folds_every_script() {
+        assert_eq!(super::name_search_key("  Алиев ЖАНАР "), "алиев жанар");
+        assert_eq!(super::name_search_key("ÖZTÜRK Émile"), "öztürk émile");
+        assert_eq!(super::name_search_key("王芳"), "王芳");
+    }
+
     use super::*;
     use chrono::TimeZone;
 

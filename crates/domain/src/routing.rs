@@ -5,8 +5,8 @@
 //! The score is returned with its parts so that a coordinator sees why routing proposed someone.
 
 use crate::consultation::Urgency;
-use crate::ids::{InstitutionId, UserId};
-use crate::model::WorkingHours;
+use crate::ids::{InstitutionId, TeamId, UserId};
+use crate::model::{Team, WorkingHours};
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -86,17 +86,98 @@ pub fn within_hours(hours: &WorkingHours, timezone: &str, now: DateTime<Utc>) ->
     hours.days.contains(&local.weekday()) && t >= hours.start && t < hours.end
 }
 
+/// A team proposed for a case, with the parts of its score.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RankedTeam {
+    pub team_id: TeamId,
+    pub name: String,
+    pub institution_id: InstitutionId,
+    pub lead_id: UserId,
+    pub lead_name: String,
+    pub member_ids: Vec<UserId>,
+    pub score: f64,
+    pub language_match: f64,
+    pub available_now: bool,
+    /// The highest load among the team's people: a panel moves at the pace of its busiest member.
+    pub load: f64,
+}
+
+/// Rank the teams whose specialty is the request's, best first. `people` holds the routing records of the
+/// teams' leads and members (any specialty). A team is left out when its lead is excluded (declined), is not
+/// among `people` (inactive), or is at capacity.
+///
+/// The score uses the same weights as [`rank_candidates`], read for a panel: the best language match among its
+/// people (a member may interpret), the lead's availability now, and the busiest member's load, so a team never
+/// outranks its own lead working alone and is chosen automatically only when no single specialist scores as well.
+pub fn rank_teams(
+    request: &RoutingRequest,
+    teams: &[Team],
+    people: &[Candidate],
+    now: DateTime<Utc>,
+) -> Vec<RankedTeam> {
+    let availability_weight = availability_weight(request.urgency);
+    let mut ranked: Vec<RankedTeam> = teams
+        .iter()
+        .filter(|t| t.specialty == request.specialty)
+        .filter(|t| !request.excluded.contains(&t.lead_id))
+        .filter_map(|t| {
+            let lead = people.iter().find(|c| c.user_id == t.lead_id)?;
+            let members: Vec<&Candidate> = t
+                .everyone()
+                .filter_map(|id| people.iter().find(|c| c.user_id == id))
+                .collect();
+            if lead.open_cases >= lead.capacity.max(1) {
+                return None;
+            }
+            let lang = members
+                .iter()
+                .map(|c| language_match(&request.languages, &c.languages))
+                .fold(0.0, f64::max);
+            let available = within_hours(&lead.hours, &lead.timezone, now);
+            let load = members
+                .iter()
+                .map(|c| f64::from(c.open_cases) / f64::from(c.capacity.max(1)))
+                .fold(0.0, f64::max);
+            let score = 3.0 * lang
+                + availability_weight * f64::from(u8::from(available))
+                + 2.0 * (1.0 - load.min(1.0));
+            Some(RankedTeam {
+                team_id: t.id,
+                name: t.name.clone(),
+                institution_id: t.institution_id,
+                lead_id: t.lead_id,
+                lead_name: lead.display_name.clone(),
+                member_ids: t.member_ids.clone(),
+                score,
+                language_match: lang,
+                available_now: available,
+                load,
+            })
+        })
+        .collect();
+    ranked.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.team_id.cmp(&b.team_id))
+    });
+    ranked
+}
+
+fn availability_weight(urgency: Urgency) -> f64 {
+    match urgency {
+        Urgency::Routine => 0.5,
+        Urgency::Urgent => 1.5,
+        Urgency::Emergency => 4.0,
+    }
+}
+
 /// Rank the specialists for a request, best first. Candidates without the specialty or excluded are left out.
 pub fn rank_candidates(
     request: &RoutingRequest,
     candidates: &[Candidate],
     now: DateTime<Utc>,
 ) -> Vec<RankedCandidate> {
-    let availability_weight = match request.urgency {
-        Urgency::Routine => 0.5,
-        Urgency::Urgent => 1.5,
-        Urgency::Emergency => 4.0,
-    };
+    let availability_weight = availability_weight(request.urgency);
     let mut ranked: Vec<RankedCandidate> = candidates
         .iter()
         .filter(|c| c.specialties.iter().any(|s| s == &request.specialty))
@@ -189,6 +270,69 @@ mod tests {
         let ranked = rank_candidates(&req(&["ru"], Urgency::Emergency), &[london, almaty], now);
         assert_eq!(ranked[0].display_name, "almaty");
         assert!(ranked[0].available_now);
+    }
+
+    fn team(name: &str, lead: &Candidate, members: &[&Candidate]) -> Team {
+        Team {
+            id: TeamId::new(),
+            institution_id: lead.institution_id,
+            name: name.into(),
+            specialty: "cardiology".into(),
+            lead_id: lead.user_id,
+            member_ids: members.iter().map(|c| c.user_id).collect(),
+        }
+    }
+
+    #[test]
+    fn teams_read_as_panels() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).unwrap();
+        let lead = cand("lead", &["en"], "Europe/London", 1, 10);
+        let interpreter = cand("kk", &["kk", "ru"], "Asia/Almaty", 2, 10);
+        let busy = cand("busy", &["en"], "Europe/London", 9, 10);
+        let people = [lead.clone(), interpreter.clone(), busy.clone()];
+        let with_kk = team("heart team", &lead, &[&interpreter]);
+        let with_busy = team("slow board", &lead, &[&busy]);
+        let ranked = rank_teams(
+            &req(&["kk"], Urgency::Routine),
+            &[with_busy.clone(), with_kk.clone()],
+            &people,
+            now,
+        );
+        assert_eq!(ranked[0].name, "heart team");
+        assert_eq!(ranked[0].language_match, 1.0, "a member speaks Kazakh");
+        assert!(
+            (ranked[1].load - 0.9).abs() < 1e-9,
+            "the busiest member sets the load"
+        );
+        // A team never outranks its own lead alone on language-neutral terms.
+        let alone = rank_candidates(
+            &req(&["en"], Urgency::Routine),
+            std::slice::from_ref(&lead),
+            now,
+        );
+        let teams = rank_teams(
+            &req(&["en"], Urgency::Routine),
+            std::slice::from_ref(&with_kk),
+            &people,
+            now,
+        );
+        assert!(teams[0].score <= alone[0].score);
+        // Another specialty, an excluded (declined) lead or a lead at capacity: no proposal.
+        let mut r = req(&["kk"], Urgency::Routine);
+        r.excluded.push(lead.user_id);
+        assert!(rank_teams(&r, std::slice::from_ref(&with_kk), &people, now).is_empty());
+        let mut derm = with_kk.clone();
+        derm.specialty = "dermatology".into();
+        assert!(rank_teams(&req(&["kk"], Urgency::Routine), &[derm], &people, now).is_empty());
+        let mut full = lead.clone();
+        full.open_cases = 10;
+        assert!(rank_teams(
+            &req(&["kk"], Urgency::Routine),
+            &[with_kk],
+            &[full, interpreter],
+            now
+        )
+        .is_empty());
     }
 
     #[test]

@@ -279,9 +279,13 @@ async fn read_inner(
         "DocumentReference" => {
             p.require(CLINICAL)?;
             let aid: AttachmentId = id(rtype, raw_id)?;
-            let a = st.store().get_attachment(aid).await.map_err(|_| {
-                FhirError::not_found(format!("DocumentReference/{raw_id} is not known"))
-            })?;
+            let a = st
+                .store()
+                .get_attachment(&p.actor(), aid)
+                .await
+                .map_err(|_| {
+                    FhirError::not_found(format!("DocumentReference/{raw_id} is not known"))
+                })?;
             // Visible only through a consultation the principal may see, exactly like the download route.
             let c = st
                 .store()
@@ -349,70 +353,54 @@ async fn directory_user(st: &AppState, p: &Principal, uid: UserId) -> FhirResult
     Ok(u)
 }
 
-/// The store has no message-by-id lookup, so the message is found in the threads of the consultations the actor
-/// may see (the same scope `consult::view` applies), and the read is audited like a case read.
+/// One message of a consultation the actor may see (the store applies the same scope as `consult::view`);
+/// the read is audited like a case read.
 async fn read_communication(st: &AppState, p: &Principal, mid: MessageId) -> FhirResult<Resource> {
     p.require(CASE_READERS)?;
     let store = st.store();
-    let cases = store
-        .list_consultations(&p.actor(), &ConsultationFilter::default())
+    let unknown = || FhirError::not_found(format!("Communication/{mid} is not known"));
+    let m = store
+        .get_message(&p.actor(), mid)
+        .await
+        .map_err(|_| unknown())?;
+    let c = store
+        .get_consultation(&p.actor(), m.consultation_id)
+        .await
+        .map_err(|_| unknown())?;
+    store
+        .append_audit(vec![event(
+            p,
+            AuditAction::Read,
+            "message",
+            m.id,
+            Some(c.patient_id),
+            "fhir:Communication",
+        )])
         .await?;
-    for row in cases {
-        let c = row.consultation;
-        if let Some(m) = store
-            .list_messages(c.id)
-            .await?
-            .into_iter()
-            .find(|m| m.id == mid)
-        {
-            store
-                .append_audit(vec![event(
-                    p,
-                    AuditAction::Read,
-                    "message",
-                    m.id,
-                    Some(c.patient_id),
-                    "fhir:Communication",
-                )])
-                .await?;
-            return Ok(Resource::Communication(Box::new(map::communication(
-                &m, &c,
-            ))));
-        }
-    }
-    Err(FhirError::not_found(format!(
-        "Communication/{mid} is not known"
-    )))
+    Ok(Resource::Communication(Box::new(map::communication(
+        &m, &c,
+    ))))
 }
 
-/// The store has no consent-by-id lookup either: the consent is found among the patients the actor may see.
+/// One consent record of a patient the actor may see; the read is audited.
 async fn read_consent(st: &AppState, p: &Principal, cid: ConsentId) -> FhirResult<Resource> {
     p.require(consult::PATIENT_READERS)?;
     let store = st.store();
-    let patients = store
-        .list_patients(&p.actor(), &PatientFilter::default())
+    let c = store
+        .get_consent(&p.actor(), cid)
+        .await
+        .map_err(|_| FhirError::not_found(format!("Consent/{cid} is not known")))?;
+    store
+        .append_audit(vec![event(
+            p,
+            AuditAction::Read,
+            "consent",
+            c.id,
+            Some(c.patient_id),
+            "fhir:Consent",
+        )])
         .await?;
-    for pat in patients {
-        if let Some(c) = store
-            .consents(&p.actor(), pat.id)
-            .await?
-            .into_iter()
-            .find(|c| c.id == cid)
-        {
-            store
-                .append_audit(vec![event(
-                    p,
-                    AuditAction::Read,
-                    "consent",
-                    c.id,
-                    Some(pat.id),
-                    "fhir:Consent",
-                )])
-                .await?;
-            return Ok(Resource::Consent(Box::new(map::consent(&c))));
-        }
-    }
-    Err(FhirError::not_found(format!("Consent/{cid} is not known")))
+    Ok(Resource::Consent(Box::new(map::consent(&c))))
 }
 
 /// One audit record by sequence number: administrators see any; others only events about a patient whose access
@@ -679,13 +667,13 @@ async fn search_inner(
             let mut out = Vec::new();
             for c in cases {
                 if rtype == "Communication" {
-                    for m in st.store().list_messages(c.id).await? {
+                    for m in st.store().list_messages(&p.actor(), c.id).await? {
                         out.push(Resource::Communication(Box::new(map::communication(
                             &m, &c,
                         ))));
                     }
                 } else {
-                    for a in st.store().list_attachments(c.id).await? {
+                    for a in st.store().list_attachments(&p.actor(), c.id).await? {
                         out.push(Resource::DocumentReference(Box::new(
                             map::document_reference(&a, &c),
                         )));

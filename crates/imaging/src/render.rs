@@ -148,7 +148,16 @@ fn check_frame(g: &Geometry, frame: u32) -> Result<()> {
     Ok(())
 }
 
+/// JPEG-LS lossless and near-lossless transfer syntaxes.
+const JPEG_LS: [&str; 2] = ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"];
+
 fn decode(obj: &DicomFile, frame: u32) -> Result<dicom_pixeldata::DecodedPixelData<'_>> {
+    let ts = obj.meta().transfer_syntax().trim_end_matches('\0');
+    if !cfg!(feature = "jpeg-ls") && JPEG_LS.contains(&ts) {
+        return Err(Error::Pixel(format!(
+            "transfer syntax {ts} is JPEG-LS, which this build cannot decode (build with the `jpeg-ls` feature)"
+        )));
+    }
     obj.decode_pixel_data_frame(frame)
         .map_err(|e| Error::Pixel(error_chain(&e)))
 }

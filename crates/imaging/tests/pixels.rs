@@ -11,6 +11,17 @@ const EXPECTED: &str = include_str!("data/expected_pixels.json");
 /// with a clear error, never panic.
 const KNOWN_UNSUPPORTED: &[&str] = &["JPGExtended.dcm"];
 
+/// JPEG-LS lossless (.80) and near-lossless (.81) transfer syntaxes, found in the file meta group.
+fn is_jpeg_ls(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(1024)];
+    [
+        &b"1.2.840.10008.1.2.4.80"[..],
+        &b"1.2.840.10008.1.2.4.81"[..],
+    ]
+    .iter()
+    .any(|ts| head.windows(ts.len()).any(|w| w == *ts))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -42,6 +53,17 @@ fn decoded_pixels_match_pydicom() {
             };
             Ok((values, rendered))
         });
+        // Without the `jpeg-ls` feature (CharLS needs cmake) JPEG-LS images must be refused
+        // with an error that names the missing codec.
+        let jpeg_ls_off = !cfg!(feature = "jpeg-ls") && is_jpeg_ls(&bytes);
+        if jpeg_ls_off {
+            match &result {
+                Err(e) if e.to_string().contains("JPEG-LS") => refused += 1,
+                Err(e) => failures.push(format!("{name}: refused without naming JPEG-LS: {e}")),
+                Ok(_) => failures.push(format!("{name}: decoded without the jpeg-ls feature")),
+            }
+            continue;
+        }
         if case.get("pydicom_error").is_some() || KNOWN_UNSUPPORTED.contains(&name) {
             match result {
                 Err(e) => {

@@ -27,6 +27,8 @@ pub const ROUTES: &[(&str, &str, &str, Option<&[Role]>)] = &[
     ("post", "/api/v1/institutions", "Create an institution", Some(&[Role::Admin])),
     ("get", "/api/v1/users", "Users of this node", Some(&[Role::Admin, Role::Coordinator])),
     ("post", "/api/v1/users", "Create a user", Some(&[Role::Admin])),
+    ("get", "/api/v1/teams", "Standing multidisciplinary teams", Some(&[Role::Admin, Role::Coordinator])),
+    ("post", "/api/v1/teams", "Create a team (lead, members, specialty)", Some(&[Role::Admin])),
     ("get", "/api/v1/tokens", "My API tokens", Some(&[])),
     ("post", "/api/v1/tokens", "Create an API token (shown once)", Some(&[])),
     ("delete", "/api/v1/tokens/{id}", "Revoke an API token", Some(&[])),
@@ -58,6 +60,7 @@ pub fn routes() -> Router<AppState> {
             get(list_institutions).post(create_institution),
         )
         .route("/users", get(list_users).post(create_user))
+        .route("/teams", get(list_teams).post(create_team))
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{id}", delete(revoke_token))
         .route("/patients", get(search_patients).post(create_patient))
@@ -126,7 +129,29 @@ async fn login(
 }
 
 /// Verify a password; failures are audited and answered identically whether the user exists or not.
+/// Repeated failures for one user name lock it out for a while (`throttle`), answered with 429.
 pub async fn check_password(st: &AppState, username: &str, password: &str) -> AppResult<User> {
+    let now = std::time::Instant::now();
+    if let Err(wait) = st.login_throttle().check(username, now) {
+        return Err(AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "error-too-many-sign-ins",
+            format!(
+                "too many failed sign-ins for this user name; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        ));
+    }
+    let result = verify_credentials(st, username, password).await;
+    match &result {
+        Ok(_) => st.login_throttle().succeeded(username),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => st.login_throttle().failed(username, now),
+        Err(_) => {}
+    }
+    result
+}
+
+async fn verify_credentials(st: &AppState, username: &str, password: &str) -> AppResult<User> {
     let denied = || {
         AppError::new(
             StatusCode::UNAUTHORIZED,
@@ -380,6 +405,25 @@ async fn create_user(
     p.require(&[Role::Admin])?;
     let n: NewUser = body(&raw)?;
     Ok((StatusCode::CREATED, Json(do_create_user(&st, &p, n).await?)))
+}
+
+async fn list_teams(State(st): State<AppState>, p: Principal) -> AppResult<Json<Vec<Team>>> {
+    Ok(Json(crate::teams::list(&st, &p).await?))
+}
+
+async fn create_team(
+    State(st): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    raw: axum::body::Bytes,
+) -> AppResult<(StatusCode, Json<Team>)> {
+    p.check_csrf(csrf(&h))?;
+    p.require(&[Role::Admin])?;
+    let n: crate::teams::NewTeam = body(&raw)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(crate::teams::create(&st, &p, n).await?),
+    ))
 }
 
 async fn list_tokens(State(st): State<AppState>, p: Principal) -> AppResult<Json<Value>> {

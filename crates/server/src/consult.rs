@@ -7,7 +7,9 @@ use crate::error::{AppError, AppResult};
 use crate::AppState;
 use axum::http::StatusCode;
 use bytes::Bytes;
-use caravan_domain::routing::{rank_candidates, RankedCandidate, RoutingRequest};
+use caravan_domain::routing::{
+    rank_candidates, rank_teams, RankedCandidate, RankedTeam, RoutingRequest,
+};
 use caravan_domain::*;
 use caravan_store::{Attachment, ConsultationFilter, ConsultationSummary, Message, PatientFilter};
 use chrono::{NaiveDate, Utc};
@@ -272,6 +274,10 @@ pub enum EventRequest {
     Assign {
         consultant: UserId,
     },
+    /// Give the case to a standing team: its lead is assigned, its members join when the lead accepts.
+    AssignTeam {
+        team: TeamId,
+    },
     Accept,
     Decline {
         reason: String,
@@ -326,6 +332,35 @@ pub async fn apply(
             ConsultationEvent::Assign {
                 consultant,
                 automatic: false,
+                team: None,
+            }
+        }
+        EventRequest::AssignTeam { team } => {
+            let t = store.get_team(team).await?;
+            if t.specialty != c.specialty {
+                return Err(AppError::unprocessable(
+                    "error-team-specialty",
+                    format!(
+                        "the team takes {} cases, this one is {}",
+                        t.specialty, c.specialty
+                    ),
+                ));
+            }
+            let lead = store.get_user(t.lead_id).await?;
+            if lead.role != Role::Consultant || !lead.active {
+                return Err(AppError::unprocessable(
+                    "error-not-a-consultant",
+                    "the team's lead is not an active consultant",
+                ));
+            }
+            ConsultationEvent::Assign {
+                consultant: t.lead_id,
+                automatic: false,
+                team: Some(TeamOffer {
+                    team_id: t.id,
+                    name: t.name,
+                    members: t.member_ids,
+                }),
             }
         }
         EventRequest::Accept => ConsultationEvent::Accept,
@@ -365,10 +400,11 @@ pub async fn apply(
         ev.name(),
     )];
     if c.state == ConsultationState::Submitted && st.config().auto_assign {
-        if let Some(best) = propose(st, &c).await?.into_iter().next() {
+        if let Some((consultant, team, score)) = best_proposal(st, &c).await? {
             let assign = ConsultationEvent::Assign {
-                consultant: best.user_id,
+                consultant,
                 automatic: true,
+                team,
             };
             // The automatic assignment is made on behalf of the referrer whose submit triggered it.
             let routing_actor = Actor {
@@ -384,7 +420,7 @@ pub async fn apply(
                     Some(c.patient_id),
                     "assign:auto",
                 ));
-                tracing::info!(consultation_id = %c.id, score = best.score, "consultation routed");
+                tracing::info!(consultation_id = %c.id, score, team = c.team.is_some(), "consultation routed");
             }
         } else {
             tracing::warn!(consultation_id = %c.id, specialty = %c.specialty, "no consultant available; waiting for a coordinator");
@@ -408,14 +444,62 @@ pub async fn propose(st: &AppState, c: &Consultation) -> AppResult<Vec<RankedCan
     Ok(rank_candidates(&req, &candidates, Utc::now()))
 }
 
-pub async fn candidates(
+/// The teams routing proposes for a case, best first (`routing::rank_teams`).
+pub async fn propose_teams(st: &AppState, c: &Consultation) -> AppResult<Vec<RankedTeam>> {
+    let (teams, people) = st.store().routing_teams(&c.specialty).await?;
+    let mut excluded = c.declined_by.clone();
+    excluded.push(c.referrer_id);
+    let req = RoutingRequest {
+        specialty: c.specialty.clone(),
+        languages: c.languages.clone(),
+        urgency: c.urgency,
+        excluded,
+    };
+    Ok(rank_teams(&req, &teams, &people, Utc::now()))
+}
+
+/// The automatic choice: the best single consultant, unless a team scores strictly higher (a team goes to its
+/// lead, with its members joining on acceptance). `None` when nobody can take the case.
+async fn best_proposal(
     st: &AppState,
-    p: &Principal,
-    id: ConsultationId,
-) -> AppResult<Vec<RankedCandidate>> {
+    c: &Consultation,
+) -> AppResult<Option<(UserId, Option<TeamOffer>, f64)>> {
+    let person = propose(st, c).await?.into_iter().next();
+    let team = propose_teams(st, c).await?.into_iter().next();
+    Ok(match (person, team) {
+        (Some(p), Some(t)) if t.score > p.score => Some(team_choice(t)),
+        (Some(p), _) => Some((p.user_id, None, p.score)),
+        (None, Some(t)) => Some(team_choice(t)),
+        (None, None) => None,
+    })
+}
+
+fn team_choice(t: RankedTeam) -> (UserId, Option<TeamOffer>, f64) {
+    (
+        t.lead_id,
+        Some(TeamOffer {
+            team_id: t.team_id,
+            name: t.name,
+            members: t.member_ids,
+        }),
+        t.score,
+    )
+}
+
+/// What routing proposes for a case: single consultants and standing teams, each best first.
+#[derive(Debug, Serialize)]
+pub struct Proposals {
+    pub consultants: Vec<RankedCandidate>,
+    pub teams: Vec<RankedTeam>,
+}
+
+pub async fn candidates(st: &AppState, p: &Principal, id: ConsultationId) -> AppResult<Proposals> {
     p.require(&[Role::Coordinator])?;
     let c = st.store().get_consultation(&p.actor(), id).await?;
-    propose(st, &c).await
+    Ok(Proposals {
+        consultants: propose(st, &c).await?,
+        teams: propose_teams(st, &c).await?,
+    })
 }
 
 /// Everything the case page shows, read with one audit event.
@@ -433,8 +517,8 @@ pub async fn view(st: &AppState, p: &Principal, id: ConsultationId) -> AppResult
     let actor = p.actor();
     let consultation = store.get_consultation(&actor, id).await?;
     let patient = store.get_patient(&actor, consultation.patient_id).await?;
-    let messages = store.list_messages(id).await?;
-    let attachments = store.list_attachments(id).await?;
+    let messages = store.list_messages(&actor, id).await?;
+    let attachments = store.list_attachments(&actor, id).await?;
     let mut ids = vec![consultation.referrer_id];
     ids.extend(consultation.assigned_to);
     ids.extend(consultation.panel.iter().map(|m| m.user_id));
@@ -526,13 +610,12 @@ pub async fn post_message(
     let c = st.store().get_consultation(&p.actor(), id).await?;
     may_write(p, &c)?;
     if let Some(parent) = parent {
-        if !st
-            .store()
-            .list_messages(id)
-            .await?
-            .iter()
-            .any(|m| m.id == parent)
-        {
+        let in_thread = match st.store().get_message(&p.actor(), parent).await {
+            Ok(m) => m.consultation_id == id,
+            Err(caravan_store::StoreError::NotFound(_)) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if !in_thread {
             return Err(AppError::unprocessable(
                 "error-bad-parent",
                 "the message replied to is not in this thread",
@@ -660,8 +743,8 @@ pub async fn attachment_content(
     p: &Principal,
     id: AttachmentId,
 ) -> AppResult<(Attachment, Bytes)> {
-    let a = st.store().get_attachment(id).await?;
-    // Visible only through a consultation the principal may see.
+    // Visible only through a consultation the principal may see (the store scopes both reads).
+    let a = st.store().get_attachment(&p.actor(), id).await?;
     let c = st
         .store()
         .get_consultation(&p.actor(), a.consultation_id)
@@ -685,18 +768,10 @@ pub async fn attachment_content(
 pub async fn escalation_sweep(st: &AppState) -> AppResult<usize> {
     let now = Utc::now();
     let overdue = st.store().overdue_unescalated(now, 500).await?;
-    let system = Actor {
-        user_id: UserId(uuid::Uuid::nil()),
-        institution_id: InstitutionId(uuid::Uuid::nil()),
-        role: Role::Coordinator,
-        patient_id: None,
-    };
     let mut n = 0;
     for mut c in overdue {
         let v = c.version;
-        if c.apply(&system, &ConsultationEvent::Escalate, now, &st.config().sla)
-            .is_ok()
-        {
+        if c.escalate(now).is_ok() {
             let audit = vec![system_event(
                 AuditAction::Update,
                 "consultation",

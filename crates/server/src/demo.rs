@@ -357,6 +357,28 @@ pub async fn seed(store: &dyn Store, sla: &SlaPolicy) -> Result<bool, StoreError
     for u in users {
         store.insert_user(u, Some(&hash), vec![]).await?;
     }
+    // Standing teams that routing can propose as a whole.
+    let teams = [
+        Team {
+            id: TeamId::new(),
+            institution_id: ntc.id,
+            name: "Heart Team (NTC)".into(),
+            specialty: "cardiology".into(),
+            lead_id: nurlanov.id,
+            member_ids: vec![zhang.id, petrova.id],
+        },
+        Team {
+            id: TeamId::new(),
+            institution_id: ospanova.institution_id,
+            name: "Paediatric Neuro-Infection Board".into(),
+            specialty: "paediatrics".into(),
+            lead_id: ospanova.id,
+            member_ids: vec![yusupov.id, haddad.id],
+        },
+    ];
+    for t in &teams {
+        store.insert_team(t, vec![]).await?;
+    }
 
     let pat = |inst: &Institution,
                given: &str,
@@ -531,6 +553,7 @@ pub async fn seed(store: &dyn Store, sla: &SlaPolicy) -> Result<bool, StoreError
     let assign = |u: &User| ConsultationEvent::Assign {
         consultant: u.id,
         automatic: true,
+        team: None,
     };
     let submit = ConsultationEvent::Submit { consent: true };
 

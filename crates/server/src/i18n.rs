@@ -171,6 +171,20 @@ impl Tr<'_> {
         args.set(name, FluentValue::from(value.to_string()));
         self.i18n.format(self.lang, id, Some(&args))
     }
+    /// A message with two variables.
+    pub fn t2(
+        &self,
+        id: &str,
+        n1: &'static str,
+        v1: impl ToString,
+        n2: &'static str,
+        v2: impl ToString,
+    ) -> String {
+        let mut args = FluentArgs::new();
+        args.set(n1, FluentValue::from(v1.to_string()));
+        args.set(n2, FluentValue::from(v2.to_string()));
+        self.i18n.format(self.lang, id, Some(&args))
+    }
     pub fn dir(&self) -> &'static str {
         I18n::dir(self.lang)
     }
@@ -250,6 +264,41 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every error code the node can answer with (they double as Fluent ids) has an English message, so the UI
+    /// never shows a bare id. The codes are read from the sources of the crates that raise them.
+    #[test]
+    fn every_error_code_has_a_message() {
+        let en = messages(LOCALES[0].2);
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut missing = BTreeSet::new();
+        let mut seen = 0;
+        for dir in ["server/src", "domain/src", "fhir/src"] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let src = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                for (i, _) in src.match_indices("\"error-") {
+                    let code: String = src[i + 1..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+                        .collect();
+                    if code.len() > "error-".len() && src[i + 1 + code.len()..].starts_with('"') {
+                        seen += 1;
+                        if !en.contains_key(&code) {
+                            missing.insert(code);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(seen > 30, "found only {seen} error codes in the sources");
+        assert!(
+            missing.is_empty(),
+            "error codes without a message: {missing:?}"
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub mod consult;
 pub mod demo;
 pub mod error;
 pub mod i18n;
+pub mod teams;
+pub mod throttle;
 pub mod ui;
 
 use axum::http::{header, HeaderValue};
@@ -28,6 +30,7 @@ struct Inner {
     blobs: Blobs,
     config: NodeConfig,
     i18n: i18n::I18n,
+    login_throttle: throttle::LoginThrottle,
 }
 
 /// Shared state of a node, passed explicitly to every handler.
@@ -41,6 +44,7 @@ impl AppState {
             blobs,
             config,
             i18n: i18n::I18n::new(),
+            login_throttle: throttle::LoginThrottle::default(),
         }))
     }
     pub fn store(&self) -> &dyn Store {
@@ -54,6 +58,9 @@ impl AppState {
     }
     pub fn i18n(&self) -> &i18n::I18n {
         &self.0.i18n
+    }
+    pub fn login_throttle(&self) -> &throttle::LoginThrottle {
+        &self.0.login_throttle
     }
 }
 

@@ -48,6 +48,7 @@ pub fn routes() -> Router<AppState> {
             get(institutions_page).post(institution_create),
         )
         .route("/ui/admin/users", get(users_page).post(user_create))
+        .route("/ui/admin/teams", get(teams_page).post(team_create))
         .route("/ui/tokens", get(tokens_page).post(token_create))
 }
 
@@ -182,11 +183,14 @@ async fn login_submit(
             Ok(cookie) => (jar.add(cookie), Redirect::to("/ui/inbox")).into_response(),
             Err(e) => error_page(&st, None, &headers, e),
         },
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+        Err(e)
+            if e.status == StatusCode::UNAUTHORIZED
+                || e.status == StatusCode::TOO_MANY_REQUESTS =>
+        {
             let c = ctx(&st, None, &headers, "sign-in-title", "/ui/login");
-            let error = Some(c.tr.t("error-bad-credentials"));
+            let error = Some(c.tr.t(e.code));
             let mut r = render(&LoginPage { ctx: c, error });
-            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            *r.status_mut() = e.status;
             r
         }
         Err(e) => error_page(&st, None, &headers, e),
@@ -749,6 +753,7 @@ fn legal_actions(c: &Consultation, actor: &Actor, sla: &SlaPolicy) -> Vec<&'stat
             ConsultationEvent::Assign {
                 consultant: probe,
                 automatic: false,
+                team: None,
             },
         ),
         ("accept", ConsultationEvent::Accept),
@@ -917,19 +922,31 @@ async fn case_page(
         let mut actions = vec![];
         for kind in legal_actions(k, &actor, &st.config().sla) {
             let choices = match kind {
-                "assign" => consult::propose(&st, k)
-                    .await?
-                    .into_iter()
-                    .map(|r| {
-                        (
-                            r.user_id.to_string(),
-                            format!(
-                                "{} — {:.1} ({}/{})",
-                                r.display_name, r.score, r.open_cases, r.capacity
-                            ),
-                        )
-                    })
-                    .collect(),
+                "assign" => {
+                    let mut choices: Vec<(String, String)> = consult::propose(&st, k)
+                        .await?
+                        .into_iter()
+                        .map(|r| {
+                            (
+                                r.user_id.to_string(),
+                                format!(
+                                    "{} — {:.1} ({}/{})",
+                                    r.display_name, r.score, r.open_cases, r.capacity
+                                ),
+                            )
+                        })
+                        .collect();
+                    // Teams come after the single consultants, marked so the form can tell them apart.
+                    for t in consult::propose_teams(&st, k).await? {
+                        let label =
+                            tr.t2("routing-team-choice", "name", &t.name, "lead", &t.lead_name);
+                        choices.push((
+                            format!("team:{}", t.team_id),
+                            format!("{label} — {:.1}", t.score),
+                        ));
+                    }
+                    choices
+                }
                 "invite" => st
                     .store()
                     .list_users(None)
@@ -1031,8 +1048,13 @@ async fn case_event(
         let id: ConsultationId = parse_id("consultation", &id)?;
         let ev = match f.kind.as_str() {
             "submit" => EventRequest::Submit,
-            "assign" => EventRequest::Assign {
-                consultant: parse_id("user", &f.user)?,
+            "assign" => match f.user.strip_prefix("team:") {
+                Some(team) => EventRequest::AssignTeam {
+                    team: parse_id("team", team)?,
+                },
+                None => EventRequest::Assign {
+                    consultant: parse_id("user", &f.user)?,
+                },
             },
             "accept" => EventRequest::Accept,
             "decline" => EventRequest::Decline { reason: f.reason },
@@ -1703,6 +1725,129 @@ async fn user_create(
         };
         api::do_create_user(&st, &p, n).await?;
         Ok(Redirect::to("/ui/admin/users").into_response())
+    }
+    .await;
+    done(&st, &p, &headers, r)
+}
+
+async fn teams_page(
+    State(st): State<AppState>,
+    UiPrincipal(p): UiPrincipal,
+    headers: HeaderMap,
+) -> Response {
+    let r = async {
+        p.require(&[Role::Admin])?;
+        let teams = crate::teams::list(&st, &p).await?;
+        let users = st.store().list_users(None).await?;
+        let name_of = |id: UserId| {
+            users
+                .iter()
+                .find(|u| u.id == id)
+                .map(|u| u.display_name.clone())
+                .unwrap_or_default()
+        };
+        let c = ctx(&st, Some(&p), &headers, "nav-teams", "/ui/admin/teams");
+        let tr = c.tr;
+        let rows = teams
+            .iter()
+            .map(|t| {
+                vec![
+                    t.name.clone(),
+                    tr.t(&format!("specialty-{}", t.specialty)),
+                    name_of(t.lead_id),
+                    t.member_ids
+                        .iter()
+                        .map(|m| name_of(*m))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ]
+            })
+            .collect();
+        let form = FormView {
+            action: "/ui/admin/teams",
+            title: tr.t("teams-new"),
+            button: tr.t("create"),
+            fields: vec![
+                field("name", tr.t("col-team"), "text"),
+                select(
+                    "specialty",
+                    tr.t("col-specialty"),
+                    SPECIALTIES
+                        .iter()
+                        .map(|s| (s.to_string(), tr.t(&format!("specialty-{s}"))))
+                        .collect(),
+                ),
+                select(
+                    "lead",
+                    tr.t("col-lead"),
+                    users
+                        .iter()
+                        .filter(|u| u.role == Role::Consultant && u.active)
+                        .map(|u| (u.id.to_string(), u.display_name.clone()))
+                        .collect(),
+                ),
+                FormField {
+                    required: false,
+                    ..field("members", tr.t("teams-members-hint"), "text")
+                },
+            ],
+        };
+        Ok(render(&TablePage {
+            ctx: c,
+            intro: Some(tr.t("teams-intro")),
+            headers: vec![
+                tr.t("col-team"),
+                tr.t("col-specialty"),
+                tr.t("col-lead"),
+                tr.t("col-members"),
+            ],
+            rows,
+            forms: vec![form],
+        }))
+    }
+    .await;
+    done(&st, &p, &headers, r)
+}
+
+#[derive(Deserialize)]
+struct TeamForm {
+    csrf: String,
+    name: String,
+    specialty: String,
+    lead: String,
+    #[serde(default)]
+    members: String,
+}
+
+async fn team_create(
+    State(st): State<AppState>,
+    UiPrincipal(p): UiPrincipal,
+    headers: HeaderMap,
+    Form(f): Form<TeamForm>,
+) -> Response {
+    let r = async {
+        p.check_csrf(Some(&f.csrf))?;
+        p.require(&[Role::Admin])?;
+        let mut member_ids = Vec::new();
+        for name in f
+            .members
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let (u, _) = st.store().get_user_credentials(name).await.map_err(|_| {
+                AppError::unprocessable("error-not-a-clinician", format!("no user named {name:?}"))
+            })?;
+            member_ids.push(u.id);
+        }
+        let n = crate::teams::NewTeam {
+            name: f.name,
+            specialty: f.specialty,
+            lead_id: parse_id("user", &f.lead)?,
+            member_ids,
+        };
+        crate::teams::create(&st, &p, n).await?;
+        Ok(Redirect::to("/ui/admin/teams").into_response())
     }
     .await;
     done(&st, &p, &headers, r)

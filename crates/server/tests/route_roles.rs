@@ -55,6 +55,7 @@ const UI_PAGES: &[(&str, &[Role])] = &[
     ("/ui/me/access-log", &[Role::Patient]),
     ("/ui/admin/institutions", &[Role::Admin]),
     ("/ui/admin/users", &[Role::Admin]),
+    ("/ui/admin/teams", &[Role::Admin]),
     (
         "/ui/tokens",
         &[

@@ -418,3 +418,130 @@ async fn escalation_sweep_flags_overdue_cases_once() {
         1
     );
 }
+
+#[tokio::test]
+async fn repeated_wrong_passwords_lock_the_user_name_for_a_while() {
+    let node = start().await;
+    let http = reqwest::Client::new();
+    let attempt = |password: &'static str| {
+        let http = http.clone();
+        let url = format!("{}/api/v1/session", node.base);
+        async move {
+            let r = http
+                .post(url)
+                .json(&json!({ "username": "dr.wang", "password": password }))
+                .send()
+                .await
+                .unwrap();
+            let s = r.status();
+            (s, r.json::<Value>().await.unwrap())
+        }
+    };
+    for _ in 0..caravan_server::throttle::MAX_FAILURES {
+        let (s, v) = attempt("guess").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    }
+    // Now even the right password is refused, with a reason, until the lockout ends.
+    let (s, v) = attempt(caravan_server::demo::DEMO_PASSWORD).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["error"], "error-too-many-sign-ins");
+    // Other users are not affected.
+    Client::login(&node, "dr.aliyev").await;
+}
+
+#[tokio::test]
+async fn a_coordinator_gives_a_case_to_a_standing_team() {
+    let node = start().await;
+    let referrer = Client::login(&node, "dr.aliyev").await;
+    let coordinator = Client::login(&node, "coordinator").await;
+    let admin = Client::login(&node, "admin").await;
+    let (s, patient) = referrer
+        .post("/api/v1/patients", json!({ "given_name": "Dana", "family_name": "Omarova", "birth_date": "1958-12-01", "sex": "female" }))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{patient}");
+    let pid = patient["id"].as_str().unwrap();
+    referrer
+        .post(
+            &format!("/api/v1/patients/{pid}/consents"),
+            json!({ "scope": "consultation", "granted": true }),
+        )
+        .await;
+    let (s, case) = referrer
+        .post("/api/v1/consultations", json!({ "patient_id": pid, "question": "Severe aortic stenosis: TAVI or surgery?", "specialty": "cardiology", "urgency": "routine", "languages": ["ru"], "submit": true }))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{case}");
+    let cid = case["id"].as_str().unwrap();
+
+    // Routing proposes single consultants and the demo's heart team.
+    let (s, proposals) = coordinator
+        .get(&format!("/api/v1/consultations/{cid}/candidates"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{proposals}");
+    assert!(!proposals["consultants"].as_array().unwrap().is_empty());
+    let team = proposals["teams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "Heart Team (NTC)")
+        .expect("the heart team is proposed")
+        .clone();
+    let (_, teams) = coordinator.get("/api/v1/teams").await;
+    assert_eq!(teams.as_array().unwrap().len(), 2, "{teams}");
+    // Only an administrator creates teams; a bad lead is refused with a reason.
+    let bad = json!({ "name": "X", "specialty": "cardiology", "lead_id": referrer.id() });
+    assert_eq!(
+        coordinator.post("/api/v1/teams", bad.clone()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, e) = admin.post("/api/v1/teams", bad).await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("error-not-a-consultant")
+        )
+    );
+
+    // The coordinator gives the case to the team: its lead is assigned.
+    let ev = format!("/api/v1/consultations/{cid}/events");
+    let (s, c) = coordinator
+        .post(
+            &ev,
+            json!({ "type": "assign_team", "team": team["team_id"] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["assigned_to"], team["lead_id"]);
+    assert_eq!(c["team"]["name"], "Heart Team (NTC)");
+    // When the lead accepts, the members join the panel and can see the case.
+    let lead = Client::login(&node, "cardio.nurlanov").await;
+    assert_eq!(lead.id(), team["lead_id"].as_str().unwrap());
+    let (s, c) = lead.post(&ev, json!({ "type": "accept" })).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    let panel: Vec<&str> = c["panel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(panel, ["lead", "member", "member"]);
+    let radiologist = Client::login(&node, "radio.zhang").await;
+    assert_eq!(
+        radiologist
+            .get(&format!("/api/v1/consultations/{cid}"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // A team of another specialty is refused for this case.
+    let other = teams
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["specialty"] != "cardiology")
+        .unwrap();
+    let (s, e) = coordinator
+        .post(&ev, json!({ "type": "assign_team", "team": other["id"] }))
+        .await;
+    assert!(s.is_client_error(), "{s} {e}");
+}

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use rows::*;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Row};
 use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -122,6 +122,7 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        backfill_search_names(&pool).await?;
         tracing::info!(max_connections, "connected to PostgreSQL store");
         Ok(Self { pool })
     }
@@ -167,32 +168,36 @@ async fn append_audit_tx(conn: &mut PgConnection, events: Vec<AuditEvent>) -> Re
     let head_seq: i64 = get(&head, "seq")?;
     let head_hash: String = get(&head, "hash")?;
     let mut prev: Option<(i64, String)> = (head_seq > 0).then_some((head_seq, head_hash));
+    let mut records = Vec::with_capacity(events.len());
     for e in events {
         let rec = AuditRecord::chain(e, prev.as_ref().map(|(s, h)| (*s, h.as_str())));
-        let ev = &rec.event;
-        sqlx::query(
+        prev = Some((rec.seq, rec.hash.clone()));
+        records.push(rec);
+    }
+    // One multi-row INSERT per chunk instead of a round trip per event (14 x 500 parameters < 65,535).
+    for chunk in records.chunks(500) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
             "INSERT INTO audit_events (seq, at, actor_user, actor_name, actor_institution, actor_role, action,
-               entity_type, entity_id, patient_id, purpose, detail, prev_hash, hash)
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
-        )
-        .bind(rec.seq)
-        .bind(ev.at)
-        .bind(ev.actor_user.map(|u| u.0))
-        .bind(&ev.actor_name)
-        .bind(ev.actor_institution.map(|i| i.0))
-        .bind(ev.actor_role.map(|r| r.as_str()))
-        .bind(ev.action.as_str())
-        .bind(&ev.entity_type)
-        .bind(&ev.entity_id)
-        .bind(ev.patient_id.map(|p| p.0))
-        .bind(&ev.purpose)
-        .bind(&ev.detail)
-        .bind(&rec.prev_hash)
-        .bind(&rec.hash)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-        prev = Some((rec.seq, rec.hash));
+               entity_type, entity_id, patient_id, purpose, detail, prev_hash, hash) ",
+        );
+        q.push_values(chunk, |mut b, rec| {
+            let ev = &rec.event;
+            b.push_bind(rec.seq)
+                .push_bind(ev.at)
+                .push_bind(ev.actor_user.map(|u| u.0))
+                .push_bind(ev.actor_name.clone())
+                .push_bind(ev.actor_institution.map(|i| i.0))
+                .push_bind(ev.actor_role.map(|r| r.as_str()))
+                .push_bind(ev.action.as_str())
+                .push_bind(ev.entity_type.clone())
+                .push_bind(ev.entity_id.clone())
+                .push_bind(ev.patient_id.map(|p| p.0))
+                .push_bind(ev.purpose.clone())
+                .push_bind(ev.detail.clone())
+                .push_bind(rec.prev_hash.clone())
+                .push_bind(rec.hash.clone());
+        });
+        q.build().execute(&mut *conn).await.map_err(db_err)?;
     }
     if let Some((seq, hash)) = prev {
         sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
@@ -403,9 +408,7 @@ impl Store for PgStore {
 
     async fn routing_candidates(&self, specialty: &str) -> Result<Vec<Candidate>> {
         let rows = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS},
-               (SELECT COUNT(*) FROM consultations c
-                 WHERE c.assigned_to = u.id AND c.state IN ('assigned','in_progress')) AS open_cases
+            "SELECT {USER_COLUMNS}, {OPEN_CASES}
              FROM user_specialties s JOIN users u ON u.id = s.user_id
              WHERE s.specialty = $1 AND u.active AND u.role = 'consultant'
              ORDER BY u.id"
@@ -414,24 +417,79 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                let u = user_from_row(r)?;
-                let open: i64 = get(r, "open_cases")?;
-                let p = u.profile.unwrap_or_default();
-                Ok(Candidate {
-                    user_id: u.id,
-                    institution_id: u.institution_id,
-                    display_name: u.display_name,
-                    specialties: p.specialties,
-                    languages: p.languages,
-                    timezone: p.timezone,
-                    hours: p.hours,
-                    capacity: p.capacity,
-                    open_cases: u32::try_from(open).unwrap_or(u32::MAX),
-                })
+        rows.iter().map(candidate_from_row).collect()
+    }
+
+    async fn insert_team(&self, t: &Team, audit: Vec<AuditEvent>) -> Result<()> {
+        let t = t.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO teams (id, institution_id, name, specialty, lead_id, member_ids)
+                     VALUES ($1,$2,$3,$4,$5,$6)",
+                )
+                .bind(t.id.0)
+                .bind(t.institution_id.0)
+                .bind(&t.name)
+                .bind(&t.specialty)
+                .bind(t.lead_id.0)
+                .bind(t.member_ids.iter().map(|m| m.0).collect::<Vec<_>>())
+                .execute(c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
             })
-            .collect()
+        })
+        .await
+    }
+
+    async fn get_team(&self, id: TeamId) -> Result<Team> {
+        let row = sqlx::query("SELECT * FROM teams WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("team"))?;
+        team_from_row(&row)
+    }
+
+    async fn list_teams(&self, institution: Option<InstitutionId>) -> Result<Vec<Team>> {
+        let rows = sqlx::query(
+            "SELECT * FROM teams WHERE ($1::uuid IS NULL OR institution_id = $1) ORDER BY name, id",
+        )
+        .bind(institution.map(|i| i.0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(team_from_row).collect()
+    }
+
+    async fn routing_teams(&self, specialty: &str) -> Result<(Vec<Team>, Vec<Candidate>)> {
+        let teams = sqlx::query("SELECT * FROM teams WHERE specialty = $1 ORDER BY id")
+            .bind(specialty)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(team_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let ids: Vec<uuid::Uuid> = teams.iter().flat_map(Team::everyone).map(|u| u.0).collect();
+        if ids.is_empty() {
+            return Ok((teams, Vec::new()));
+        }
+        let people = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS}, {OPEN_CASES} FROM users u
+             WHERE u.id = ANY($1) AND u.active AND u.role = 'consultant'
+             ORDER BY u.id"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(candidate_from_row)
+        .collect::<Result<Vec<_>>>()?;
+        Ok((teams, people))
     }
 
     async fn create_session(
@@ -567,8 +625,8 @@ impl Store for PgStore {
         self.write(audit, move |c| {
             Box::pin(async move {
                 sqlx::query(
-                    "INSERT INTO patients (id, institution_id, given_name, family_name, birth_date, sex, national_id, languages)
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+                    "INSERT INTO patients (id, institution_id, given_name, family_name, birth_date, sex, national_id, languages, search_name)
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
                 )
                 .bind(p.id.0)
                 .bind(p.institution_id.0)
@@ -578,6 +636,7 @@ impl Store for PgStore {
                 .bind(p.sex.as_str())
                 .bind(&p.national_id)
                 .bind(Json(&p.languages))
+                .bind(p.search_key())
                 .execute(c)
                 .await
                 .map_err(db_err)?;
@@ -605,7 +664,7 @@ impl Store for PgStore {
         let sql = format!(
             "SELECT p.* FROM patients p
              WHERE ({})
-               AND ($5::text IS NULL OR strpos(lower(p.given_name || ' ' || p.family_name), lower($5)) > 0)
+               AND ($5::text IS NULL OR strpos(p.search_name, $5) > 0)
                AND ($6::date IS NULL OR p.birth_date = $6)
              ORDER BY p.family_name, p.given_name LIMIT $7",
             *PATIENT_SCOPE
@@ -615,7 +674,7 @@ impl Store for PgStore {
                 filter
                     .name
                     .as_deref()
-                    .map(str::trim)
+                    .map(caravan_domain::name_search_key)
                     .filter(|s| !s.is_empty()),
             )
             .bind(filter.birth_date)
@@ -660,6 +719,21 @@ impl Store for PgStore {
                 .await
                 .map_err(db_err)?;
         rows.iter().map(consent_from_row).collect()
+    }
+
+    async fn get_consent(&self, actor: &Actor, id: ConsentId) -> Result<Consent> {
+        let sql = format!(
+            "SELECT k.* FROM consents k JOIN patients p ON p.id = k.patient_id
+             WHERE k.id = $5 AND ({})",
+            *PATIENT_SCOPE
+        );
+        let row = bind_actor(sqlx::query(&sql), actor)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("consent"))?;
+        consent_from_row(&row)
     }
 
     async fn insert_consultation(&self, k: &Consultation, audit: Vec<AuditEvent>) -> Result<()> {
@@ -829,15 +903,31 @@ impl Store for PgStore {
         .await
     }
 
-    async fn list_messages(&self, c: ConsultationId) -> Result<Vec<Message>> {
-        let rows = sqlx::query(
-            "SELECT * FROM messages WHERE consultation_id = $1 ORDER BY created_at, id",
-        )
-        .bind(c.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
+    async fn list_messages(&self, actor: &Actor, c: ConsultationId) -> Result<Vec<Message>> {
+        let sql = format!(
+            "SELECT m.* FROM messages m JOIN consultations c ON c.id = m.consultation_id
+             WHERE m.consultation_id = $5 AND ({CONSULTATION_SCOPE}) ORDER BY m.created_at, m.id"
+        );
+        let rows = bind_actor(sqlx::query(&sql), actor)
+            .bind(c.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
         rows.iter().map(message_from_row).collect()
+    }
+
+    async fn get_message(&self, actor: &Actor, id: MessageId) -> Result<Message> {
+        let sql = format!(
+            "SELECT m.* FROM messages m JOIN consultations c ON c.id = m.consultation_id
+             WHERE m.id = $5 AND ({CONSULTATION_SCOPE})"
+        );
+        let row = bind_actor(sqlx::query(&sql), actor)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("message"))?;
+        message_from_row(&row)
     }
 
     async fn insert_attachment(&self, a: &Attachment, audit: Vec<AuditEvent>) -> Result<()> {
@@ -867,19 +957,25 @@ impl Store for PgStore {
         .await
     }
 
-    async fn list_attachments(&self, c: ConsultationId) -> Result<Vec<Attachment>> {
-        let rows = sqlx::query(
-            "SELECT * FROM attachments WHERE consultation_id = $1 ORDER BY created_at, id",
-        )
-        .bind(c.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
+    async fn list_attachments(&self, actor: &Actor, c: ConsultationId) -> Result<Vec<Attachment>> {
+        let sql = format!(
+            "SELECT a.* FROM attachments a JOIN consultations c ON c.id = a.consultation_id
+             WHERE a.consultation_id = $5 AND ({CONSULTATION_SCOPE}) ORDER BY a.created_at, a.id"
+        );
+        let rows = bind_actor(sqlx::query(&sql), actor)
+            .bind(c.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
         rows.iter().map(attachment_from_row).collect()
     }
 
-    async fn get_attachment(&self, id: AttachmentId) -> Result<Attachment> {
-        let row = sqlx::query("SELECT * FROM attachments WHERE id = $1")
+    async fn get_attachment(&self, actor: &Actor, id: AttachmentId) -> Result<Attachment> {
+        let sql = format!(
+            "SELECT a.* FROM attachments a JOIN consultations c ON c.id = a.consultation_id
+             WHERE a.id = $5 AND ({CONSULTATION_SCOPE})"
+        );
+        let row = bind_actor(sqlx::query(&sql), actor)
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await
@@ -931,4 +1027,38 @@ impl Store for PgStore {
             .map_err(db_err)?;
         rows.iter().map(audit_from_row).collect()
     }
+}
+
+/// The load column of a routing candidate (cases offered to or being answered by them).
+const OPEN_CASES: &str = "(SELECT COUNT(*) FROM consultations c
+    WHERE c.assigned_to = u.id AND c.state IN ('assigned','in_progress')) AS open_cases";
+
+/// Fill `patients.search_name` for rows written before migration 0002 (the fold is Unicode-aware and
+/// locale-independent, so it is computed here rather than with the database's `lower()`).
+async fn backfill_search_names(pool: &PgPool) -> Result<()> {
+    let rows =
+        sqlx::query("SELECT id, given_name, family_name FROM patients WHERE search_name IS NULL")
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    for r in &rows {
+        let key = caravan_domain::name_search_key(&format!(
+            "{} {}",
+            r.get::<String, _>("given_name"),
+            r.get::<String, _>("family_name")
+        ));
+        sqlx::query("UPDATE patients SET search_name = $1 WHERE id = $2")
+            .bind(key)
+            .bind(r.get::<uuid::Uuid, _>("id"))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)?;
+    tracing::info!(rows = rows.len(), "filled patient search names");
+    Ok(())
 }

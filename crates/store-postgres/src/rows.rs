@@ -161,3 +161,32 @@ pub fn audit_from_row(r: &PgRow) -> Result<AuditRecord> {
         hash: get(r, "hash")?,
     })
 }
+
+pub fn candidate_from_row(r: &PgRow) -> Result<routing::Candidate> {
+    let u = user_from_row(r)?;
+    let open: i64 = get(r, "open_cases")?;
+    let p = u.profile.unwrap_or_default();
+    Ok(routing::Candidate {
+        user_id: u.id,
+        institution_id: u.institution_id,
+        display_name: u.display_name,
+        specialties: p.specialties,
+        languages: p.languages,
+        timezone: p.timezone,
+        hours: p.hours,
+        capacity: p.capacity,
+        open_cases: u32::try_from(open).unwrap_or(u32::MAX),
+    })
+}
+
+pub fn team_from_row(r: &PgRow) -> Result<Team> {
+    let members: Vec<Uuid> = get(r, "member_ids")?;
+    Ok(Team {
+        id: TeamId(get(r, "id")?),
+        institution_id: InstitutionId(get(r, "institution_id")?),
+        name: get(r, "name")?,
+        specialty: get(r, "specialty")?,
+        lead_id: UserId(get(r, "lead_id")?),
+        member_ids: members.into_iter().map(UserId).collect(),
+    })
+}

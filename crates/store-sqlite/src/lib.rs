@@ -91,6 +91,7 @@ impl SqliteStore {
             .run(&writer)
             .await
             .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        backfill_search_names(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(base.read_only(true))
@@ -117,6 +118,40 @@ impl SqliteStore {
     }
 }
 
+/// The load column of a routing candidate (cases offered to or being answered by them).
+const OPEN_CASES: &str = "(SELECT COUNT(*) FROM consultations c
+    WHERE c.assigned_to = u.id AND c.state IN ('assigned','in_progress')) AS open_cases";
+
+/// Fill `patients.search_name` for rows written before migration 0002 (the fold is Unicode-aware, so it is
+/// computed here rather than in SQL).
+async fn backfill_search_names(writer: &SqlitePool) -> Result<()> {
+    let rows =
+        sqlx::query("SELECT id, given_name, family_name FROM patients WHERE search_name IS NULL")
+            .fetch_all(writer)
+            .await
+            .map_err(db_err)?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut tx = writer.begin().await.map_err(db_err)?;
+    for r in &rows {
+        let key = caravan_domain::name_search_key(&format!(
+            "{} {}",
+            r.get::<String, _>("given_name"),
+            r.get::<String, _>("family_name")
+        ));
+        sqlx::query("UPDATE patients SET search_name = ? WHERE id = ?")
+            .bind(key)
+            .bind(r.get::<String, _>("id"))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    }
+    tx.commit().await.map_err(db_err)?;
+    tracing::info!(rows = rows.len(), "filled patient search names");
+    Ok(())
+}
+
 async fn append_audit_tx(conn: &mut SqliteConnection, events: Vec<AuditEvent>) -> Result<()> {
     if events.is_empty() {
         return Ok(());
@@ -126,32 +161,38 @@ async fn append_audit_tx(conn: &mut SqliteConnection, events: Vec<AuditEvent>) -
         .await
         .map_err(db_err)?;
     let mut prev: Option<(i64, String)> = head.map(|r| (r.get("seq"), r.get("hash")));
+    let mut records = Vec::with_capacity(events.len());
     for e in events {
         let rec = AuditRecord::chain(e, prev.as_ref().map(|(s, h)| (*s, h.as_str())));
-        let ev = &rec.event;
-        sqlx::query(
+        prev = Some((rec.seq, rec.hash.clone()));
+        records.push(rec);
+    }
+    // One multi-row INSERT per chunk rather than one statement per event: a list of 50 cases audits 50 reads,
+    // and each statement is a round trip to sqlx's SQLite worker thread. 14 columns x 500 rows stays far below
+    // SQLite's limit of 32,766 bound parameters.
+    for chunk in records.chunks(500) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO audit_events (seq, at, actor_user, actor_name, actor_institution, actor_role, action,
-               entity_type, entity_id, patient_id, purpose, detail, prev_hash, hash)
-             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        )
-        .bind(rec.seq)
-        .bind(format_audit_time(ev.at))
-        .bind(ev.actor_user.map(|u| u.to_string()))
-        .bind(&ev.actor_name)
-        .bind(ev.actor_institution.map(|i| i.to_string()))
-        .bind(ev.actor_role.map(|r| r.as_str()))
-        .bind(ev.action.as_str())
-        .bind(&ev.entity_type)
-        .bind(&ev.entity_id)
-        .bind(ev.patient_id.map(|p| p.to_string()))
-        .bind(&ev.purpose)
-        .bind(&ev.detail)
-        .bind(&rec.prev_hash)
-        .bind(&rec.hash)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-        prev = Some((rec.seq, rec.hash));
+               entity_type, entity_id, patient_id, purpose, detail, prev_hash, hash) ",
+        );
+        q.push_values(chunk, |mut b, rec| {
+            let ev = &rec.event;
+            b.push_bind(rec.seq)
+                .push_bind(format_audit_time(ev.at))
+                .push_bind(ev.actor_user.map(|u| u.to_string()))
+                .push_bind(ev.actor_name.clone())
+                .push_bind(ev.actor_institution.map(|i| i.to_string()))
+                .push_bind(ev.actor_role.map(|r| r.as_str()))
+                .push_bind(ev.action.as_str())
+                .push_bind(ev.entity_type.clone())
+                .push_bind(ev.entity_id.clone())
+                .push_bind(ev.patient_id.map(|p| p.to_string()))
+                .push_bind(ev.purpose.clone())
+                .push_bind(ev.detail.clone())
+                .push_bind(rec.prev_hash.clone())
+                .push_bind(rec.hash.clone());
+        });
+        q.build().execute(&mut *conn).await.map_err(db_err)?;
     }
     Ok(())
 }
@@ -334,8 +375,7 @@ impl Store for SqliteStore {
 
     async fn routing_candidates(&self, specialty: &str) -> Result<Vec<Candidate>> {
         let rows = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS},
-               (SELECT COUNT(*) FROM consultations c WHERE c.assigned_to = u.id AND c.state IN ('assigned','in_progress')) AS open_cases
+            "SELECT {USER_COLUMNS}, {OPEN_CASES}
              FROM user_specialties s JOIN users u ON u.id = s.user_id
              WHERE s.specialty = ? AND u.active = 1 AND u.role = 'consultant'
              ORDER BY u.id"
@@ -344,24 +384,83 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                let u = user_from_row(r)?;
-                let open: i64 = r.get("open_cases");
-                let p = u.profile.unwrap_or_default();
-                Ok(Candidate {
-                    user_id: u.id,
-                    institution_id: u.institution_id,
-                    display_name: u.display_name,
-                    specialties: p.specialties,
-                    languages: p.languages,
-                    timezone: p.timezone,
-                    hours: p.hours,
-                    capacity: p.capacity,
-                    open_cases: u32::try_from(open).unwrap_or(u32::MAX),
-                })
+        rows.iter().map(candidate_from_row).collect()
+    }
+
+    async fn insert_team(&self, t: &Team, audit: Vec<AuditEvent>) -> Result<()> {
+        let t = t.clone();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO teams (id, institution_id, name, specialty, lead_id, member_ids)
+                     VALUES (?,?,?,?,?,?)",
+                )
+                .bind(t.id.to_string())
+                .bind(t.institution_id.to_string())
+                .bind(&t.name)
+                .bind(&t.specialty)
+                .bind(t.lead_id.to_string())
+                .bind(serde_json::to_string(&t.member_ids).unwrap_or_else(|_| "[]".into()))
+                .execute(c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
             })
-            .collect()
+        })
+        .await
+    }
+
+    async fn get_team(&self, id: TeamId) -> Result<Team> {
+        let row = sqlx::query("SELECT * FROM teams WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("team"))?;
+        team_from_row(&row)
+    }
+
+    async fn list_teams(&self, institution: Option<InstitutionId>) -> Result<Vec<Team>> {
+        let rows = sqlx::query(
+            "SELECT * FROM teams WHERE (?1 IS NULL OR institution_id = ?1) ORDER BY name, id",
+        )
+        .bind(institution.map(|i| i.to_string()))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(team_from_row).collect()
+    }
+
+    async fn routing_teams(&self, specialty: &str) -> Result<(Vec<Team>, Vec<Candidate>)> {
+        let teams = sqlx::query("SELECT * FROM teams WHERE specialty = ? ORDER BY id")
+            .bind(specialty)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(team_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let ids: Vec<String> = teams
+            .iter()
+            .flat_map(Team::everyone)
+            .map(|u| u.to_string())
+            .collect();
+        if ids.is_empty() {
+            return Ok((teams, Vec::new()));
+        }
+        let people = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS}, {OPEN_CASES} FROM users u
+             WHERE u.id IN (SELECT value FROM json_each(?)) AND u.active = 1 AND u.role = 'consultant'
+             ORDER BY u.id"
+        ))
+        .bind(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(candidate_from_row)
+        .collect::<Result<Vec<_>>>()?;
+        Ok((teams, people))
     }
 
     async fn create_session(
@@ -499,8 +598,8 @@ impl Store for SqliteStore {
         self.write(audit, move |c| {
             Box::pin(async move {
                 sqlx::query(
-                    "INSERT INTO patients (id, institution_id, given_name, family_name, birth_date, sex, national_id, languages)
-                     VALUES (?,?,?,?,?,?,?,?)",
+                    "INSERT INTO patients (id, institution_id, given_name, family_name, birth_date, sex, national_id, languages, search_name)
+                     VALUES (?,?,?,?,?,?,?,?,?)",
                 )
                 .bind(p.id.to_string())
                 .bind(p.institution_id.to_string())
@@ -510,6 +609,7 @@ impl Store for SqliteStore {
                 .bind(p.sex.as_str())
                 .bind(&p.national_id)
                 .bind(serde_json::to_string(&p.languages).unwrap_or_else(|_| "[]".into()))
+                .bind(p.search_key())
                 .execute(c)
                 .await
                 .map_err(db_err)?;
@@ -537,7 +637,7 @@ impl Store for SqliteStore {
         let sql = format!(
             "SELECT p.* FROM patients p
              WHERE ({})
-               AND (?5 IS NULL OR instr(lower(p.given_name || ' ' || p.family_name), lower(?5)) > 0)
+               AND (?5 IS NULL OR instr(p.search_name, ?5) > 0)
                AND (?6 IS NULL OR p.birth_date = ?6)
              ORDER BY p.family_name, p.given_name LIMIT ?7",
             patient_scope()
@@ -547,7 +647,7 @@ impl Store for SqliteStore {
                 filter
                     .name
                     .as_deref()
-                    .map(str::trim)
+                    .map(caravan_domain::name_search_key)
                     .filter(|s| !s.is_empty()),
             )
             .bind(filter.birth_date.map(|d| d.to_string()))
@@ -589,6 +689,21 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db_err)?;
         rows.iter().map(consent_from_row).collect()
+    }
+
+    async fn get_consent(&self, actor: &Actor, id: ConsentId) -> Result<Consent> {
+        let sql = format!(
+            "SELECT k.* FROM consents k JOIN patients p ON p.id = k.patient_id
+             WHERE k.id = ?5 AND ({})",
+            patient_scope()
+        );
+        let row = bind_actor(sqlx::query(&sql), actor)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("consent"))?;
+        consent_from_row(&row)
     }
 
     async fn insert_consultation(&self, k: &Consultation, audit: Vec<AuditEvent>) -> Result<()> {
@@ -758,14 +873,31 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_messages(&self, c: ConsultationId) -> Result<Vec<Message>> {
-        let rows =
-            sqlx::query("SELECT * FROM messages WHERE consultation_id = ? ORDER BY created_at, id")
-                .bind(c.to_string())
-                .fetch_all(&self.reader)
-                .await
-                .map_err(db_err)?;
+    async fn list_messages(&self, actor: &Actor, c: ConsultationId) -> Result<Vec<Message>> {
+        let sql = format!(
+            "SELECT m.* FROM messages m JOIN consultations c ON c.id = m.consultation_id
+             WHERE m.consultation_id = ?5 AND ({CONSULTATION_SCOPE}) ORDER BY m.created_at, m.id"
+        );
+        let rows = bind_actor(sqlx::query(&sql), actor)
+            .bind(c.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
         rows.iter().map(message_from_row).collect()
+    }
+
+    async fn get_message(&self, actor: &Actor, id: MessageId) -> Result<Message> {
+        let sql = format!(
+            "SELECT m.* FROM messages m JOIN consultations c ON c.id = m.consultation_id
+             WHERE m.id = ?5 AND ({CONSULTATION_SCOPE})"
+        );
+        let row = bind_actor(sqlx::query(&sql), actor)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("message"))?;
+        message_from_row(&row)
     }
 
     async fn insert_attachment(&self, a: &Attachment, audit: Vec<AuditEvent>) -> Result<()> {
@@ -794,19 +926,25 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_attachments(&self, c: ConsultationId) -> Result<Vec<Attachment>> {
-        let rows = sqlx::query(
-            "SELECT * FROM attachments WHERE consultation_id = ? ORDER BY created_at, id",
-        )
-        .bind(c.to_string())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db_err)?;
+    async fn list_attachments(&self, actor: &Actor, c: ConsultationId) -> Result<Vec<Attachment>> {
+        let sql = format!(
+            "SELECT a.* FROM attachments a JOIN consultations c ON c.id = a.consultation_id
+             WHERE a.consultation_id = ?5 AND ({CONSULTATION_SCOPE}) ORDER BY a.created_at, a.id"
+        );
+        let rows = bind_actor(sqlx::query(&sql), actor)
+            .bind(c.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
         rows.iter().map(attachment_from_row).collect()
     }
 
-    async fn get_attachment(&self, id: AttachmentId) -> Result<Attachment> {
-        let row = sqlx::query("SELECT * FROM attachments WHERE id = ?")
+    async fn get_attachment(&self, actor: &Actor, id: AttachmentId) -> Result<Attachment> {
+        let sql = format!(
+            "SELECT a.* FROM attachments a JOIN consultations c ON c.id = a.consultation_id
+             WHERE a.id = ?5 AND ({CONSULTATION_SCOPE})"
+        );
+        let row = bind_actor(sqlx::query(&sql), actor)
             .bind(id.to_string())
             .fetch_optional(&self.reader)
             .await

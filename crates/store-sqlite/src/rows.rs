@@ -153,3 +153,31 @@ pub fn audit_from_row(r: &SqliteRow) -> Result<AuditRecord> {
         hash: get(r, "hash")?,
     })
 }
+
+pub fn candidate_from_row(r: &SqliteRow) -> Result<routing::Candidate> {
+    let u = user_from_row(r)?;
+    let open: i64 = get(r, "open_cases")?;
+    let p = u.profile.unwrap_or_default();
+    Ok(routing::Candidate {
+        user_id: u.id,
+        institution_id: u.institution_id,
+        display_name: u.display_name,
+        specialties: p.specialties,
+        languages: p.languages,
+        timezone: p.timezone,
+        hours: p.hours,
+        capacity: p.capacity,
+        open_cases: u32::try_from(open).unwrap_or(u32::MAX),
+    })
+}
+
+pub fn team_from_row(r: &SqliteRow) -> Result<Team> {
+    Ok(Team {
+        id: id(r, "id")?,
+        institution_id: id(r, "institution_id")?,
+        name: get(r, "name")?,
+        specialty: get(r, "specialty")?,
+        lead_id: id(r, "lead_id")?,
+        member_ids: json(r, "member_ids")?,
+    })
+}

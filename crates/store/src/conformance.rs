@@ -14,6 +14,7 @@ pub async fn run_all(store: &dyn Store) {
     optimistic_concurrency(store, &w).await;
     sessions_and_tokens(store, &w).await;
     duplicates_are_refused(store, &w).await;
+    teams_for_routing(store, &w).await;
     audit_chain_holds(store).await;
 }
 
@@ -183,6 +184,39 @@ async fn scoping_of_patients(store: &dyn Store, w: &World) {
         1,
         "name search is case-insensitive on a substring"
     );
+    // Case folding works in every script, not only ASCII (SQLite's lower() does not fold Cyrillic).
+    let mut cyrillic = patient(&w.hospital_a, "АЛИЕВА");
+    cyrillic.given_name = "Жанар".into();
+    store
+        .insert_patient(
+            &cyrillic,
+            vec![event(
+                None,
+                AuditAction::Create,
+                "patient",
+                cyrillic.id.to_string(),
+                Some(cyrillic.id),
+            )],
+        )
+        .await
+        .unwrap();
+    for needle in ["алиева", "жанар ал", "ЖАНАР"] {
+        let found = store
+            .list_patients(
+                &a,
+                &PatientFilter {
+                    name: Some(needle.into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            found.iter().map(|p| p.id).collect::<Vec<_>>(),
+            vec![cyrillic.id],
+            "case-insensitive search for {needle:?}"
+        );
+    }
     let patient_actor = Actor {
         user_id: UserId::new(),
         institution_id: w.hospital_a.id,
@@ -228,6 +262,14 @@ async fn consultation_lifecycle_and_scoping(store: &dyn Store, w: &World) {
         ConsentScope::Consultation
     ));
     assert!(store.consents(&b, w.patient_a.id).await.is_err());
+    assert_eq!(
+        store.get_consent(&a, consent.id).await.unwrap().id,
+        consent.id
+    );
+    assert!(matches!(
+        store.get_consent(&b, consent.id).await,
+        Err(StoreError::NotFound(_))
+    ));
 
     let mut c = Consultation::draft(
         w.hospital_a.id,
@@ -268,6 +310,7 @@ async fn consultation_lifecycle_and_scoping(store: &dyn Store, w: &World) {
         &ConsultationEvent::Assign {
             consultant: w.consultant.id,
             automatic: true,
+            team: None,
         },
         now,
         &sla,
@@ -341,9 +384,19 @@ async fn consultation_lifecycle_and_scoping(store: &dyn Store, w: &World) {
         ..msg.clone()
     };
     store.insert_message(&reply, vec![]).await.unwrap();
-    let thread = store.list_messages(c.id).await.unwrap();
+    let thread = store.list_messages(&a, c.id).await.unwrap();
     assert_eq!(thread.len(), 2);
     assert_eq!(thread[1].parent_id, Some(msg.id));
+    assert_eq!(
+        store.get_message(&cons, reply.id).await.unwrap().body,
+        "Seen"
+    );
+    // Another hospital's referrer, not a participant, sees neither the thread nor a message by id.
+    assert!(store.list_messages(&b, c.id).await.unwrap().is_empty());
+    assert!(matches!(
+        store.get_message(&b, msg.id).await,
+        Err(StoreError::NotFound(_))
+    ));
 
     let att = Attachment {
         id: AttachmentId::new(),
@@ -357,11 +410,64 @@ async fn consultation_lifecycle_and_scoping(store: &dyn Store, w: &World) {
         created_at: now,
     };
     store.insert_attachment(&att, vec![]).await.unwrap();
-    assert_eq!(store.list_attachments(c.id).await.unwrap().len(), 1);
+    assert_eq!(store.list_attachments(&a, c.id).await.unwrap().len(), 1);
     assert_eq!(
-        store.get_attachment(att.id).await.unwrap().filename,
+        store.get_attachment(&cons, att.id).await.unwrap().filename,
         "ecg.pdf"
     );
+    assert!(store.list_attachments(&b, c.id).await.unwrap().is_empty());
+    assert!(matches!(
+        store.get_attachment(&b, att.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn teams_for_routing(store: &dyn Store, w: &World) {
+    let team = Team {
+        id: TeamId::new(),
+        institution_id: w.center.id,
+        name: "Heart team".into(),
+        specialty: "cardiology".into(),
+        lead_id: w.consultant.id,
+        // A referrer may sit on a team, but routing only counts active consultants.
+        member_ids: vec![w.referrer_b.id],
+    };
+    store
+        .insert_team(
+            &team,
+            vec![event(
+                None,
+                AuditAction::Create,
+                "team",
+                team.id.to_string(),
+                None,
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get_team(team.id).await.unwrap(), team);
+    assert_eq!(
+        store.list_teams(Some(w.center.id)).await.unwrap(),
+        vec![team.clone()]
+    );
+    assert!(store
+        .list_teams(Some(w.hospital_a.id))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.list_teams(None).await.unwrap().len(), 1);
+    let (teams, people) = store.routing_teams("cardiology").await.unwrap();
+    assert_eq!(teams, vec![team.clone()]);
+    assert_eq!(
+        people.iter().map(|c| c.user_id).collect::<Vec<_>>(),
+        vec![w.consultant.id]
+    );
+    let (teams, people) = store.routing_teams("neurology").await.unwrap();
+    assert!(teams.is_empty() && people.is_empty());
+    assert!(matches!(
+        store.get_team(TeamId::new()).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 async fn optimistic_concurrency(store: &dyn Store, w: &World) {

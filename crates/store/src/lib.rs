@@ -122,6 +122,12 @@ pub trait Store: Send + Sync + 'static {
     async fn list_users(&self, institution: Option<InstitutionId>) -> Result<Vec<User>>;
     /// Active consultants with the given specialty and their current open-case counts, for routing.
     async fn routing_candidates(&self, specialty: &str) -> Result<Vec<routing::Candidate>>;
+    async fn insert_team(&self, t: &Team, audit: Vec<AuditEvent>) -> Result<()>;
+    async fn get_team(&self, id: TeamId) -> Result<Team>;
+    async fn list_teams(&self, institution: Option<InstitutionId>) -> Result<Vec<Team>>;
+    /// The teams of a specialty, with the routing records of their active consultants (leads and members, any
+    /// specialty), for `routing::rank_teams`.
+    async fn routing_teams(&self, specialty: &str) -> Result<(Vec<Team>, Vec<routing::Candidate>)>;
 
     // --- sessions and API tokens ---
     async fn create_session(
@@ -151,6 +157,8 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_consent(&self, c: &Consent, audit: Vec<AuditEvent>) -> Result<()>;
     /// The consent history of a patient the actor may see.
     async fn consents(&self, actor: &Actor, patient: PatientId) -> Result<Vec<Consent>>;
+    /// One consent record, if its patient is in the actor's scope.
+    async fn get_consent(&self, actor: &Actor, id: ConsentId) -> Result<Consent>;
 
     // --- consultations (scoped) ---
     async fn insert_consultation(&self, c: &Consultation, audit: Vec<AuditEvent>) -> Result<()>;
@@ -174,10 +182,15 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Consultation>>;
     async fn insert_message(&self, m: &Message, audit: Vec<AuditEvent>) -> Result<()>;
-    async fn list_messages(&self, c: ConsultationId) -> Result<Vec<Message>>;
+    /// The thread of a consultation the actor may see (empty when it is outside their scope).
+    async fn list_messages(&self, actor: &Actor, c: ConsultationId) -> Result<Vec<Message>>;
+    /// One message, if its consultation is in the actor's scope.
+    async fn get_message(&self, actor: &Actor, id: MessageId) -> Result<Message>;
     async fn insert_attachment(&self, a: &Attachment, audit: Vec<AuditEvent>) -> Result<()>;
-    async fn list_attachments(&self, c: ConsultationId) -> Result<Vec<Attachment>>;
-    async fn get_attachment(&self, id: AttachmentId) -> Result<Attachment>;
+    /// The attachments of a consultation the actor may see (empty when it is outside their scope).
+    async fn list_attachments(&self, actor: &Actor, c: ConsultationId) -> Result<Vec<Attachment>>;
+    /// One attachment's metadata, if its consultation is in the actor's scope.
+    async fn get_attachment(&self, actor: &Actor, id: AttachmentId) -> Result<Attachment>;
 
     // --- audit ---
     /// Append events (for reads, which have no write of their own to share a transaction with).
