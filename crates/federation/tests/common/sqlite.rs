@@ -1,4 +1,5 @@
-//! SQLite-backed outbox and inbox, as a node would implement them (sqlx).
+//! SQLite-backed outbox and inbox, as a node would implement them (sqlx). WAL with `synchronous=NORMAL`:
+//! a commit survives the process being killed (the crash the tests simulate), not a power cut.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::path::Path;
@@ -20,7 +21,8 @@ pub async fn open(path: &Path) -> SqlitePool {
         .unwrap()
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(std::time::Duration::from_secs(10));
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
     SqlitePoolOptions::new()
         .max_connections(4)
         .connect_with(opts)
