@@ -2,7 +2,8 @@
 """The peer side of `forecast bench`: the same metapopulation SEIR solved by SciPy's solve_ivp (RK45).
 
 Usage: seir_scipy.py DIR   (DIR holds meta.json and the little-endian binary arrays written by the Rust side)
-Prints one JSON object: best wall time and best process CPU time over the repeats, function evaluations, and the final state.
+Prints one JSON object: best wall time and best process CPU time over the repeats, function evaluations and the
+SciPy/NumPy versions; writes the daily trajectory (days + 1 rows of 4n states, little-endian f64) to DIR/trajectory.bin.
 """
 import json
 import os
@@ -10,6 +11,7 @@ import sys
 import time
 
 import numpy as np
+import scipy
 from scipy.integrate import solve_ivp
 from scipy.sparse import csr_matrix
 
@@ -57,7 +59,9 @@ def main():
     if not sol.success:
         print(json.dumps({"error": sol.message}))
         sys.exit(1)
-    print(json.dumps({"seconds": best, "cpu_seconds": best_cpu, "nfev": int(sol.nfev), "final": sol.y[:, -1].tolist()}))
+    np.ascontiguousarray(sol.y.T, dtype="<f8").tofile(os.path.join(d, "trajectory.bin"))
+    print(json.dumps({"seconds": best, "cpu_seconds": best_cpu, "nfev": int(sol.nfev),
+                      "scipy": scipy.__version__, "numpy": np.__version__}))
 
 
 if __name__ == "__main__":

@@ -149,8 +149,10 @@ pub struct PeerResult {
     pub cpu_seconds: f64,
     /// Right-hand-side evaluations.
     pub nfev: usize,
-    /// State at the last day.
-    pub final_state: Vec<f64>,
+    /// The state at every day 0..=days, row after row (as [`MetaSeir::simulate`] returns it).
+    pub trajectory: Vec<f64>,
+    /// SciPy and NumPy versions, e.g. "scipy 1.17.1, numpy 2.4.6".
+    pub versions: String,
 }
 
 /// Writes the benchmark model for the SciPy script: `meta.json` plus little-endian binary arrays.
@@ -212,6 +214,8 @@ fn run_scipy(
         .arg(&dir)
         .output()
         .map_err(|e| ForecastError::Peer(format!("cannot run {python}: {e}")))?;
+    let traj_path = dir.join("trajectory.bin");
+    let trajectory = std::fs::read(&traj_path).map_err(|e| io(e, &traj_path));
     let _ = std::fs::remove_dir_all(&dir);
     if !output.status.success() {
         return Err(ForecastError::Peer(format!(
@@ -221,15 +225,24 @@ fn run_scipy(
     }
     let v: serde_json::Value = serde_json::from_slice(&output.stdout)
         .map_err(|e| ForecastError::Peer(format!("unreadable peer output: {e}")))?;
-    let final_state: Vec<f64> = v["final"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-        .unwrap_or_default();
+    let trajectory = trajectory?
+        .chunks_exact(8)
+        .map(|b| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(b);
+            f64::from_le_bytes(w)
+        })
+        .collect();
     Ok(PeerResult {
         seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),
         cpu_seconds: v["cpu_seconds"].as_f64().unwrap_or(f64::NAN),
         nfev: v["nfev"].as_u64().unwrap_or(0) as usize,
-        final_state,
+        trajectory,
+        versions: format!(
+            "scipy {}, numpy {}",
+            v["scipy"].as_str().unwrap_or("?"),
+            v["numpy"].as_str().unwrap_or("?")
+        ),
     })
 }
 
@@ -255,19 +268,35 @@ fn best_of<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<(Durat
     Ok((best, best_cpu, last))
 }
 
-fn time_rust(
-    model: &MetaSeir,
-    y0: &[f64],
-    cfg: &BenchConfig,
-) -> Result<(Duration, Duration, SolveStats, Vec<f64>)> {
-    let mut solver = Dopri5::new(cfg.rtol, cfg.atol)?;
-    let (wall, cpu, (states, stats)) =
-        best_of(cfg.repeats, || model.simulate(y0, cfg.days, &mut solver))?;
-    let n4 = 4 * model.regions();
-    let final_state = states[states.len().saturating_sub(n4)..].to_vec();
-    Ok((wall, cpu, stats, final_state))
+/// Timings of our solver: best wall and CPU time of `simulate` (a new output vector each run, as SciPy allocates
+/// its own), best CPU time of `simulate_into` one reused output buffer, the work counters and the trajectory.
+struct RustTiming {
+    wall: Duration,
+    cpu: Duration,
+    cpu_reused: Duration,
+    stats: SolveStats,
+    trajectory: Vec<f64>,
 }
 
+fn time_rust(model: &MetaSeir, y0: &[f64], cfg: &BenchConfig) -> Result<RustTiming> {
+    let mut solver = Dopri5::new(cfg.rtol, cfg.atol)?;
+    let (wall, cpu, (trajectory, stats)) =
+        best_of(cfg.repeats, || model.simulate(y0, cfg.days, &mut solver))?;
+    let mut buf = Vec::new();
+    let (_, cpu_reused, _) = best_of(cfg.repeats, || {
+        model.simulate_into(y0, cfg.days, &mut solver, &mut buf)
+    })?;
+    Ok(RustTiming {
+        wall,
+        cpu,
+        cpu_reused,
+        stats,
+        trajectory,
+    })
+}
+
+/// Largest |a − b| / max(|a|, |b|, 1) over all values (relative for values ≥ 1 person, absolute below), NaN if the
+/// lengths differ or any value is NaN.
 fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
     if a.len() != b.len() {
         return f64::NAN;
@@ -275,7 +304,7 @@ fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs() / x.abs().max(y.abs()).max(1.0))
-        .fold(0.0, f64::max)
+        .fold(0.0, |m, d| if d.is_nan() || d > m { d } else { m })
 }
 
 /// Runs every benchmark and prints one line per result, with ratios against the peer.
@@ -301,27 +330,33 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn Write) -> Result<()> {
         } else {
             format!("sparse coupling ({} links/region)", cfg.links)
         };
-        let (t, cpu, stats, fin) = time_rust(&model, &y0, cfg)?;
+        let r = time_rust(&model, &y0, cfg)?;
         let mut line = format!(
-            "metapop SEIR {} regions, {label}, {} days, rtol {:e}: forecast {:.2} ms wall / {:.2} ms cpu ({} steps, {} rhs evals)",
+            "metapop SEIR {} regions, {label}, {} days, rtol {:e}, atol {:e}: forecast {:.2} ms wall / {:.2} ms cpu ({} steps, {} rhs evals)",
             cfg.regions,
             cfg.days,
             cfg.rtol,
-            t.as_secs_f64() * 1e3,
-            cpu.as_secs_f64() * 1e3,
-            stats.steps,
-            stats.rhs_evals
+            cfg.atol,
+            r.wall.as_secs_f64() * 1e3,
+            r.cpu.as_secs_f64() * 1e3,
+            r.stats.steps,
+            r.stats.rhs_evals
         );
         if let Some(py) = &cfg.python {
             let peer = run_scipy(py, &model, &y0, model.coupling(), cfg)?;
             line.push_str(&format!(
-                " | scipy solve_ivp RK45 {:.2} ms wall / {:.2} ms cpu ({} rhs evals) | ratio {:.1}x wall, {:.1}x cpu | max rel diff of final state {:.1e}",
+                " | {} solve_ivp RK45 {:.2} ms wall / {:.2} ms cpu ({} rhs evals) | ratio {:.1}x wall, {:.1}x cpu | into a reused output buffer {:.2} ms cpu, {:.1}x | max rel diff over the {} x {} trajectory {:.1e}",
+                peer.versions,
                 peer.seconds * 1e3,
                 peer.cpu_seconds * 1e3,
                 peer.nfev,
-                peer.seconds / t.as_secs_f64(),
-                peer.cpu_seconds / cpu.as_secs_f64(),
-                max_rel_diff(&fin, &peer.final_state)
+                peer.seconds / r.wall.as_secs_f64(),
+                peer.cpu_seconds / r.cpu.as_secs_f64(),
+                r.cpu_reused.as_secs_f64() * 1e3,
+                peer.cpu_seconds / r.cpu_reused.as_secs_f64(),
+                cfg.days + 1,
+                4 * cfg.regions,
+                max_rel_diff(&r.trajectory, &peer.trajectory)
             ));
         } else {
             line.push_str(" | peer skipped");

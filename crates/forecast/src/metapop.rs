@@ -179,7 +179,232 @@ pub struct MetaSeir {
     sigma: f64,
     gamma: f64,
     coupling: Coupling,
+    kernel: Kernel,
     scratch: RefCell<(Vec<f64>, Vec<f64>)>,
+}
+
+/// The coupling matrix re-laid out for the right-hand side: the diagonal (every row has one, the share of contacts
+/// made at home) as a vector, and the off-diagonal entries either padded to a fixed number per row (ELLPACK, when
+/// the rows are about equally long: the gather loop then has a compile-time trip count and is unrolled) or as CSR.
+#[derive(Debug, Clone)]
+enum Kernel {
+    /// Off-diagonal entries, `width` per row (short rows padded with weight 0 at the row's own column).
+    Ell {
+        diag: Vec<f64>,
+        width: usize,
+        cols: Cols,
+        vals: Vec<f64>,
+    },
+    /// Off-diagonal entries in CSR.
+    Csr {
+        diag: Vec<f64>,
+        indptr: Vec<usize>,
+        cols: Vec<u32>,
+        vals: Vec<f64>,
+    },
+    /// Row-major dense matrix (used as it is).
+    Dense,
+}
+
+/// Column indices of the ELLPACK layout. With at most 2^16 regions they are 16-bit, packed four to a `u64`
+/// (ceil(width/4) words per row: one load fetches four indices), and the gathered vector is a `[f64; 2^16]` array,
+/// so every index is in bounds by its type and the gather has no bounds checks (without `unsafe`); otherwise `u32`
+/// into a slice.
+#[derive(Debug, Clone)]
+enum Cols {
+    Short(Vec<u64>),
+    Long(Vec<u32>),
+}
+
+/// Length of the gathered vector for `u16` column indices.
+const SHORT: usize = 1 << 16;
+
+/// Widest padded row the ELLPACK layout is used for (each width has its own unrolled loop).
+const MAX_ELL_WIDTH: usize = 8;
+
+impl Kernel {
+    fn new(coupling: &Coupling) -> Result<Self> {
+        let Coupling::Sparse(m) = coupling else {
+            return Ok(Kernel::Dense);
+        };
+        let n = m.n;
+        if u32::try_from(n).is_err() {
+            return Err(ForecastError::InvalidParameter {
+                name: "regions",
+                value: n as f64,
+                why: "at most 2^32 - 1 regions",
+            });
+        }
+        let mut diag = vec![0.0; n];
+        let mut rows: Vec<Vec<(u32, f64)>> = Vec::with_capacity(n);
+        for (i, d) in diag.iter_mut().enumerate() {
+            let mut row = Vec::new();
+            for k in m.indptr[i]..m.indptr[i + 1] {
+                if m.indices[k] == i {
+                    *d = m.values[k];
+                } else {
+                    row.push((m.indices[k] as u32, m.values[k]));
+                }
+            }
+            rows.push(row);
+        }
+        let off: usize = rows.iter().map(Vec::len).sum();
+        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+        // Padding costs a multiply-add per padded slot: take the fixed width only when it adds at most a quarter.
+        if (1..=MAX_ELL_WIDTH).contains(&width) && 4 * width * n <= 5 * off {
+            let mut cols = Vec::with_capacity(width * n);
+            let mut vals = Vec::with_capacity(width * n);
+            for (i, row) in rows.iter().enumerate() {
+                for l in 0..width {
+                    let (c, v) = row.get(l).copied().unwrap_or((i as u32, 0.0));
+                    cols.push(c);
+                    vals.push(v);
+                }
+            }
+            let cols = if n <= SHORT {
+                let words = width.div_ceil(4);
+                let mut packed = vec![0u64; words * n];
+                for (i, row) in cols.chunks_exact(width).enumerate() {
+                    for (l, &c) in row.iter().enumerate() {
+                        packed[i * words + l / 4] |= u64::from(c) << (16 * (l % 4));
+                    }
+                }
+                Cols::Short(packed)
+            } else {
+                Cols::Long(cols)
+            };
+            return Ok(Kernel::Ell {
+                diag,
+                width,
+                cols,
+                vals,
+            });
+        }
+        let mut indptr = Vec::with_capacity(n + 1);
+        let mut cols = Vec::with_capacity(off);
+        let mut vals = Vec::with_capacity(off);
+        indptr.push(0);
+        for row in &rows {
+            for &(c, v) in row {
+                cols.push(c);
+                vals.push(v);
+            }
+            indptr.push(cols.len());
+        }
+        Ok(Kernel::Csr {
+            diag,
+            indptr,
+            cols,
+            vals,
+        })
+    }
+
+    /// Length of the scratch vector x = I/N the kernel gathers from (≥ n).
+    fn x_len(&self, n: usize) -> usize {
+        match self {
+            Kernel::Ell {
+                cols: Cols::Short(_),
+                ..
+            } => SHORT.max(n),
+            _ => n,
+        }
+    }
+
+    /// foi = C·x over the first n entries of `x` (`x` is `x_len(n)` long).
+    fn apply(&self, coupling: &Coupling, x: &[f64], foi: &mut [f64]) {
+        let n = foi.len();
+        match self {
+            Kernel::Ell {
+                diag,
+                width,
+                cols: Cols::Short(cols),
+                vals,
+            } => {
+                let Ok(xa) = <&[f64; SHORT]>::try_from(&x[..SHORT]) else {
+                    return;
+                };
+                let (diag, x) = (&diag[..n], &x[..n]);
+                match width {
+                    1 => ell16::<1, 1>(diag, cols, vals, x, xa, foi),
+                    2 => ell16::<2, 1>(diag, cols, vals, x, xa, foi),
+                    3 => ell16::<3, 1>(diag, cols, vals, x, xa, foi),
+                    4 => ell16::<4, 1>(diag, cols, vals, x, xa, foi),
+                    5 => ell16::<5, 2>(diag, cols, vals, x, xa, foi),
+                    6 => ell16::<6, 2>(diag, cols, vals, x, xa, foi),
+                    7 => ell16::<7, 2>(diag, cols, vals, x, xa, foi),
+                    _ => ell16::<MAX_ELL_WIDTH, 2>(diag, cols, vals, x, xa, foi),
+                }
+            }
+            Kernel::Ell {
+                diag,
+                width,
+                cols: Cols::Long(cols),
+                vals,
+            } => {
+                let x = &x[..n];
+                match width {
+                    1 => ell32::<1>(diag, cols, vals, x, foi),
+                    2 => ell32::<2>(diag, cols, vals, x, foi),
+                    3 => ell32::<3>(diag, cols, vals, x, foi),
+                    4 => ell32::<4>(diag, cols, vals, x, foi),
+                    5 => ell32::<5>(diag, cols, vals, x, foi),
+                    6 => ell32::<6>(diag, cols, vals, x, foi),
+                    7 => ell32::<7>(diag, cols, vals, x, foi),
+                    _ => ell32::<MAX_ELL_WIDTH>(diag, cols, vals, x, foi),
+                }
+            }
+            Kernel::Csr {
+                diag,
+                indptr,
+                cols,
+                vals,
+            } => {
+                let x = &x[..n];
+                for (i, ((f, &d), &xi)) in foi.iter_mut().zip(diag).zip(x).enumerate() {
+                    let (a, b) = (indptr[i], indptr[i + 1]);
+                    let mut acc = d * xi;
+                    for (&j, &v) in cols[a..b].iter().zip(&vals[a..b]) {
+                        acc += v * x[j as usize];
+                    }
+                    *f = acc;
+                }
+            }
+            Kernel::Dense => coupling.apply(n, &x[..n], foi),
+        }
+    }
+}
+
+/// foi_i = d_i·x_i + Σ_l v_il·x_{c_il} over exactly W entries per row (the inner loop is unrolled); `xa` is `x`
+/// padded to 2^16 entries so that a 16-bit index needs no bounds check; WORDS = ceil(W/4) packed index words a row.
+fn ell16<const W: usize, const WORDS: usize>(
+    diag: &[f64],
+    cols: &[u64],
+    vals: &[f64],
+    x: &[f64],
+    xa: &[f64; SHORT],
+    foi: &mut [f64],
+) {
+    let rows = cols.chunks_exact(WORDS).zip(vals.chunks_exact(W));
+    for ((f, (c, v)), (&d, &xi)) in foi.iter_mut().zip(rows).zip(diag.iter().zip(x)) {
+        let mut acc = d * xi;
+        for l in 0..W {
+            let j = (c[l / 4] >> (16 * (l % 4))) as u16;
+            acc += v[l] * xa[usize::from(j)];
+        }
+        *f = acc;
+    }
+}
+
+/// As [`ell16`] with `u32` indices (bounds-checked).
+fn ell32<const W: usize>(diag: &[f64], cols: &[u32], vals: &[f64], x: &[f64], foi: &mut [f64]) {
+    let rows = cols.chunks_exact(W).zip(vals.chunks_exact(W));
+    for ((f, (c, v)), (&d, &xi)) in foi.iter_mut().zip(rows).zip(diag.iter().zip(x)) {
+        let mut acc = d * xi;
+        for l in 0..W {
+            acc += v[l] * x[c[l] as usize];
+        }
+        *f = acc;
+    }
 }
 
 impl MetaSeir {
@@ -229,14 +454,17 @@ impl MetaSeir {
                 why: "sigma and gamma must be > 0",
             });
         }
+        let kernel = Kernel::new(&coupling)?;
+        let x_len = kernel.x_len(n);
         Ok(MetaSeir {
+            kernel,
             inv_n: population.iter().map(|p| 1.0 / p).collect(),
             population,
             beta,
             sigma,
             gamma,
             coupling,
-            scratch: RefCell::new((vec![0.0; n], vec![0.0; n])),
+            scratch: RefCell::new((vec![0.0; x_len], vec![0.0; n])),
         })
     }
 
@@ -306,16 +534,33 @@ impl MetaSeir {
         days: usize,
         solver: &mut Dopri5,
     ) -> Result<(Vec<f64>, SolveStats)> {
-        let t_eval: Vec<f64> = (0..=days).map(|d| d as f64).collect();
         let mut out = Vec::new();
-        let stats = solver.solve(self, 0.0, y0, &t_eval, &mut out)?;
+        let stats = self.simulate_into(y0, days, solver, &mut out)?;
         Ok((out, stats))
+    }
+
+    /// As [`simulate`](Self::simulate), into `out` (resized to (days + 1) × 4n; a buffer of that size from an
+    /// earlier call is reused without touching the allocator).
+    pub fn simulate_into(
+        &self,
+        y0: &[f64],
+        days: usize,
+        solver: &mut Dopri5,
+        out: &mut Vec<f64>,
+    ) -> Result<SolveStats> {
+        let t_eval: Vec<f64> = (0..=days).map(|d| d as f64).collect();
+        solver.solve(self, 0.0, y0, &t_eval, out)
     }
 }
 
 impl OdeSystem for MetaSeir {
     fn dim(&self) -> usize {
         4 * self.population.len()
+    }
+
+    /// R never feeds back: f reads S, E and I only.
+    fn feedback_dim(&self) -> usize {
+        3 * self.population.len()
     }
 
     fn rhs(&self, _t: f64, y: &[f64], d: &mut [f64]) {
@@ -332,42 +577,17 @@ impl OdeSystem for MetaSeir {
         let (de, rest) = rest.split_at_mut(n);
         let (di, dr) = rest.split_at_mut(n);
         let (sigma, gamma) = (self.sigma, self.gamma);
-        let (beta, s, e, i) = (&self.beta[..n], &s[..n], &e[..n], &i[..n]);
+        self.kernel.apply(&self.coupling, x, &mut foi[..n]);
+        let (beta, foi, s, e, i) = (&self.beta[..n], &foi[..n], &s[..n], &e[..n], &i[..n]);
         let (ds, de, di, dr) = (&mut ds[..n], &mut de[..n], &mut di[..n], &mut dr[..n]);
-        match &self.coupling {
-            // Sparse coupling: one fused pass per region (gather the force of infection, then the derivatives),
-            // which keeps everything for a region in registers.
-            Coupling::Sparse(m) => {
-                let (indptr, indices, values) = (&m.indptr[..=n], &m.indices, &m.values);
-                let x: &[f64] = x;
-                for k in 0..n {
-                    let (a, b) = (indptr[k], indptr[k + 1]);
-                    let mut f = 0.0;
-                    for (&j, &v) in indices[a..b].iter().zip(&values[a..b]) {
-                        f += v * x[j];
-                    }
-                    let inf = beta[k] * s[k] * f;
-                    let prog = sigma * e[k];
-                    let rec = gamma * i[k];
-                    ds[k] = -inf;
-                    de[k] = inf - prog;
-                    di[k] = prog - rec;
-                    dr[k] = rec;
-                }
-            }
-            Coupling::Dense(_) => {
-                self.coupling.apply(n, x, foi);
-                let foi = &foi[..n];
-                for k in 0..n {
-                    let inf = beta[k] * s[k] * foi[k];
-                    let prog = sigma * e[k];
-                    let rec = gamma * i[k];
-                    ds[k] = -inf;
-                    de[k] = inf - prog;
-                    di[k] = prog - rec;
-                    dr[k] = rec;
-                }
-            }
+        for k in 0..n {
+            let inf = beta[k] * s[k] * foi[k];
+            let prog = sigma * e[k];
+            let rec = gamma * i[k];
+            ds[k] = -inf;
+            de[k] = inf - prog;
+            di[k] = prog - rec;
+            dr[k] = rec;
         }
     }
 }
@@ -545,6 +765,79 @@ mod tests {
         assert!((r.prob_at_least_one[0] - (1.0 - (-2.0f64).exp())).abs() < 1e-12);
         assert_eq!(r.expected[1], 0.0);
         assert!(importation_risk(&flows, &[0.0], &[1e3, 1e4], 2.0).is_err());
+        Ok(())
+    }
+
+    /// f from the definition, λ_i = β_i S_i Σ_j C_ij I_j / N_j, with the coupling as triplets.
+    fn reference_rhs(
+        pop: &[f64],
+        beta: &[f64],
+        (sigma, gamma): (f64, f64),
+        triplets: &[(usize, usize, f64)],
+        y: &[f64],
+    ) -> Vec<f64> {
+        let n = pop.len();
+        let mut lam = vec![0.0; n];
+        for &(i, j, v) in triplets {
+            lam[i] += v * y[2 * n + j] / pop[j];
+        }
+        let mut d = vec![0.0; 4 * n];
+        for k in 0..n {
+            let inf = beta[k] * y[k] * lam[k];
+            d[k] = -inf;
+            d[n + k] = inf - sigma * y[n + k];
+            d[2 * n + k] = sigma * y[n + k] - gamma * y[2 * n + k];
+            d[3 * n + k] = gamma * y[2 * n + k];
+        }
+        d
+    }
+
+    /// Every layout of the coupling (ELLPACK with 16- or 32-bit indices, CSR for uneven rows, dense) gives the
+    /// right-hand side of the definition.
+    #[test]
+    fn coupling_layouts_agree_with_the_definition() -> Result<()> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        // (regions, links per row: fixed or 0 = uneven 0..=9)
+        for (n, links) in [(50, 3), (50, 0), (70_000, 2), (40, 39)] {
+            let mut t = vec![];
+            for i in 0..n {
+                t.push((i, i, rng.random_range(0.5..1.0)));
+                let k = if links == 0 {
+                    rng.random_range(0..=9)
+                } else {
+                    links
+                };
+                for _ in 0..k {
+                    let j = rng.random_range(0..n);
+                    t.push((i, j, rng.random_range(0.0..0.1)));
+                }
+            }
+            let pop: Vec<f64> = (0..n).map(|_| rng.random_range(1e3..1e5)).collect();
+            let beta: Vec<f64> = (0..n).map(|_| rng.random_range(0.2..0.6)).collect();
+            let y: Vec<f64> = (0..4 * n).map(|_| rng.random_range(0.0..1e3)).collect();
+            let want = reference_rhs(&pop, &beta, (0.2, 0.1), &t, &y);
+            let sparse = Coupling::Sparse(Csr::from_triplets(n, &t)?);
+            let mut couplings = vec![sparse];
+            if n <= 100 {
+                let mut c = vec![0.0; n * n];
+                for &(i, j, v) in &t {
+                    c[i * n + j] += v;
+                }
+                couplings.push(Coupling::Dense(c));
+            }
+            for coupling in couplings {
+                let model = MetaSeir::new(pop.clone(), beta.clone(), 0.2, 0.1, coupling)?;
+                let mut got = vec![0.0; 4 * n];
+                model.rhs(0.0, &y, &mut got);
+                for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-12 * b.abs().max(1e-3),
+                        "n {n}, links {links}, component {k}: {a} vs {b}"
+                    );
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -66,6 +66,13 @@ impl OdeSystem for Rhs {
     fn dim(&self) -> usize {
         self.kind.dim()
     }
+    /// f reads S, I (SIR) or S, E, I (SEIR); R and the cumulative incidence are quadratures.
+    fn feedback_dim(&self) -> usize {
+        match self.kind {
+            ModelKind::Sir => 2,
+            ModelKind::Seir { .. } => 3,
+        }
+    }
     fn rhs(&self, _t: f64, y: &[f64], d: &mut [f64]) {
         match self.kind {
             ModelKind::Sir => {

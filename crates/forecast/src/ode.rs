@@ -15,6 +15,13 @@ pub trait OdeSystem {
     fn dim(&self) -> usize;
     /// Writes f(t, y) into `dydt` (same length as `y`).
     fn rhs(&self, t: f64, y: &[f64], dydt: &mut [f64]);
+    /// How many leading components f reads: `rhs` must depend on `y[..feedback_dim()]` only. The rest are
+    /// quadratures (e.g. the recovered or a cumulative-incidence compartment), integrated with the same steps,
+    /// error control and output, but whose intermediate stage values are never formed since nothing reads them.
+    /// The default, `dim()`, is always correct.
+    fn feedback_dim(&self) -> usize {
+        self.dim()
+    }
 }
 
 const C2: f64 = 1.0 / 5.0;
@@ -94,15 +101,103 @@ const MAX_FACTOR: f64 = 10.0;
 
 /// out = y + h·(Σ c_j k_j) over slices re-cut to one length, so the loop has no bounds checks and vectorises.
 macro_rules! combine {
-    ($out:expr, $y:expr, $h:expr; $($c:expr => $k:ident),+) => {{
+    ($out:expr, $y:expr, $h:expr; $c0:expr => $k0:ident $(, $c:expr => $k:ident)*) => {{
         let n = $out.len();
         let out: &mut [f64] = &mut $out[..n];
         let y: &[f64] = &$y[..n];
-        $( let $k: &[f64] = &$k[..n]; )+
+        let $k0: &[f64] = &$k0[..n];
+        $( let $k: &[f64] = &$k[..n]; )*
         for i in 0..n {
-            out[i] = y[i] + $h * (0.0 $(+ $c * $k[i])+);
+            out[i] = y[i] + $h * ($c0 * $k0[i] $(+ $c * $k[i])*);
         }
     }};
+}
+
+/// Elements per block of the error norm (eight independent partial sums, so the loop vectorises) and of the
+/// dense output (a block of the seven input vectors stays in L1 while every output row of the step is written).
+const LANES: usize = 8;
+const BLOCK: usize = 512;
+
+/// The error sum of a step attempt and, at the same time, its dense output.
+///
+/// Returns Σ_i (err_i / (atol + max(|y_i|, |y_new_i|)·rtol))² with err = h·Σ E_j k_j, and whether y_new is finite.
+/// Eight partial sums instead of one running sum: a single sum is a chain of dependent additions (and SciPy's
+/// BLAS-based norm does not add in index order either).
+///
+/// It also writes the state at each time of `times` (those of the output grid in (t, t_new]) into consecutive rows
+/// of `dst`: y_new itself at t_new, the quartic continuous extension elsewhere. Both read the same vectors, so
+/// they share one pass, block by block (a block of every input stays in L1 while all the rows are written). The
+/// rows are written before the step is known to be accepted; after a rejection they are written again by the
+/// step that finally covers them.
+#[allow(clippy::too_many_arguments)]
+fn error_and_output(
+    (h, rtol, atol): (f64, f64, f64),
+    (t, t_new): (f64, f64),
+    y: &[f64],
+    y_new: &[f64],
+    ks: [&[f64]; 6],
+    times: &[f64],
+    dst: &mut [f64],
+) -> (f64, bool) {
+    #[inline(always)]
+    fn term(h: f64, rtol: f64, atol: f64, y: f64, y_new: f64, k: [f64; 6]) -> (f64, f64) {
+        let e = h * (E1 * k[0] + E3 * k[1] + E4 * k[2] + E5 * k[3] + E6 * k[4] + E7 * k[5]);
+        let r = e / (atol + y.abs().max(y_new.abs()) * rtol);
+        // y_new·0 is NaN exactly when y_new is ±inf or NaN.
+        (r * r, y_new * 0.0)
+    }
+    // Weights of k1, k3..k7 at each output time: q_s(x) = Σ_m P[s][m]·x^(m+1), x = (time − t)/h.
+    let weights = |time: f64| -> [f64; 6] {
+        let x = (time - t) / h;
+        let (x1, x2, x3, x4) = (x, x * x, x * x * x, x * x * x * x);
+        let q = |s: usize| P[s][0] * x1 + P[s][1] * x2 + P[s][2] * x3 + P[s][3] * x4;
+        [q(0), q(2), q(3), q(4), q(5), q(6)]
+    };
+    let n = y.len();
+    let mut acc = [0.0; LANES];
+    let mut fin = [0.0; LANES];
+    let mut start = 0;
+    while start < n {
+        let end = (start + BLOCK).min(n);
+        let [k1, k3, k4, k5, k6, k7] = ks;
+        let (yb, ynb) = (&y[start..end], &y_new[start..end]);
+        let (k1, k3, k4) = (&k1[start..end], &k3[start..end], &k4[start..end]);
+        let (k5, k6, k7) = (&k5[start..end], &k6[start..end], &k7[start..end]);
+        let len = end - start;
+        let full = len - len % LANES;
+        let mut b = 0;
+        while b < full {
+            let (y8, yn8) = (&yb[b..b + LANES], &ynb[b..b + LANES]);
+            let (a1, a3, a4) = (&k1[b..b + LANES], &k3[b..b + LANES], &k4[b..b + LANES]);
+            let (a5, a6, a7) = (&k5[b..b + LANES], &k6[b..b + LANES], &k7[b..b + LANES]);
+            for l in 0..LANES {
+                let k = [a1[l], a3[l], a4[l], a5[l], a6[l], a7[l]];
+                let (r2, z) = term(h, rtol, atol, y8[l], yn8[l], k);
+                acc[l] += r2;
+                fin[l] += z;
+            }
+            b += LANES;
+        }
+        for (l, i) in (full..len).enumerate() {
+            let k = [k1[i], k3[i], k4[i], k5[i], k6[i], k7[i]];
+            let (r2, z) = term(h, rtol, atol, yb[i], ynb[i], k);
+            acc[l] += r2;
+            fin[l] += z;
+        }
+        for (row, &time) in dst.chunks_exact_mut(n).zip(times) {
+            let out = &mut row[start..end];
+            if time == t_new {
+                out.copy_from_slice(ynb);
+            } else {
+                let [q1, q3, q4, q5, q6, q7] = weights(time);
+                combine!(out, yb, h; q1 => k1, q3 => k3, q4 => k4, q5 => k5, q6 => k6, q7 => k7);
+            }
+        }
+        start = end;
+    }
+    let total: f64 = acc.iter().sum();
+    let zero: f64 = fin.iter().sum();
+    (total, zero == 0.0)
 }
 
 /// Work counters of one solve.
@@ -167,8 +262,9 @@ impl Dopri5 {
     }
 
     /// Integrates from `t0`, `y0` and writes the state at every time of `t_eval` (ascending, all ≥ `t0`) into
-    /// `out`, row after row (`t_eval.len() × dim` values). Output between steps comes from the dense output, as
-    /// SciPy does, so the step sequence does not depend on the output times.
+    /// `out`, row after row (`out` is resized to `t_eval.len() × dim` values and every value is overwritten; pass
+    /// the same vector again to reuse its memory; after an error its contents are unspecified). Output between
+    /// steps comes from the dense output, as SciPy does, so the step sequence does not depend on the output times.
     pub fn solve<S: OdeSystem + ?Sized>(
         &mut self,
         sys: &S,
@@ -178,6 +274,7 @@ impl Dopri5 {
         out: &mut Vec<f64>,
     ) -> Result<SolveStats> {
         let n = sys.dim();
+        let m = sys.feedback_dim().min(n);
         if y0.len() != n {
             return Err(ForecastError::InvalidParameter {
                 name: "y0",
@@ -193,8 +290,15 @@ impl Dopri5 {
                 why: "output times must be ascending and not before t0",
             });
         }
-        out.clear();
-        out.reserve(t_eval.len() * n);
+        // Every row is written below, so a buffer of the right size from an earlier solve is reused as it is,
+        // and a new one comes zeroed from the allocator (no separate pass of zeros over it).
+        let total = t_eval.len() * n;
+        if out.capacity() < total {
+            *out = vec![0.0; total];
+        } else {
+            out.truncate(total);
+            out.resize(total, 0.0);
+        }
         let mut stats = SolveStats::default();
         let Some(&t_end) = t_eval.last() else {
             return Ok(stats);
@@ -211,7 +315,7 @@ impl Dopri5 {
         let (rtol, atol) = (self.rtol, self.atol);
         let mut next_out = 0;
         while next_out < t_eval.len() && t_eval[next_out] == t0 {
-            out.extend_from_slice(y0);
+            out[next_out * n..(next_out + 1) * n].copy_from_slice(y0);
             next_out += 1;
         }
         if t_end == t0 {
@@ -262,7 +366,7 @@ impl Dopri5 {
                 h_abs = min_step;
             }
             let mut rejected = false;
-            let (h, t_new) = loop {
+            let (t_new, finite, last) = loop {
                 attempts += 1;
                 if attempts > self.max_steps {
                     return Err(ForecastError::Solver {
@@ -281,38 +385,34 @@ impl Dopri5 {
                     t_new = t_end;
                 }
                 let h = t_new - t;
-                combine!(tmp, y, h; A21 => k1);
+                // Stage values only for the components the right-hand side reads.
+                combine!(tmp[..m], y, h; A21 => k1);
                 sys.rhs(t + C2 * h, tmp, k2);
-                combine!(tmp, y, h; A31 => k1, A32 => k2);
+                combine!(tmp[..m], y, h; A31 => k1, A32 => k2);
                 sys.rhs(t + C3 * h, tmp, k3);
-                combine!(tmp, y, h; A41 => k1, A42 => k2, A43 => k3);
+                combine!(tmp[..m], y, h; A41 => k1, A42 => k2, A43 => k3);
                 sys.rhs(t + C4 * h, tmp, k4);
-                combine!(tmp, y, h; A51 => k1, A52 => k2, A53 => k3, A54 => k4);
+                combine!(tmp[..m], y, h; A51 => k1, A52 => k2, A53 => k3, A54 => k4);
                 sys.rhs(t + C5 * h, tmp, k5);
-                combine!(tmp, y, h; A61 => k1, A62 => k2, A63 => k3, A64 => k4, A65 => k5);
+                combine!(tmp[..m], y, h; A61 => k1, A62 => k2, A63 => k3, A64 => k4, A65 => k5);
                 sys.rhs(t + h, tmp, k6);
                 combine!(y_new, y, h; B1 => k1, B3 => k3, B4 => k4, B5 => k5, B6 => k6);
                 sys.rhs(t + h, y_new, k7);
                 stats.rhs_evals += 6;
-                let acc = {
-                    let (y, y_new) = (&y[..n], &y_new[..n]);
-                    let (k1, k3, k4, k5, k6, k7) =
-                        (&k1[..n], &k3[..n], &k4[..n], &k5[..n], &k6[..n], &k7[..n]);
-                    let mut acc = 0.0;
-                    for i in 0..n {
-                        let e = h
-                            * (E1 * k1[i]
-                                + E3 * k3[i]
-                                + E4 * k4[i]
-                                + E5 * k5[i]
-                                + E6 * k6[i]
-                                + E7 * k7[i]);
-                        let sc = atol + y[i].abs().max(y_new[i].abs()) * rtol;
-                        let r = e / sc;
-                        acc += r * r;
-                    }
-                    acc
-                };
+                // The output rows in (t, t_new], written with the error sum (kept only if the step is accepted).
+                let mut last = next_out;
+                while last < t_eval.len() && t_eval[last] <= t_new {
+                    last += 1;
+                }
+                let (acc, finite) = error_and_output(
+                    (h, rtol, atol),
+                    (t, t_new),
+                    y,
+                    y_new,
+                    [k1, k3, k4, k5, k6, k7],
+                    &t_eval[next_out..last],
+                    &mut out[next_out * n..last * n],
+                );
                 let err = (acc / n as f64).sqrt();
                 if err < 1.0 {
                     let mut factor = if err == 0.0 {
@@ -324,7 +424,7 @@ impl Dopri5 {
                         factor = factor.min(1.0);
                     }
                     h_abs *= factor;
-                    break (h, t_new);
+                    break (t_new, finite, last);
                 }
                 // A NaN error (a right-hand side that blew up) also lands here and shrinks the step.
                 let f = SAFETY * err.powf(-0.2);
@@ -332,29 +432,12 @@ impl Dopri5 {
                 rejected = true;
                 stats.rejected += 1;
             };
-            // Dense output on [t, t_new] for every requested time in (t, t_new].
-            while next_out < t_eval.len() && t_eval[next_out] <= t_new {
-                let x = (t_eval[next_out] - t) / h;
-                if t_eval[next_out] == t_new {
-                    out.extend_from_slice(y_new);
-                } else {
-                    let (x1, x2, x3, x4) = (x, x * x, x * x * x, x * x * x * x);
-                    let q: [f64; 7] = std::array::from_fn(|s| {
-                        P[s][0] * x1 + P[s][1] * x2 + P[s][2] * x3 + P[s][3] * x4
-                    });
-                    let (q1, q3, q4, q5, q6, q7) = (q[0], q[2], q[3], q[4], q[5], q[6]);
-                    let start = out.len();
-                    out.resize(start + n, 0.0);
-                    let dst = &mut out[start..];
-                    combine!(dst, y, h; q1 => k1, q3 => k3, q4 => k4, q5 => k5, q6 => k6, q7 => k7);
-                }
-                next_out += 1;
-            }
+            next_out = last;
             std::mem::swap(y, y_new);
             std::mem::swap(k1, k7);
             t = t_new;
             stats.steps += 1;
-            if y.iter().any(|v| !v.is_finite()) {
+            if !finite {
                 return Err(ForecastError::Solver {
                     t,
                     why: "the solution is no longer finite",
@@ -458,5 +541,109 @@ mod tests {
             .as_mut()
             .map(|s| s.solve(&Blowup, 0.0, &[1.0], &[2.0], &mut Vec::new()));
         assert!(matches!(r, Some(Err(ForecastError::Solver { .. }))));
+    }
+
+    /// Lotka–Volterra with a third, quadrature component (the integral of the prey), optionally declared as one.
+    struct Lotka {
+        declare_quadrature: bool,
+    }
+    impl OdeSystem for Lotka {
+        fn dim(&self) -> usize {
+            3
+        }
+        fn feedback_dim(&self) -> usize {
+            if self.declare_quadrature {
+                2
+            } else {
+                3
+            }
+        }
+        fn rhs(&self, _t: f64, y: &[f64], d: &mut [f64]) {
+            d[0] = 1.1 * y[0] - 0.4 * y[0] * y[1];
+            d[1] = 0.1 * y[0] * y[1] - 0.4 * y[1];
+            d[2] = y[0];
+        }
+    }
+
+    #[test]
+    fn quadratures_are_integrated_identically_without_their_stage_values() -> Result<()> {
+        let ts: Vec<f64> = (0..=100).map(|i| i as f64 * 0.3).collect();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut s = Dopri5::new(1e-6, 1e-8)?;
+        let sa = s.solve(
+            &Lotka {
+                declare_quadrature: false,
+            },
+            0.0,
+            &[10.0, 5.0, 0.0],
+            &ts,
+            &mut a,
+        )?;
+        let sb = s.solve(
+            &Lotka {
+                declare_quadrature: true,
+            },
+            0.0,
+            &[10.0, 5.0, 0.0],
+            &ts,
+            &mut b,
+        )?;
+        assert_eq!(sa, sb);
+        // Bit for bit: the skipped stage values are never read.
+        assert_eq!(a, b);
+        Ok(())
+    }
+
+    #[test]
+    fn rejected_steps_leave_no_stale_output() -> Result<()> {
+        // A loose tolerance on an oscillator rejects steps. The steps do not depend on the output times (only on
+        // the end time), so each row of a dense grid must equal, bit for bit, the same time requested alone: a row
+        // left from a rejected attempt would not.
+        let t_end = 30.0;
+        let ts: Vec<f64> = (0..=600).map(|i| i as f64 * 0.05).collect();
+        let sys = Lotka {
+            declare_quadrature: true,
+        };
+        let y0 = [10.0, 5.0, 0.0];
+        let mut s = Dopri5::new(1e-3, 1e-6)?;
+        let mut grid = Vec::new();
+        let st = s.solve(&sys, 0.0, &y0, &ts, &mut grid)?;
+        assert!(st.rejected > 0, "{st:?}");
+        let mut single = Vec::new();
+        for (row, &time) in ts.iter().enumerate().step_by(7) {
+            let st1 = s.solve(&sys, 0.0, &y0, &[time, t_end], &mut single)?;
+            assert_eq!(st1, st);
+            assert_eq!(&grid[3 * row..3 * row + 3], &single[..3], "t = {time}");
+        }
+        // And the loose solution is still a solution (the oscillation drifts in phase at rtol 1e-3).
+        let mut tight = Vec::new();
+        Dopri5::new(1e-11, 1e-11)?.solve(&sys, 0.0, &y0, &ts, &mut tight)?;
+        for (a, b) in grid.iter().zip(&tight) {
+            assert!((a - b).abs() <= 0.2 * b.abs().max(1.0), "{a} vs {b}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn output_buffer_is_resized_and_fully_overwritten() -> Result<()> {
+        let ts: Vec<f64> = (0..=20).map(f64::from).collect();
+        let mut s = Dopri5::new(1e-8, 1e-10)?;
+        let mut fresh = Vec::new();
+        s.solve(&Decay, 0.0, &[1.0, 0.0], &ts, &mut fresh)?;
+        // A longer buffer full of garbage, then one of the right size: same answer, right length.
+        let mut reused = vec![f64::NAN; 1000];
+        s.solve(&Decay, 0.0, &[1.0, 0.0], &ts, &mut reused)?;
+        assert_eq!(reused, fresh);
+        reused.iter_mut().for_each(|v| *v = -7.0);
+        s.solve(&Decay, 0.0, &[1.0, 0.0], &ts, &mut reused)?;
+        assert_eq!(reused, fresh);
+        // Output exactly at t0 and repeated times.
+        let mut out = vec![f64::NAN; 3];
+        s.solve(&Decay, 0.0, &[1.0, 0.0], &[0.0, 0.0, 2.0, 2.0], &mut out)?;
+        assert_eq!(out.len(), 8);
+        assert_eq!(&out[..4], &[1.0, 0.0, 1.0, 0.0]);
+        assert_eq!(out[4..6], out[6..8]);
+        assert!((out[4] - (-1.0f64).exp()).abs() < 1e-8);
+        Ok(())
     }
 }
