@@ -1,5 +1,5 @@
 //! Subcommands of the domain libraries. Each library owns its command-line arguments and its `run`; this module
-//! only groups them under `caravan surveil`, `caravan cert`, `caravan ecg` and `caravan dicom`.
+//! only groups them under `caravan surveil`, `caravan cert`, `caravan ecg`, `caravan dicom` and `caravan monitor`.
 
 use clap::Subcommand;
 use std::process::ExitCode;
@@ -58,4 +58,9 @@ pub fn ecg(cmd: ecg::cli::Command) -> ExitCode {
 /// `caravan dicom`: the DICOM archive, SCP and DICOMweb on their own, and the C-STORE benchmark (crate `imaging`).
 pub fn dicom(cmd: imaging::cli::Command) -> ExitCode {
     imaging::cli::run(cmd)
+}
+
+/// `caravan monitor`: remote monitoring (crate `monitoring`); its soak re-executes `caravan monitor ingest`.
+pub fn monitor(cmd: monitoring::cli::Command) -> ExitCode {
+    monitoring::cli::run(cmd)
 }

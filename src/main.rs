@@ -62,6 +62,21 @@ enum Command {
         #[command(subcommand)]
         command: imaging::cli::Command,
     },
+    /// Federation: this node's Ed25519 signing keys (generate, rotate, show).
+    Keys {
+        #[command(subcommand)]
+        command: caravan_federation::cli::KeysCommand,
+    },
+    /// Federation: the network's signed member directory (sign with an anchor key, verify, show).
+    Directory {
+        #[command(subcommand)]
+        command: caravan_federation::cli::DirectoryCommand,
+    },
+    /// Remote monitoring: NEWS2, MQTT ingest of device readings, alerts, the device simulator and the soak test.
+    Monitor {
+        #[command(subcommand)]
+        command: monitoring::cli::Command,
+    },
     /// Benchmarks of a node (build with --release): consultation workflows per second, mixed API load.
     Bench {
         #[command(subcommand)]
@@ -84,6 +99,10 @@ enum BenchCommand {
         seconds: u64,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// Load generator: `wrk` (a separate process, Debian's wrk; the default when it is installed) or `rust`
+        /// (reqwest in this process, sharing its cores with the node).
+        #[arg(long, default_value = "auto")]
+        client: String,
     },
 }
 
@@ -249,6 +268,11 @@ async fn audit_verify(data: &std::path::Path, database: &Option<String>) -> Resu
     }
 }
 
+/// mimalloc: under many threads (tokio workers, sqlx's SQLite worker threads) glibc's malloc showed up at ~15 % of
+/// the node's CPU in `perf`; mimalloc's thread-local free lists avoid most of that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -264,6 +288,9 @@ fn main() -> ExitCode {
         Command::Surveil { command } => return domains::surveil(command),
         Command::Ecg { command } => return domains::ecg(command),
         Command::Dicom { command } => return domains::dicom(command),
+        Command::Monitor { command } => return domains::monitor(command),
+        Command::Keys { command } => return caravan_federation::cli::run_keys(command),
+        Command::Directory { command } => return caravan_federation::cli::run_directory(command),
         other => other,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -300,9 +327,10 @@ fn main() -> ExitCode {
                 command:
                     BenchCommand::Api {
                         seconds,
+                        client,
                         concurrency,
                     },
-            } => bench::mixed(seconds, concurrency)
+            } => bench::mixed(seconds, concurrency, &client)
                 .await
                 .map(|_| ExitCode::SUCCESS),
             // Dispatched before the runtime starts (above): some libraries start runtimes of their own.
@@ -310,7 +338,10 @@ fn main() -> ExitCode {
             | Command::Rules { .. }
             | Command::Surveil { .. }
             | Command::Ecg { .. }
-            | Command::Dicom { .. } => Ok(ExitCode::FAILURE),
+            | Command::Dicom { .. }
+            | Command::Monitor { .. }
+            | Command::Keys { .. }
+            | Command::Directory { .. } => Ok(ExitCode::FAILURE),
             Command::Audit {
                 command: AuditCommand::Verify { data, database },
             } => {

@@ -28,7 +28,7 @@ use crate::NodeId;
 pub const VERSION: u64 = 1;
 
 /// The registry of envelope types. Unknown names are refused with [`EnvelopeError::UnknownType`]; adding a
-/// type is adding a variant here (and to `PROTOCOL.md`).
+/// type is adding a variant here (and to `docs/federation.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MessageType {
     /// A case packet sent to an expert node (`consult.packet`).

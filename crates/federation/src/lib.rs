@@ -13,7 +13,7 @@
 //! - [`problem`]: the JSON problem objects (RFC 9457) that refusals are reported with.
 //! - [`cli`]: `caravan keys ...` and `caravan directory ...`.
 //!
-//! The wire protocol is described in `PROTOCOL.md` beside this crate.
+//! The wire protocol is described in `docs/federation.md` at the workspace root.
 
 pub mod cli;
 pub mod delivery;

@@ -22,7 +22,7 @@ pub struct Problem {
     pub title: String,
     /// HTTP status.
     pub status: u16,
-    /// Stable machine code (see `PROTOCOL.md`).
+    /// Stable machine code (see `docs/federation.md`).
     pub code: String,
     /// Whether the sender should try again later (after backoff) or give the message up (dead letter).
     pub retryable: bool,

@@ -1,4 +1,4 @@
-//! The worked examples in PROTOCOL.md (made by an independent Python implementation,
+//! The worked examples in docs/federation.md (made by an independent Python implementation,
 //! tests/data/protocol_examples.py) must verify with this crate: the document cannot drift from the code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use common::{id, MemInbox};
 use http::HeaderMap;
 
-const DOC: &str = include_str!("../PROTOCOL.md");
+const DOC: &str = include_str!("../../../docs/federation.md");
 
 /// The fenced block following `<!-- example:NAME -->`.
 fn block(name: &str) -> String {

@@ -194,6 +194,7 @@ async fn verify_credentials(st: &AppState, username: &str, password: &str) -> Ap
 async fn logout(State(st): State<AppState>, p: Principal, jar: CookieJar) -> AppResult<Response> {
     if let auth::Via::Session { token_hash, .. } = &p.via {
         st.store().delete_session(token_hash).await?;
+        st.auth_cache().forget(token_hash);
         st.store()
             .append_audit(vec![event(
                 &p,
@@ -496,6 +497,7 @@ async fn revoke_token(
             vec![event(&p, AuditAction::Delete, "api_token", &id, None, "")],
         )
         .await?;
+    st.auth_cache().clear();
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -111,6 +111,56 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Recently authenticated tokens (by SHA-256), so that a burst of API calls does not look the token up in the
+/// database each time. Entries live `CACHE_TTL`; logging out removes the session's entry and revoking a token or
+/// changing a user empties the cache, so in one process a revocation takes effect at once. With several processes on
+/// one PostgreSQL database, another process may honour a revoked token for up to `CACHE_TTL`.
+#[derive(Debug, Default)]
+pub struct AuthCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, CachedAuth>>,
+}
+
+#[derive(Clone, Debug)]
+struct CachedAuth {
+    user: User,
+    /// `None` for an API token; the session's CSRF token and expiry otherwise.
+    session: Option<(String, chrono::DateTime<Utc>)>,
+    fetched: std::time::Instant,
+}
+
+pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+const CACHE_MAX: usize = 10_000;
+
+impl AuthCache {
+    fn get(&self, hash: &str) -> Option<CachedAuth> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(hash)
+            .filter(|e| e.fetched.elapsed() < CACHE_TTL)
+            .cloned()
+    }
+    fn put(&self, hash: String, entry: CachedAuth) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= CACHE_MAX {
+            entries.retain(|_, e| e.fetched.elapsed() < CACHE_TTL);
+            if entries.len() >= CACHE_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(hash, entry);
+    }
+    /// Forget one token (a session that logs out).
+    pub fn forget(&self, hash: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.remove(hash);
+    }
+    /// Forget everything (a token revoked, a user changed).
+    pub fn clear(&self) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.clear();
+    }
+}
+
 /// Authenticate from request headers: a bearer token, or the session cookie.
 pub async fn authenticate(
     headers: &axum::http::HeaderMap,
@@ -121,11 +171,30 @@ pub async fn authenticate(
         let token = value
             .strip_prefix("Bearer ")
             .ok_or_else(AppError::unauthenticated)?;
-        let user = state
-            .store()
-            .user_for_api_token(&token_hash(token.trim()))
-            .await
-            .map_err(|_| AppError::unauthenticated())?;
+        let hash = token_hash(token.trim());
+        let user = match state.auth_cache().get(&hash) {
+            Some(CachedAuth {
+                user,
+                session: None,
+                ..
+            }) => user,
+            _ => {
+                let user = state
+                    .store()
+                    .user_for_api_token(&hash)
+                    .await
+                    .map_err(|_| AppError::unauthenticated())?;
+                state.auth_cache().put(
+                    hash,
+                    CachedAuth {
+                        user: user.clone(),
+                        session: None,
+                        fetched: std::time::Instant::now(),
+                    },
+                );
+                user
+            }
+        };
         if !user.active {
             return Err(AppError::unauthenticated());
         }
@@ -140,19 +209,38 @@ pub async fn authenticate(
         .map(|c| c.value().to_owned())
         .ok_or_else(AppError::unauthenticated)?;
     let hash = token_hash(&token);
-    let session = state
-        .store()
-        .get_session(&hash)
-        .await
-        .map_err(|_| AppError::unauthenticated())?;
-    if session.expires_at <= Utc::now() || !session.user.active {
+    let (user, (csrf, expires_at)) = match state.auth_cache().get(&hash) {
+        Some(CachedAuth {
+            user,
+            session: Some(s),
+            ..
+        }) => (user, s),
+        _ => {
+            let session = state
+                .store()
+                .get_session(&hash)
+                .await
+                .map_err(|_| AppError::unauthenticated())?;
+            let s = (session.csrf_token, session.expires_at);
+            state.auth_cache().put(
+                hash.clone(),
+                CachedAuth {
+                    user: session.user.clone(),
+                    session: Some(s.clone()),
+                    fetched: std::time::Instant::now(),
+                },
+            );
+            (session.user, s)
+        }
+    };
+    if expires_at <= Utc::now() || !user.active {
         return Err(AppError::unauthenticated());
     }
     Ok(Principal {
-        user: session.user,
+        user,
         via: Via::Session {
             token_hash: hash,
-            csrf: session.csrf_token,
+            csrf,
         },
     })
 }

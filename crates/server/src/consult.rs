@@ -524,17 +524,12 @@ pub async fn view(st: &AppState, p: &Principal, id: ConsultationId) -> AppResult
     ids.extend(consultation.panel.iter().map(|m| m.user_id));
     ids.sort();
     ids.dedup();
-    let mut people = Vec::new();
-    for uid in ids {
-        if let Ok(u) = store.get_user(uid).await {
-            let inst = store
-                .get_institution(u.institution_id)
-                .await
-                .map(|i| i.name)
-                .unwrap_or_default();
-            people.push((uid, u.display_name, inst));
-        }
-    }
+    let people = store
+        .people(&ids)
+        .await?
+        .into_iter()
+        .map(|p| (p.user_id, p.display_name, p.institution_name))
+        .collect();
     store
         .append_audit(vec![event(
             p,

@@ -31,6 +31,7 @@ struct Inner {
     config: NodeConfig,
     i18n: i18n::I18n,
     login_throttle: throttle::LoginThrottle,
+    auth_cache: auth::AuthCache,
 }
 
 /// Shared state of a node, passed explicitly to every handler.
@@ -45,6 +46,7 @@ impl AppState {
             config,
             i18n: i18n::I18n::new(),
             login_throttle: throttle::LoginThrottle::default(),
+            auth_cache: auth::AuthCache::default(),
         }))
     }
     pub fn store(&self) -> &dyn Store {
@@ -61,6 +63,9 @@ impl AppState {
     }
     pub fn login_throttle(&self) -> &throttle::LoginThrottle {
         &self.0.login_throttle
+    }
+    pub fn auth_cache(&self) -> &auth::AuthCache {
+        &self.0.auth_cache
     }
 }
 

@@ -214,6 +214,7 @@ async fn logout(
         p.check_csrf(Some(&f.csrf))?;
         if let auth::Via::Session { token_hash, .. } = &p.via {
             st.store().delete_session(token_hash).await?;
+            st.auth_cache().forget(token_hash);
         }
         Ok((
             jar.add(auth::clear_session_cookie()),
@@ -259,6 +260,7 @@ async fn switch_language(
             if let Err(e) = st.store().update_user(&u, vec![]).await {
                 return error_page(&st, Some(p), &headers, e.into());
             }
+            st.auth_cache().clear();
         }
     }
     // Only local paths: never an open redirect.

@@ -406,6 +406,22 @@ impl Store for PgStore {
         rows.iter().map(user_from_row).collect()
     }
 
+    async fn people(&self, ids: &[UserId]) -> Result<Vec<PersonRef>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT u.id, u.display_name, i.name AS institution_name FROM users u
+             JOIN institutions i ON i.id = u.institution_id
+             WHERE u.id = ANY($1) ORDER BY u.id",
+        )
+        .bind(ids.iter().map(|u| u.0).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(person_from_row).collect()
+    }
+
     async fn routing_candidates(&self, specialty: &str) -> Result<Vec<Candidate>> {
         let rows = sqlx::query(&format!(
             "SELECT {USER_COLUMNS}, {OPEN_CASES}

@@ -2,7 +2,7 @@
 
 use caravan_domain::audit::{AuditEvent, AuditRecord};
 use caravan_domain::*;
-use caravan_store::{ApiTokenInfo, Attachment, Message, Result, StoreError};
+use caravan_store::{ApiTokenInfo, Attachment, Message, PersonRef, Result, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -188,5 +188,13 @@ pub fn team_from_row(r: &PgRow) -> Result<Team> {
         specialty: get(r, "specialty")?,
         lead_id: UserId(get(r, "lead_id")?),
         member_ids: members.into_iter().map(UserId).collect(),
+    })
+}
+
+pub fn person_from_row(r: &PgRow) -> Result<PersonRef> {
+    Ok(PersonRef {
+        user_id: UserId(get(r, "id")?),
+        display_name: get(r, "display_name")?,
+        institution_name: get(r, "institution_name")?,
     })
 }

@@ -1,11 +1,13 @@
 //! Caravan storage on embedded SQLite.
 //!
-//! One writer connection (SQLite allows one writer at a time; serialising writes in-process avoids
-//! `SQLITE_BUSY` on lock upgrades) and a pool of read-only connections, all in WAL mode. WAL with
+//! One writer connection owned by one task that groups concurrent writes into shared transactions (`writer`:
+//! SQLite allows one writer at a time; serialising writes in-process avoids `SQLITE_BUSY` on lock upgrades) and
+//! a pool of read-only connections, all in WAL mode. WAL with
 //! `synchronous=NORMAL` keeps the database consistent across a killed process: a transaction is either wholly in
 //! the WAL or not at all.
 
 mod rows;
+mod writer;
 
 use async_trait::async_trait;
 use caravan_domain::audit::{format_audit_time, AuditRecord};
@@ -15,13 +17,13 @@ use caravan_store::*;
 use chrono::{DateTime, Utc};
 use rows::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, Connection, Row, SqliteConnection, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: writer::Writer,
     reader: SqlitePool,
 }
 
@@ -81,40 +83,47 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(base.clone().create_if_missing(true))
+            .busy_timeout(Duration::from_secs(10))
+            // Read pages through a memory map rather than a read() system call each (perf showed the copies).
+            .pragma("mmap_size", "268435456");
+        let mut conn = base
+            .clone()
+            .create_if_missing(true)
+            .connect()
             .await
             .map_err(db_err)?;
         sqlx::migrate!("./migrations")
-            .run(&writer)
+            .run(&mut conn)
             .await
             .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
-        backfill_search_names(&writer).await?;
+        backfill_search_names(&mut conn).await?;
+        let writer = writer::Writer::start(conn).await?;
         let reader = SqlitePoolOptions::new()
-            .max_connections(8)
+            // Each connection is a thread of sqlx's; more than the cores can run only adds context switches.
+            .max_connections(
+                std::thread::available_parallelism()
+                    .map(|n| (n.get() * 2).clamp(2, 8) as u32)
+                    .unwrap_or(4),
+            )
             .connect_with(base.read_only(true))
             .await
             .map_err(db_err)?;
         Ok(Self { writer, reader })
     }
 
-    /// Run `f` in one write transaction, then append `audit` in the same transaction, then commit.
+    /// Run `f` and then append `audit` in one transaction (grouped with concurrent writes by the writer task);
+    /// returns after the commit.
     async fn write<F, T>(&self, audit: Vec<AuditEvent>, f: F) -> Result<T>
     where
         F: for<'c> FnOnce(
                 &'c mut SqliteConnection,
             ) -> std::pin::Pin<
                 Box<dyn std::future::Future<Output = Result<T>> + Send + 'c>,
-            > + Send,
-        T: Send,
+            > + Send
+            + 'static,
+        T: Send + 'static,
     {
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
-        let out = f(&mut tx).await?;
-        append_audit_tx(&mut tx, audit).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(out)
+        self.writer.write(audit, f).await
     }
 }
 
@@ -124,16 +133,16 @@ const OPEN_CASES: &str = "(SELECT COUNT(*) FROM consultations c
 
 /// Fill `patients.search_name` for rows written before migration 0002 (the fold is Unicode-aware, so it is
 /// computed here rather than in SQL).
-async fn backfill_search_names(writer: &SqlitePool) -> Result<()> {
+async fn backfill_search_names(conn: &mut SqliteConnection) -> Result<()> {
     let rows =
         sqlx::query("SELECT id, given_name, family_name FROM patients WHERE search_name IS NULL")
-            .fetch_all(writer)
+            .fetch_all(&mut *conn)
             .await
             .map_err(db_err)?;
     if rows.is_empty() {
         return Ok(());
     }
-    let mut tx = writer.begin().await.map_err(db_err)?;
+    let mut tx = conn.begin().await.map_err(db_err)?;
     for r in &rows {
         let key = caravan_domain::name_search_key(&format!(
             "{} {}",
@@ -149,51 +158,6 @@ async fn backfill_search_names(writer: &SqlitePool) -> Result<()> {
     }
     tx.commit().await.map_err(db_err)?;
     tracing::info!(rows = rows.len(), "filled patient search names");
-    Ok(())
-}
-
-async fn append_audit_tx(conn: &mut SqliteConnection, events: Vec<AuditEvent>) -> Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let head = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    let mut prev: Option<(i64, String)> = head.map(|r| (r.get("seq"), r.get("hash")));
-    let mut records = Vec::with_capacity(events.len());
-    for e in events {
-        let rec = AuditRecord::chain(e, prev.as_ref().map(|(s, h)| (*s, h.as_str())));
-        prev = Some((rec.seq, rec.hash.clone()));
-        records.push(rec);
-    }
-    // One multi-row INSERT per chunk rather than one statement per event: a list of 50 cases audits 50 reads,
-    // and each statement is a round trip to sqlx's SQLite worker thread. 14 columns x 500 rows stays far below
-    // SQLite's limit of 32,766 bound parameters.
-    for chunk in records.chunks(500) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO audit_events (seq, at, actor_user, actor_name, actor_institution, actor_role, action,
-               entity_type, entity_id, patient_id, purpose, detail, prev_hash, hash) ",
-        );
-        q.push_values(chunk, |mut b, rec| {
-            let ev = &rec.event;
-            b.push_bind(rec.seq)
-                .push_bind(format_audit_time(ev.at))
-                .push_bind(ev.actor_user.map(|u| u.to_string()))
-                .push_bind(ev.actor_name.clone())
-                .push_bind(ev.actor_institution.map(|i| i.to_string()))
-                .push_bind(ev.actor_role.map(|r| r.as_str()))
-                .push_bind(ev.action.as_str())
-                .push_bind(ev.entity_type.clone())
-                .push_bind(ev.entity_id.clone())
-                .push_bind(ev.patient_id.map(|p| p.to_string()))
-                .push_bind(ev.purpose.clone())
-                .push_bind(ev.detail.clone())
-                .push_bind(rec.prev_hash.clone())
-                .push_bind(rec.hash.clone());
-        });
-        q.build().execute(&mut *conn).await.map_err(db_err)?;
-    }
     Ok(())
 }
 
@@ -373,6 +337,25 @@ impl Store for SqliteStore {
         rows.iter().map(user_from_row).collect()
     }
 
+    async fn people(&self, ids: &[UserId]) -> Result<Vec<PersonRef>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT u.id, u.display_name, i.name AS institution_name FROM users u
+             JOIN institutions i ON i.id = u.institution_id
+             WHERE u.id IN (SELECT value FROM json_each(?)) ORDER BY u.id",
+        )
+        .bind(
+            serde_json::to_string(&ids.iter().map(|u| u.to_string()).collect::<Vec<_>>())
+                .unwrap_or_else(|_| "[]".into()),
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(person_from_row).collect()
+    }
+
     async fn routing_candidates(&self, specialty: &str) -> Result<Vec<Candidate>> {
         let rows = sqlx::query(&format!(
             "SELECT {USER_COLUMNS}, {OPEN_CASES}
@@ -470,17 +453,23 @@ impl Store for SqliteStore {
         csrf: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, csrf_token, expires_at) VALUES (?,?,?,?)",
-        )
-        .bind(token_hash)
-        .bind(user.to_string())
-        .bind(csrf)
-        .bind(format_audit_time(expires_at))
-        .execute(&self.writer)
+        let (token_hash, csrf) = (token_hash.to_owned(), csrf.to_owned());
+        self.write(vec![], move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO sessions (token_hash, user_id, csrf_token, expires_at) VALUES (?,?,?,?)",
+                )
+                .bind(token_hash)
+                .bind(user.to_string())
+                .bind(csrf)
+                .bind(format_audit_time(expires_at))
+                .execute(c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
         .await
-        .map_err(db_err)?;
-        Ok(())
     }
 
     async fn get_session(&self, token_hash: &str) -> Result<SessionRecord> {
@@ -500,13 +489,19 @@ impl Store for SqliteStore {
     }
 
     async fn delete_session(&self, token_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = ? OR expires_at < ?")
-            .bind(token_hash)
-            .bind(format_audit_time(Utc::now()))
-            .execute(&self.writer)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        let token_hash = token_hash.to_owned();
+        self.write(vec![], move |c| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM sessions WHERE token_hash = ? OR expires_at < ?")
+                    .bind(token_hash)
+                    .bind(format_audit_time(Utc::now()))
+                    .execute(c)
+                    .await
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn create_api_token(

@@ -3,7 +3,7 @@
 use crate::parse;
 use caravan_domain::audit::{AuditEvent, AuditRecord};
 use caravan_domain::*;
-use caravan_store::{Attachment, Message, Result, StoreError};
+use caravan_store::{Attachment, Message, PersonRef, Result, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -179,5 +179,13 @@ pub fn team_from_row(r: &SqliteRow) -> Result<Team> {
         specialty: get(r, "specialty")?,
         lead_id: id(r, "lead_id")?,
         member_ids: json(r, "member_ids")?,
+    })
+}
+
+pub fn person_from_row(r: &SqliteRow) -> Result<PersonRef> {
+    Ok(PersonRef {
+        user_id: id(r, "id")?,
+        display_name: get(r, "display_name")?,
+        institution_name: get(r, "institution_name")?,
     })
 }

@@ -15,6 +15,7 @@ pub async fn run_all(store: &dyn Store) {
     sessions_and_tokens(store, &w).await;
     duplicates_are_refused(store, &w).await;
     teams_for_routing(store, &w).await;
+    concurrent_writes_fail_alone(store, &w).await;
     audit_chain_holds(store).await;
 }
 
@@ -462,6 +463,36 @@ async fn teams_for_routing(store: &dyn Store, w: &World) {
         people.iter().map(|c| c.user_id).collect::<Vec<_>>(),
         vec![w.consultant.id]
     );
+    let named = store
+        .people(&[w.referrer_a.id, UserId::new(), w.consultant.id])
+        .await
+        .unwrap();
+    let mut want = vec![
+        (
+            w.referrer_a.id,
+            w.referrer_a.display_name.clone(),
+            w.hospital_a.name.clone(),
+        ),
+        (
+            w.consultant.id,
+            w.consultant.display_name.clone(),
+            w.center.name.clone(),
+        ),
+    ];
+    want.sort();
+    assert_eq!(
+        named
+            .iter()
+            .map(|p| (
+                p.user_id,
+                p.display_name.clone(),
+                p.institution_name.clone()
+            ))
+            .collect::<Vec<_>>(),
+        want,
+        "unknown ids are left out"
+    );
+    assert!(store.people(&[]).await.unwrap().is_empty());
     let (teams, people) = store.routing_teams("neurology").await.unwrap();
     assert!(teams.is_empty() && people.is_empty());
     assert!(matches!(
@@ -595,6 +626,74 @@ async fn duplicates_are_refused(store: &dyn Store, w: &World) {
         Err(StoreError::NotFound(_))
     ));
     let _ = &w.hospital_b;
+}
+
+/// Many writes at once, a quarter of them doomed (a duplicate id): each failure is refused alone with its own
+/// error, every success is stored with exactly its audit event, and the chain stays linear. (SQLite groups
+/// concurrent writes into shared transactions; this is the contract that grouping must keep.)
+async fn concurrent_writes_fail_alone(store: &dyn Store, w: &World) {
+    let attempts: Vec<Patient> = (0..40)
+        .map(|i| {
+            let mut p = patient(&w.hospital_a, &format!("Concurrent{i}"));
+            if i % 4 == 3 {
+                p.id = w.patient_a.id; // already stored
+            }
+            p
+        })
+        .collect();
+    let results = futures::future::join_all(attempts.iter().map(|p| {
+        store.insert_patient(
+            p,
+            vec![AuditEvent {
+                purpose: "concurrency".into(),
+                ..event(
+                    None,
+                    AuditAction::Create,
+                    "patient",
+                    p.family_name.clone(),
+                    Some(p.id),
+                )
+            }],
+        )
+    }))
+    .await;
+    let mut stored = 0;
+    for (p, r) in attempts.iter().zip(&results) {
+        if p.id == w.patient_a.id {
+            assert!(
+                matches!(r, Err(StoreError::Duplicate(_))),
+                "{}: {r:?}",
+                p.family_name
+            );
+        } else {
+            assert!(r.is_ok(), "{}: {r:?}", p.family_name);
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 30);
+    let a = Actor::from(&w.referrer_a);
+    let found = store
+        .list_patients(
+            &a,
+            &PatientFilter {
+                name: Some("concurrent".into()),
+                limit: Some(100),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 30);
+    let all = store.audit_page(0, 1_000_000).await.unwrap();
+    let audited = all
+        .iter()
+        .filter(|r| r.event.purpose == "concurrency")
+        .count();
+    assert_eq!(audited, 30, "failed writes leave no audit event");
+    assert_eq!(
+        verify_audit_chain(store).await.unwrap().unwrap() as usize,
+        all.len()
+    );
 }
 
 async fn audit_chain_holds(store: &dyn Store) {

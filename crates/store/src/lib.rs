@@ -15,7 +15,7 @@ use caravan_domain::*;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -72,6 +72,14 @@ pub struct Attachment {
     pub created_at: DateTime<Utc>,
 }
 
+/// A participant as a case page names them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonRef {
+    pub user_id: UserId,
+    pub display_name: String,
+    pub institution_name: String,
+}
+
 /// Filters for listing consultations; all optional, always combined with the actor's scope.
 #[derive(Clone, Debug, Default)]
 pub struct ConsultationFilter {
@@ -120,6 +128,9 @@ pub trait Store: Send + Sync + 'static {
     /// The user and their password hash, for sign-in.
     async fn get_user_credentials(&self, username: &str) -> Result<(User, Option<String>)>;
     async fn list_users(&self, institution: Option<InstitutionId>) -> Result<Vec<User>>;
+    /// Display name and institution name of each user id given (unknown ids are left out), in one query: what a
+    /// case page shows of its participants.
+    async fn people(&self, ids: &[UserId]) -> Result<Vec<PersonRef>>;
     /// Active consultants with the given specialty and their current open-case counts, for routing.
     async fn routing_candidates(&self, specialty: &str) -> Result<Vec<routing::Candidate>>;
     async fn insert_team(&self, t: &Team, audit: Vec<AuditEvent>) -> Result<()>;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Generates the worked examples in PROTOCOL.md with an independent implementation (Python `cryptography`,
+"""Generates the worked examples in docs/federation.md with an independent implementation (Python `cryptography`,
 JCS by json.dumps(sort_keys) — equivalent for these ASCII keys, integer numbers and strings).
-tests/protocol_doc.rs then checks the examples in PROTOCOL.md with the Rust code: the document cannot
+tests/protocol_doc.rs then checks the examples in docs/federation.md with the Rust code: the document cannot
 drift from the implementation, and two implementations agree.
 
 The keys are derived from public strings: they are examples, never to be used for a real network."""
