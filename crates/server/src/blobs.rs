@@ -19,9 +19,18 @@ impl Blobs {
         let inner: Arc<dyn ObjectStore> = if spec == "memory://" {
             Arc::new(object_store::memory::InMemory::new())
         } else if spec.starts_with("s3://") {
+            // `from_env` reads the AWS_* variables (credentials, region, AWS_ENDPOINT for S3-compatible stores,
+            // AWS_ALLOW_HTTP); the URL gives the bucket and the key prefix.
             let url = url::Url::parse(spec).map_err(|e| format!("bad blob store URL: {e}"))?;
-            let (store, prefix) = object_store::parse_url_opts(&url, std::env::vars())
+            let bucket = url
+                .host_str()
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| format!("bad blob store URL {spec}: no bucket"))?;
+            let store = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
                 .map_err(|e| format!("cannot open {spec}: {e}"))?;
+            let prefix = url.path().trim_matches('/');
             Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
         } else {
             let dir = spec.strip_prefix("file://").unwrap_or(spec);

@@ -106,25 +106,9 @@ async fn every_route_by_every_role() {
     let case = &cases[0]["consultation"];
     let case_id = case["id"].as_str().unwrap().to_owned();
     let patient_id = case["patient_id"].as_str().unwrap().to_owned();
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(b"note".to_vec())
-            .file_name("n.txt")
-            .mime_str("text/plain")
-            .unwrap(),
-    );
-    let r = referrer
-        .http
-        .post(format!(
-            "{}/api/v1/consultations/{case_id}/attachments",
-            node.base
-        ))
-        .header("x-csrf-token", &referrer.csrf)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let attachment: Value = r.json().await.unwrap();
+    let (_, attachment) = referrer
+        .upload(&case_id, "n.txt", "text/plain", b"note".to_vec())
+        .await;
     let attachment_id = attachment["id"].as_str().unwrap().to_owned();
 
     let mut clients = vec![];

@@ -101,38 +101,14 @@ async fn referral_to_closed_loop() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let pdf = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n".to_vec();
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(pdf.clone())
-            .file_name("ecg.pdf")
-            .mime_str("application/pdf")
-            .unwrap(),
+    let (s, att) = referrer
+        .upload(&cid, "ecg.pdf", "application/pdf", pdf.clone())
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{att}");
+    assert_eq!(
+        radiologist.download(att["id"].as_str().unwrap()).await,
+        (StatusCode::OK, pdf)
     );
-    let r = referrer
-        .http
-        .post(format!(
-            "{}/api/v1/consultations/{cid}/attachments",
-            node.base
-        ))
-        .header("x-csrf-token", &referrer.csrf)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let att: Value = r.json().await.unwrap();
-    let r = radiologist
-        .http
-        .get(format!(
-            "{}/api/v1/attachments/{}",
-            node.base,
-            att["id"].as_str().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.bytes().await.unwrap().to_vec(), pdf);
 
     // A panel member may not issue the report; the lead may.
     let report = json!({ "type": "report", "findings": "Regular WCT 190/min, AV dissociation.", "impression": "Ventricular tachycardia.", "recommendations": "Synchronised cardioversion; amiodarone; refer for EP study." });

@@ -20,12 +20,18 @@ pub async fn start() -> Node {
 }
 
 pub async fn start_with(config: NodeConfig) -> Node {
+    start_with_blobs(config, None).await
+}
+
+/// A node whose attachments go to `blobs` (an object_store URL such as `s3://bucket/prefix`) instead of a folder.
+pub async fn start_with_blobs(config: NodeConfig, blobs: Option<&str>) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let store = caravan_server::open_store(dir.path().join("caravan.sqlite").to_str().unwrap())
         .await
         .unwrap();
     demo::seed(store.as_ref(), &config.sla).await.unwrap();
-    let blobs = Blobs::open(dir.path().join("blobs").to_str().unwrap()).unwrap();
+    let local = dir.path().join("blobs");
+    let blobs = Blobs::open(blobs.unwrap_or(local.to_str().unwrap())).unwrap();
     let state = AppState::new(store, blobs, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -111,5 +117,51 @@ impl Client {
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Upload a file to a consultation (multipart field `file`).
+    pub async fn upload(
+        &self,
+        consultation: &str,
+        name: &str,
+        mime: &str,
+        bytes: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes)
+                .file_name(name.to_owned())
+                .mime_str(mime)
+                .unwrap(),
+        );
+        let r = self
+            .http
+            .post(format!(
+                "{}/api/v1/consultations/{consultation}/attachments",
+                self.base
+            ))
+            .header("x-csrf-token", &self.csrf)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        let text = r.text().await.unwrap();
+        (
+            s,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Download an attachment's bytes.
+    pub async fn download(&self, attachment: &str) -> (StatusCode, Vec<u8>) {
+        let r = self
+            .http
+            .get(format!("{}/api/v1/attachments/{attachment}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        (s, r.bytes().await.unwrap().to_vec())
     }
 }
