@@ -14,12 +14,14 @@ use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
+use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
 use crate::error::{Error, RejectReason, Result};
+use crate::index_writer::{IndexRow, IndexWriter};
 
 /// What a caller did with the archive, reported to the [`AccessObserver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,8 +155,11 @@ pub fn is_valid_uid(value: &str) -> bool {
             .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
+// Attributes are looked up with `get`, not `element_opt`: the latter builds a "no such element"
+// error for every absent attribute, and dicom-rs errors capture a backtrace when RUST_BACKTRACE
+// is set (measured: 7 % of the SCP's CPU per C-STORE).
 fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    let elem = obj.element_opt(tag).ok().flatten()?;
+    let elem = obj.get(tag)?;
     let value = elem.to_str().ok()?;
     let trimmed = value.trim_matches(|c: char| c == ' ' || c == '\0');
     if trimmed.is_empty() {
@@ -165,7 +170,7 @@ fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
 }
 
 fn integer(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
-    let elem = obj.element_opt(tag).ok().flatten()?;
+    let elem = obj.get(tag)?;
     elem.to_int::<i64>().ok()
 }
 
@@ -549,13 +554,13 @@ pub struct ArchiveConfig {
 
 struct Inner {
     store: Arc<dyn ObjectStore>,
+    /// The same store when it is a local folder, for [`Archive::put_object`]'s direct writes.
+    local: Option<Arc<LocalFileSystem>>,
     prefix: ObjectPath,
     pool: SqlitePool,
     observer: Arc<dyn AccessObserver>,
-    /// Series whose patient, study and series rows are known to exist. Instances of a known
-    /// series need one INSERT instead of a four-statement transaction, which roughly halves the
-    /// index cost of a C-STORE (each sqlx-sqlite statement is a round trip to its worker thread).
-    known_series: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Writes index rows with group commit; shared by clones.
+    writer: Arc<IndexWriter>,
 }
 
 /// A DICOM archive. Cheap to clone; clones share the store, the index and the observer.
@@ -604,6 +609,10 @@ impl Archive {
             .map_err(|e| Error::Location(config.objects_url.clone(), e.to_string()))?;
         let (store, prefix) = object_store::parse_url(&url)
             .map_err(|e| Error::Location(config.objects_url.clone(), e.to_string()))?;
+        // For file:// URLs parse_url builds a plain `LocalFileSystem::new()`; keeping one of our
+        // own lets new objects be written without its staging file, rename and thread hop
+        // (see `Archive::put_object`), at the very paths object_store itself uses.
+        let local = (url.scheme() == "file").then(|| Arc::new(LocalFileSystem::new()));
         let in_memory = config.database_url.contains(":memory:");
         let options = SqliteConnectOptions::from_str(&config.database_url)
             .map_err(|e| Error::Location(config.database_url.clone(), e.to_string()))?
@@ -627,16 +636,20 @@ impl Archive {
                 .max_lifetime(None)
         } else {
             SqlitePoolOptions::new().max_connections(4)
-        };
-        let pool = pool_options.connect_with(options).await?;
+        }
+        // sqlx pings a connection before handing it out by default: one more round trip to the
+        // connection's worker thread per statement, for a local file that cannot go away.
+        .test_before_acquire(false);
+        let pool = pool_options.connect_with(options.clone()).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Archive {
             inner: Arc::new(Inner {
                 store: Arc::from(store),
+                local,
                 prefix,
-                pool,
+                pool: pool.clone(),
                 observer: Arc::new(NoObserver),
-                known_series: Arc::default(),
+                writer: IndexWriter::new(pool.clone(), (!in_memory).then_some(options)),
             }),
         })
     }
@@ -647,10 +660,11 @@ impl Archive {
         Archive {
             inner: Arc::new(Inner {
                 store: inner.store.clone(),
+                local: inner.local.clone(),
                 prefix: inner.prefix.clone(),
                 pool: inner.pool.clone(),
                 observer,
-                known_series: inner.known_series.clone(),
+                writer: inner.writer.clone(),
             }),
         }
     }
@@ -744,12 +758,7 @@ impl Archive {
             data_offset: parsed.data_offset,
             number_of_frames: a.number_of_frames.unwrap_or(1).max(1) as u32,
         };
-        self.inner
-            .store
-            .put(
-                &self.object_path(&record.object_key),
-                PutPayload::from(parsed.bytes.clone()),
-            )
+        self.put_object(&self.object_path(&record.object_key), &parsed.bytes)
             .await?;
         let indexed = self.index(a, &record).await;
         if let Ok(true) = indexed {
@@ -783,76 +792,41 @@ impl Archive {
         }
     }
 
-    /// Inserts the index rows in one transaction. Returns false when the instance row already
-    /// existed (a concurrent store won).
+    /// Writes the bytes of a new object.
+    ///
+    /// On a local folder a new object is written straight to its final path, opened with
+    /// `O_CREAT | O_EXCL`, on the calling thread (`block_in_place`): object_store's own `put`
+    /// writes a staging file, renames it and runs on the blocking pool, which measured ~0.5 ms of
+    /// the ~1.5 ms a C-STORE took under load. Readers see no partial file: an object is read only
+    /// once the index names it, and it is indexed only after this returns. A path that already
+    /// exists (the same instance re-sent, or a partial file left by a crash) goes through
+    /// object_store's atomic staged replace instead, so an indexed object is never rewritten in
+    /// place. Neither path fsyncs (see the README's durability note).
+    async fn put_object(&self, path: &ObjectPath, bytes: &Bytes) -> Result<()> {
+        if let Some(local) = &self.inner.local {
+            let file = local.path_to_filesystem(path)?;
+            if run_blocking(|| write_new_file(&file, bytes))? {
+                return Ok(());
+            }
+        }
+        self.inner
+            .store
+            .put(path, PutPayload::from(bytes.clone()))
+            .await?;
+        Ok(())
+    }
+
+    /// Indexes an instance through the group-commit writer ([`crate::index_writer`]) and
+    /// returns once its rows are committed. Returns false when the instance row already existed
+    /// (a concurrent store won).
     async fn index(&self, a: &IndexAttributes, r: &InstanceRecord) -> Result<bool> {
-        let known = self
-            .inner
-            .known_series
-            .lock()
-            .map(|set| set.contains(&a.series_uid))
-            .unwrap_or(false);
-        if known {
-            // A single statement is its own transaction.
-            let inserted = insert_instance(a, r)
-                .execute(&self.inner.pool)
-                .await?
-                .rows_affected()
-                == 1;
-            return Ok(inserted);
-        }
-        let mut tx = self.inner.pool.begin().await?;
-        // Patients are keyed by Patient ID; instances without one share the empty key, as in
-        // most PACS.
-        sqlx::query(
-            "INSERT INTO patients (patient_key, patient_id, patient_name, birth_date, sex)
-             VALUES (?1, ?1, ?2, ?3, ?4) ON CONFLICT (patient_key) DO NOTHING",
-        )
-        .bind(&a.patient_id)
-        .bind(&a.patient_name)
-        .bind(&a.birth_date)
-        .bind(&a.sex)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO studies (study_uid, patient_key, study_date, study_time, accession_number,
-                 study_id, study_description, referring_physician)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (study_uid) DO NOTHING",
-        )
-        .bind(&a.study_uid)
-        .bind(&a.patient_id)
-        .bind(&a.study_date)
-        .bind(&a.study_time)
-        .bind(&a.accession_number)
-        .bind(&a.study_id)
-        .bind(&a.study_description)
-        .bind(&a.referring_physician)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO series (series_uid, study_uid, modality, series_number,
-                 series_description, body_part, series_date)
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (series_uid) DO NOTHING",
-        )
-        .bind(&a.series_uid)
-        .bind(&a.study_uid)
-        .bind(&a.modality)
-        .bind(a.series_number)
-        .bind(&a.series_description)
-        .bind(&a.body_part)
-        .bind(&a.series_date)
-        .execute(&mut *tx)
-        .await?;
-        let inserted = insert_instance(a, r)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-        tx.commit().await?;
-        if let Ok(mut set) = self.inner.known_series.lock() {
-            set.insert(a.series_uid.clone());
-        }
-        Ok(inserted)
+        self.inner
+            .writer
+            .insert(IndexRow {
+                attrs: a.clone(),
+                record: r.clone(),
+            })
+            .await
     }
 
     /// The record of one instance, if stored.
@@ -918,6 +892,54 @@ impl Archive {
     }
 }
 
+/// Runs short blocking file I/O on the current thread, telling a multi-threaded tokio runtime so
+/// it can move other tasks away meanwhile (a current-thread runtime, as in tests, just runs it).
+fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// Creates `path` (and its parent folders) with `bytes`, failing if it exists: returns
+/// `Ok(false)` then. A failed write removes the file again if it is still the one created here.
+fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<bool> {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+    };
+    let mut file = match open() {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            match open() {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    if let Err(e) = file.write_all(bytes) {
+        // Remove the partial file unless a concurrent store of the same instance has already
+        // replaced it with a complete one (object_store's rename gives it another inode).
+        let ours = file.metadata().map(|m| (m.dev(), m.ino())).ok();
+        let there = std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
+        if ours.is_some() && ours == there {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(e);
+    }
+    Ok(true)
+}
+
 /// A digest of the instance bytes for its object key (not a security measure: it only has to
 /// tell different contents apart).
 fn content_digest(bytes: &[u8]) -> u64 {
@@ -925,31 +947,6 @@ fn content_digest(bytes: &[u8]) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     h.write(bytes);
     h.finish()
-}
-
-fn insert_instance<'q>(
-    a: &'q IndexAttributes,
-    r: &'q InstanceRecord,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    sqlx::query(
-        "INSERT INTO instances (sop_uid, series_uid, study_uid, sop_class_uid, instance_number,
-             rows, columns, number_of_frames, transfer_syntax, object_key, size, data_offset,
-             stored_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sop_uid) DO NOTHING",
-    )
-    .bind(&a.sop_uid)
-    .bind(&a.series_uid)
-    .bind(&a.study_uid)
-    .bind(&a.sop_class_uid)
-    .bind(a.instance_number)
-    .bind(a.rows)
-    .bind(a.columns)
-    .bind(a.number_of_frames)
-    .bind(&a.transfer_syntax)
-    .bind(&r.object_key)
-    .bind(r.size as i64)
-    .bind(r.data_offset as i64)
-    .bind(chrono::Utc::now().to_rfc3339())
 }
 
 const RECORD_SELECT: &str = "SELECT i.study_uid, i.series_uid, i.sop_uid, i.sop_class_uid,

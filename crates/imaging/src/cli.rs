@@ -68,6 +68,12 @@ pub enum Command {
         /// Run Orthanc with SyncStorageArea=false (no fsync per file, as Caravan).
         #[arg(long)]
         orthanc_no_sync: bool,
+        /// Rounds of the whole comparison (figures are medians over rounds).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Concurrent storescu associations sharing the instances.
+        #[arg(long, default_value_t = 1)]
+        associations: usize,
         /// Print results as JSON.
         #[arg(long)]
         json: bool,
@@ -115,6 +121,8 @@ pub fn run_to(cmd: Command, out: &mut dyn Write) -> Result<()> {
             storescu,
             storescp,
             orthanc_no_sync,
+            rounds,
+            associations,
             json,
         } => {
             let options = BenchOptions {
@@ -125,6 +133,8 @@ pub fn run_to(cmd: Command, out: &mut dyn Write) -> Result<()> {
                 storescu,
                 storescp: Some(storescp).filter(|p| Path::new(p).exists()),
                 orthanc_no_sync,
+                rounds,
+                associations,
             };
             let report = runtime.block_on(bench(&options))?;
             report.write(out, json)
@@ -204,14 +214,24 @@ pub struct BenchOptions {
     /// dcmtk storescp for the baseline run, if installed.
     pub storescp: Option<String>,
     pub orthanc_no_sync: bool,
+    /// Rounds of the whole comparison; figures are medians over rounds.
+    pub rounds: usize,
+    /// Concurrent storescu associations sharing the instances.
+    pub associations: usize,
 }
 
-/// One server's figures.
+/// One server's figures: medians over the rounds.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ServerFigures {
     pub name: String,
     pub ingest_seconds: f64,
     pub instances_per_second: f64,
+    /// Ingest time of every round, in round order.
+    pub rounds_seconds: Vec<f64>,
+    /// CPU time (user + system) the server process used per instance during ingest, median
+    /// over rounds; a load-independent cost beside the wall-clock rate.
+    pub cpu_ms_per_instance: Option<f64>,
+    /// Instances the server reports stored after the last round.
     pub stored: u64,
     pub qido_median_ms: Option<f64>,
     pub qido_p95_ms: Option<f64>,
@@ -222,13 +242,19 @@ pub struct ServerFigures {
 pub struct BenchReport {
     pub instances: usize,
     pub bytes_per_instance: usize,
+    pub rounds: usize,
+    pub associations: usize,
     pub caravan: ServerFigures,
     pub orthanc: Option<ServerFigures>,
     pub orthanc_note: Option<String>,
     /// dcmtk storescp writing files only: the floor set by the sender and the machine.
     pub storescp: Option<ServerFigures>,
-    /// Caravan instances/s divided by Orthanc's.
+    /// Median Caravan instances/s divided by median Orthanc instances/s.
     pub ingest_ratio: Option<f64>,
+    /// Lowest and highest per-round ratio.
+    pub ingest_ratio_range: Option<(f64, f64)>,
+    /// Orthanc CPU per instance divided by Caravan's.
+    pub cpu_ratio: Option<f64>,
     /// Orthanc QIDO median latency divided by Caravan's.
     pub qido_ratio: Option<f64>,
 }
@@ -243,16 +269,22 @@ impl BenchReport {
         }
         writeln!(
             out,
-            "C-STORE ingest of {} CT instances ({} bytes each) with dcmtk storescu",
-            self.instances, self.bytes_per_instance
+            "C-STORE ingest of {} CT instances ({} bytes each) with dcmtk storescu, {} association(s), median of {} round(s)",
+            self.instances, self.bytes_per_instance, self.associations, self.rounds
         )?;
         let line = |f: &ServerFigures| {
+            let rounds: Vec<String> = f.rounds_seconds.iter().map(|s| format!("{s:.2}")).collect();
             format!(
-                "  {:<8} {:>8.2} s  {:>8.1} instances/s  stored {}{}",
+                "  {:<8} {:>8.2} s  {:>8.1} instances/s  {}  stored {}  rounds [{}]{}",
                 f.name,
                 f.ingest_seconds,
                 f.instances_per_second,
+                match f.cpu_ms_per_instance {
+                    Some(c) => format!("cpu {c:.2} ms/instance"),
+                    None => "cpu n/a".into(),
+                },
                 f.stored,
+                rounds.join(" "),
                 match (f.qido_median_ms, f.qido_p95_ms) {
                     (Some(m), Some(p)) => format!("  QIDO-RS median {m:.2} ms, p95 {p:.2} ms"),
                     _ => String::new(),
@@ -270,7 +302,17 @@ impl BenchReport {
             writeln!(out, "  orthanc: {note}")?;
         }
         if let Some(r) = self.ingest_ratio {
-            writeln!(out, "ingest ratio caravan/orthanc: {r:.2}x (goal >= 3x)")?;
+            let range = self
+                .ingest_ratio_range
+                .map(|(lo, hi)| format!(" (rounds {lo:.2}x to {hi:.2}x)"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "ingest ratio caravan/orthanc: {r:.2}x{range} (goal >= 3x)"
+            )?;
+        }
+        if let Some(r) = self.cpu_ratio {
+            writeln!(out, "CPU per instance orthanc/caravan: {r:.2}x")?;
         }
         if let Some(r) = self.qido_ratio {
             writeln!(out, "QIDO-RS latency ratio orthanc/caravan: {r:.2}x")?;
@@ -327,36 +369,64 @@ pub fn generate_series(source: &[u8], count: usize, dir: &Path) -> Result<usize>
     Ok(size)
 }
 
+/// CPU time (user + system, all threads) a process has used so far, from `/proc/PID/stat`, in
+/// seconds; `None` where there is no procfs. Clock ticks are Linux's fixed USER_HZ of 100.
+pub fn process_cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis are
+    // space-separated, utime and stime being the 12th and 13th of them.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ').skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
 
-/// Sends every file of `dir` with dcmtk storescu; returns the wall time.
-fn run_storescu(storescu: &str, port: u16, called: &str, dir: &Path) -> Result<Duration> {
+/// Sends every file under `dirs` with dcmtk storescu, one association per folder, all at once;
+/// returns the wall time until the last one finished.
+fn run_storescu(storescu: &str, port: u16, called: &str, dirs: &[PathBuf]) -> Result<Duration> {
     let start = Instant::now();
-    let output = Process::new(storescu)
-        // Debian's dcmtk keeps Nagle's algorithm on unless TCP_NODELAY=1 is in the environment;
-        // without it every instance waits ~40 ms for a delayed ACK, whoever the receiver is.
-        .env("TCP_NODELAY", "1")
-        .args(["-aet", "BENCH", "-aec", called, "+sd", "+r"])
-        .arg("127.0.0.1")
-        .arg(port.to_string())
-        .arg(dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::Config(format!("cannot run {storescu}: {e}")))?;
-    let elapsed = start.elapsed();
-    if !output.status.success() {
-        return Err(Error::Network(format!(
-            "storescu failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        )));
+    let mut children = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let child = Process::new(storescu)
+            // Debian's dcmtk keeps Nagle's algorithm on unless TCP_NODELAY=1 is in the
+            // environment; without it every instance waits ~40 ms for a delayed ACK, whoever the
+            // receiver is.
+            .env("TCP_NODELAY", "1")
+            .args(["-aet", "BENCH", "-aec", called, "+sd", "+r"])
+            .arg("127.0.0.1")
+            .arg(port.to_string())
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Config(format!("cannot run {storescu}: {e}")))?;
+        children.push(child);
     }
-    Ok(elapsed)
+    let mut failure = None;
+    for child in children {
+        let output = child.wait_with_output()?;
+        if !output.status.success() && failure.is_none() {
+            failure = Some(
+                String::from_utf8_lossy(&output.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .to_string(),
+            );
+        }
+    }
+    let elapsed = start.elapsed();
+    match failure {
+        Some(f) => Err(Error::Network(format!("storescu failed: {f}"))),
+        None => Ok(elapsed),
+    }
 }
 
 /// A minimal HTTP/1.1 GET over a fresh connection, enough for local benchmarking without an HTTP
@@ -390,11 +460,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-/// Times `n` QIDO-RS study searches; returns (median, p95) in ms.
-fn qido_latency(port: u16, prefix: &str, n: usize) -> Result<(f64, f64)> {
+/// Times `n` QIDO-RS searches; returns each latency in ms.
+fn qido_latency(port: u16, prefix: &str, n: usize) -> Result<Vec<f64>> {
     let mut times = Vec::with_capacity(n);
     for i in 0..n {
-        // Alternate a keyed study search and an instance search within the study.
+        // Alternate a keyed study search and a series search.
         let path = if i % 2 == 0 {
             format!("{prefix}/studies?PatientID=*&limit=10")
         } else {
@@ -407,8 +477,7 @@ fn qido_latency(port: u16, prefix: &str, n: usize) -> Result<(f64, f64)> {
             return Err(Error::Network(format!("QIDO-RS {path} answered {status}")));
         }
     }
-    times.sort_by(f64::total_cmp);
-    Ok((percentile(&times, 0.5), percentile(&times, 0.95)))
+    Ok(times)
 }
 
 fn orthanc_dicomweb_plugin() -> Option<PathBuf> {
@@ -437,15 +506,71 @@ fn wait_for_port(port: u16, timeout: Duration) -> bool {
     false
 }
 
-fn bench_orthanc(
+/// One server's measurement in one round.
+#[derive(Debug, Clone)]
+struct Sample {
+    seconds: f64,
+    cpu_seconds: Option<f64>,
+    stored: u64,
+    qido_ms: Vec<f64>,
+}
+
+fn cpu_delta(pid: &str, before: Option<f64>) -> Option<f64> {
+    process_cpu_seconds(pid).zip(before).map(|(b, a)| b - a)
+}
+
+/// Caravan: its SCP on a new folder archive in this process, then QIDO-RS on its router.
+async fn round_caravan(options: &BenchOptions, folder: &Path, dirs: &[PathBuf]) -> Result<Sample> {
+    let archive = Archive::open_folder(folder).await?;
+    let scp = Scp::bind(
+        "127.0.0.1:0"
+            .parse()
+            .map_err(|_| Error::Config("bad address".into()))?,
+        archive.clone(),
+        ScpConfig::default(),
+    )
+    .await?;
+    let port = scp.local_addr().port();
+    let storescu = options.storescu.clone();
+    let dirs = dirs.to_vec();
+    // This process's CPU during ingest is the SCP's: the bench itself only waits for storescu.
+    let cpu0 = process_cpu_seconds("self");
+    let elapsed =
+        tokio::task::spawn_blocking(move || run_storescu(&storescu, port, "CARAVAN", &dirs))
+            .await
+            .map_err(|e| Error::Config(e.to_string()))??;
+    let cpu = cpu_delta("self", cpu0);
+    let stored = archive.count_instances().await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let http_port = listener.local_addr()?.port();
+    let app = axum::Router::new().nest("/dicomweb", dicomweb::router(DicomWebState::new(archive)));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let queries = options.queries;
+    let qido = tokio::task::spawn_blocking(move || qido_latency(http_port, "/dicomweb", queries))
+        .await
+        .map_err(|e| Error::Config(e.to_string()))?;
+    server.abort();
+    scp.stop().await;
+    Ok(Sample {
+        seconds: elapsed.as_secs_f64(),
+        cpu_seconds: cpu,
+        stored,
+        qido_ms: qido?,
+    })
+}
+
+/// Orthanc with its own configuration and storage under `folder`.
+fn round_orthanc(
     options: &BenchOptions,
     exe: &str,
-    work: &Path,
-    series_dir: &Path,
-) -> Result<ServerFigures> {
+    folder: &Path,
+    dirs: &[PathBuf],
+) -> Result<Sample> {
     let dicom_port = free_port()?;
     let http_port = free_port()?;
-    let storage = work.join("orthanc-storage");
+    let storage = folder.join("storage");
     std::fs::create_dir_all(&storage)?;
     let plugin = orthanc_dicomweb_plugin();
     let config = serde_json::json!({
@@ -458,13 +583,13 @@ fn bench_orthanc(
         "RemoteAccessAllowed": false,
         "AuthenticationEnabled": false,
         "DicomCheckCalledAet": false,
-        // Orthanc fsyncs every file by default; Caravan's object store does not (the index is
-        // WAL-synced). --orthanc-no-sync compares like with like.
+        // Orthanc fsyncs every file by default; Caravan does not (see the README's durability
+        // note). --orthanc-no-sync compares like with like.
         "SyncStorageArea": !options.orthanc_no_sync,
         "Plugins": plugin.iter().collect::<Vec<_>>(),
         "DicomWeb": {"Enable": true, "Root": "/dicom-web/"},
     });
-    let config_path = work.join("orthanc.json");
+    let config_path = folder.join("orthanc.json");
     std::fs::write(&config_path, config.to_string())?;
     let child = Process::new(exe)
         // Orthanc's DICOM server is dcmtk's, which also keeps Nagle's algorithm on unless told.
@@ -475,185 +600,237 @@ fn bench_orthanc(
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| Error::Config(format!("cannot start {exe}: {e}")))?;
+    let pid = child.id().to_string();
     let _guard = OrthancProcess(child);
     if !wait_for_port(dicom_port, Duration::from_secs(30))
         || !wait_for_port(http_port, Duration::from_secs(30))
     {
         return Err(Error::Network("Orthanc did not start within 30 s".into()));
     }
-    let elapsed = run_storescu(&options.storescu, dicom_port, "ORTHANC", series_dir)?;
+    let cpu0 = process_cpu_seconds(&pid);
+    let elapsed = run_storescu(&options.storescu, dicom_port, "ORTHANC", dirs)?;
+    let cpu = cpu_delta(&pid, cpu0);
     let (_, body) = http_get(http_port, "/statistics")?;
     let stored = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("CountInstances").and_then(|c| c.as_u64()))
         .unwrap_or(0);
-    let qido = if plugin.is_some() && options.queries > 0 {
-        Some(qido_latency(http_port, "/dicom-web", options.queries)?)
+    let qido_ms = if plugin.is_some() {
+        qido_latency(http_port, "/dicom-web", options.queries)?
     } else {
-        None
+        Vec::new()
     };
-    Ok(ServerFigures {
-        name: "orthanc".into(),
-        ingest_seconds: elapsed.as_secs_f64(),
-        instances_per_second: options.instances as f64 / elapsed.as_secs_f64(),
+    Ok(Sample {
+        seconds: elapsed.as_secs_f64(),
+        cpu_seconds: cpu,
         stored,
-        qido_median_ms: qido.map(|q| q.0),
-        qido_p95_ms: qido.map(|q| q.1),
+        qido_ms,
     })
 }
 
-/// Times dcmtk's storescp receiving the series (files only).
-fn bench_storescp(
+/// dcmtk's storescp writing files only (it serves one association at a time).
+fn round_storescp(
     options: &BenchOptions,
     exe: &str,
-    work: &Path,
-    series_dir: &Path,
-) -> Result<ServerFigures> {
+    folder: &Path,
+    dirs: &[PathBuf],
+) -> Result<Sample> {
     let port = free_port()?;
-    let out = work.join("storescp-out");
-    std::fs::create_dir_all(&out)?;
+    std::fs::create_dir_all(folder)?;
     let child = Process::new(exe)
         .env("TCP_NODELAY", "1")
         .arg("-od")
-        .arg(&out)
+        .arg(folder)
         .arg(port.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| Error::Config(format!("cannot start {exe}: {e}")))?;
+    let pid = child.id().to_string();
     let _guard = OrthancProcess(child);
     if !wait_for_port(port, Duration::from_secs(10)) {
         return Err(Error::Network("storescp did not start".into()));
     }
-    let elapsed = run_storescu(&options.storescu, port, "STORESCP", series_dir)?;
-    let stored = std::fs::read_dir(&out)?.count() as u64;
-    Ok(ServerFigures {
-        name: "storescp".into(),
-        ingest_seconds: elapsed.as_secs_f64(),
-        instances_per_second: options.instances as f64 / elapsed.as_secs_f64(),
+    let cpu0 = process_cpu_seconds(&pid);
+    let elapsed = run_storescu(&options.storescu, port, "STORESCP", dirs)?;
+    let cpu = cpu_delta(&pid, cpu0);
+    let stored = std::fs::read_dir(folder)?.count() as u64;
+    Ok(Sample {
+        seconds: elapsed.as_secs_f64(),
+        cpu_seconds: cpu,
         stored,
-        qido_median_ms: None,
-        qido_p95_ms: None,
+        qido_ms: Vec::new(),
     })
 }
 
-/// Runs the benchmark.
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn figures(name: &str, instances: usize, samples: &[Sample]) -> Option<ServerFigures> {
+    let seconds: Vec<f64> = samples.iter().map(|s| s.seconds).collect();
+    let ingest = median(&seconds)?;
+    let cpu: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| s.cpu_seconds)
+        .map(|c| c * 1000.0 / instances as f64)
+        .collect();
+    let mut qido: Vec<f64> = samples.iter().flat_map(|s| s.qido_ms.clone()).collect();
+    qido.sort_by(f64::total_cmp);
+    Some(ServerFigures {
+        name: name.into(),
+        ingest_seconds: ingest,
+        instances_per_second: instances as f64 / ingest,
+        rounds_seconds: seconds,
+        cpu_ms_per_instance: median(&cpu),
+        stored: samples.last().map(|s| s.stored).unwrap_or(0),
+        qido_median_ms: (!qido.is_empty()).then(|| percentile(&qido, 0.5)),
+        qido_p95_ms: (!qido.is_empty()).then(|| percentile(&qido, 0.95)),
+    })
+}
+
+/// Runs the benchmark: every round sends a new series to Caravan, Orthanc and storescp, in an
+/// order that rotates from round to round. Nothing is deleted until the end: on this machine's
+/// ext4 (no journal) creating a file right after many deletions scans the recently freed inodes,
+/// which made back-to-back runs pay up to ~0.4 ms more per file.
 pub async fn bench(options: &BenchOptions) -> Result<BenchReport> {
     if options.instances == 0 {
         return Err(Error::Config("--instances must be at least 1".into()));
+    }
+    if options.rounds == 0 || options.associations == 0 {
+        return Err(Error::Config(
+            "--rounds and --associations must be at least 1".into(),
+        ));
     }
     let work = tempfile::tempdir()?;
     let source = match &options.source {
         Some(p) => std::fs::read(p)?,
         None => CT_SMALL.to_vec(),
     };
-    let series_dir = work.path().join("series");
-    let size = generate_series(&source, options.instances, &series_dir)?;
-
-    // Caravan: SCP on a folder archive, DICOMweb on an ephemeral port.
-    let archive = Archive::open_folder(&work.path().join("caravan")).await?;
-    let scp = Scp::bind(
-        "127.0.0.1:0"
-            .parse()
-            .map_err(|_| Error::Config("bad address".into()))?,
-        archive.clone(),
-        ScpConfig::default(),
-    )
-    .await?;
-    let port = scp.local_addr().port();
-    let storescu = options.storescu.clone();
-    let dir = series_dir.clone();
-    let elapsed =
-        tokio::task::spawn_blocking(move || run_storescu(&storescu, port, "CARAVAN", &dir))
-            .await
-            .map_err(|e| Error::Config(e.to_string()))??;
-    let stored = archive.count_instances().await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let http_port = listener.local_addr()?.port();
-    let app = axum::Router::new().nest("/dicomweb", dicomweb::router(DicomWebState::new(archive)));
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let queries = options.queries;
-    let qido = if queries > 0 {
-        Some(
-            tokio::task::spawn_blocking(move || qido_latency(http_port, "/dicomweb", queries))
-                .await
-                .map_err(|e| Error::Config(e.to_string()))??,
-        )
-    } else {
-        None
-    };
-    server.abort();
-    scp.stop().await;
-    let caravan = ServerFigures {
-        name: "caravan".into(),
-        ingest_seconds: elapsed.as_secs_f64(),
-        instances_per_second: options.instances as f64 / elapsed.as_secs_f64(),
-        stored,
-        qido_median_ms: qido.map(|q| q.0),
-        qido_p95_ms: qido.map(|q| q.1),
-    };
-
-    let (orthanc, orthanc_note) = match &options.orthanc {
-        None => (None, Some("skipped (--no-orthanc)".to_string())),
-        Some(exe) => {
-            let options = options.clone();
-            let exe = exe.clone();
-            let work_path = work.path().to_path_buf();
-            let result = tokio::task::spawn_blocking(move || {
-                bench_orthanc(&options, &exe, &work_path, &series_dir)
-            })
-            .await
-            .map_err(|e| Error::Config(e.to_string()))?;
-            match result {
-                Ok(f) => {
-                    let note = f
-                        .qido_median_ms
-                        .is_none()
-                        .then(|| "DICOMweb plugin not installed: no QIDO-RS figure".to_string());
-                    (Some(f), note)
+    let mut size = 0;
+    let (mut caravan, mut orthanc, mut storescp) = (Vec::new(), Vec::new(), Vec::new());
+    let mut orthanc_error = None;
+    for round in 0..options.rounds {
+        let base = work.path().join(format!("round{round}"));
+        let series = base.join("series");
+        size = generate_series(&source, options.instances, &series)?;
+        let dirs = split_into(&series, options.associations)?;
+        for step in 0..3 {
+            match (round + step) % 3 {
+                0 => caravan.push(round_caravan(options, &base.join("caravan"), &dirs).await?),
+                1 => {
+                    let Some(exe) = options.orthanc.clone() else {
+                        continue;
+                    };
+                    let (o, folder, d) = (options.clone(), base.join("orthanc"), dirs.clone());
+                    let result =
+                        tokio::task::spawn_blocking(move || round_orthanc(&o, &exe, &folder, &d))
+                            .await
+                            .map_err(|e| Error::Config(e.to_string()))?;
+                    match result {
+                        Ok(s) => orthanc.push(s),
+                        Err(e) => orthanc_error = Some(e.to_string()),
+                    }
                 }
-                Err(e) => (None, Some(format!("not measured: {e}"))),
+                _ => {
+                    let Some(exe) = options.storescp.clone() else {
+                        continue;
+                    };
+                    let (o, folder, d) = (options.clone(), base.join("storescp"), dirs.clone());
+                    if let Ok(Ok(s)) =
+                        tokio::task::spawn_blocking(move || round_storescp(&o, &exe, &folder, &d))
+                            .await
+                    {
+                        storescp.push(s);
+                    }
+                }
             }
         }
-    };
-    let storescp = match &options.storescp {
-        Some(exe) => {
-            let (options, exe, work_path, dir) = (
-                options.clone(),
-                exe.clone(),
-                work.path().to_path_buf(),
-                work.path().join("series"),
-            );
-            tokio::task::spawn_blocking(move || bench_storescp(&options, &exe, &work_path, &dir))
-                .await
-                .map_err(|e| Error::Config(e.to_string()))?
-                .ok()
+    }
+    let n = options.instances;
+    let caravan = figures("caravan", n, &caravan)
+        .ok_or_else(|| Error::Config("no Caravan round completed".into()))?;
+    let orthanc_fig = figures("orthanc", n, &orthanc);
+    let orthanc_note = match (&options.orthanc, &orthanc_fig, orthanc_error) {
+        (None, _, _) => Some("skipped (--no-orthanc)".to_string()),
+        (_, None, Some(e)) => Some(format!("not measured: {e}")),
+        (_, Some(f), _) if f.qido_median_ms.is_none() && options.queries > 0 => {
+            Some("DICOMweb plugin not installed: no QIDO-RS figure".to_string())
         }
-        None => None,
+        (_, _, Some(e)) => Some(format!("a round failed: {e}")),
+        _ => None,
     };
-    let ingest_ratio = orthanc
+    let ingest_ratio = orthanc_fig
         .as_ref()
         .map(|o| caravan.instances_per_second / o.instances_per_second);
-    let qido_ratio =
-        orthanc
-            .as_ref()
-            .and_then(|o| match (o.qido_median_ms, caravan.qido_median_ms) {
-                (Some(o), Some(c)) if c > 0.0 => Some(o / c),
-                _ => None,
-            });
+    let ratios: Vec<f64> = orthanc_fig
+        .as_ref()
+        .map(|o| {
+            o.rounds_seconds
+                .iter()
+                .zip(&caravan.rounds_seconds)
+                .map(|(o, c)| o / c)
+                .collect()
+        })
+        .unwrap_or_default();
+    let ingest_ratio_range = ratios
+        .iter()
+        .copied()
+        .reduce(f64::min)
+        .zip(ratios.iter().copied().reduce(f64::max));
+    let cpu_ratio = orthanc_fig
+        .as_ref()
+        .and_then(|o| o.cpu_ms_per_instance.zip(caravan.cpu_ms_per_instance))
+        .filter(|(_, c)| *c > 0.0)
+        .map(|(o, c)| o / c);
+    let qido_ratio = orthanc_fig
+        .as_ref()
+        .and_then(|o| o.qido_median_ms.zip(caravan.qido_median_ms))
+        .filter(|(_, c)| *c > 0.0)
+        .map(|(o, c)| o / c);
     Ok(BenchReport {
-        instances: options.instances,
+        instances: n,
         bytes_per_instance: size,
+        rounds: options.rounds,
+        associations: options.associations,
         caravan,
-        orthanc,
+        orthanc: orthanc_fig,
         orthanc_note,
-        storescp,
+        storescp: figures("storescp", n, &storescp),
         ingest_ratio,
+        ingest_ratio_range,
+        cpu_ratio,
         qido_ratio,
     })
+}
+
+/// Moves the files of `dir` into `n` sub-folders (round robin) for `n` concurrent associations.
+fn split_into(dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    files.sort();
+    let dirs: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("a{i}"))).collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d)?;
+    }
+    for (i, f) in files.iter().enumerate() {
+        if let Some(name) = f.file_name() {
+            std::fs::rename(f, dirs[i % n].join(name))?;
+        }
+    }
+    Ok(dirs)
 }
 
 #[cfg(test)]

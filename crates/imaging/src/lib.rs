@@ -12,6 +12,7 @@ pub mod cli;
 pub mod dicomweb;
 pub mod dimse;
 pub mod error;
+mod index_writer;
 pub mod query;
 pub mod render;
 pub mod uid;

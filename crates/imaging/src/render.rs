@@ -60,16 +60,16 @@ impl Default for RenderOptions {
 }
 
 fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    let e = obj.element_opt(tag).ok().flatten()?;
+    let e = obj.get(tag)?;
     Some(e.to_str().ok()?.trim().to_string())
 }
 
 fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
-    obj.element_opt(tag).ok().flatten()?.to_int::<i64>().ok()
+    obj.get(tag)?.to_int::<i64>().ok()
 }
 
 fn first_float(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
-    let e = obj.element_opt(tag).ok().flatten()?;
+    let e = obj.get(tag)?;
     let s = e.to_str().ok()?;
     s.split('\\').next()?.trim().parse().ok()
 }
@@ -104,7 +104,7 @@ pub fn geometry(obj: &DicomFile) -> Result<Geometry> {
             "unsupported SamplesPerPixel {spp} / BitsAllocated {bits}"
         )));
     }
-    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+    if obj.get(tags::PIXEL_DATA).is_none() {
         return Err(Error::Pixel("the instance has no pixel data".into()));
     }
     let g = Geometry {

@@ -75,11 +75,11 @@ impl Message {
 }
 
 pub fn uint(obj: &InMemDicomObject, tag: Tag) -> Option<u16> {
-    obj.element_opt(tag).ok().flatten()?.to_int::<u16>().ok()
+    obj.get(tag)?.to_int::<u16>().ok()
 }
 
 pub fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    let e = obj.element_opt(tag).ok().flatten()?;
+    let e = obj.get(tag)?;
     let s = e.to_str().ok()?;
     let s = s.trim_matches(|c: char| c == ' ' || c == '\0');
     (!s.is_empty()).then(|| s.to_string())
