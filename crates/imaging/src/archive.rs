@@ -905,7 +905,6 @@ fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
 /// `Ok(false)` then. A failed write removes the file again if it is still the one created here.
 fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<bool> {
     use std::io::Write;
-    use std::os::unix::fs::MetadataExt;
     let open = || {
         std::fs::OpenOptions::new()
             .write(true)
@@ -930,10 +929,15 @@ fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<bool>
     if let Err(e) = file.write_all(bytes) {
         // Remove the partial file unless a concurrent store of the same instance has already
         // replaced it with a complete one (object_store's rename gives it another inode).
-        let ours = file.metadata().map(|m| (m.dev(), m.ino())).ok();
-        let there = std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
-        if ours.is_some() && ours == there {
-            let _ = std::fs::remove_file(path);
+        // Elsewhere than Unix it stays: unindexed, and replaced by the next store of it.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let ours = file.metadata().map(|m| (m.dev(), m.ino())).ok();
+            let there = std::fs::metadata(path).map(|m| (m.dev(), m.ino())).ok();
+            if ours.is_some() && ours == there {
+                let _ = std::fs::remove_file(path);
+            }
         }
         return Err(e);
     }
