@@ -94,6 +94,18 @@ pub enum Command {
 pub enum Suite {
     /// The EU dgc-testdata repository (every EXPECTED* flag of every test file).
     DgcTestdata { dir: PathBuf },
+    /// The CertLogic specification's test suite and validation suite (same as `caravan rules conformance certlogic`).
+    Certlogic { dir: PathBuf },
+    /// Country business rules with their tests (same as `caravan rules conformance rules`).
+    Rules { dir: PathBuf },
+}
+
+fn certlogic_suite(suite: certlogic::cli::Suite, dir: PathBuf, out: &mut dyn Write) -> ExitCode {
+    certlogic::cli::run_to(
+        certlogic::cli::Command::Conformance { suite, dir },
+        out,
+        &mut std::io::stderr().lock(),
+    )
 }
 
 /// Runs a command with stdout.
@@ -211,6 +223,14 @@ pub fn execute(cmd: Command, out: &mut dyn Write) -> Result<ExitCode> {
             writeln!(out, "{text}").map_err(io)?;
             Ok(ExitCode::SUCCESS)
         }
+        // The CertLogic suites live in the `certlogic` crate; they are offered here too so that every conformance
+        // run of the certificate capability is spelled `caravan cert conformance ...`.
+        Command::Conformance {
+            suite: Suite::Certlogic { dir },
+        } => Ok(certlogic_suite(certlogic::cli::Suite::Certlogic, dir, out)),
+        Command::Conformance {
+            suite: Suite::Rules { dir },
+        } => Ok(certlogic_suite(certlogic::cli::Suite::Rules, dir, out)),
         Command::Conformance {
             suite: Suite::DgcTestdata { dir },
         } => {

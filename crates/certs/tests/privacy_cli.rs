@@ -278,3 +278,14 @@ fn cli_conformance_ends_with_the_summary_line() {
     assert!(last.ends_with(" passed, 0 failed, 0 skipped"), "{out}");
     assert_eq!(code, std::process::ExitCode::SUCCESS);
 }
+
+#[test]
+fn cli_runs_the_certlogic_suites_too() {
+    let certlogic = concat!(env!("CARGO_MANIFEST_DIR"), "/../certlogic/tests/data");
+    for (suite, dir) in [("certlogic", "certlogic"), ("rules", "dcc-rules")] {
+        let (code, out) = run(&["conformance", suite, &format!("{certlogic}/{dir}")]);
+        let last = out.lines().last().unwrap_or_default();
+        assert!(last.contains(" passed, 0 failed"), "{suite}: {out}");
+        assert_eq!(code, std::process::ExitCode::SUCCESS, "{suite}");
+    }
+}
