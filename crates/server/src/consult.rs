@@ -431,31 +431,31 @@ pub async fn apply(
 }
 
 /// Ranked proposals for a case.
-pub async fn propose(st: &AppState, c: &Consultation) -> AppResult<Vec<RankedCandidate>> {
-    let candidates = st.store().routing_candidates(&c.specialty).await?;
+/// What routing is asked for a case: never the referrer, never a consultant who declined it.
+fn routing_request(c: &Consultation) -> RoutingRequest {
     let mut excluded = c.declined_by.clone();
     excluded.push(c.referrer_id);
-    let req = RoutingRequest {
+    RoutingRequest {
         specialty: c.specialty.clone(),
         languages: c.languages.clone(),
         urgency: c.urgency,
         excluded,
-    };
-    Ok(rank_candidates(&req, &candidates, Utc::now()))
+    }
+}
+
+pub async fn propose(st: &AppState, c: &Consultation) -> AppResult<Vec<RankedCandidate>> {
+    let candidates = st.store().routing_candidates(&c.specialty).await?;
+    Ok(rank_candidates(
+        &routing_request(c),
+        &candidates,
+        Utc::now(),
+    ))
 }
 
 /// The teams routing proposes for a case, best first (`routing::rank_teams`).
 pub async fn propose_teams(st: &AppState, c: &Consultation) -> AppResult<Vec<RankedTeam>> {
     let (teams, people) = st.store().routing_teams(&c.specialty).await?;
-    let mut excluded = c.declined_by.clone();
-    excluded.push(c.referrer_id);
-    let req = RoutingRequest {
-        specialty: c.specialty.clone(),
-        languages: c.languages.clone(),
-        urgency: c.urgency,
-        excluded,
-    };
-    Ok(rank_teams(&req, &teams, &people, Utc::now()))
+    Ok(rank_teams(&routing_request(c), &teams, &people, Utc::now()))
 }
 
 /// The automatic choice: the best single consultant, unless a team scores strictly higher (a team goes to its
