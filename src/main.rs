@@ -1,6 +1,7 @@
 //! `caravan`: the node binary. It parses flags and wires the library crates together; nothing else lives here.
 
 mod bench;
+mod dicom_node;
 mod domains;
 
 use anyhow::{Context, Result};
@@ -135,6 +136,10 @@ struct ServeArgs {
     /// Do not set the Secure flag on cookies (only for plain-HTTP access on a trusted network or loopback).
     #[arg(long)]
     insecure_cookies: bool,
+    /// Also accept DICOM associations (C-ECHO, C-STORE, C-FIND, C-MOVE; AE title CARAVAN) on this address.
+    /// DICOMweb is always served at /dicomweb behind the node's sign-in.
+    #[arg(long, env = "CARAVAN_DICOM_LISTEN")]
+    dicom_listen: Option<SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -201,10 +206,14 @@ async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
         tracing::info!(seeded, "demo data ready");
     }
     let state = AppState::new(store, blobs, config);
+    let dicom = dicom_node::start(&args.data, args.dicom_listen, &state).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    if let Some(scp) = &dicom.scp {
+        println!("DICOM SCP CARAVAN listening on {}", scp.local_addr());
+    }
     println!("Caravan node listening on http://{addr}/");
     if demo {
         println!(
@@ -218,7 +227,11 @@ async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    caravan_server::serve_with(listener, state, caravan_fhir::routes(), shutdown).await?;
+    let extra = caravan_fhir::routes().merge(dicom.routes);
+    caravan_server::serve_with(listener, state, extra, shutdown).await?;
+    if let Some(scp) = dicom.scp {
+        scp.stop().await;
+    }
     Ok(())
 }
 

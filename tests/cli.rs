@@ -13,6 +13,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_caravan");
 struct Running {
     child: Child,
     base: String,
+    /// The DICOM SCP's address, when started with `--dicom-listen`.
+    dicom: Option<String>,
 }
 
 impl Drop for Running {
@@ -24,10 +26,15 @@ impl Drop for Running {
 
 /// Start `caravan <mode> --listen 127.0.0.1:0 --data DIR` and wait for its URL.
 fn start(mode: &str, data: &Path) -> Running {
+    start_with(mode, data, &[])
+}
+
+fn start_with(mode: &str, data: &Path, extra: &[&str]) -> Running {
     let mut child = Command::new(BIN)
         .args([mode, "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .arg("--insecure-cookies")
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -35,18 +42,22 @@ fn start(mode: &str, data: &Path) -> Running {
         .expect("start caravan");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
+    let mut dicom = None;
     let base = loop {
         let line = lines
             .next()
             .expect("caravan exited before listening")
             .unwrap();
+        if let Some(rest) = line.strip_prefix("DICOM SCP CARAVAN listening on ") {
+            dicom = Some(rest.trim().to_owned());
+        }
         if let Some(rest) = line.strip_prefix("Caravan node listening on ") {
             break rest.trim_end_matches('/').to_owned();
         }
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Running { child, base }
+    Running { child, base, dicom }
 }
 
 fn caravan(args: &[&str], data: &Path) -> std::process::Output {
@@ -203,4 +214,92 @@ async fn sigkill_during_a_burst_of_writes_leaves_a_consistent_database() {
     assert_eq!(r.status(), 200);
     let list: Value = r.json().await.unwrap();
     assert!(list.as_array().unwrap().len() >= 5);
+}
+
+/// The node's DICOM side: DICOMweb at /dicomweb behind the node's sign-in (clinical roles only), the DIMSE SCP with
+/// `--dicom-listen`, one archive behind both, and every access in the node's audit chain.
+#[tokio::test]
+async fn dicom_scp_and_dicomweb_behind_the_node_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_with("demo", dir.path(), &["--dicom-listen", "127.0.0.1:0"]);
+    let scp = node.dicom.clone().expect("the SCP address is printed");
+    let token = |user: &str| {
+        let out = caravan(&["token", "create", "--user", user], dir.path());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (clinician, admin) = (token("radio.zhang"), token("admin"));
+    let http = reqwest::Client::new();
+    let studies = format!("{}/dicomweb/studies", node.base);
+    assert_eq!(http.get(&studies).send().await.unwrap().status(), 401);
+    let r = http.get(&studies).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(r.status(), 403, "an administrator sees no images");
+
+    // C-ECHO and C-STORE over DIMSE, then find the study over DICOMweb as a clinician.
+    assert_eq!(
+        imaging::dimse::scu::echo(&scp, "TESTSCU", "CARAVAN")
+            .await
+            .unwrap(),
+        0
+    );
+    let ct = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/CT_small.dcm"
+    ))
+    .unwrap();
+    let statuses = imaging::dimse::scu::store_files(&scp, "TESTSCU", "CARAVAN", &[ct])
+        .await
+        .unwrap();
+    assert_eq!(statuses, vec![0]);
+    let r = http
+        .get(&studies)
+        .bearer_auth(&clinician)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let found: Value = r.json().await.unwrap();
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    let study = found[0]["0020000D"]["Value"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Both accesses are in the node's audit chain, and the chain still verifies.
+    let mut seen = false;
+    let mut last = vec![];
+    for _ in 0..50 {
+        let out = caravan(&["audit", "verify"], dir.path());
+        assert!(out.status.success());
+        let db = dir.path().join("caravan.sqlite");
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+            .await
+            .unwrap();
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT actor_name, detail || ' ' || entity_id FROM audit_events WHERE entity_type = 'dicom-study'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let store = format!("store {study}");
+        let query = format!("query {study}");
+        if rows
+            .iter()
+            .any(|(who, what)| who == "dicom:TESTSCU" && *what == store)
+            && rows
+                .iter()
+                .any(|(who, what)| who.contains("Zhang") && *what == query)
+        {
+            seen = true;
+            break;
+        }
+        last = rows;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the store and the query are audited: {last:?}");
 }

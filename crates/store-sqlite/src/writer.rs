@@ -4,8 +4,8 @@
 //! Requests arriving while a transaction is being written are gathered into the next transaction: each runs inside
 //! its own `SAVEPOINT` (a failing request is rolled back alone and gets its own error), their audit events are
 //! chained in arrival order, and one `COMMIT` makes the whole group durable. Nobody is answered before the commit
-//! that holds their change, so a reply still means "stored". The audit chain head is kept in memory by this task
-//! (it is the only writer), which saves a query per write.
+//! that holds their change, so a reply still means "stored". The audit chain head is read once per group, under
+//! the write lock, because other processes (`caravan token create`) may append to the chain too.
 //!
 //! Hand-written because sqlx offers transactions but no group commit, and the gain is the point: a commit writes
 //! every touched page to the WAL (audit table, its indexes, the row's table and indexes), and a group shares them.
@@ -41,10 +41,9 @@ pub struct Writer {
 
 impl Writer {
     /// Take ownership of the write connection and start the task that owns it.
-    pub async fn start(mut conn: SqliteConnection) -> Result<Self> {
-        let head = load_head(&mut conn).await?;
+    pub async fn start(conn: SqliteConnection) -> Result<Self> {
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(run(conn, rx, head));
+        tokio::spawn(run(conn, rx));
         Ok(Self { tx })
     }
 
@@ -88,7 +87,7 @@ async fn exec(conn: &mut SqliteConnection, sql: &str) -> Result<()> {
         .map_err(db_err)
 }
 
-async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, mut head: Head) {
+async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -97,15 +96,29 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, mut head: 
                 Err(_) => break,
             }
         }
-        let committed_head = head.clone();
         let mut answers: Vec<(oneshot::Sender<Result<Output>>, Result<Output>)> =
             Vec::with_capacity(group.len());
-        if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
-            for job in group {
-                let _ = job.reply.send(Err(e.clone()));
+        // Another process (`caravan token create`, `caravan audit ...`) may have appended to the chain since the
+        // last group: read the head again once the write lock is ours (BEGIN IMMEDIATE), once per group.
+        let begun = async {
+            exec(&mut conn, "BEGIN IMMEDIATE").await?;
+            match load_head(&mut conn).await {
+                Ok(h) => Ok(h),
+                Err(e) => {
+                    let _ = exec(&mut conn, "ROLLBACK").await;
+                    Err(e)
+                }
             }
-            continue;
-        }
+        };
+        let mut head = match begun.await {
+            Ok(h) => h,
+            Err(e) => {
+                for job in group {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+                continue;
+            }
+        };
         for job in group {
             let before = head.clone();
             let result = match exec(&mut conn, "SAVEPOINT request").await {
@@ -143,10 +156,6 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, mut head: 
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed; every request of the group is refused");
                 let _ = exec(&mut conn, "ROLLBACK").await;
-                head = match load_head(&mut conn).await {
-                    Ok(h) => h,
-                    Err(_) => committed_head,
-                };
                 for (reply, _) in answers {
                     let _ = reply.send(Err(e.clone()));
                 }
