@@ -75,6 +75,36 @@ fn bind_actor<'q>(q: Q<'q>, a: &Actor) -> Q<'q> {
         .bind(a.role.as_str())
 }
 
+/// Rows of `sql` (which uses ?1–?4 for the actor and ?5 for `key`) on the read pool.
+async fn scoped_rows(
+    pool: &SqlitePool,
+    sql: &str,
+    actor: &Actor,
+    key: String,
+) -> Result<Vec<sqlx::sqlite::SqliteRow>> {
+    bind_actor(sqlx::query(sql), actor)
+        .bind(key)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)
+}
+
+/// The one row of `sql` (as for [`scoped_rows`]), or `NotFound(what)` when it is absent or out of scope.
+async fn scoped_row(
+    pool: &SqlitePool,
+    sql: &str,
+    actor: &Actor,
+    key: String,
+    what: &'static str,
+) -> Result<sqlx::sqlite::SqliteRow> {
+    bind_actor(sqlx::query(sql), actor)
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound(what))
+}
+
 impl SqliteStore {
     /// Open (creating if needed) the database file and run migrations.
     pub async fn open(path: &Path) -> Result<Self> {
@@ -876,11 +906,7 @@ impl Store for SqliteStore {
             "SELECT m.* FROM messages m JOIN consultations c ON c.id = m.consultation_id
              WHERE m.consultation_id = ?5 AND ({CONSULTATION_SCOPE}) ORDER BY m.created_at, m.id"
         );
-        let rows = bind_actor(sqlx::query(&sql), actor)
-            .bind(c.to_string())
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db_err)?;
+        let rows = scoped_rows(&self.reader, &sql, actor, c.to_string()).await?;
         rows.iter().map(message_from_row).collect()
     }
 
@@ -889,13 +915,7 @@ impl Store for SqliteStore {
             "SELECT m.* FROM messages m JOIN consultations c ON c.id = m.consultation_id
              WHERE m.id = ?5 AND ({CONSULTATION_SCOPE})"
         );
-        let row = bind_actor(sqlx::query(&sql), actor)
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?
-            .ok_or(StoreError::NotFound("message"))?;
-        message_from_row(&row)
+        message_from_row(&scoped_row(&self.reader, &sql, actor, id.to_string(), "message").await?)
     }
 
     async fn insert_attachment(&self, a: &Attachment, audit: Vec<AuditEvent>) -> Result<()> {
@@ -929,11 +949,7 @@ impl Store for SqliteStore {
             "SELECT a.* FROM attachments a JOIN consultations c ON c.id = a.consultation_id
              WHERE a.consultation_id = ?5 AND ({CONSULTATION_SCOPE}) ORDER BY a.created_at, a.id"
         );
-        let rows = bind_actor(sqlx::query(&sql), actor)
-            .bind(c.to_string())
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db_err)?;
+        let rows = scoped_rows(&self.reader, &sql, actor, c.to_string()).await?;
         rows.iter().map(attachment_from_row).collect()
     }
 
@@ -942,13 +958,9 @@ impl Store for SqliteStore {
             "SELECT a.* FROM attachments a JOIN consultations c ON c.id = a.consultation_id
              WHERE a.id = ?5 AND ({CONSULTATION_SCOPE})"
         );
-        let row = bind_actor(sqlx::query(&sql), actor)
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?
-            .ok_or(StoreError::NotFound("attachment"))?;
-        attachment_from_row(&row)
+        attachment_from_row(
+            &scoped_row(&self.reader, &sql, actor, id.to_string(), "attachment").await?,
+        )
     }
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<()> {
