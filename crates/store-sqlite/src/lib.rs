@@ -652,12 +652,7 @@ impl Store for SqliteStore {
             "SELECT p.* FROM patients p WHERE p.id = ?5 AND ({})",
             patient_scope()
         );
-        let row = bind_actor(sqlx::query(&sql), actor)
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?
-            .ok_or(StoreError::NotFound("patient"))?;
+        let row = scoped_row(&self.reader, &sql, actor, id.to_string(), "patient").await?;
         patient_from_row(&row)
     }
 
@@ -725,12 +720,7 @@ impl Store for SqliteStore {
              WHERE k.id = ?5 AND ({})",
             patient_scope()
         );
-        let row = bind_actor(sqlx::query(&sql), actor)
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?
-            .ok_or(StoreError::NotFound("consent"))?;
+        let row = scoped_row(&self.reader, &sql, actor, id.to_string(), "consent").await?;
         consent_from_row(&row)
     }
 
@@ -804,12 +794,7 @@ impl Store for SqliteStore {
     async fn get_consultation(&self, actor: &Actor, id: ConsultationId) -> Result<Consultation> {
         let sql =
             format!("SELECT c.doc FROM consultations c WHERE c.id = ?5 AND ({CONSULTATION_SCOPE})");
-        let row = bind_actor(sqlx::query(&sql), actor)
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?
-            .ok_or(StoreError::NotFound("consultation"))?;
+        let row = scoped_row(&self.reader, &sql, actor, id.to_string(), "consultation").await?;
         consultation_from_row(&row)
     }
 
