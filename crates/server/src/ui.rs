@@ -1830,6 +1830,8 @@ async fn team_create(
     let r = async {
         p.check_csrf(Some(&f.csrf))?;
         p.require(&[Role::Admin])?;
+        // Names to ids from the user list (no need to touch credentials for that).
+        let users = st.store().list_users(None).await?;
         let mut member_ids = Vec::new();
         for name in f
             .members
@@ -1837,7 +1839,7 @@ async fn team_create(
             .map(str::trim)
             .filter(|s| !s.is_empty())
         {
-            let (u, _) = st.store().get_user_credentials(name).await.map_err(|_| {
+            let u = users.iter().find(|u| u.username == name).ok_or_else(|| {
                 AppError::unprocessable("error-not-a-clinician", format!("no user named {name:?}"))
             })?;
             member_ids.push(u.id);
