@@ -237,3 +237,26 @@ col-lead = القائد
 col-members = الأعضاء
 teams-members-hint = الأعضاء (أسماء المستخدمين مفصولة بفواصل)
 routing-team-choice = الفريق { $name } (القائد { $lead })
+
+## Federation
+nav-federation = الشبكة
+federation-intro = هذه العقدة هي { $node } في الشبكة (إصدار الدليل { $serial }). الصادر: { $pending } قيد الانتظار، { $delivered } تم تسليمها، { $dead } رسائل متعذرة. الوارد: { $inbox } مظروفًا مستلمًا.
+federation-off = هذه العقدة ليست عضوًا في شبكة (شغّلها باستخدام --node-id و--keyring و--directory و--anchor).
+federation-retry-title = إعادة إرسال رسالة متعذرة
+federation-retry = إعادة المحاولة
+outbox-dead = متعذرة
+outbox-pending = قيد الانتظار
+col-envelope = المظروف
+col-state = الحالة
+col-destination = الوجهة
+col-type = النوع
+col-attempts = المحاولات
+col-last-error = آخر خطأ
+col-enqueued = وقت الإدراج
+error-consent-cross-border = لم يوافق المريض على خروج حالته من البلد.
+error-packet-too-large = المرفقات المختارة للمشاركة كبيرة جدًا على حزمة حالة واحدة.
+error-not-an-attachment-of-case = هذا الملف ليس مرفقًا لهذه الاستشارة.
+error-bad-outbox-state = حالة صندوق صادر غير معروفة.
+error-bad-count = عدد الرسائل خارج النطاق.
+error-federation-off = هذه العقدة ليست عضوًا في شبكة.
+error-unknown-node = تلك العقدة ليست عضوًا آخر في الشبكة.

@@ -237,3 +237,26 @@ col-lead = Lead
 col-members = Members
 teams-members-hint = Members (user names, separated by commas)
 routing-team-choice = Team { $name } (lead { $lead })
+
+## Federation
+nav-federation = Network
+federation-intro = This node is { $node } in the network (directory edition { $serial }). Outbox: { $pending } pending, { $delivered } delivered, { $dead } dead letters. Inbox: { $inbox } envelopes received.
+federation-off = This node is not a member of a network (start it with --node-id, --keyring, --directory and --anchor).
+federation-retry-title = Send a dead letter again
+federation-retry = Retry
+outbox-dead = dead letter
+outbox-pending = pending
+col-envelope = Envelope
+col-state = State
+col-destination = Destination
+col-type = Type
+col-attempts = Attempts
+col-last-error = Last error
+col-enqueued = Enqueued
+error-consent-cross-border = The patient has not consented to their case leaving the country.
+error-packet-too-large = The attachments selected for sharing are too large for one case packet.
+error-not-an-attachment-of-case = That file is not an attachment of this consultation.
+error-bad-outbox-state = Unknown outbox state.
+error-bad-count = The number of messages is out of range.
+error-federation-off = This node is not a member of a network.
+error-unknown-node = That node is not another member of the network.

@@ -237,3 +237,26 @@ col-lead = Руководитель
 col-members = Участники
 teams-members-hint = Участники (имена пользователей через запятую)
 routing-team-choice = Команда { $name } (руководитель { $lead })
+
+## Federation
+nav-federation = Сеть
+federation-intro = Этот узел — { $node } в сети (редакция каталога { $serial }). Исходящие: { $pending } в очереди, { $delivered } доставлено, { $dead } недоставленных. Входящие: получено { $inbox } конвертов.
+federation-off = Этот узел не входит в сеть (запустите его с --node-id, --keyring, --directory и --anchor).
+federation-retry-title = Отправить недоставленное сообщение снова
+federation-retry = Повторить
+outbox-dead = не доставлено
+outbox-pending = в очереди
+col-envelope = Конверт
+col-state = Состояние
+col-destination = Получатель
+col-type = Тип
+col-attempts = Попытки
+col-last-error = Последняя ошибка
+col-enqueued = Поставлено в очередь
+error-consent-cross-border = Пациент не дал согласия на передачу случая за границу.
+error-packet-too-large = Выбранные для передачи вложения слишком велики для одного пакета.
+error-not-an-attachment-of-case = Этот файл не является вложением данной консультации.
+error-bad-outbox-state = Неизвестное состояние очереди.
+error-bad-count = Число сообщений вне допустимого диапазона.
+error-federation-off = Этот узел не входит в сеть.
+error-unknown-node = Этот узел не является другим участником сети.

@@ -237,3 +237,26 @@ col-lead = 负责人
 col-members = 成员
 teams-members-hint = 成员（用户名，以逗号分隔）
 routing-team-choice = 团队 { $name }（负责人 { $lead }）
+
+## Federation
+nav-federation = 网络
+federation-intro = 本节点在网络中的标识为 { $node }（目录版本 { $serial }）。发件箱：{ $pending } 条待发，{ $delivered } 条已送达，{ $dead } 条死信。收件箱：已收到 { $inbox } 个信封。
+federation-off = 本节点不是任何网络的成员（使用 --node-id、--keyring、--directory 和 --anchor 启动）。
+federation-retry-title = 重新发送死信
+federation-retry = 重试
+outbox-dead = 死信
+outbox-pending = 待发
+col-envelope = 信封
+col-state = 状态
+col-destination = 目的地
+col-type = 类型
+col-attempts = 尝试次数
+col-last-error = 最近错误
+col-enqueued = 入队时间
+error-consent-cross-border = 患者未同意其病例出境。
+error-packet-too-large = 选择共享的附件对一个病例包来说过大。
+error-not-an-attachment-of-case = 该文件不是本会诊的附件。
+error-bad-outbox-state = 未知的发件箱状态。
+error-bad-count = 消息数量超出范围。
+error-federation-off = 本节点不是任何网络的成员。
+error-unknown-node = 该节点不是网络中的其他成员。

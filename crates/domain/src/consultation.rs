@@ -177,6 +177,10 @@ pub struct Consultation {
     /// accepts.
     #[serde(default)]
     pub team: Option<TeamOffer>,
+    /// Attachments the referrer selected to travel with the case packet when an expert of another node takes
+    /// the case (nothing else crosses a border).
+    #[serde(default)]
+    pub shared_attachments: Vec<AttachmentId>,
     pub created_at: DateTime<Utc>,
     pub submitted_at: Option<DateTime<Utc>>,
     pub due_at: Option<DateTime<Utc>>,
@@ -235,6 +239,10 @@ pub enum ConsultationEvent {
     },
     /// The SLA clock ran out: flag for the coordinator. Idempotent.
     Escalate,
+    /// The referrer selects the attachments that may travel abroad with the case packet.
+    ShareAttachments {
+        attachments: Vec<AttachmentId>,
+    },
 }
 
 impl ConsultationEvent {
@@ -250,6 +258,7 @@ impl ConsultationEvent {
             Self::RecordOutcome { .. } => "record_outcome",
             Self::Cancel { .. } => "cancel",
             Self::Escalate => "escalate",
+            Self::ShareAttachments { .. } => "share_attachments",
         }
     }
 }
@@ -330,6 +339,7 @@ impl Consultation {
             panel: Vec::new(),
             declined_by: Vec::new(),
             team: None,
+            shared_attachments: Vec::new(),
             created_at: now,
             submitted_at: None,
             due_at: None,
@@ -593,6 +603,24 @@ impl Consultation {
                 self.closed_at = Some(now);
             }
             E::Escalate => return self.escalate(now),
+            E::ShareAttachments { attachments } => {
+                if !is_referrer {
+                    return Err(TransitionError::NotPermitted {
+                        event: "share_attachments",
+                        who: "the referring clinician",
+                    });
+                }
+                if !matches!(
+                    self.state,
+                    S::Draft | S::Submitted | S::Assigned | S::InProgress
+                ) {
+                    return Err(illegal());
+                }
+                let mut list = attachments.clone();
+                list.sort();
+                list.dedup();
+                self.shared_attachments = list;
+            }
         }
         self.version += 1;
         Ok(())

@@ -48,6 +48,10 @@ pub const ROUTES: &[(&str, &str, &str, Option<&[Role]>)] = &[
     ("get", "/api/v1/consultations/{id}/audit", "Audit trail of a consultation", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
     ("get", "/api/v1/attachments/{id}", "Download an attachment", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
     ("get", "/api/v1/audit/verify", "Verify the audit hash chain", Some(&[Role::Admin])),
+    ("get", "/api/v1/federation", "This node in the network: directory members, outbox and inbox counts", Some(&[Role::Admin])),
+    ("get", "/api/v1/federation/outbox", "Outbox rows by state (pending, delivered, dead)", Some(&[Role::Admin])),
+    ("post", "/api/v1/federation/outbox/{id}/retry", "Send a dead-lettered envelope again", Some(&[Role::Admin])),
+    ("post", "/api/v1/federation/pings", "Enqueue net.ping envelopes to a member (load and liveness tests)", Some(&[Role::Admin])),
     ("get", "/api/v1/openapi.json", "This document", None),
 ];
 
@@ -82,6 +86,10 @@ pub fn routes() -> Router<AppState> {
         .route("/consultations/{id}/audit", get(consultation_audit))
         .route("/attachments/{id}", get(download))
         .route("/audit/verify", get(verify_audit))
+        .route("/federation", get(federation_status))
+        .route("/federation/outbox", get(federation_outbox))
+        .route("/federation/outbox/{id}/retry", post(federation_retry))
+        .route("/federation/pings", post(federation_pings))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { AppError::not_found("API route") })
 }
@@ -859,6 +867,76 @@ async fn verify_audit(State(st): State<AppState>, p: Principal) -> AppResult<Jso
             json!({ "intact": false, "first_broken": e.seq(), "reason": e.to_string() }),
         )),
     }
+}
+
+async fn federation_status(State(st): State<AppState>, p: Principal) -> AppResult<Json<Value>> {
+    p.require(&[Role::Admin])?;
+    Ok(Json(crate::federation::status(&st).await?))
+}
+
+#[derive(Deserialize)]
+struct OutboxQuery {
+    #[serde(default = "pending_state")]
+    state: String,
+}
+
+fn pending_state() -> String {
+    "pending".into()
+}
+
+async fn federation_outbox(
+    State(st): State<AppState>,
+    p: Principal,
+    Query(q): Query<OutboxQuery>,
+) -> AppResult<Json<Value>> {
+    p.require(&[Role::Admin])?;
+    if !matches!(q.state.as_str(), "pending" | "delivered" | "dead") {
+        return Err(AppError::unprocessable(
+            "error-bad-outbox-state",
+            "state must be pending, delivered or dead",
+        ));
+    }
+    Ok(Json(json!(st.store().fed_outbox(&q.state, 500).await?)))
+}
+
+async fn federation_retry(
+    State(st): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> AppResult<Json<Value>> {
+    p.check_csrf(csrf(&h))?;
+    p.require(&[Role::Admin])?;
+    let id: uuid::Uuid = parse_id("envelope", &id)?;
+    let dest = crate::federation::retry(&st, &p, id).await?;
+    Ok(Json(
+        json!({ "id": id, "destination": dest, "state": "pending" }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct PingRequest {
+    to: String,
+    count: u32,
+}
+
+async fn federation_pings(
+    State(st): State<AppState>,
+    p: Principal,
+    h: HeaderMap,
+    raw: axum::body::Bytes,
+) -> AppResult<(StatusCode, Json<Value>)> {
+    p.check_csrf(csrf(&h))?;
+    p.require(&[Role::Admin])?;
+    let r: PingRequest = body(&raw)?;
+    if r.count == 0 || r.count > 10_000 {
+        return Err(AppError::unprocessable(
+            "error-bad-count",
+            "count must be between 1 and 10000",
+        ));
+    }
+    let n = crate::federation::enqueue_pings(&st, &r.to, r.count).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "enqueued": n }))))
 }
 
 /// OpenAPI 3.1, derived from [`ROUTES`].

@@ -1,7 +1,7 @@
 //! Building audit events from the acting principal.
 
 use crate::auth::Principal;
-use caravan_domain::{AuditAction, AuditEvent, PatientId};
+use caravan_domain::{AuditAction, AuditEvent, PatientId, User};
 use chrono::Utc;
 
 pub fn event(
@@ -12,25 +12,37 @@ pub fn event(
     patient: Option<PatientId>,
     detail: &str,
 ) -> AuditEvent {
+    user_event(&p.user, action, entity_type, entity_id, patient, detail)
+}
+
+/// An event by a user: a signed-in one, or the stand-in of a person of another node acting through an envelope.
+pub fn user_event(
+    user: &User,
+    action: AuditAction,
+    entity_type: &str,
+    entity_id: impl ToString,
+    patient: Option<PatientId>,
+    detail: &str,
+) -> AuditEvent {
     AuditEvent {
         at: Utc::now(),
-        actor_user: Some(p.user.id),
-        actor_name: p.user.display_name.clone(),
-        actor_institution: Some(p.user.institution_id),
-        actor_role: Some(p.user.role),
+        actor_user: Some(user.id),
+        actor_name: user.display_name.clone(),
+        actor_institution: Some(user.institution_id),
+        actor_role: Some(user.role),
         action,
         entity_type: entity_type.to_owned(),
         entity_id: entity_id.to_string(),
         patient_id: patient,
-        purpose: purpose_of(p).to_owned(),
+        purpose: purpose_of(user).to_owned(),
         detail: detail.to_owned(),
     }
 }
 
 /// Purpose of use, from the role (HL7 PurposeOfUse in spirit: treatment, operations, self).
-fn purpose_of(p: &Principal) -> &'static str {
+fn purpose_of(u: &User) -> &'static str {
     use caravan_domain::Role::*;
-    match p.user.role {
+    match u.role {
         Referrer | Consultant | Coordinator => "treatment",
         PublicHealthOfficer => "public_health",
         Admin => "operations",

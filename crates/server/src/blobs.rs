@@ -62,4 +62,12 @@ impl Blobs {
             })?;
         r.bytes().await.map_err(AppError::internal)
     }
+
+    /// Delete an object; deleting what is not there is not an error.
+    pub async fn delete(&self, key: &str) -> AppResult<()> {
+        match self.inner.delete(&ObjectPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(AppError::internal(e)),
+        }
+    }
 }

@@ -11,7 +11,9 @@ use caravan_domain::routing::{
     rank_candidates, rank_teams, RankedCandidate, RankedTeam, RoutingRequest,
 };
 use caravan_domain::*;
-use caravan_store::{Attachment, ConsultationFilter, ConsultationSummary, Message, PatientFilter};
+use caravan_store::{
+    Attachment, Change, ConsultationFilter, ConsultationSummary, Message, PatientFilter,
+};
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -299,6 +301,10 @@ pub enum EventRequest {
     Cancel {
         reason: String,
     },
+    /// The referrer selects the attachments that travel with the case packet if an expert abroad takes it.
+    ShareAttachments {
+        attachments: Vec<AttachmentId>,
+    },
 }
 
 /// Load, apply one event (plus automatic routing after a submit or a decline), save with the audit events.
@@ -389,7 +395,23 @@ pub async fn apply(
             ConsultationEvent::RecordOutcome { status, note }
         }
         EventRequest::Cancel { reason } => ConsultationEvent::Cancel { reason },
+        EventRequest::ShareAttachments { attachments } => {
+            let known: Vec<AttachmentId> = store
+                .list_attachments(&actor, id)
+                .await?
+                .into_iter()
+                .map(|a| a.id)
+                .collect();
+            if let Some(stranger) = attachments.iter().find(|a| !known.contains(a)) {
+                return Err(AppError::unprocessable(
+                    "error-not-an-attachment-of-case",
+                    format!("{stranger} is not an attachment of this consultation"),
+                ));
+            }
+            ConsultationEvent::ShareAttachments { attachments }
+        }
     };
+    let before = c.clone();
     c.apply(&actor, &ev, now, sla)?;
     let mut audit = vec![event(
         p,
@@ -400,34 +422,62 @@ pub async fn apply(
         ev.name(),
     )];
     if c.state == ConsultationState::Submitted && st.config().auto_assign {
-        if let Some((consultant, team, score)) = best_proposal(st, &c).await? {
-            let assign = ConsultationEvent::Assign {
-                consultant,
-                automatic: true,
-                team,
-            };
-            // The automatic assignment is made on behalf of the referrer whose submit triggered it.
-            let routing_actor = Actor {
-                user_id: c.referrer_id,
-                ..actor.clone()
-            };
-            if c.apply(&routing_actor, &assign, now, sla).is_ok() {
-                audit.push(event(
-                    p,
-                    AuditAction::Update,
-                    "consultation",
-                    c.id,
-                    Some(c.patient_id),
-                    "assign:auto",
-                ));
-                tracing::info!(consultation_id = %c.id, score, team = c.team.is_some(), "consultation routed");
-            }
-        } else {
-            tracing::warn!(consultation_id = %c.id, specialty = %c.specialty, "no consultant available; waiting for a coordinator");
-        }
+        // The automatic assignment is made on behalf of the referrer whose submit triggered it.
+        let routing_actor = Actor {
+            user_id: c.referrer_id,
+            ..actor.clone()
+        };
+        auto_route(st, &routing_actor, &p.user, &mut c, now, &mut audit).await?;
     }
-    store.update_consultation(&c, loaded_version, audit).await?;
+    let (outbox, more_audit) =
+        crate::federation::after_event(st, &p.user, &before, &c, &ev).await?;
+    audit.extend(more_audit);
+    let mut changes = vec![Change::UpdateConsultation {
+        consultation: c.clone(),
+        expected_version: loaded_version,
+    }];
+    changes.extend(outbox);
+    crate::federation::commit(st, changes, audit).await?;
     Ok(c)
+}
+
+/// Route a submitted case (after a submit or a decline, local or from abroad), unless it is the mirror of a case
+/// owned by another node (its home node routes it). `routing_actor` must be the referrer or a coordinator;
+/// `audit_user` is recorded as having caused it.
+pub(crate) async fn auto_route(
+    st: &AppState,
+    routing_actor: &Actor,
+    audit_user: &User,
+    c: &mut Consultation,
+    now: chrono::DateTime<Utc>,
+    audit: &mut Vec<AuditEvent>,
+) -> AppResult<()> {
+    if st.federation().is_some() && st.store().fed_foreign_case(c.id).await?.is_some() {
+        return Ok(());
+    }
+    let Some((consultant, team, score)) = best_proposal(st, c).await? else {
+        tracing::warn!(consultation_id = %c.id, specialty = %c.specialty, "no consultant available; waiting for a coordinator");
+        return Ok(());
+    };
+    let assign = ConsultationEvent::Assign {
+        consultant,
+        automatic: true,
+        team,
+    };
+    if c.apply(routing_actor, &assign, now, &st.config().sla)
+        .is_ok()
+    {
+        audit.push(crate::audit::user_event(
+            audit_user,
+            AuditAction::Update,
+            "consultation",
+            c.id,
+            Some(c.patient_id),
+            "assign:auto",
+        ));
+        tracing::info!(consultation_id = %c.id, score, team = c.team.is_some(), "consultation routed");
+    }
+    Ok(())
 }
 
 /// Ranked proposals for a case.
@@ -464,7 +514,28 @@ async fn best_proposal(
     st: &AppState,
     c: &Consultation,
 ) -> AppResult<Option<(UserId, Option<TeamOffer>, f64)>> {
-    let person = propose(st, c).await?.into_iter().next();
+    let mut person = None;
+    let mut cross_border: Option<bool> = None;
+    for candidate in propose(st, c).await? {
+        // An expert of another node only if the patient consented to the case leaving the country.
+        if st.federation().is_some()
+            && st
+                .store()
+                .fed_remote_user(candidate.user_id)
+                .await?
+                .is_some()
+        {
+            let allowed = match cross_border {
+                Some(a) => a,
+                None => *cross_border.insert(crate::federation::may_cross_border(st, c).await?),
+            };
+            if !allowed {
+                continue;
+            }
+        }
+        person = Some(candidate);
+        break;
+    }
     let team = propose_teams(st, c).await?.into_iter().next();
     Ok(match (person, team) {
         (Some(p), Some(t)) if t.score > p.score => Some(team_choice(t)),
@@ -578,9 +649,14 @@ pub async fn list(
     Ok(rows)
 }
 
-/// Participants, and coordinators who can see the case, may write in the thread.
-fn may_write(p: &Principal, c: &Consultation) -> AppResult<()> {
-    if c.state == ConsultationState::Draft || c.state == ConsultationState::Cancelled {
+/// Participants, and coordinators who can see the case, may write in the thread. The referrer may attach
+/// documents to a draft too (they prepare the case, and choose what may travel with it abroad).
+fn may_write(p: &Principal, c: &Consultation, attaching: bool) -> AppResult<()> {
+    let referrer_preparing =
+        attaching && c.state == ConsultationState::Draft && c.referrer_id == p.user.id;
+    if (c.state == ConsultationState::Draft && !referrer_preparing)
+        || c.state == ConsultationState::Cancelled
+    {
         return Err(AppError::new(
             StatusCode::CONFLICT,
             "error-thread-closed",
@@ -603,7 +679,7 @@ pub async fn post_message(
 ) -> AppResult<Message> {
     p.require(CLINICAL)?;
     let c = st.store().get_consultation(&p.actor(), id).await?;
-    may_write(p, &c)?;
+    may_write(p, &c, false)?;
     if let Some(parent) = parent {
         let in_thread = match st.store().get_message(&p.actor(), parent).await {
             Ok(m) => m.consultation_id == id,
@@ -634,7 +710,9 @@ pub async fn post_message(
         Some(c.patient_id),
         "",
     )];
-    st.store().insert_message(&m, audit).await?;
+    let mut changes = crate::federation::after_message(st, &c, &m).await?;
+    changes.insert(0, Change::InsertMessage(m.clone()));
+    crate::federation::commit(st, changes, audit).await?;
     Ok(m)
 }
 
@@ -669,7 +747,7 @@ pub async fn add_attachment(
 ) -> AppResult<Attachment> {
     p.require(CLINICAL)?;
     let c = st.store().get_consultation(&p.actor(), id).await?;
-    may_write(p, &c)?;
+    may_write(p, &c, true)?;
     let filename = required(
         "file name",
         filename.rsplit(['/', '\\']).next().unwrap_or(filename),

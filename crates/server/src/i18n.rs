@@ -185,6 +185,14 @@ impl Tr<'_> {
         args.set(n2, FluentValue::from(v2.to_string()));
         self.i18n.format(self.lang, id, Some(&args))
     }
+    /// A message with any number of variables.
+    pub fn tn(&self, id: &str, vars: &[(&'static str, String)]) -> String {
+        let mut args = FluentArgs::new();
+        for (n, v) in vars {
+            args.set(*n, FluentValue::from(v.clone()));
+        }
+        self.i18n.format(self.lang, id, Some(&args))
+    }
     pub fn dir(&self) -> &'static str {
         I18n::dir(self.lang)
     }

@@ -9,7 +9,9 @@ pub mod config;
 pub mod consult;
 pub mod demo;
 pub mod error;
+pub mod federation;
 pub mod i18n;
+pub mod network;
 pub mod teams;
 pub mod throttle;
 pub mod ui;
@@ -32,6 +34,7 @@ struct Inner {
     i18n: i18n::I18n,
     login_throttle: throttle::LoginThrottle,
     auth_cache: auth::AuthCache,
+    federation: Option<Arc<federation::Federation>>,
 }
 
 /// Shared state of a node, passed explicitly to every handler.
@@ -40,6 +43,15 @@ pub struct AppState(Arc<Inner>);
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, blobs: Blobs, config: NodeConfig) -> Self {
+        Self::federated(store, blobs, config, None)
+    }
+    /// A node that is a member of a network (see [`federation`]).
+    pub fn federated(
+        store: Arc<dyn Store>,
+        blobs: Blobs,
+        config: NodeConfig,
+        federation: Option<Arc<federation::Federation>>,
+    ) -> Self {
         Self(Arc::new(Inner {
             store,
             blobs,
@@ -47,7 +59,11 @@ impl AppState {
             i18n: i18n::I18n::new(),
             login_throttle: throttle::LoginThrottle::default(),
             auth_cache: auth::AuthCache::default(),
+            federation,
         }))
+    }
+    pub fn federation(&self) -> Option<&federation::Federation> {
+        self.0.federation.as_deref()
     }
     pub fn store(&self) -> &dyn Store {
         self.0.store.as_ref()
@@ -83,6 +99,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let limit = state.config().max_upload_bytes + 64 * 1024;
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(federation::routes(&state))
         .merge(extra)
         .nest("/api/v1", api::routes())
         .merge(ui::routes())
@@ -169,10 +186,14 @@ pub async fn serve_with(
             }
         }
     });
+    let background = federation::start(&state).map_err(std::io::Error::other)?;
     let app = router_with(state, extra).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     sweep.abort();
+    for task in background {
+        task.abort();
+    }
     result
 }

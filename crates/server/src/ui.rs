@@ -49,6 +49,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/ui/admin/users", get(users_page).post(user_create))
         .route("/ui/admin/teams", get(teams_page).post(team_create))
+        .route(
+            "/ui/admin/federation",
+            get(federation_page).post(federation_retry),
+        )
         .route("/ui/tokens", get(tokens_page).post(token_create))
 }
 
@@ -1852,6 +1856,111 @@ async fn team_create(
         };
         crate::teams::create(&st, &p, n).await?;
         Ok(Redirect::to("/ui/admin/teams").into_response())
+    }
+    .await;
+    done(&st, &p, &headers, r)
+}
+
+/// The network as this node sees it: who we are, the outbox, and the dead letters with a retry button.
+async fn federation_page(
+    State(st): State<AppState>,
+    UiPrincipal(p): UiPrincipal,
+    headers: HeaderMap,
+) -> Response {
+    let r = async {
+        p.require(&[Role::Admin])?;
+        let c = ctx(
+            &st,
+            Some(&p),
+            &headers,
+            "nav-federation",
+            "/ui/admin/federation",
+        );
+        let tr = c.tr;
+        let status = crate::federation::status(&st).await?;
+        let intro = if status["federated"] == true {
+            let counts = &status["counts"];
+            tr.tn(
+                "federation-intro",
+                &[
+                    ("node", status["node_id"].as_str().unwrap_or("").to_owned()),
+                    ("serial", status["directory_serial"].to_string()),
+                    ("pending", counts["pending"].to_string()),
+                    ("delivered", counts["delivered"].to_string()),
+                    ("dead", counts["dead"].to_string()),
+                    ("inbox", counts["inbox"].to_string()),
+                ],
+            )
+        } else {
+            tr.t("federation-off")
+        };
+        let mut rows = Vec::new();
+        let mut choices = Vec::new();
+        for state in ["dead", "pending"] {
+            for o in st.store().fed_outbox(state, 200).await? {
+                if state == "dead" {
+                    choices.push((
+                        o.envelope_id.to_string(),
+                        format!("{} → {} ({})", o.message_type, o.destination, o.envelope_id),
+                    ));
+                }
+                rows.push(vec![
+                    tr.t(&format!("outbox-{state}")),
+                    o.destination,
+                    o.message_type,
+                    o.attempts.to_string(),
+                    o.last_error.unwrap_or_default(),
+                    o.enqueued_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                ]);
+            }
+        }
+        let forms = if choices.is_empty() {
+            Vec::new()
+        } else {
+            vec![FormView {
+                action: "/ui/admin/federation",
+                title: tr.t("federation-retry-title"),
+                button: tr.t("federation-retry"),
+                fields: vec![select("envelope", tr.t("col-envelope"), choices)],
+            }]
+        };
+        Ok(render(&TablePage {
+            ctx: c,
+            intro: Some(intro),
+            headers: vec![
+                tr.t("col-state"),
+                tr.t("col-destination"),
+                tr.t("col-type"),
+                tr.t("col-attempts"),
+                tr.t("col-last-error"),
+                tr.t("col-enqueued"),
+            ],
+            rows,
+            forms,
+        }))
+    }
+    .await;
+    done(&st, &p, &headers, r)
+}
+
+#[derive(Deserialize)]
+struct RetryForm {
+    csrf: String,
+    envelope: String,
+}
+
+async fn federation_retry(
+    State(st): State<AppState>,
+    UiPrincipal(p): UiPrincipal,
+    headers: HeaderMap,
+    Form(f): Form<RetryForm>,
+) -> Response {
+    let r = async {
+        p.check_csrf(Some(&f.csrf))?;
+        p.require(&[Role::Admin])?;
+        let id: uuid::Uuid = parse_id("envelope", &f.envelope)?;
+        crate::federation::retry(&st, &p, id).await?;
+        Ok(Redirect::to("/ui/admin/federation").into_response())
     }
     .await;
     done(&st, &p, &headers, r)

@@ -16,6 +16,8 @@
 //! [`sqlx::migrate!`] when the store connects (sqlx takes an advisory lock, so nodes starting together migrate
 //! once).
 
+mod fed;
+mod ops;
 mod rows;
 
 use async_trait::async_trait;
@@ -26,7 +28,6 @@ use caravan_store::*;
 use chrono::{DateTime, Utc};
 use rows::*;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
 use std::str::FromStr;
 use std::sync::LazyLock;
@@ -267,21 +268,7 @@ impl Store for PgStore {
     async fn insert_institution(&self, i: &Institution, audit: Vec<AuditEvent>) -> Result<()> {
         let i = i.clone();
         self.write(audit, move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO institutions (id, name, level, country, parent_id, timezone) VALUES ($1,$2,$3,$4,$5,$6)",
-                )
-                .bind(i.id.0)
-                .bind(&i.name)
-                .bind(i.level.as_str())
-                .bind(i.country.as_str())
-                .bind(i.parent.map(|p| p.0))
-                .bind(&i.timezone)
-                .execute(c)
-                .await
-                .map_err(db_err)?;
-                Ok(())
-            })
+            Box::pin(async move { ops::insert_institution(c, &i).await })
         })
         .await
     }
@@ -313,29 +300,7 @@ impl Store for PgStore {
         let u = u.clone();
         let hash = password_hash.map(str::to_owned);
         self.write(audit, move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO users (id, username, display_name, institution_id, role, patient_id, profile, locale, active, password_hash)
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
-                )
-                .bind(u.id.0)
-                .bind(&u.username)
-                .bind(&u.display_name)
-                .bind(u.institution_id.0)
-                .bind(u.role.as_str())
-                .bind(u.patient_id.map(|p| p.0))
-                .bind(u.profile.as_ref().map(Json))
-                .bind(&u.locale)
-                .bind(u.active)
-                .bind(hash)
-                .execute(&mut *c)
-                .await
-                .map_err(|e| match db_err(e) {
-                    StoreError::Duplicate(_) => StoreError::Duplicate("username"),
-                    other => other,
-                })?;
-                write_specialties(c, &u).await
-            })
+            Box::pin(async move { ops::insert_user(c, &u, hash).await })
         })
         .await
     }
@@ -343,28 +308,7 @@ impl Store for PgStore {
     async fn update_user(&self, u: &User, audit: Vec<AuditEvent>) -> Result<()> {
         let u = u.clone();
         self.write(audit, move |c| {
-            Box::pin(async move {
-                let done = sqlx::query(
-                    "UPDATE users SET display_name = $1, institution_id = $2, role = $3, patient_id = $4, profile = $5,
-                       locale = $6, active = $7
-                     WHERE id = $8",
-                )
-                .bind(&u.display_name)
-                .bind(u.institution_id.0)
-                .bind(u.role.as_str())
-                .bind(u.patient_id.map(|p| p.0))
-                .bind(u.profile.as_ref().map(Json))
-                .bind(&u.locale)
-                .bind(u.active)
-                .bind(u.id.0)
-                .execute(&mut *c)
-                .await
-                .map_err(db_err)?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound("user"));
-                }
-                write_specialties(c, &u).await
-            })
+            Box::pin(async move { ops::update_user(c, &u).await })
         })
         .await
     }
@@ -639,25 +583,7 @@ impl Store for PgStore {
     async fn insert_patient(&self, p: &Patient, audit: Vec<AuditEvent>) -> Result<()> {
         let p = p.clone();
         self.write(audit, move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO patients (id, institution_id, given_name, family_name, birth_date, sex, national_id, languages, search_name)
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
-                )
-                .bind(p.id.0)
-                .bind(p.institution_id.0)
-                .bind(&p.given_name)
-                .bind(&p.family_name)
-                .bind(p.birth_date)
-                .bind(p.sex.as_str())
-                .bind(&p.national_id)
-                .bind(Json(&p.languages))
-                .bind(p.search_key())
-                .execute(c)
-                .await
-                .map_err(db_err)?;
-                Ok(())
-            })
+            Box::pin(async move { ops::insert_patient(c, &p).await })
         })
         .await
     }
@@ -755,30 +681,7 @@ impl Store for PgStore {
     async fn insert_consultation(&self, k: &Consultation, audit: Vec<AuditEvent>) -> Result<()> {
         let k = k.clone();
         self.write(audit, move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO consultations (id, institution_id, referrer_id, patient_id, specialty, urgency, state,
-                       assigned_to, due_at, escalated_at, created_at, version, doc)
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
-                )
-                .bind(k.id.0)
-                .bind(k.institution_id.0)
-                .bind(k.referrer_id.0)
-                .bind(k.patient_id.0)
-                .bind(&k.specialty)
-                .bind(k.urgency.as_str())
-                .bind(k.state.as_str())
-                .bind(k.assigned_to.map(|u| u.0))
-                .bind(k.due_at)
-                .bind(k.escalated_at)
-                .bind(k.created_at)
-                .bind(k.version)
-                .bind(Json(&k))
-                .execute(&mut *c)
-                .await
-                .map_err(db_err)?;
-                write_participants(c, &k).await
-            })
+            Box::pin(async move { ops::insert_consultation(c, &k).await })
         })
         .await
     }
@@ -791,32 +694,7 @@ impl Store for PgStore {
     ) -> Result<()> {
         let k = k.clone();
         self.write(audit, move |c| {
-            Box::pin(async move {
-                // Under READ COMMITTED a concurrent writer of the same row waits for the first to commit, then
-                // re-evaluates `version = $10` against the committed row: exactly one of them wins.
-                let done = sqlx::query(
-                    "UPDATE consultations SET specialty = $1, urgency = $2, state = $3, assigned_to = $4, due_at = $5,
-                       escalated_at = $6, version = $7, doc = $8
-                     WHERE id = $9 AND version = $10",
-                )
-                .bind(&k.specialty)
-                .bind(k.urgency.as_str())
-                .bind(k.state.as_str())
-                .bind(k.assigned_to.map(|u| u.0))
-                .bind(k.due_at)
-                .bind(k.escalated_at)
-                .bind(k.version)
-                .bind(Json(&k))
-                .bind(k.id.0)
-                .bind(expected_version)
-                .execute(&mut *c)
-                .await
-                .map_err(db_err)?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::Conflict);
-                }
-                write_participants(c, &k).await
-            })
+            Box::pin(async move { ops::update_consultation(c, &k, expected_version).await })
         })
         .await
     }
@@ -898,23 +776,7 @@ impl Store for PgStore {
     async fn insert_message(&self, m: &Message, audit: Vec<AuditEvent>) -> Result<()> {
         let m = m.clone();
         self.write(audit, move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO messages (id, consultation_id, parent_id, author_id, author_name, body, created_at)
-                     VALUES ($1,$2,$3,$4,$5,$6,$7)",
-                )
-                .bind(m.id.0)
-                .bind(m.consultation_id.0)
-                .bind(m.parent_id.map(|p| p.0))
-                .bind(m.author_id.0)
-                .bind(&m.author_name)
-                .bind(&m.body)
-                .bind(m.created_at)
-                .execute(c)
-                .await
-                .map_err(db_err)?;
-                Ok(())
-            })
+            Box::pin(async move { ops::insert_message(c, &m).await })
         })
         .await
     }
@@ -949,26 +811,7 @@ impl Store for PgStore {
     async fn insert_attachment(&self, a: &Attachment, audit: Vec<AuditEvent>) -> Result<()> {
         let a = a.clone();
         self.write(audit, move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO attachments (id, consultation_id, filename, content_type, size, sha256, blob_key,
-                       uploaded_by, created_at)
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
-                )
-                .bind(a.id.0)
-                .bind(a.consultation_id.0)
-                .bind(&a.filename)
-                .bind(&a.content_type)
-                .bind(a.size)
-                .bind(&a.sha256)
-                .bind(&a.blob_key)
-                .bind(a.uploaded_by.0)
-                .bind(a.created_at)
-                .execute(c)
-                .await
-                .map_err(db_err)?;
-                Ok(())
-            })
+            Box::pin(async move { ops::insert_attachment(c, &a).await })
         })
         .await
     }
@@ -1042,6 +885,287 @@ impl Store for PgStore {
             .await
             .map_err(db_err)?;
         rows.iter().map(audit_from_row).collect()
+    }
+    async fn apply(&self, changes: Vec<Change>, audit: Vec<AuditEvent>) -> Result<()> {
+        self.write(audit, move |c| Box::pin(fed::apply(c, changes)))
+            .await
+    }
+
+    async fn fed_consultation(&self, id: ConsultationId) -> Result<Consultation> {
+        let row = sqlx::query("SELECT doc FROM consultations WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("consultation"))?;
+        consultation_from_row(&row)
+    }
+
+    async fn fed_node_institution(&self, node: &str) -> Result<Option<InstitutionId>> {
+        fed::first(
+            &self.pool,
+            "SELECT institution_id FROM fed_nodes WHERE node_id = $1",
+            node.to_owned(),
+        )
+        .await?
+        .map(|r| get(&r, "institution_id").map(InstitutionId))
+        .transpose()
+    }
+
+    async fn fed_remote_user(&self, user: UserId) -> Result<Option<RemoteUser>> {
+        fed::first(
+            &self.pool,
+            "SELECT * FROM fed_remote_users WHERE user_id = $1",
+            user.0,
+        )
+        .await?
+        .as_ref()
+        .map(fed::remote_user)
+        .transpose()
+    }
+
+    async fn fed_remote_users(&self, node: &str) -> Result<Vec<RemoteUser>> {
+        fed::rows_by(
+            &self.pool,
+            "SELECT * FROM fed_remote_users WHERE node_id = $1 ORDER BY remote_id",
+            node.to_owned(),
+        )
+        .await?
+        .iter()
+        .map(fed::remote_user)
+        .collect()
+    }
+
+    async fn fed_foreign_case(&self, id: ConsultationId) -> Result<Option<ForeignCase>> {
+        fed::first(
+            &self.pool,
+            "SELECT * FROM fed_foreign_cases WHERE consultation_id = $1",
+            id.0,
+        )
+        .await?
+        .as_ref()
+        .map(fed::foreign_case)
+        .transpose()
+    }
+
+    async fn fed_foreign_case_by_origin(
+        &self,
+        node: &str,
+        origin_case: &str,
+    ) -> Result<Option<ForeignCase>> {
+        sqlx::query("SELECT * FROM fed_foreign_cases WHERE origin_node = $1 AND origin_case = $2")
+            .bind(node)
+            .bind(origin_case)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(fed::foreign_case)
+            .transpose()
+    }
+
+    async fn fed_expired_foreign_cases(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ForeignCase>> {
+        sqlx::query(
+            "SELECT * FROM fed_foreign_cases WHERE retention_until < $1 ORDER BY retention_until LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(fed::foreign_case)
+        .collect()
+    }
+
+    async fn fed_case_blob_keys(&self, id: ConsultationId) -> Result<Vec<String>> {
+        fed::rows_by(
+            &self.pool,
+            "SELECT blob_key FROM attachments WHERE consultation_id = $1 ORDER BY created_at",
+            id.0,
+        )
+        .await?
+        .iter()
+        .map(|r| get(r, "blob_key"))
+        .collect()
+    }
+
+    async fn fed_shared_nodes(&self, id: ConsultationId) -> Result<Vec<String>> {
+        fed::rows_by(
+            &self.pool,
+            "SELECT node_id FROM fed_shared WHERE consultation_id = $1 ORDER BY node_id",
+            id.0,
+        )
+        .await?
+        .iter()
+        .map(|r| get(r, "node_id"))
+        .collect()
+    }
+
+    async fn fed_inbox_contains(&self, envelope_id: Uuid) -> Result<bool> {
+        Ok(fed::first(
+            &self.pool,
+            "SELECT envelope_id FROM fed_inbox WHERE envelope_id = $1",
+            envelope_id,
+        )
+        .await?
+        .is_some())
+    }
+
+    async fn fed_destinations_with_pending(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT destination FROM fed_outbox WHERE state = 'pending' ORDER BY destination",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn fed_next_pending(&self, destination: &str) -> Result<Option<PendingEnvelope>> {
+        fed::first(
+            &self.pool,
+            "SELECT envelope_id, destination, envelope, attempts, enqueued_at, next_attempt_at FROM fed_outbox
+             WHERE state = 'pending' AND destination = $1 ORDER BY seq LIMIT 1",
+            destination.to_owned(),
+        )
+        .await?
+        .as_ref()
+        .map(fed::pending)
+        .transpose()
+    }
+
+    async fn fed_mark_delivered(&self, envelope_id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        fed::outbox_update(
+            &self.pool,
+            sqlx::query(
+                "UPDATE fed_outbox SET state = 'delivered', done_at = $1, last_error = NULL
+                 WHERE envelope_id = $2 AND state = 'pending'",
+            )
+            .bind(at)
+            .bind(envelope_id),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn fed_record_failure(
+        &self,
+        envelope_id: Uuid,
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<()> {
+        fed::outbox_update(
+            &self.pool,
+            sqlx::query(
+                "UPDATE fed_outbox SET attempts = $1, next_attempt_at = $2, last_error = $3
+                 WHERE envelope_id = $4 AND state = 'pending'",
+            )
+            .bind(attempts.min(i32::MAX as u32) as i32)
+            .bind(next_attempt_at)
+            .bind(error.chars().take(500).collect::<String>())
+            .bind(envelope_id),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn fed_dead_letter(
+        &self,
+        envelope_id: Uuid,
+        reason: &str,
+        at: DateTime<Utc>,
+        audit: Vec<AuditEvent>,
+    ) -> Result<()> {
+        let reason = reason.chars().take(500).collect::<String>();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE fed_outbox SET state = 'dead', done_at = $1, last_error = $2
+                     WHERE envelope_id = $3 AND state = 'pending'",
+                )
+                .bind(at)
+                .bind(reason)
+                .bind(envelope_id)
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn fed_outbox(&self, state: &str, limit: u32) -> Result<Vec<OutboxRow>> {
+        sqlx::query(
+            "SELECT envelope_id, destination, message_type, consultation_id, state, attempts, enqueued_at,
+               next_attempt_at, last_error, done_at
+             FROM fed_outbox WHERE state = $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(state)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(fed::outbox_row)
+        .collect()
+    }
+
+    async fn fed_retry(
+        &self,
+        envelope_id: Uuid,
+        now: DateTime<Utc>,
+        audit: Vec<AuditEvent>,
+    ) -> Result<String> {
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query_scalar(
+                    "UPDATE fed_outbox SET state = 'pending', attempts = 0, next_attempt_at = $1, done_at = NULL,
+                       enqueued_at = $1
+                     WHERE envelope_id = $2 AND state = 'dead' RETURNING destination",
+                )
+                .bind(now)
+                .bind(envelope_id)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(db_err)?
+                .ok_or(StoreError::NotFound("dead letter"))
+            })
+        })
+        .await
+    }
+
+    async fn fed_counts(&self) -> Result<FederationCounts> {
+        fed::counts(&self.pool).await
+    }
+
+    async fn fed_inbox(&self, limit: u32) -> Result<Vec<InboxEntry>> {
+        sqlx::query(
+            "SELECT envelope_id, sender, message_type, consultation_id, received_at, outcome, envelope
+             FROM fed_inbox ORDER BY received_at DESC, envelope_id LIMIT $1",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| {
+            Ok(InboxEntry {
+                envelope_id: get(r, "envelope_id")?,
+                sender: get(r, "sender")?,
+                message_type: get(r, "message_type")?,
+                consultation_id: get::<Option<Uuid>>(r, "consultation_id")?.map(ConsultationId),
+                received_at: get(r, "received_at")?,
+                outcome: get(r, "outcome")?,
+                envelope: get(r, "envelope")?,
+            })
+        })
+        .collect()
     }
 }
 

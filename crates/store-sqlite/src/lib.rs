@@ -6,6 +6,8 @@
 //! `synchronous=NORMAL` keeps the database consistent across a killed process: a transaction is either wholly in
 //! the WAL or not at all.
 
+mod fed;
+mod ops;
 mod rows;
 mod writer;
 
@@ -235,19 +237,7 @@ impl Store for SqliteStore {
     async fn insert_institution(&self, i: &Institution, audit: Vec<AuditEvent>) -> Result<()> {
         let i = i.clone();
         self.write(audit, move |c| {
-            Box::pin(async move {
-                sqlx::query("INSERT INTO institutions (id, name, level, country, parent_id, timezone) VALUES (?,?,?,?,?,?)")
-                    .bind(i.id.to_string())
-                    .bind(&i.name)
-                    .bind(i.level.as_str())
-                    .bind(i.country.as_str())
-                    .bind(i.parent.map(|p| p.to_string()))
-                    .bind(&i.timezone)
-                    .execute(c)
-                    .await
-                    .map_err(db_err)?;
-                Ok(())
-            })
+            Box::pin(async move { ops::insert_institution(c, &i).await })
         })
         .await
     }
@@ -279,30 +269,7 @@ impl Store for SqliteStore {
         let u = u.clone();
         let hash = password_hash.map(str::to_owned);
         self.write(audit, move |c| {
-            Box::pin(async move {
-                let profile = u.profile.as_ref().map(serde_json::to_string).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                sqlx::query(
-                    "INSERT INTO users (id, username, display_name, institution_id, role, patient_id, profile, locale, active, password_hash)
-                     VALUES (?,?,?,?,?,?,?,?,?,?)",
-                )
-                .bind(u.id.to_string())
-                .bind(&u.username)
-                .bind(&u.display_name)
-                .bind(u.institution_id.to_string())
-                .bind(u.role.as_str())
-                .bind(u.patient_id.map(|p| p.to_string()))
-                .bind(profile)
-                .bind(&u.locale)
-                .bind(u.active)
-                .bind(hash)
-                .execute(&mut *c)
-                .await
-                .map_err(|e| match db_err(e) {
-                    StoreError::Duplicate(_) => StoreError::Duplicate("username"),
-                    other => other,
-                })?;
-                write_specialties(c, &u).await
-            })
+            Box::pin(async move { ops::insert_user(c, &u, hash).await })
         })
         .await
     }
@@ -310,27 +277,7 @@ impl Store for SqliteStore {
     async fn update_user(&self, u: &User, audit: Vec<AuditEvent>) -> Result<()> {
         let u = u.clone();
         self.write(audit, move |c| {
-            Box::pin(async move {
-                let profile = u.profile.as_ref().map(serde_json::to_string).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let done = sqlx::query(
-                    "UPDATE users SET display_name = ?, institution_id = ?, role = ?, patient_id = ?, profile = ?, locale = ?, active = ? WHERE id = ?",
-                )
-                .bind(&u.display_name)
-                .bind(u.institution_id.to_string())
-                .bind(u.role.as_str())
-                .bind(u.patient_id.map(|p| p.to_string()))
-                .bind(profile)
-                .bind(&u.locale)
-                .bind(u.active)
-                .bind(u.id.to_string())
-                .execute(&mut *c)
-                .await
-                .map_err(db_err)?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound("user"));
-                }
-                write_specialties(c, &u).await
-            })
+            Box::pin(async move { ops::update_user(c, &u).await })
         })
         .await
     }
@@ -624,25 +571,7 @@ impl Store for SqliteStore {
     async fn insert_patient(&self, p: &Patient, audit: Vec<AuditEvent>) -> Result<()> {
         let p = p.clone();
         self.write(audit, move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO patients (id, institution_id, given_name, family_name, birth_date, sex, national_id, languages, search_name)
-                     VALUES (?,?,?,?,?,?,?,?,?)",
-                )
-                .bind(p.id.to_string())
-                .bind(p.institution_id.to_string())
-                .bind(&p.given_name)
-                .bind(&p.family_name)
-                .bind(p.birth_date.to_string())
-                .bind(p.sex.as_str())
-                .bind(&p.national_id)
-                .bind(serde_json::to_string(&p.languages).unwrap_or_else(|_| "[]".into()))
-                .bind(p.search_key())
-                .execute(c)
-                .await
-                .map_err(db_err)?;
-                Ok(())
-            })
+            Box::pin(async move { ops::insert_patient(c, &p).await })
         })
         .await
     }
@@ -727,30 +656,7 @@ impl Store for SqliteStore {
     async fn insert_consultation(&self, k: &Consultation, audit: Vec<AuditEvent>) -> Result<()> {
         let k = k.clone();
         self.write(audit, move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO consultations (id, institution_id, referrer_id, patient_id, specialty, urgency, state,
-                       assigned_to, due_at, escalated_at, created_at, version, doc)
-                     VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                )
-                .bind(k.id.to_string())
-                .bind(k.institution_id.to_string())
-                .bind(k.referrer_id.to_string())
-                .bind(k.patient_id.to_string())
-                .bind(&k.specialty)
-                .bind(k.urgency.as_str())
-                .bind(k.state.as_str())
-                .bind(k.assigned_to.map(|u| u.to_string()))
-                .bind(k.due_at.map(format_audit_time))
-                .bind(k.escalated_at.map(format_audit_time))
-                .bind(format_audit_time(k.created_at))
-                .bind(k.version)
-                .bind(consultation_doc(&k)?)
-                .execute(&mut *c)
-                .await
-                .map_err(db_err)?;
-                write_participants(c, &k).await
-            })
+            Box::pin(async move { ops::insert_consultation(c, &k).await })
         })
         .await
     }
@@ -763,30 +669,7 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let k = k.clone();
         self.write(audit, move |c| {
-            Box::pin(async move {
-                let done = sqlx::query(
-                    "UPDATE consultations SET specialty = ?, urgency = ?, state = ?, assigned_to = ?, due_at = ?,
-                       escalated_at = ?, version = ?, doc = ?
-                     WHERE id = ? AND version = ?",
-                )
-                .bind(&k.specialty)
-                .bind(k.urgency.as_str())
-                .bind(k.state.as_str())
-                .bind(k.assigned_to.map(|u| u.to_string()))
-                .bind(k.due_at.map(format_audit_time))
-                .bind(k.escalated_at.map(format_audit_time))
-                .bind(k.version)
-                .bind(consultation_doc(&k)?)
-                .bind(k.id.to_string())
-                .bind(expected_version)
-                .execute(&mut *c)
-                .await
-                .map_err(db_err)?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::Conflict);
-                }
-                write_participants(c, &k).await
-            })
+            Box::pin(async move { ops::update_consultation(c, &k, expected_version).await })
         })
         .await
     }
@@ -868,20 +751,7 @@ impl Store for SqliteStore {
     async fn insert_message(&self, m: &Message, audit: Vec<AuditEvent>) -> Result<()> {
         let m = m.clone();
         self.write(audit, move |c| {
-            Box::pin(async move {
-                sqlx::query("INSERT INTO messages (id, consultation_id, parent_id, author_id, author_name, body, created_at) VALUES (?,?,?,?,?,?,?)")
-                    .bind(m.id.to_string())
-                    .bind(m.consultation_id.to_string())
-                    .bind(m.parent_id.map(|p| p.to_string()))
-                    .bind(m.author_id.to_string())
-                    .bind(&m.author_name)
-                    .bind(&m.body)
-                    .bind(format_audit_time(m.created_at))
-                    .execute(c)
-                    .await
-                    .map_err(db_err)?;
-                Ok(())
-            })
+            Box::pin(async move { ops::insert_message(c, &m).await })
         })
         .await
     }
@@ -906,25 +776,7 @@ impl Store for SqliteStore {
     async fn insert_attachment(&self, a: &Attachment, audit: Vec<AuditEvent>) -> Result<()> {
         let a = a.clone();
         self.write(audit, move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO attachments (id, consultation_id, filename, content_type, size, sha256, blob_key, uploaded_by, created_at)
-                     VALUES (?,?,?,?,?,?,?,?,?)",
-                )
-                .bind(a.id.to_string())
-                .bind(a.consultation_id.to_string())
-                .bind(&a.filename)
-                .bind(&a.content_type)
-                .bind(a.size)
-                .bind(&a.sha256)
-                .bind(&a.blob_key)
-                .bind(a.uploaded_by.to_string())
-                .bind(format_audit_time(a.created_at))
-                .execute(c)
-                .await
-                .map_err(db_err)?;
-                Ok(())
-            })
+            Box::pin(async move { ops::insert_attachment(c, &a).await })
         })
         .await
     }
@@ -988,6 +840,213 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         rows.iter().map(audit_from_row).collect()
+    }
+    async fn apply(&self, changes: Vec<Change>, audit: Vec<AuditEvent>) -> Result<()> {
+        self.write(audit, move |c| Box::pin(fed::apply(c, changes)))
+            .await
+    }
+
+    async fn fed_consultation(&self, id: ConsultationId) -> Result<Consultation> {
+        let row = sqlx::query("SELECT doc FROM consultations WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("consultation"))?;
+        consultation_from_row(&row)
+    }
+
+    async fn fed_node_institution(&self, node: &str) -> Result<Option<InstitutionId>> {
+        fed::node_institution(&self.reader, node).await
+    }
+
+    async fn fed_remote_user(&self, user: UserId) -> Result<Option<RemoteUser>> {
+        fed::remote_user_by_id(&self.reader, user).await
+    }
+
+    async fn fed_remote_users(&self, node: &str) -> Result<Vec<RemoteUser>> {
+        fed::remote_users(&self.reader, node).await
+    }
+
+    async fn fed_foreign_case(&self, id: ConsultationId) -> Result<Option<ForeignCase>> {
+        fed::foreign_case_by(
+            &self.reader,
+            "SELECT * FROM fed_foreign_cases WHERE consultation_id = ?",
+            &id.to_string(),
+            None,
+        )
+        .await
+    }
+
+    async fn fed_foreign_case_by_origin(
+        &self,
+        node: &str,
+        origin_case: &str,
+    ) -> Result<Option<ForeignCase>> {
+        fed::foreign_case_by(
+            &self.reader,
+            "SELECT * FROM fed_foreign_cases WHERE origin_node = ? AND origin_case = ?",
+            node,
+            Some(origin_case),
+        )
+        .await
+    }
+
+    async fn fed_expired_foreign_cases(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ForeignCase>> {
+        fed::expired(&self.reader, now, limit).await
+    }
+
+    async fn fed_case_blob_keys(&self, id: ConsultationId) -> Result<Vec<String>> {
+        fed::strings(
+            &self.reader,
+            "SELECT blob_key FROM attachments WHERE consultation_id = ? ORDER BY created_at",
+            id.to_string(),
+        )
+        .await
+    }
+
+    async fn fed_shared_nodes(&self, id: ConsultationId) -> Result<Vec<String>> {
+        fed::strings(
+            &self.reader,
+            "SELECT node_id FROM fed_shared WHERE consultation_id = ? ORDER BY node_id",
+            id.to_string(),
+        )
+        .await
+    }
+
+    async fn fed_inbox_contains(&self, envelope_id: uuid::Uuid) -> Result<bool> {
+        Ok(!fed::strings(
+            &self.reader,
+            "SELECT envelope_id FROM fed_inbox WHERE envelope_id = ?",
+            envelope_id.to_string(),
+        )
+        .await?
+        .is_empty())
+    }
+
+    async fn fed_destinations_with_pending(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT destination FROM fed_outbox WHERE state = 'pending' ORDER BY destination",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn fed_next_pending(&self, destination: &str) -> Result<Option<PendingEnvelope>> {
+        fed::next_pending(&self.reader, destination).await
+    }
+
+    async fn fed_mark_delivered(&self, envelope_id: uuid::Uuid, at: DateTime<Utc>) -> Result<()> {
+        self.write(Vec::new(), move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE fed_outbox SET state = 'delivered', done_at = ?, last_error = NULL
+                     WHERE envelope_id = ? AND state = 'pending'",
+                )
+                .bind(format_audit_time(at))
+                .bind(envelope_id.to_string())
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn fed_record_failure(
+        &self,
+        envelope_id: uuid::Uuid,
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<()> {
+        let error = error.chars().take(500).collect::<String>();
+        self.write(Vec::new(), move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE fed_outbox SET attempts = ?, next_attempt_at = ?, last_error = ?
+                     WHERE envelope_id = ? AND state = 'pending'",
+                )
+                .bind(attempts as i64)
+                .bind(format_audit_time(next_attempt_at))
+                .bind(error)
+                .bind(envelope_id.to_string())
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn fed_dead_letter(
+        &self,
+        envelope_id: uuid::Uuid,
+        reason: &str,
+        at: DateTime<Utc>,
+        audit: Vec<AuditEvent>,
+    ) -> Result<()> {
+        let reason = reason.chars().take(500).collect::<String>();
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE fed_outbox SET state = 'dead', done_at = ?, last_error = ?
+                     WHERE envelope_id = ? AND state = 'pending'",
+                )
+                .bind(format_audit_time(at))
+                .bind(reason)
+                .bind(envelope_id.to_string())
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn fed_outbox(&self, state: &str, limit: u32) -> Result<Vec<OutboxRow>> {
+        fed::outbox(&self.reader, state, limit).await
+    }
+
+    async fn fed_retry(
+        &self,
+        envelope_id: uuid::Uuid,
+        now: DateTime<Utc>,
+        audit: Vec<AuditEvent>,
+    ) -> Result<String> {
+        self.write(audit, move |c| {
+            Box::pin(async move {
+                sqlx::query_scalar(
+                    "UPDATE fed_outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, done_at = NULL,
+                       enqueued_at = ?
+                     WHERE envelope_id = ? AND state = 'dead' RETURNING destination",
+                )
+                .bind(format_audit_time(now))
+                .bind(format_audit_time(now))
+                .bind(envelope_id.to_string())
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(db_err)?
+                .ok_or(StoreError::NotFound("dead letter"))
+            })
+        })
+        .await
+    }
+
+    async fn fed_counts(&self) -> Result<FederationCounts> {
+        fed::counts(&self.reader).await
+    }
+
+    async fn fed_inbox(&self, limit: u32) -> Result<Vec<InboxEntry>> {
+        fed::inbox(&self.reader, limit).await
     }
 }
 

@@ -9,6 +9,9 @@
 //! [`conformance`].
 
 pub mod conformance;
+pub mod federation;
+
+pub use federation::*;
 
 use async_trait::async_trait;
 use caravan_domain::*;
@@ -217,6 +220,67 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<AuditRecord>>;
     /// Records with `seq > after`, in order, at most `limit`: for verification and export.
     async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>>;
+
+    // --- federation (see `federation`) ---
+    /// Apply a unit of work: every change, the audit events, in one transaction; all or nothing.
+    async fn apply(&self, changes: Vec<Change>, audit: Vec<AuditEvent>) -> Result<()>;
+    /// A consultation by id, without actor scoping: for the node's own federation work (applying an accepted
+    /// envelope, the retention purge), never for a user's request.
+    async fn fed_consultation(&self, id: ConsultationId) -> Result<Consultation>;
+    /// The local institution standing for another node, if it was seen.
+    async fn fed_node_institution(&self, node: &str) -> Result<Option<InstitutionId>>;
+    /// The stand-in for a user of another node, by local id.
+    async fn fed_remote_user(&self, user: UserId) -> Result<Option<RemoteUser>>;
+    /// Every stand-in user of a node.
+    async fn fed_remote_users(&self, node: &str) -> Result<Vec<RemoteUser>>;
+    async fn fed_foreign_case(&self, id: ConsultationId) -> Result<Option<ForeignCase>>;
+    async fn fed_foreign_case_by_origin(
+        &self,
+        node: &str,
+        origin_case: &str,
+    ) -> Result<Option<ForeignCase>>;
+    /// Mirrored cases whose retention ended before `now`.
+    async fn fed_expired_foreign_cases(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ForeignCase>>;
+    /// Blob keys of a case's attachments, whoever may see them (for the retention purge).
+    async fn fed_case_blob_keys(&self, id: ConsultationId) -> Result<Vec<String>>;
+    /// Nodes the case's packet was sent to.
+    async fn fed_shared_nodes(&self, id: ConsultationId) -> Result<Vec<String>>;
+    async fn fed_inbox_contains(&self, envelope_id: uuid::Uuid) -> Result<bool>;
+    /// Destinations with pending outbox rows.
+    async fn fed_destinations_with_pending(&self) -> Result<Vec<String>>;
+    /// The oldest pending row for a destination.
+    async fn fed_next_pending(&self, destination: &str) -> Result<Option<PendingEnvelope>>;
+    async fn fed_mark_delivered(&self, envelope_id: uuid::Uuid, at: DateTime<Utc>) -> Result<()>;
+    async fn fed_record_failure(
+        &self,
+        envelope_id: uuid::Uuid,
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<()>;
+    async fn fed_dead_letter(
+        &self,
+        envelope_id: uuid::Uuid,
+        reason: &str,
+        at: DateTime<Utc>,
+        audit: Vec<AuditEvent>,
+    ) -> Result<()>;
+    /// Outbox rows in a state (`pending`, `delivered`, `dead`), newest first.
+    async fn fed_outbox(&self, state: &str, limit: u32) -> Result<Vec<OutboxRow>>;
+    /// Make a dead-lettered row pending again, due now; returns its destination.
+    async fn fed_retry(
+        &self,
+        envelope_id: uuid::Uuid,
+        now: DateTime<Utc>,
+        audit: Vec<AuditEvent>,
+    ) -> Result<String>;
+    async fn fed_counts(&self) -> Result<FederationCounts>;
+    /// Inbox rows, newest first.
+    async fn fed_inbox(&self, limit: u32) -> Result<Vec<InboxEntry>>;
 }
 
 /// Verify the whole audit chain of a store, page by page.

@@ -1,0 +1,473 @@
+//! A network on one machine: keys, a signed directory and seed data for several nodes, used by
+//! `caravan demo --network`, `caravan net soak` and the federation tests. What an operator would do with
+//! `caravan keys generate` and `caravan directory sign`, done in one step.
+
+use crate::federation::FederationConfig;
+use crate::{auth, demo};
+use caravan_domain::*;
+use caravan_federation::directory::{DirectoryBody, Level, Member};
+use caravan_federation::envelope::MessageType;
+use caravan_federation::keys::{Keyring, NodeKey};
+use caravan_federation::NodeId;
+use caravan_store::{Store, StoreError};
+use chrono::{Duration, NaiveDate, Utc};
+use std::path::{Path, PathBuf};
+
+/// A node to put in the directory.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    pub id: String,
+    pub display_name: String,
+    pub level: Level,
+    pub country: String,
+    pub base_url: String,
+}
+
+/// The files of a network: each node's keyring, the directory, and the anchor that signed it.
+pub struct NetworkFiles {
+    pub anchor: NodeKey,
+    pub directory: PathBuf,
+    pub keyrings: Vec<PathBuf>,
+}
+
+/// Generate a key per node and an anchor key, and write the signed directory listing every node (allowed to
+/// send every message type) to `dir/directory.json`, keyrings to `dir/<node>/keyring.json`. Existing keyrings
+/// are kept, so a node restarted on the same folder keeps its identity.
+pub fn create(dir: &Path, nodes: &[NodeSpec]) -> Result<NetworkFiles, String> {
+    let now = Utc::now();
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut members = Vec::new();
+    let mut keyrings = Vec::new();
+    for n in nodes {
+        let node_dir = dir.join(&n.id);
+        std::fs::create_dir_all(&node_dir).map_err(|e| format!("{}: {e}", node_dir.display()))?;
+        let path = node_dir.join("keyring.json");
+        let ring = if path.exists() {
+            Keyring::load(&path).map_err(|e| e.to_string())?
+        } else {
+            let ring = Keyring::generate(Some(n.id.clone()), now - Duration::minutes(1));
+            ring.save(&path).map_err(|e| e.to_string())?;
+            ring
+        };
+        members.push(Member {
+            node_id: NodeId::new(n.id.as_str()).map_err(|e| e.to_string())?,
+            display_name: n.display_name.clone(),
+            level: n.level,
+            country: n.country.clone(),
+            base_url: n.base_url.clone(),
+            keys: ring.directory_keys(),
+            message_types: MessageType::ALL
+                .iter()
+                .map(|t| t.name().to_owned())
+                .collect(),
+            valid_from: now - Duration::minutes(1),
+            valid_until: None,
+        });
+        keyrings.push(path);
+    }
+    let anchor = NodeKey::generate();
+    let body = DirectoryBody {
+        network: "caravan-local".into(),
+        serial: now.timestamp().max(1) as u64,
+        issued_at: now - Duration::seconds(1),
+        expires_at: now + Duration::days(365),
+        anchors: vec![anchor.kid().clone()],
+        members,
+    };
+    let signed = body.sign(&[&anchor]).map_err(|e| e.to_string())?;
+    let directory = dir.join("directory.json");
+    std::fs::write(
+        &directory,
+        serde_json::to_vec_pretty(&signed).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("{}: {e}", directory.display()))?;
+    Ok(NetworkFiles {
+        anchor,
+        directory,
+        keyrings,
+    })
+}
+
+impl NetworkFiles {
+    /// The federation settings of node `i` of [`create`]'s list.
+    pub fn config(&self, i: usize, node_id: &str) -> Result<FederationConfig, String> {
+        Ok(FederationConfig::new(
+            NodeId::new(node_id).map_err(|e| e.to_string())?,
+            self.keyrings
+                .get(i)
+                .cloned()
+                .ok_or_else(|| format!("no node {i}"))?,
+            self.directory.clone(),
+            vec![self.anchor.verifying_key()],
+        ))
+    }
+}
+
+/// The three nodes of the demo network: a national center with the experts, and two hospitals in two other
+/// countries whose clinicians refer to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DemoNode {
+    /// `center-kz`: National Telemedicine Center (KZ), cardiology and pulmonology experts.
+    Center,
+    /// `kashgar-cn`: Kashgar Prefecture Hospital (CN), a referring clinician and patients.
+    Kashgar,
+    /// `samarkand-uz`: Samarkand District Hospital (UZ), a referring clinician and patients.
+    Samarkand,
+}
+
+impl DemoNode {
+    pub const ALL: [DemoNode; 3] = [DemoNode::Center, DemoNode::Kashgar, DemoNode::Samarkand];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            DemoNode::Center => "center-kz",
+            DemoNode::Kashgar => "kashgar-cn",
+            DemoNode::Samarkand => "samarkand-uz",
+        }
+    }
+
+    pub fn spec(self, base_url: String) -> NodeSpec {
+        let (name, level, country) = match self {
+            DemoNode::Center => ("National Telemedicine Center", Level::NationalCenter, "KZ"),
+            DemoNode::Kashgar => ("Kashgar Prefecture Hospital", Level::Hospital, "CN"),
+            DemoNode::Samarkand => ("Samarkand District Hospital", Level::Hospital, "UZ"),
+        };
+        NodeSpec {
+            id: self.id().into(),
+            display_name: name.into(),
+            level,
+            country: country.into(),
+            base_url,
+        }
+    }
+
+    /// The demo accounts of this node: (user name, what).
+    pub fn logins(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            DemoNode::Center => &[
+                ("admin", "node administrator"),
+                ("coordinator", "coordinator"),
+                ("cardio.nurlanov", "consultant, cardiology"),
+                ("pulm.petrova", "consultant, pulmonology"),
+            ],
+            DemoNode::Kashgar => &[
+                ("admin", "node administrator"),
+                ("coordinator", "coordinator"),
+                ("dr.wang", "referring clinician"),
+            ],
+            DemoNode::Samarkand => &[
+                ("admin", "node administrator"),
+                ("dr.karimova", "referring clinician"),
+            ],
+        }
+    }
+}
+
+fn always() -> WorkingHours {
+    WorkingHours {
+        days: vec![
+            chrono::Weekday::Mon,
+            chrono::Weekday::Tue,
+            chrono::Weekday::Wed,
+            chrono::Weekday::Thu,
+            chrono::Weekday::Fri,
+            chrono::Weekday::Sat,
+            chrono::Weekday::Sun,
+        ],
+        start: chrono::NaiveTime::MIN,
+        end: chrono::NaiveTime::from_hms_opt(23, 59, 59).unwrap_or_default(),
+    }
+}
+
+/// Seed one node of the demo network (unless it already holds institutions). Passwords are
+/// [`demo::DEMO_PASSWORD`].
+pub async fn seed(store: &dyn Store, node: DemoNode) -> Result<bool, StoreError> {
+    if !store.list_institutions().await?.is_empty() {
+        return Ok(false);
+    }
+    let (name, level, country, tz) = match node {
+        DemoNode::Center => (
+            "National Telemedicine Center",
+            InstitutionLevel::NationalCenter,
+            "KZ",
+            "Asia/Almaty",
+        ),
+        DemoNode::Kashgar => (
+            "Kashgar Prefecture Hospital",
+            InstitutionLevel::Hospital,
+            "CN",
+            "Asia/Urumqi",
+        ),
+        DemoNode::Samarkand => (
+            "Samarkand District Hospital",
+            InstitutionLevel::Hospital,
+            "UZ",
+            "Asia/Samarkand",
+        ),
+    };
+    let inst = Institution {
+        id: InstitutionId::new(),
+        name: name.into(),
+        level,
+        country: country
+            .parse()
+            .map_err(|e: ParseError| StoreError::Corrupt(e.to_string()))?,
+        parent: None,
+        timezone: tz.into(),
+    };
+    store.insert_institution(&inst, vec![]).await?;
+    let hash =
+        auth::hash_password(demo::DEMO_PASSWORD).map_err(|e| StoreError::Database(e.message))?;
+    let user = |username: &str,
+                display: &str,
+                role: Role,
+                profile: Option<PractitionerProfile>,
+                locale: &str| User {
+        id: UserId::new(),
+        username: username.into(),
+        display_name: display.into(),
+        institution_id: inst.id,
+        role,
+        patient_id: None,
+        profile,
+        locale: locale.into(),
+        active: true,
+    };
+    let expert = |spec: &str, langs: &[&str]| {
+        Some(PractitionerProfile {
+            specialties: vec![spec.into()],
+            languages: langs.iter().map(|s| s.to_string()).collect(),
+            timezone: tz.into(),
+            hours: always(),
+            capacity: 20,
+        })
+    };
+    let mut users = vec![user("admin", "Node Administrator", Role::Admin, None, "en")];
+    let mut patients = Vec::new();
+    match node {
+        DemoNode::Center => {
+            users.push(user(
+                "coordinator",
+                "Dana Seitkali",
+                Role::Coordinator,
+                None,
+                "ru",
+            ));
+            users.push(user(
+                "cardio.nurlanov",
+                "Dr Timur Nurlanov",
+                Role::Consultant,
+                expert("cardiology", &["ru", "kk", "en", "zh"]),
+                "ru",
+            ));
+            users.push(user(
+                "pulm.petrova",
+                "Dr Elena Petrova",
+                Role::Consultant,
+                expert("pulmonology", &["ru", "en", "uz"]),
+                "ru",
+            ));
+        }
+        DemoNode::Kashgar => {
+            users.push(user(
+                "coordinator",
+                "Li Na",
+                Role::Coordinator,
+                None,
+                "zh-CN",
+            ));
+            users.push(user(
+                "dr.wang",
+                "Dr Wang Fang",
+                Role::Referrer,
+                expert("internal_medicine", &["zh", "en"]),
+                "zh-CN",
+            ));
+            patients.push((
+                "Mehmet",
+                "Tursun",
+                (1966, 3, 14),
+                Sex::Male,
+                "CN-6531-0001",
+                true,
+                false,
+            ));
+            patients.push((
+                "Ayshe",
+                "Ablimit",
+                (1981, 9, 2),
+                Sex::Female,
+                "CN-6531-0002",
+                false,
+                false,
+            ));
+        }
+        DemoNode::Samarkand => {
+            users.push(user(
+                "dr.karimova",
+                "Dr Nodira Karimova",
+                Role::Referrer,
+                expert("internal_medicine", &["uz", "ru"]),
+                "ru",
+            ));
+            patients.push((
+                "Bobur",
+                "Rakhimov",
+                (1958, 1, 23),
+                Sex::Male,
+                "UZ-1703-0001",
+                true,
+                true,
+            ));
+        }
+    }
+    for u in &users {
+        store.insert_user(u, Some(&hash), vec![]).await?;
+    }
+    let recorder = users.last().map(|u| u.id).unwrap_or_else(UserId::new);
+    for (given, family, (y, m, d), sex, national, cross, identity) in patients {
+        let p = Patient {
+            id: PatientId::new(),
+            institution_id: inst.id,
+            given_name: given.into(),
+            family_name: family.into(),
+            birth_date: NaiveDate::from_ymd_opt(y, m, d)
+                .ok_or_else(|| StoreError::Corrupt("bad demo date".into()))?,
+            sex,
+            national_id: Some(national.into()),
+            languages: vec![],
+        };
+        store.insert_patient(&p, vec![]).await?;
+        for (scope, granted) in [
+            (ConsentScope::Consultation, true),
+            (ConsentScope::CrossBorder, cross),
+            (ConsentScope::ShareIdentity, identity),
+        ] {
+            store
+                .insert_consent(
+                    &Consent {
+                        id: ConsentId::new(),
+                        patient_id: p.id,
+                        scope,
+                        granted,
+                        recorded_by: recorder,
+                        recorded_at: Utc::now(),
+                        note: "recorded at registration (demo)".into(),
+                    },
+                    vec![],
+                )
+                .await?;
+        }
+    }
+    Ok(true)
+}
+
+/// A node of a local network, running in this process.
+pub struct LocalNode {
+    pub node: DemoNode,
+    pub base: String,
+    pub state: crate::AppState,
+}
+
+/// Timing of a local network: the demo's (human pace) or the tests' (fast polling and retries).
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    pub poll: std::time::Duration,
+    pub first_retry: std::time::Duration,
+}
+
+impl Pace {
+    pub const DEMO: Pace = Pace {
+        poll: std::time::Duration::from_secs(1),
+        first_retry: std::time::Duration::from_secs(1),
+    };
+    pub const TEST: Pace = Pace {
+        poll: std::time::Duration::from_millis(50),
+        first_retry: std::time::Duration::from_millis(50),
+    };
+}
+
+/// Start the three nodes of the demo network on `listeners` (one each, in [`DemoNode::ALL`] order), each with
+/// its own SQLite file and blob folder under `dir/<node id>/`, seeded, federated, serving `extra` routes too.
+pub async fn start_demo(
+    dir: &Path,
+    listeners: Vec<tokio::net::TcpListener>,
+    config: crate::NodeConfig,
+    pace: Pace,
+    extra: fn() -> axum::Router<crate::AppState>,
+) -> Result<Vec<LocalNode>, String> {
+    if listeners.len() != DemoNode::ALL.len() {
+        return Err("the demo network needs three listeners".into());
+    }
+    let mut bases = Vec::new();
+    for l in &listeners {
+        bases.push(format!(
+            "http://{}",
+            l.local_addr().map_err(|e| e.to_string())?
+        ));
+    }
+    let specs: Vec<NodeSpec> = DemoNode::ALL
+        .iter()
+        .zip(&bases)
+        .map(|(n, b)| n.spec(b.clone()))
+        .collect();
+    let files = create(dir, &specs)?;
+    let mut nodes = Vec::new();
+    for (i, (listener, node)) in listeners.into_iter().zip(DemoNode::ALL).enumerate() {
+        let node_dir = dir.join(node.id());
+        let store =
+            crate::open_store(&node_dir.join("caravan.sqlite").display().to_string()).await?;
+        seed(store.as_ref(), node)
+            .await
+            .map_err(|e| e.to_string())?;
+        let blobs = crate::Blobs::open(&node_dir.join("blobs").display().to_string())?;
+        let mut fc = files.config(i, node.id())?;
+        fc.delivery.poll_interval = pace.poll;
+        fc.delivery.base_delay = pace.first_retry;
+        fc.delivery.max_delay = pace.first_retry * 30;
+        let fed = crate::federation::Federation::load(fc).map_err(|e| e.to_string())?;
+        let mut cfg = config.clone();
+        cfg.node_name = node.spec(String::new()).display_name;
+        let state = crate::AppState::federated(store, blobs, cfg, Some(std::sync::Arc::new(fed)));
+        let s = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::serve_with(listener, s, extra(), std::future::pending()).await {
+                tracing::error!(error = %e, "demo network node stopped");
+            }
+        });
+        nodes.push(LocalNode {
+            node,
+            base: bases[i].clone(),
+            state,
+        });
+    }
+    Ok(nodes)
+}
+
+/// Wait until `node` has received the catalogue of `from` (its experts appear as stand-ins), up to `timeout`.
+pub async fn wait_for_catalogue(
+    node: &LocalNode,
+    from: DemoNode,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let seen = node
+            .state
+            .store()
+            .fed_remote_users(from.id())
+            .await
+            .map_err(|e| e.to_string())?;
+        if !seen.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "{} did not receive the catalogue of {} in {timeout:?}",
+                node.node.id(),
+                from.id()
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
