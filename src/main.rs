@@ -3,6 +3,7 @@
 mod bench;
 mod dicom_node;
 mod domains;
+mod net;
 
 use anyhow::{Context, Result};
 use caravan_server::{AppState, Blobs, NodeConfig};
@@ -78,6 +79,11 @@ enum Command {
         #[command(subcommand)]
         command: monitoring::cli::Command,
     },
+    /// Federation tools: `net soak` (N node processes, M envelopes, a receiver killed mid-run).
+    Net {
+        #[command(subcommand)]
+        command: net::NetCommand,
+    },
     /// Benchmarks of a node (build with --release): consultation workflows per second, mixed API load.
     Bench {
         #[command(subcommand)]
@@ -140,6 +146,12 @@ struct ServeArgs {
     /// DICOMweb is always served at /dicomweb behind the node's sign-in.
     #[arg(long, env = "CARAVAN_DICOM_LISTEN")]
     dicom_listen: Option<SocketAddr>,
+    /// With `demo`: start the demo network instead, three nodes (a national center in KZ, hospitals in CN and
+    /// UZ) on --listen's port and the two after it, each with its own database, exchanging a cross-border case.
+    #[arg(long)]
+    network: bool,
+    #[command(flatten)]
+    federation: net::FedArgs,
 }
 
 #[derive(Subcommand)]
@@ -182,6 +194,13 @@ fn database_url(data: &std::path::Path, database: &Option<String>) -> Result<Str
 }
 
 async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
+    if args.network {
+        if !demo {
+            anyhow::bail!("--network starts the demo network: use it with `caravan demo`");
+        }
+        return net::demo_network(args.listen, &args.data).await;
+    }
+    let federation = args.federation.load(&args.data)?;
     let db = database_url(&args.data, &args.database)?;
     let store = caravan_server::open_store(&db)
         .await
@@ -205,7 +224,7 @@ async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
         let seeded = caravan_server::demo::seed(store.as_ref(), &config.sla).await?;
         tracing::info!(seeded, "demo data ready");
     }
-    let state = AppState::new(store, blobs, config);
+    let state = AppState::federated(store, blobs, config, federation);
     let dicom = dicom_node::start(&args.data, args.dicom_listen, &state).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -331,6 +350,30 @@ fn main() -> ExitCode {
             } => token_create(&data, &database, &user, &name)
                 .await
                 .map(|_| ExitCode::SUCCESS),
+            Command::Net {
+                command:
+                    net::NetCommand::Soak {
+                        nodes,
+                        messages,
+                        kill_receiver,
+                        timeout_seconds,
+                        keep,
+                    },
+            } => net::soak(
+                nodes,
+                messages,
+                kill_receiver,
+                std::time::Duration::from_secs(timeout_seconds),
+                keep,
+            )
+            .await
+            .map(|ok| {
+                if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }),
             Command::Bench {
                 command: BenchCommand::Workflow { n, concurrency },
             } => bench::workflows(n, concurrency)

@@ -471,3 +471,134 @@ pub async fn wait_for_catalogue(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+async fn principal(node: &LocalNode, username: &str) -> Result<crate::auth::Principal, String> {
+    let (user, _) = node
+        .state
+        .store()
+        .get_user_credentials(username)
+        .await
+        .map_err(|e| format!("{username}: {e}"))?;
+    Ok(crate::auth::Principal {
+        user,
+        via: crate::auth::Via::ApiToken,
+    })
+}
+
+async fn patient(
+    node: &LocalNode,
+    p: &crate::auth::Principal,
+    name: &str,
+) -> Result<PatientId, String> {
+    let filter = caravan_store::PatientFilter {
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    let found = crate::consult::search_patients(&node.state, p, &filter)
+        .await
+        .map_err(|e| e.message)?;
+    found
+        .first()
+        .map(|x| x.id)
+        .ok_or_else(|| format!("no demo patient {name}"))
+}
+
+/// The demo's cross-border cases: Kashgar's cardiology case answered by the center's cardiologist (thread,
+/// acceptance, report), and Samarkand's pulmonology case waiting for the center's pulmonologist.
+pub async fn demo_cases(nodes: &[LocalNode]) -> Result<(), String> {
+    let find = |n: DemoNode| {
+        nodes
+            .iter()
+            .find(|x| x.node == n)
+            .ok_or_else(|| format!("{} is not running", n.id()))
+    };
+    let (center, kashgar, samarkand) = (
+        find(DemoNode::Center)?,
+        find(DemoNode::Kashgar)?,
+        find(DemoNode::Samarkand)?,
+    );
+    let err = |e: crate::error::AppError| e.message;
+    let wang = principal(kashgar, "dr.wang").await?;
+    let pid = patient(kashgar, &wang, "Tursun").await?;
+    let case = crate::consult::create_consultation(
+        &kashgar.state,
+        &wang,
+        crate::consult::NewConsultation {
+            patient_id: pid,
+            question: "Wide-complex tachycardia at 180/min: VT or SVT with aberrancy?".into(),
+            clinical_summary: "Palpitations for 2 hours, BP 110/70, no known heart disease.".into(),
+            specialty: "cardiology".into(),
+            urgency: Urgency::Urgent,
+            languages: vec!["zh".into(), "en".into()],
+            submit: true,
+        },
+    )
+    .await
+    .map_err(err)?;
+    if case.state != ConsultationState::Assigned {
+        return Err("the demo case was not routed to the center".into());
+    }
+    let expert = principal(center, "cardio.nurlanov").await?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mirror = loop {
+        let list = crate::consult::list(
+            &center.state,
+            &expert,
+            &caravan_store::ConsultationFilter::default(),
+        )
+        .await
+        .map_err(err)?;
+        if let Some(c) = list.first() {
+            break c.consultation.id;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err("the case packet did not reach the center".into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    use crate::consult::EventRequest as E;
+    crate::consult::post_message(
+        &center.state,
+        &expert,
+        mirror,
+        None,
+        "Thank you. AV dissociation is visible in lead II; please send a prior ECG if there is one.",
+    )
+    .await
+    .map_err(err)?;
+    crate::consult::apply(&center.state, &expert, mirror, E::Accept)
+        .await
+        .map_err(err)?;
+    crate::consult::apply(
+        &center.state,
+        &expert,
+        mirror,
+        E::Report {
+            findings: "Regular wide-complex tachycardia, 180/min, AV dissociation, capture beats."
+                .into(),
+            impression: "Ventricular tachycardia.".into(),
+            recommendations:
+                "Synchronised cardioversion if unstable; amiodarone; refer for ablation.".into(),
+        },
+    )
+    .await
+    .map_err(err)?;
+    let karimova = principal(samarkand, "dr.karimova").await?;
+    let pid = patient(samarkand, &karimova, "Rakhimov").await?;
+    crate::consult::create_consultation(
+        &samarkand.state,
+        &karimova,
+        crate::consult::NewConsultation {
+            patient_id: pid,
+            question: "Cavitary lesion in the right upper lobe: tuberculosis or abscess?".into(),
+            clinical_summary: "Cough for 6 weeks, weight loss, night sweats.".into(),
+            specialty: "pulmonology".into(),
+            urgency: Urgency::Urgent,
+            languages: vec!["uz".into(), "ru".into()],
+            submit: true,
+        },
+    )
+    .await
+    .map_err(err)?;
+    Ok(())
+}
