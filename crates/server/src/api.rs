@@ -48,6 +48,13 @@ pub const ROUTES: &[(&str, &str, &str, Option<&[Role]>)] = &[
     ("get", "/api/v1/consultations/{id}/audit", "Audit trail of a consultation", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
     ("get", "/api/v1/attachments/{id}", "Download an attachment", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
     ("get", "/api/v1/audit/verify", "Verify the audit hash chain", Some(&[Role::Admin])),
+    ("post", "/api/v1/certs/verify", "Verify a health certificate (EU DCC, SMART Health Card) offline: status, name, date of birth, reasons", Some(&[])),
+    ("post", "/api/v1/certs/issue", "Issue an EU DCC (vaccination, test, recovery) or a SMART Health Card", Some(&[Role::Referrer, Role::Consultant])),
+    ("get", "/api/v1/certs/trust", "Trusted DSCs per country, SHC issuers, rules per country, this node's issuing keys", Some(&[])),
+    ("post", "/api/v1/certs/trust", "Import a trust list (body: PEM/DER, DSC list, JWKS, exchange document; ?country=)", Some(&[Role::Admin])),
+    ("get", "/api/v1/certs/trust/export", "The trust list as an exchange document for federation peers", Some(&[])),
+    ("delete", "/api/v1/certs/trust/{country}", "Stop trusting a country's DSCs", Some(&[Role::Admin])),
+    ("post", "/api/v1/certs/rules", "Import business rules or value sets (body: JSON)", Some(&[Role::Admin])),
     ("get", "/api/v1/openapi.json", "This document", None),
 ];
 
@@ -83,6 +90,7 @@ pub fn routes() -> Router<AppState> {
         .route("/attachments/{id}", get(download))
         .route("/audit/verify", get(verify_audit))
         .route("/openapi.json", get(openapi))
+        .merge(crate::certs_web::api::routes())
         .fallback(|| async { AppError::not_found("API route") })
 }
 

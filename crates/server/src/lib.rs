@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod blobs;
+pub mod certs_web;
 pub mod config;
 pub mod consult;
 pub mod demo;
@@ -32,6 +33,7 @@ struct Inner {
     i18n: i18n::I18n,
     login_throttle: throttle::LoginThrottle,
     auth_cache: auth::AuthCache,
+    certs: certs_web::CertsHub,
 }
 
 /// Shared state of a node, passed explicitly to every handler.
@@ -40,6 +42,7 @@ pub struct AppState(Arc<Inner>);
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, blobs: Blobs, config: NodeConfig) -> Self {
+        let certs = certs_web::CertsHub::new(config.certs_dir.clone(), &config.node_name);
         Self(Arc::new(Inner {
             store,
             blobs,
@@ -47,6 +50,7 @@ impl AppState {
             i18n: i18n::I18n::new(),
             login_throttle: throttle::LoginThrottle::default(),
             auth_cache: auth::AuthCache::default(),
+            certs,
         }))
     }
     pub fn store(&self) -> &dyn Store {
@@ -67,6 +71,9 @@ impl AppState {
     pub fn auth_cache(&self) -> &auth::AuthCache {
         &self.0.auth_cache
     }
+    pub fn certs(&self) -> &certs_web::CertsHub {
+        &self.0.certs
+    }
 }
 
 /// Content Security Policy: nothing but this node's own origin; no inline scripts.
@@ -86,6 +93,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(extra)
         .nest("/api/v1", api::routes())
         .merge(ui::routes())
+        .merge(certs_web::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

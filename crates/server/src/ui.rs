@@ -82,7 +82,7 @@ fn lang_for(st: &AppState, p: Option<&Principal>, headers: &HeaderMap) -> &'stat
     )
 }
 
-fn ctx<'a>(
+pub(crate) fn ctx<'a>(
     st: &'a AppState,
     p: Option<&Principal>,
     headers: &HeaderMap,
@@ -108,7 +108,7 @@ fn ctx<'a>(
     }
 }
 
-fn render<T: Template>(t: &T) -> Response {
+pub(crate) fn render<T: Template>(t: &T) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => AppError::internal(e).into_response(),
@@ -142,7 +142,12 @@ fn error_page(st: &AppState, p: Option<&Principal>, headers: &HeaderMap, e: AppE
     r
 }
 
-fn done(st: &AppState, p: &Principal, headers: &HeaderMap, r: AppResult<Response>) -> Response {
+pub(crate) fn done(
+    st: &AppState,
+    p: &Principal,
+    headers: &HeaderMap,
+    r: AppResult<Response>,
+) -> Response {
     r.unwrap_or_else(|e| error_page(st, Some(p), headers, e))
 }
 
