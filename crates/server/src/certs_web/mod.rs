@@ -897,3 +897,104 @@ pub fn trust_summary(l: &Loaded) -> Value {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::i18n::I18n;
+
+    /// Every reason code the `certs` crate can give (read from its source) and every error code of this module
+    /// has an English message, so a verifier never sees a bare code.
+    #[test]
+    fn every_reason_and_error_code_has_an_english_message() {
+        let i18n = I18n::new();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let errors = std::fs::read_to_string(root.join("../certs/src/error.rs")).unwrap();
+        let mut codes: Vec<String> = errors
+            .lines()
+            .filter_map(|l| l.split("=> \"").nth(1))
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_owned)
+            .collect();
+        codes.extend(["rule.failed".into(), "rule.open".into()]);
+        assert!(codes.len() > 30, "{codes:?}");
+        for code in &codes {
+            assert!(i18n.has("en", &reason_id(code)), "no message for {code}");
+        }
+        let mut seen = 0;
+        for file in ["mod.rs", "api.rs", "pages.rs", "material.rs"] {
+            let src = std::fs::read_to_string(root.join("src/certs_web").join(file)).unwrap();
+            for (i, _) in src.match_indices("\"error-cert") {
+                let code: String = src[i + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                    .collect();
+                if code.len() > "error-cert-".len() && src[i + 1 + code.len()..].starts_with('"') {
+                    assert!(i18n.has("en", &code), "no message for {code}");
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 5, "found {seen} error codes");
+    }
+
+    #[test]
+    fn a_generated_dsc_signs_certificates_that_verify_with_it() {
+        let dir = tempfile_dir();
+        let certs = material::CertsDir::new(&dir);
+        certs.generate_dcc_key("kz", "Test node").unwrap();
+        let loaded = certs.load().unwrap();
+        let key = loaded.dcc_keys.get("KZ").unwrap();
+        let dsc = certs::trust::Dsc::from_der(&key.dsc_der, None).unwrap();
+        assert_eq!(
+            dsc.country.as_deref(),
+            Some("KZ"),
+            "country from the subject"
+        );
+        assert_eq!(
+            dsc.allowed_types.as_ref().map(Vec::len),
+            Some(3),
+            "EKU names test, vaccination, recovery"
+        );
+        assert!(dsc.not_after - dsc.not_before >= (material::DSC_VALID_DAYS - 1) * 86_400);
+        let issuer = key.issuer().unwrap();
+        let person = certs::issue::Person {
+            family_name: "Test".into(),
+            given_name: None,
+            dob: "1990".into(),
+        };
+        let event = certs::issue::Event::Recovery(certs::issue::Recovery {
+            tg: "840539006".into(),
+            fr: "2026-01-01".into(),
+            co: "KZ".into(),
+            is: "Test".into(),
+            df: "2026-01-12".into(),
+            du: "2026-06-01".into(),
+        });
+        let now = chrono::Utc::now().timestamp();
+        let dcc = certs::issue::build_dcc(&person, &event, "URN:UVCI:01:KZ:1").unwrap();
+        let hc1 = issuer.issue(&dcc, now, now + 3600).unwrap();
+        let v = loaded.verifier(None, "en").verify(&hc1);
+        assert_eq!(v.status, certs::Status::Green, "{v:?}");
+        // Key files are private to the node's user.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for e in std::fs::read_dir(dir.join("issuer")).unwrap() {
+                let p = e.unwrap().path();
+                if p.to_string_lossy().ends_with(".key.pem") {
+                    let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+                    assert_eq!(mode & 0o077, 0, "{} is readable by others", p.display());
+                }
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("caravan-certs-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}
