@@ -699,3 +699,37 @@ async fn rules_and_trust_lists_import_from_files_and_export_for_peers() {
     assert!(html.contains("<td>LU</td>"));
     assert!(html.contains("https://spec.smarthealth.cards/examples/issuer"));
 }
+
+#[tokio::test]
+async fn concurrent_first_issues_generate_one_key() {
+    let node = start().await;
+    let a = Client::login(&node, "dr.aliyev").await;
+    let b = Client::login(&node, "cardio.nurlanov").await;
+    let body = json!({
+        "kind": "test",
+        "person": { "family_name": "Test", "dob": "1990-01-01" },
+        "t": { "tt": "LP6464-4", "nm": "PCR", "sc": "2026-02-01T08:30:00Z", "tr": "260415000", "tc": "Lab" },
+    });
+    let (r1, r2, r3, r4) = tokio::join!(
+        a.post("/api/v1/certs/issue", body.clone()),
+        b.post("/api/v1/certs/issue", body.clone()),
+        a.post("/api/v1/certs/issue", body.clone()),
+        b.post("/api/v1/certs/issue", body.clone()),
+    );
+    let kids: std::collections::BTreeSet<String> = [r1, r2, r3, r4]
+        .iter()
+        .map(|(s, v)| {
+            assert_eq!(*s, StatusCode::CREATED, "{v}");
+            v["kid"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(kids.len(), 1, "both clinicians are in KZ: one key");
+    let (_, list) = a.get("/api/v1/certs/trust").await;
+    let own = list["dsc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["own"] == true)
+        .count();
+    assert_eq!(own, 1);
+}

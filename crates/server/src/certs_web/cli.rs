@@ -70,10 +70,16 @@ fn dir(data: &std::path::Path) -> CertsDir {
     CertsDir::new(data.join("certs"))
 }
 
+/// Prints JSON to stdout; a closed pipe (`| head`) ends quietly.
 fn print(v: &impl serde::Serialize) -> Result<(), MaterialError> {
+    use std::io::Write as _;
     let s = serde_json::to_string_pretty(v).map_err(|e| MaterialError::Io(e.to_string()))?;
-    println!("{s}");
-    Ok(())
+    match writeln!(std::io::stdout().lock(), "{s}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(MaterialError::Io(format!("stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn run_inner(cmd: Command) -> Result<(), MaterialError> {

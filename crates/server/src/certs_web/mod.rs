@@ -115,13 +115,21 @@ impl CertsHub {
         &self,
         f: impl FnOnce(&CertsDir) -> Result<T, MaterialError> + Send + 'static,
     ) -> AppResult<T> {
-        let dir = self.dir()?.clone();
         let _guard = self.write.lock().await;
+        self.change_locked(f).await
+    }
+
+    /// [`CertsHub::change`] with the write lock already held.
+    async fn change_locked<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&CertsDir) -> Result<T, MaterialError> + Send + 'static,
+    ) -> AppResult<T> {
+        let dir = self.dir()?.clone();
         let r = tokio::task::spawn_blocking(move || f(&dir))
             .await
-            .map_err(AppError::internal)?;
+            .map_err(AppError::internal);
         *self.cache.write().unwrap_or_else(|p| p.into_inner()) = None;
-        Ok(r?)
+        Ok(r??)
     }
 
     /// The trust list as the `certs` exchange document (`{"dsc": [...], "shc": [...]}`), this node's own keys
@@ -150,8 +158,15 @@ impl CertsHub {
         if let Some(k) = fresh(&*self.loaded().await?) {
             return Ok(k);
         }
+        // Under the write lock, look again: a concurrent first issue may have generated it meanwhile.
+        let _guard = self.write.lock().await;
+        if let Some(k) = fresh(&*self.loaded().await?) {
+            return Ok(k);
+        }
         let (c, name) = (country.to_owned(), self.node_name.clone());
-        let kid = self.change(move |d| d.generate_dcc_key(&c, &name)).await?;
+        let kid = self
+            .change_locked(move |d| d.generate_dcc_key(&c, &name))
+            .await?;
         tracing::info!(country, kid = %kid, "generated a DCC signing key");
         fresh(&*self.loaded().await?)
             .ok_or_else(|| AppError::internal("the generated DCC key was not found"))
@@ -162,7 +177,11 @@ impl CertsHub {
         if let Some(k) = self.loaded().await?.shc_keys.last() {
             return Ok(k.clone());
         }
-        let kid = self.change(|d| d.generate_shc_key()).await?;
+        let _guard = self.write.lock().await;
+        if let Some(k) = self.loaded().await?.shc_keys.last() {
+            return Ok(k.clone());
+        }
+        let kid = self.change_locked(|d| d.generate_shc_key()).await?;
         tracing::info!(kid = %kid, "generated a SMART Health Card signing key");
         self.loaded()
             .await?

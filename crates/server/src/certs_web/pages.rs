@@ -422,7 +422,12 @@ async fn issue_ctx<'a>(
             "../../fixtures/certs/vs-vaccine-prophylaxis.json"
         )),
         test_types: choices(include_str!("../../fixtures/certs/vs-test-type.json")),
-        test_results: choices(include_str!("../../fixtures/certs/vs-test-result.json")),
+        // "Not detected" first: a certificate must never say positive by default.
+        test_results: {
+            let mut c = choices(include_str!("../../fixtures/certs/vs-test-result.json"));
+            c.sort_by_key(|c| c.code != "260415000");
+            c
+        },
         country,
         today: chrono::Utc::now().format("%Y-%m-%d").to_string(),
         result: None,
