@@ -109,6 +109,7 @@ cert-country = البلد
 cert-validity = الصلاحية
 cert-types = يجوز له توقيع
 cert-types-any = أي نوع
+cert-types-none = لا يوجد أي نوع DCC
 cert-own = هذه العقدة
 cert-admin-remove = إيقاف الثقة
 cert-admin-shc = الجهات الموثوقة المُصدِرة لبطاقات SMART الصحية

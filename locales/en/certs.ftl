@@ -109,6 +109,7 @@ cert-country = Country
 cert-validity = Valid
 cert-types = May sign
 cert-types-any = any type
+cert-types-none = no DCC type
 cert-own = this node
 cert-admin-remove = Stop trusting
 cert-admin-shc = Trusted SMART Health Card issuers

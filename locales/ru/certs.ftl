@@ -109,6 +109,7 @@ cert-country = Страна
 cert-validity = Срок действия
 cert-types = Может подписывать
 cert-types-any = любой тип
+cert-types-none = ни один тип DCC
 cert-own = этот узел
 cert-admin-remove = Перестать доверять
 cert-admin-shc = Доверенные издатели SMART Health Card

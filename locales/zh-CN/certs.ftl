@@ -109,6 +109,7 @@ cert-country = 国家
 cert-validity = 有效期
 cert-types = 可签署
 cert-types-any = 任何类型
+cert-types-none = 无任何 DCC 类型
 cert-own = 本节点
 cert-admin-remove = 不再信任
 cert-admin-shc = 受信任的 SMART 健康卡签发方

@@ -891,6 +891,9 @@ pub fn openapi_document() -> Value {
         if path.contains("{id}") {
             op["parameters"] = json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }]);
         }
+        if path.contains("{country}") {
+            op["parameters"] = json!([{ "name": "country", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[A-Z]{2}$" } }]);
+        }
         entry[*method] = op;
     }
     json!({

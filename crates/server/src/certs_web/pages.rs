@@ -598,8 +598,9 @@ async fn issue_submit(
             q: String::new(),
             patient: f.patient_id.clone(),
         };
-        let mut page = issue_ctx(&st, &p, &headers, &q).await?;
+        p.require(super::ISSUERS)?;
         p.check_csrf(Some(&f.csrf))?;
+        let mut page = issue_ctx(&st, &p, &headers, &q).await?;
         let tr = page.ctx.tr;
         let outcome = match f.request() {
             Ok(req) => super::issue(&st, &p, req).await,
