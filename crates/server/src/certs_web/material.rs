@@ -480,7 +480,7 @@ impl CertsDir {
                 .get("iss")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let hash = aws_digest_hex(iss.as_bytes());
+            let hash = short_hash(iss.as_bytes());
             write_json(
                 &self.trust_dir().join(format!("shc-{hash}.json")),
                 &json!({ "shc": [issuer] }),
@@ -514,7 +514,7 @@ impl CertsDir {
     pub fn remove_shc_issuer(&self, iss: &str) -> Result<bool> {
         let path = self
             .trust_dir()
-            .join(format!("shc-{}.json", aws_digest_hex(iss.as_bytes())));
+            .join(format!("shc-{}.json", short_hash(iss.as_bytes())));
         if !path.exists() {
             return Ok(false);
         }
@@ -685,7 +685,7 @@ fn dsc_info(d: &Dsc, own: bool) -> DscInfo {
     }
 }
 
-fn aws_digest_hex(bytes: &[u8]) -> String {
+fn short_hash(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(&Sha256::digest(bytes)[..8])
 }
