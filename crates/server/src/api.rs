@@ -94,7 +94,7 @@ pub fn routes() -> Router<AppState> {
         .fallback(|| async { AppError::not_found("API route") })
 }
 
-fn csrf(h: &HeaderMap) -> Option<&str> {
+pub(crate) fn csrf(h: &HeaderMap) -> Option<&str> {
     h.get("x-csrf-token").and_then(|v| v.to_str().ok())
 }
 
@@ -105,7 +105,7 @@ pub fn parse_id<T: std::str::FromStr>(what: &str, s: &str) -> AppResult<T> {
 }
 
 /// JSON bodies are parsed by hand so that a malformed body gets our error shape and a message that says what is wrong.
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> AppResult<T> {
+pub(crate) fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> AppResult<T> {
     serde_json::from_slice(bytes)
         .map_err(|e| AppError::unprocessable("error-bad-json", format!("invalid JSON body: {e}")))
 }

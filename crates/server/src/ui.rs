@@ -70,7 +70,7 @@ pub struct Ctx<'a> {
     pub flash: Option<String>,
 }
 
-fn lang_for(st: &AppState, p: Option<&Principal>, headers: &HeaderMap) -> &'static str {
+pub(crate) fn lang_for(st: &AppState, p: Option<&Principal>, headers: &HeaderMap) -> &'static str {
     let jar = CookieJar::from_headers(headers);
     I18n::negotiate(
         p.map(|p| p.user.locale.as_str()),

@@ -687,6 +687,60 @@ async fn rules_and_trust_lists_import_from_files_and_export_for_peers() {
     // The changes are in the audit chain.
     let (_, chain) = admin.get("/api/v1/audit/verify").await;
     assert_eq!(chain["intact"], true);
+    // The same through the admin page: import a rule file, a new DCC key for Uzbekistan, a wrong issuer URL.
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", admin.csrf.clone())
+        .text("what", "rules")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(
+                std::fs::read(certs_data("rules/VR-YY-0001.json")).unwrap(),
+            )
+            .file_name("VR-YY-0001.json"),
+        );
+    let r = admin
+        .http
+        .post(format!("{}/ui/certs/admin/import", node.base))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("YY"));
+    let r = admin
+        .http
+        .post(format!("{}/ui/certs/admin/keys", node.base))
+        .form(&[
+            ("csrf", admin.csrf.as_str()),
+            ("kind", "dcc"),
+            ("country", "UZ"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = admin
+        .http
+        .post(format!("{}/ui/certs/admin/settings", node.base))
+        .form(&[
+            ("csrf", admin.csrf.as_str()),
+            ("iss", "http://insecure.example"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, list) = admin.get("/api/v1/certs/trust").await;
+    assert_eq!(list["rules"]["YY"], 1);
+    assert!(list["dsc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["own"] == true && d["country"] == "UZ"));
+    assert_eq!(
+        list["issuer"]["shc_iss"],
+        "https://demo.caravan.invalid/shc"
+    );
     // The admin page lists them.
     let r = admin
         .http

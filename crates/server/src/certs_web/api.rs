@@ -1,16 +1,16 @@
 //! `/api/v1/certs/…`: verify, issue, list and import trust anchors and rules. Bearer tokens or a session (with
 //! `X-CSRF-Token` for writes), errors in the node's shape (`error.rs`). Listed in `api::ROUTES`.
 
-use super::{IssueRequest, VerifyRequest};
-use crate::auth::{Principal, LANG_COOKIE};
+use super::{audit_trust_change, IssueRequest, VerifyRequest};
+use crate::api::{body, csrf};
+use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::i18n::{I18n, Tr};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use axum_extra::extract::CookieJar;
 use caravan_domain::Role;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -25,33 +25,16 @@ pub fn routes() -> Router<AppState> {
         .route("/certs/rules", post(import_rules))
 }
 
-fn csrf(h: &HeaderMap) -> Option<&str> {
-    h.get("x-csrf-token").and_then(|v| v.to_str().ok())
-}
-
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> AppResult<T> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| AppError::unprocessable("error-bad-json", format!("invalid JSON body: {e}")))
-}
-
-/// The language of localised reasons: the request's `lang`, else the user's, the cookie, `Accept-Language`.
+/// The language of localised reasons: the request's `lang`, else the page language (user, cookie, browser).
 pub(crate) fn tr_for<'a>(
     st: &'a AppState,
     p: &Principal,
     headers: &HeaderMap,
     lang: Option<&str>,
 ) -> Tr<'a> {
-    let jar = CookieJar::from_headers(headers);
-    let lang = lang.and_then(I18n::supported).unwrap_or_else(|| {
-        I18n::negotiate(
-            Some(p.user.locale.as_str()),
-            jar.get(LANG_COOKIE).map(|c| c.value()),
-            headers
-                .get(header::ACCEPT_LANGUAGE)
-                .and_then(|v| v.to_str().ok()),
-            &st.config().default_locale,
-        )
-    });
+    let lang = lang
+        .and_then(I18n::supported)
+        .unwrap_or_else(|| crate::ui::lang_for(st, Some(p), headers));
     Tr {
         i18n: st.i18n(),
         lang,
@@ -98,15 +81,6 @@ struct ImportQuery {
     country: Option<String>,
 }
 
-fn audit_admin(
-    p: &Principal,
-    action: caravan_domain::AuditAction,
-    what: &str,
-    detail: &str,
-) -> caravan_domain::AuditEvent {
-    crate::audit::event(p, action, "certificate_trust", what, None, detail)
-}
-
 async fn import_trust(
     State(st): State<AppState>,
     p: Principal,
@@ -118,14 +92,14 @@ async fn import_trust(
     p.check_csrf(csrf(&headers))?;
     let report = st.certs().import_trust(raw.to_vec(), q.country).await?;
     let detail = serde_json::to_string(&report).unwrap_or_default();
-    st.store()
-        .append_audit(vec![audit_admin(
-            &p,
-            caravan_domain::AuditAction::Update,
-            "trust",
-            &detail,
-        )])
-        .await?;
+    audit_trust_change(
+        &st,
+        &p,
+        caravan_domain::AuditAction::Update,
+        "trust",
+        &detail,
+    )
+    .await?;
     Ok(Json(json!({ "imported": report })))
 }
 
@@ -143,14 +117,14 @@ async fn import_rules(
         .change(move |d| d.import_rules_bytes(&bytes))
         .await?;
     let detail = serde_json::to_string(&report).unwrap_or_default();
-    st.store()
-        .append_audit(vec![audit_admin(
-            &p,
-            caravan_domain::AuditAction::Update,
-            "rules",
-            &detail,
-        )])
-        .await?;
+    audit_trust_change(
+        &st,
+        &p,
+        caravan_domain::AuditAction::Update,
+        "rules",
+        &detail,
+    )
+    .await?;
     Ok(Json(json!({ "imported": report })))
 }
 
@@ -169,13 +143,13 @@ async fn remove_country(
     if removed == 0 {
         return Err(AppError::not_found("trust list of this country"));
     }
-    st.store()
-        .append_audit(vec![audit_admin(
-            &p,
-            caravan_domain::AuditAction::Delete,
-            "trust",
-            &format!("{c}: {removed} DSC"),
-        )])
-        .await?;
+    audit_trust_change(
+        &st,
+        &p,
+        caravan_domain::AuditAction::Delete,
+        "trust",
+        &format!("{c}: {removed} DSC"),
+    )
+    .await?;
     Ok(Json(json!({ "country": c, "removed": removed })))
 }

@@ -192,6 +192,18 @@ impl CertsHub {
     }
 }
 
+/// Records a change of the trust material (trust lists, rules, keys, settings) in the audit chain.
+pub(crate) async fn audit_trust_change(
+    st: &AppState,
+    p: &Principal,
+    action: AuditAction,
+    what: &str,
+    detail: &str,
+) -> AppResult<()> {
+    let event = crate::audit::event(p, action, "certificate_trust", what, None, detail);
+    Ok(st.store().append_audit(vec![event]).await?)
+}
+
 // ---------- verifying ----------
 
 /// A verification request (API body; the page builds the same).

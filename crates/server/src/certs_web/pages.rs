@@ -725,13 +725,20 @@ async fn admin_page(
     done(&st, &p, &headers, r)
 }
 
-fn admin_event(
+/// The end of every admin action: the change in the audit chain, then the page with what was done.
+async fn admin_after(
+    st: &AppState,
     p: &Principal,
-    action: AuditAction,
-    what: &str,
-    detail: &str,
-) -> caravan_domain::AuditEvent {
-    crate::audit::event(p, action, "certificate_trust", what, None, detail)
+    headers: &HeaderMap,
+    (action, what, detail): (AuditAction, &str, &str),
+    flash: impl FnOnce(Tr<'_>) -> String,
+) -> AppResult<Response> {
+    super::audit_trust_change(st, p, action, what, detail).await?;
+    let tr = Tr {
+        i18n: st.i18n(),
+        lang: crate::ui::lang_for(st, Some(p), headers),
+    };
+    admin_render(st, p, headers, Some(flash(tr))).await
 }
 
 async fn admin_import(
@@ -764,35 +771,22 @@ async fn admin_import(
             }
         }
         p.check_csrf(Some(&csrf))?;
-        let report = match what.as_str() {
-            "rules" => {
-                st.certs()
-                    .change(move |d| d.import_rules_bytes(&file))
-                    .await?
-            }
-            _ => st.certs().import_trust(file, opt(&country)).await?,
+        let rules = what == "rules";
+        let report = if rules {
+            st.certs()
+                .change(move |d| d.import_rules_bytes(&file))
+                .await?
+        } else {
+            st.certs().import_trust(file, opt(&country)).await?
         };
         let detail = serde_json::to_string(&report).unwrap_or_default();
-        st.store()
-            .append_audit(vec![admin_event(
-                &p,
-                AuditAction::Update,
-                if what == "rules" { "rules" } else { "trust" },
-                &detail,
-            )])
-            .await?;
-        let c = ctx(
-            &st,
-            Some(&p),
-            &headers,
-            "cert-admin-title",
-            "/ui/certs/admin",
-        );
-        admin_render(
+        let what = if rules { "rules" } else { "trust" };
+        admin_after(
             &st,
             &p,
             &headers,
-            Some(c.tr.t1("cert-admin-imported", "what", detail)),
+            (AuditAction::Update, what, &detail),
+            |tr| tr.t1("cert-admin-imported", "what", &detail),
         )
         .await
     }
@@ -821,40 +815,31 @@ async fn admin_remove(
     let r = async {
         p.require(&[Role::Admin])?;
         p.check_csrf(Some(&f.csrf))?;
-        let (country, iss) = (f.country.clone(), f.iss.clone());
+        let what = if f.iss.trim().is_empty() {
+            f.country.trim().to_owned()
+        } else {
+            f.iss.trim().to_owned()
+        };
+        let (by_country, w) = (f.iss.trim().is_empty(), what.clone());
         let removed = st
             .certs()
             .change(move |d| {
-                if iss.trim().is_empty() {
-                    d.remove_country(&country)
+                if by_country {
+                    d.remove_country(&w)
                 } else {
-                    d.remove_shc_issuer(iss.trim()).map(usize::from)
+                    d.remove_shc_issuer(&w).map(usize::from)
                 }
             })
             .await?;
-        let what = if f.iss.trim().is_empty() {
-            f.country.trim()
-        } else {
-            f.iss.trim()
-        };
-        st.store()
-            .append_audit(vec![admin_event(
-                &p,
-                AuditAction::Delete,
-                "trust",
-                &format!("{what}: {removed}"),
-            )])
-            .await?;
-        let c = ctx(
+        let detail = format!("{what}: {removed}");
+        admin_after(
             &st,
-            Some(&p),
+            &p,
             &headers,
-            "cert-admin-title",
-            "/ui/certs/admin",
-        );
-        let msg =
-            c.tr.t2("cert-admin-removed", "what", what, "count", removed);
-        admin_render(&st, &p, &headers, Some(msg)).await
+            (AuditAction::Delete, "trust", &detail),
+            |tr| tr.t2("cert-admin-removed", "what", &what, "count", removed),
+        )
+        .await
     }
     .await;
     done(&st, &p, &headers, r)
@@ -871,22 +856,14 @@ async fn admin_settings(
         p.check_csrf(Some(&f.csrf))?;
         let iss = f.iss.clone();
         st.certs().change(move |d| d.set_shc_iss(&iss)).await?;
-        st.store()
-            .append_audit(vec![admin_event(
-                &p,
-                AuditAction::Update,
-                "settings",
-                "shc_iss",
-            )])
-            .await?;
-        let c = ctx(
+        admin_after(
             &st,
-            Some(&p),
+            &p,
             &headers,
-            "cert-admin-title",
-            "/ui/certs/admin",
-        );
-        admin_render(&st, &p, &headers, Some(c.tr.t("cert-admin-saved"))).await
+            (AuditAction::Update, "settings", "shc_iss"),
+            |tr| tr.t("cert-admin-saved"),
+        )
+        .await
     }
     .await;
     done(&st, &p, &headers, r)
@@ -902,37 +879,24 @@ async fn admin_keys(
         p.require(&[Role::Admin])?;
         p.check_csrf(Some(&f.csrf))?;
         let node = st.config().node_name.clone();
-        let (kind, country) = (f.kind.clone(), f.country.clone());
+        let (shc, country) = (f.kind == "shc", f.country.clone());
         let kid = st
             .certs()
             .change(move |d| {
-                if kind == "shc" {
+                if shc {
                     d.generate_shc_key()
                 } else {
                     d.generate_dcc_key(&country, &node)
                 }
             })
             .await?;
-        st.store()
-            .append_audit(vec![admin_event(
-                &p,
-                AuditAction::Create,
-                "issuer_key",
-                &format!("{} {kid}", f.kind),
-            )])
-            .await?;
-        let c = ctx(
-            &st,
-            Some(&p),
-            &headers,
-            "cert-admin-title",
-            "/ui/certs/admin",
-        );
-        admin_render(
+        let detail = format!("{} {kid}", if shc { "shc" } else { "dcc" });
+        admin_after(
             &st,
             &p,
             &headers,
-            Some(c.tr.t1("cert-admin-key-created", "kid", kid)),
+            (AuditAction::Create, "issuer_key", &detail),
+            |tr| tr.t1("cert-admin-key-created", "kid", &kid),
         )
         .await
     }
