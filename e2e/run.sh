@@ -23,3 +23,4 @@ for _ in $(seq 1 100); do
 done
 [ -n "$base" ] || { cat "$log"; echo "node did not start"; exit 1; }
 BASE="$base" ARTIFACTS="$here/artifacts" node consultation.mjs
+BASE="$base" ARTIFACTS="$here/artifacts" node certificates.mjs

@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: certs::cli::Command,
     },
+    /// This node's certificate trust lists, rules and issuing keys in DATA/certs (import, list, export, issuer).
+    Trust {
+        #[command(subcommand)]
+        command: caravan_server::certs_web::cli::Command,
+    },
     /// CertLogic business rules: evaluate, lint, conformance suites (`rules conformance certlogic|rules DIR`).
     Rules {
         #[command(subcommand)]
@@ -218,9 +223,12 @@ async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
             emergency_minutes: args.sla_emergency_minutes,
         },
         secure_cookies: !(args.insecure_cookies || demo),
+        certs_dir: Some(args.data.join("certs")),
         ..NodeConfig::default()
     };
     if demo {
+        let certs = caravan_server::certs_web::material::CertsDir::new(args.data.join("certs"));
+        caravan_server::certs_web::seed_demo(&certs)?;
         let seeded = caravan_server::demo::seed(store.as_ref(), &config.sla).await?;
         tracing::info!(seeded, "demo data ready");
     }
@@ -316,6 +324,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let cli = match cli.command {
         Command::Cert { command } => return domains::cert(command),
+        Command::Trust { command } => return caravan_server::certs_web::cli::run(command),
         Command::Rules { command } => return domains::rules(command),
         Command::Surveil { command } => return domains::surveil(command),
         Command::Ecg { command } => return domains::ecg(command),
@@ -391,6 +400,7 @@ fn main() -> ExitCode {
                 .map(|_| ExitCode::SUCCESS),
             // Dispatched before the runtime starts (above): some libraries start runtimes of their own.
             Command::Cert { .. }
+            | Command::Trust { .. }
             | Command::Rules { .. }
             | Command::Surveil { .. }
             | Command::Ecg { .. }

@@ -52,6 +52,13 @@ pub const ROUTES: &[(&str, &str, &str, Option<&[Role]>)] = &[
     ("get", "/api/v1/federation/outbox", "Outbox rows by state (pending, delivered, dead)", Some(&[Role::Admin])),
     ("post", "/api/v1/federation/outbox/{id}/retry", "Send a dead-lettered envelope again", Some(&[Role::Admin])),
     ("post", "/api/v1/federation/pings", "Enqueue net.ping envelopes to a member (load and liveness tests)", Some(&[Role::Admin])),
+    ("post", "/api/v1/certs/verify", "Verify a health certificate (EU DCC, SMART Health Card) offline: status, name, date of birth, reasons", Some(&[])),
+    ("post", "/api/v1/certs/issue", "Issue an EU DCC (vaccination, test, recovery) or a SMART Health Card", Some(&[Role::Referrer, Role::Consultant])),
+    ("get", "/api/v1/certs/trust", "Trusted DSCs per country, SHC issuers, rules per country, this node's issuing keys", Some(&[])),
+    ("post", "/api/v1/certs/trust", "Import a trust list (body: PEM/DER, DSC list, JWKS, exchange document; ?country=)", Some(&[Role::Admin])),
+    ("get", "/api/v1/certs/trust/export", "The trust list as an exchange document for federation peers", Some(&[])),
+    ("delete", "/api/v1/certs/trust/{country}", "Stop trusting a country's DSCs", Some(&[Role::Admin])),
+    ("post", "/api/v1/certs/rules", "Import business rules or value sets (body: JSON)", Some(&[Role::Admin])),
     ("get", "/api/v1/openapi.json", "This document", None),
 ];
 
@@ -91,10 +98,11 @@ pub fn routes() -> Router<AppState> {
         .route("/federation/outbox/{id}/retry", post(federation_retry))
         .route("/federation/pings", post(federation_pings))
         .route("/openapi.json", get(openapi))
+        .merge(crate::certs_web::api::routes())
         .fallback(|| async { AppError::not_found("API route") })
 }
 
-fn csrf(h: &HeaderMap) -> Option<&str> {
+pub(crate) fn csrf(h: &HeaderMap) -> Option<&str> {
     h.get("x-csrf-token").and_then(|v| v.to_str().ok())
 }
 
@@ -105,7 +113,7 @@ pub fn parse_id<T: std::str::FromStr>(what: &str, s: &str) -> AppResult<T> {
 }
 
 /// JSON bodies are parsed by hand so that a malformed body gets our error shape and a message that says what is wrong.
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> AppResult<T> {
+pub(crate) fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> AppResult<T> {
     serde_json::from_slice(bytes)
         .map_err(|e| AppError::unprocessable("error-bad-json", format!("invalid JSON body: {e}")))
 }
@@ -960,6 +968,9 @@ pub fn openapi_document() -> Value {
         }
         if path.contains("{id}") {
             op["parameters"] = json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }]);
+        }
+        if path.contains("{country}") {
+            op["parameters"] = json!([{ "name": "country", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[A-Z]{2}$" } }]);
         }
         entry[*method] = op;
     }

@@ -17,6 +17,9 @@ pub struct NodeConfig {
     pub default_locale: String,
     /// How often the SLA escalation sweep runs.
     pub sweep_every: std::time::Duration,
+    /// Health-certificate material (trust lists, rules, issuing keys): `DATA/certs`. `None`: certificate pages
+    /// answer 503.
+    pub certs_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -29,6 +32,7 @@ impl Default for NodeConfig {
             secure_cookies: true,
             default_locale: "en".into(),
             sweep_every: std::time::Duration::from_secs(60),
+            certs_dir: None,
         }
     }
 }

@@ -13,22 +13,34 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
     (
         "en",
         "English",
-        include_str!("../../../locales/en/main.ftl"),
+        concat!(
+            include_str!("../../../locales/en/main.ftl"),
+            include_str!("../../../locales/en/certs.ftl")
+        ),
     ),
     (
         "zh-CN",
         "中文",
-        include_str!("../../../locales/zh-CN/main.ftl"),
+        concat!(
+            include_str!("../../../locales/zh-CN/main.ftl"),
+            include_str!("../../../locales/zh-CN/certs.ftl")
+        ),
     ),
     (
         "ru",
         "Русский",
-        include_str!("../../../locales/ru/main.ftl"),
+        concat!(
+            include_str!("../../../locales/ru/main.ftl"),
+            include_str!("../../../locales/ru/certs.ftl")
+        ),
     ),
     (
         "ar",
         "العربية",
-        include_str!("../../../locales/ar/main.ftl"),
+        concat!(
+            include_str!("../../../locales/ar/main.ftl"),
+            include_str!("../../../locales/ar/certs.ftl")
+        ),
     ),
 ];
 

@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod blobs;
+pub mod certs_web;
 pub mod config;
 pub mod consult;
 pub mod demo;
@@ -35,6 +36,7 @@ struct Inner {
     login_throttle: throttle::LoginThrottle,
     auth_cache: auth::AuthCache,
     federation: Option<Arc<federation::Federation>>,
+    certs: certs_web::CertsHub,
 }
 
 /// Shared state of a node, passed explicitly to every handler.
@@ -52,6 +54,7 @@ impl AppState {
         config: NodeConfig,
         federation: Option<Arc<federation::Federation>>,
     ) -> Self {
+        let certs = certs_web::CertsHub::new(config.certs_dir.clone(), &config.node_name);
         Self(Arc::new(Inner {
             store,
             blobs,
@@ -60,6 +63,7 @@ impl AppState {
             login_throttle: throttle::LoginThrottle::default(),
             auth_cache: auth::AuthCache::default(),
             federation,
+            certs,
         }))
     }
     pub fn federation(&self) -> Option<&federation::Federation> {
@@ -83,6 +87,9 @@ impl AppState {
     pub fn auth_cache(&self) -> &auth::AuthCache {
         &self.0.auth_cache
     }
+    pub fn certs(&self) -> &certs_web::CertsHub {
+        &self.0.certs
+    }
 }
 
 /// Content Security Policy: nothing but this node's own origin; no inline scripts.
@@ -103,6 +110,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(extra)
         .nest("/api/v1", api::routes())
         .merge(ui::routes())
+        .merge(certs_web::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

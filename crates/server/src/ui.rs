@@ -74,7 +74,7 @@ pub struct Ctx<'a> {
     pub flash: Option<String>,
 }
 
-fn lang_for(st: &AppState, p: Option<&Principal>, headers: &HeaderMap) -> &'static str {
+pub(crate) fn lang_for(st: &AppState, p: Option<&Principal>, headers: &HeaderMap) -> &'static str {
     let jar = CookieJar::from_headers(headers);
     I18n::negotiate(
         p.map(|p| p.user.locale.as_str()),
@@ -86,7 +86,7 @@ fn lang_for(st: &AppState, p: Option<&Principal>, headers: &HeaderMap) -> &'stat
     )
 }
 
-fn ctx<'a>(
+pub(crate) fn ctx<'a>(
     st: &'a AppState,
     p: Option<&Principal>,
     headers: &HeaderMap,
@@ -112,7 +112,7 @@ fn ctx<'a>(
     }
 }
 
-fn render<T: Template>(t: &T) -> Response {
+pub(crate) fn render<T: Template>(t: &T) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => AppError::internal(e).into_response(),
@@ -146,7 +146,12 @@ fn error_page(st: &AppState, p: Option<&Principal>, headers: &HeaderMap, e: AppE
     r
 }
 
-fn done(st: &AppState, p: &Principal, headers: &HeaderMap, r: AppResult<Response>) -> Response {
+pub(crate) fn done(
+    st: &AppState,
+    p: &Principal,
+    headers: &HeaderMap,
+    r: AppResult<Response>,
+) -> Response {
     r.unwrap_or_else(|e| error_page(st, Some(p), headers, e))
 }
 

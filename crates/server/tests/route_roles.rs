@@ -57,6 +57,19 @@ const UI_PAGES: &[(&str, &[Role])] = &[
     ("/ui/admin/users", &[Role::Admin]),
     ("/ui/admin/teams", &[Role::Admin]),
     (
+        "/ui/certs/verify",
+        &[
+            Role::Referrer,
+            Role::Consultant,
+            Role::Coordinator,
+            Role::PublicHealthOfficer,
+            Role::Admin,
+            Role::Patient,
+        ],
+    ),
+    ("/ui/certs/issue", &[Role::Referrer, Role::Consultant]),
+    ("/ui/certs/admin", &[Role::Admin]),
+    (
         "/ui/tokens",
         &[
             Role::Referrer,

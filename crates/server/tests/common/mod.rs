@@ -24,8 +24,17 @@ pub async fn start_with(config: NodeConfig) -> Node {
 }
 
 /// A node whose attachments go to `blobs` (an object_store URL such as `s3://bucket/prefix`) instead of a folder.
-pub async fn start_with_blobs(config: NodeConfig, blobs: Option<&str>) -> Node {
+pub async fn start_with_blobs(mut config: NodeConfig, blobs: Option<&str>) -> Node {
     let dir = tempfile::tempdir().unwrap();
+    // Health certificates: the demo's test trust lists and rules in DATA/certs, as `caravan demo` seeds them.
+    let certs = config
+        .certs_dir
+        .get_or_insert_with(|| dir.path().join("certs"))
+        .clone();
+    caravan_server::certs_web::seed_demo(&caravan_server::certs_web::material::CertsDir::new(
+        certs,
+    ))
+    .unwrap();
     let store = caravan_server::open_store(dir.path().join("caravan.sqlite").to_str().unwrap())
         .await
         .unwrap();
