@@ -45,11 +45,13 @@ pub enum MessageType {
     CatalogueUpdate,
     /// A connectivity check carrying no data (`net.ping`).
     NetPing,
+    /// The health-certificate signing keys of the sender's country, for mutual recognition (`trust.update`).
+    TrustUpdate,
 }
 
 impl MessageType {
     /// Every registered type.
-    pub const ALL: [MessageType; 7] = [
+    pub const ALL: [MessageType; 8] = [
         MessageType::ConsultPacket,
         MessageType::ConsultReport,
         MessageType::ConsultMessage,
@@ -57,6 +59,7 @@ impl MessageType {
         MessageType::ConsultStatus,
         MessageType::CatalogueUpdate,
         MessageType::NetPing,
+        MessageType::TrustUpdate,
     ];
 
     /// The wire name.
@@ -69,6 +72,7 @@ impl MessageType {
             MessageType::ConsultStatus => "consult.status",
             MessageType::CatalogueUpdate => "catalogue.update",
             MessageType::NetPing => "net.ping",
+            MessageType::TrustUpdate => "trust.update",
         }
     }
 }

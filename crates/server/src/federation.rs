@@ -548,6 +548,7 @@ async fn effect_of(st: &AppState, env: &SignedEnvelope) -> Result<Effect, Refusa
             Ok(e)
         }
         MessageType::CatalogueUpdate => receive_catalogue(st, from, parse(body)?).await,
+        MessageType::TrustUpdate => receive_trust(st, from, body).await,
         MessageType::ConsultPacket => receive_packet(st, from, parse(body)?).await,
         MessageType::ConsultMessage => receive_message(st, from, parse(body)?).await,
         MessageType::ConsultStatus | MessageType::ConsultReport | MessageType::ConsultInvite => {
@@ -906,6 +907,7 @@ pub async fn publish_catalogue(st: &AppState) -> AppResult<usize> {
         experts,
     })
     .map_err(AppError::internal)?;
+    let trust = own_country_trust(st, &dir, &me).await;
     let mut changes = Vec::new();
     let now = Utc::now();
     for m in dir.members() {
@@ -918,6 +920,14 @@ pub async fn publish_catalogue(st: &AppState) -> AppResult<usize> {
             body.clone(),
             None,
         )?));
+        if let Some(t) = &trust {
+            changes.push(Change::Enqueue(fed.outgoing(
+                m.node_id.as_str(),
+                MessageType::TrustUpdate,
+                t.clone(),
+                None,
+            )?));
+        }
     }
     let n = changes.len();
     if n > 0 {
@@ -973,6 +983,72 @@ async fn receive_catalogue(
     }
     let mut e = Effect::applied();
     e.changes = unit.changes;
+    Ok(e)
+}
+
+/// The health-certificate signing keys this node trusts for its own country (the directory's), as a
+/// `trust.update` body; `None` when the node has no certificate material or no key of its country.
+async fn own_country_trust(st: &AppState, dir: &Directory, me: &NodeId) -> Option<Value> {
+    let country = dir.member(me).ok()?.country.clone();
+    let doc = st.certs().export().await.ok()?;
+    let dsc: Vec<Value> = doc
+        .get("dsc")?
+        .as_array()?
+        .iter()
+        .filter(|e| e.get("country").and_then(Value::as_str) == Some(country.as_str()))
+        .cloned()
+        .collect();
+    if dsc.is_empty() {
+        return None;
+    }
+    Some(serde_json::json!({ "country": country, "dsc": dsc }))
+}
+
+/// Mutual recognition: import the signing keys a member publishes for its own country, and only those.
+async fn receive_trust(st: &AppState, from: &str, body: Value) -> Result<Effect, Refusal> {
+    let fed = st
+        .federation()
+        .ok_or_else(|| Refusal::Ignore("federation off".into()))?;
+    let node = NodeId::new(from).map_err(|e| Refusal::Ignore(e.to_string()))?;
+    let country = fed
+        .directory()
+        .member(&node)
+        .map_err(|_| Refusal::Ignore("sender not in directory".into()))?
+        .country
+        .clone();
+    let dsc: Vec<Value> = body
+        .get("dsc")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.get("country").and_then(Value::as_str) == Some(country.as_str()))
+        .cloned()
+        .collect();
+    if dsc.is_empty() {
+        return Err(Refusal::Ignore(format!(
+            "no signing key of the sender's country {country}"
+        )));
+    }
+    let doc = serde_json::to_vec(&serde_json::json!({ "dsc": dsc, "shc": [] }))
+        .map_err(|e| Refusal::Ignore(e.to_string()))?;
+    // A file import, idempotent (keys are de-duplicated by content): a retry after a failed commit repeats it
+    // harmlessly.
+    let report = st
+        .certs()
+        .import_trust(doc, Some(country.clone()))
+        .await
+        .map_err(|e| Refusal::Ignore(e.code.to_owned()))?;
+    let mut e = Effect::applied();
+    e.audit.push(system_event(
+        AuditAction::Update,
+        "trust",
+        &country,
+        None,
+        &format!(
+            "signing keys of {country} from {from}: {} new",
+            report.dsc.values().sum::<usize>()
+        ),
+    ));
     Ok(e)
 }
 

@@ -428,6 +428,8 @@ pub async fn start_demo(
         let fed = crate::federation::Federation::load(fc).map_err(|e| e.to_string())?;
         let mut cfg = config.clone();
         cfg.node_name = node.spec(String::new()).display_name;
+        // Each node issues health certificates with its own keys; peers recognise them via `trust.update`.
+        cfg.certs_dir = Some(node_dir.join("certs"));
         let state = crate::AppState::federated(store, blobs, cfg, Some(std::sync::Arc::new(fed)));
         let s = state.clone();
         tokio::spawn(async move {

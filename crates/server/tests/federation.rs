@@ -701,3 +701,78 @@ async fn bad_requests_are_refused_and_change_nothing() {
         .unwrap();
     assert!(err.to_string().contains("directory"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_certificates_are_recognised_across_the_network() {
+    let net = start().await;
+    let wang = net.login(DemoNode::Kashgar, "dr.wang").await;
+    let pid = patient_id(&wang, "Tursun").await;
+    let (s, issued) = wang
+        .post(
+            "/api/v1/certs/issue",
+            json!({ "kind": "vaccination", "patient_id": pid,
+                    "v": { "vp": "1119349007", "mp": "EU/1/20/1528", "ma": "ORG-100030215", "dn": 2, "sd": 2,
+                           "dt": "2026-01-10" } }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{issued}");
+    let hc1 = issued["text"].as_str().unwrap().to_owned();
+    // At the center, the Chinese hospital's signing key is not yet known.
+    let coord = net.login(DemoNode::Center, "coordinator").await;
+    let (s, v) = coord
+        .post("/api/v1/certs/verify", json!({ "text": hc1 }))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "red", "{v}");
+    // Kashgar publishes its country's keys with its catalogue; the center imports them (CN only).
+    caravan_server::federation::publish_catalogue(&net.node(DemoNode::Kashgar).state)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = coord
+            .post("/api/v1/certs/verify", json!({ "text": hc1 }))
+            .await;
+        if v["status"] != "red" {
+            assert_eq!(v["holder"]["family_name"], "Tursun", "{v}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never recognised: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let updates = received(net.node(DemoNode::Center), "trust.update").await;
+    assert!(updates.iter().all(|b| b["dsc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["country"] == "CN")));
+    // A member cannot vouch for another country's keys: a KZ key sent by Kashgar is ignored.
+    let ring = Keyring::load(&net.dir.path().join("kashgar-cn/keyring.json")).unwrap();
+    let mut body = Map::new();
+    body.insert("country".into(), json!("KZ"));
+    body.insert(
+        "dsc".into(),
+        json!([{ "country": "KZ", "rawData": "AAAA" }]),
+    );
+    let (s, _) = post_envelope(
+        net.node(DemoNode::Center),
+        "kashgar-cn",
+        ring.active(),
+        MessageType::TrustUpdate,
+        body,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let inbox = net
+        .node(DemoNode::Center)
+        .state
+        .store()
+        .fed_inbox(1000)
+        .await
+        .unwrap();
+    assert!(inbox.iter().any(|e| e.message_type == "trust.update"
+        && e.outcome.contains("no signing key of the sender's country")));
+}

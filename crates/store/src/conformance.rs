@@ -4,7 +4,7 @@
 
 use crate::*;
 use caravan_domain::audit::AuditRecord;
-use chrono::{Duration, NaiveDate, TimeZone};
+use chrono::{Duration, NaiveDate, TimeZone, Utc};
 
 /// Run every conformance check against an empty store.
 pub async fn run_all(store: &dyn Store) {
@@ -16,6 +16,7 @@ pub async fn run_all(store: &dyn Store) {
     duplicates_are_refused(store, &w).await;
     teams_for_routing(store, &w).await;
     concurrent_writes_fail_alone(store, &w).await;
+    federation_records(store, &w).await;
     audit_chain_holds(store).await;
 }
 
@@ -717,4 +718,213 @@ async fn audit_chain_holds(store: &dyn Store) {
     );
     let by_entity = store.audit_for_entity("patient", "x1", 10).await.unwrap();
     assert_eq!(by_entity.len(), 1);
+}
+
+fn outgoing(dest: &str, n: u8) -> Outgoing {
+    Outgoing {
+        envelope_id: uuid::Uuid::now_v7(),
+        destination: dest.into(),
+        message_type: "net.ping".into(),
+        consultation_id: None,
+        envelope: vec![b'{', n, b'}'],
+        enqueued_at: Utc::now(),
+    }
+}
+
+/// The outbox in enqueue order per destination, failures, dead letters and retry; the inbox de-duplicates and a
+/// unit of work is all or nothing.
+async fn federation_records(store: &dyn Store, w: &World) {
+    let (a1, a2, b1) = (
+        outgoing("node-a", 1),
+        outgoing("node-a", 2),
+        outgoing("node-b", 3),
+    );
+    store
+        .apply(
+            vec![
+                Change::Enqueue(a1.clone()),
+                Change::Enqueue(a2.clone()),
+                Change::Enqueue(b1.clone()),
+            ],
+            vec![event(
+                Some(&w.coordinator),
+                AuditAction::Create,
+                "outbox",
+                "3".into(),
+                None,
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.fed_destinations_with_pending().await.unwrap(),
+        vec!["node-a".to_string(), "node-b".to_string()]
+    );
+    let head = store.fed_next_pending("node-a").await.unwrap().unwrap();
+    assert_eq!(
+        (head.envelope_id, head.envelope.clone()),
+        (a1.envelope_id, a1.envelope.clone())
+    );
+    let later = Utc::now() + Duration::seconds(30);
+    store
+        .fed_record_failure(a1.envelope_id, 1, later, "connection refused")
+        .await
+        .unwrap();
+    let head = store.fed_next_pending("node-a").await.unwrap().unwrap();
+    assert_eq!(
+        head.attempts, 1,
+        "the head stays the head after a failure (in order)"
+    );
+    assert!((head.next_attempt_at - later).num_milliseconds().abs() < 1000);
+    store
+        .fed_dead_letter(
+            a1.envelope_id,
+            "refused: type_not_allowed",
+            Utc::now(),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .fed_next_pending("node-a")
+            .await
+            .unwrap()
+            .unwrap()
+            .envelope_id,
+        a2.envelope_id
+    );
+    store
+        .fed_mark_delivered(a2.envelope_id, Utc::now())
+        .await
+        .unwrap();
+    assert!(store.fed_next_pending("node-a").await.unwrap().is_none());
+    let dead = store.fed_outbox("dead", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some("refused: type_not_allowed")
+    );
+    assert_eq!(
+        store
+            .fed_retry(a1.envelope_id, Utc::now(), vec![])
+            .await
+            .unwrap(),
+        "node-a"
+    );
+    assert!(matches!(
+        store.fed_retry(a1.envelope_id, Utc::now(), vec![]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store
+            .fed_next_pending("node-a")
+            .await
+            .unwrap()
+            .unwrap()
+            .envelope_id,
+        a1.envelope_id
+    );
+
+    // Inbox: stored once with its effect; a second copy fails the whole unit (its effect is not applied twice).
+    let id = uuid::Uuid::now_v7();
+    let record = InboxRecord {
+        envelope_id: id,
+        sender: "node-a".into(),
+        message_type: "net.ping".into(),
+        consultation_id: None,
+        received_at: Utc::now(),
+        envelope: b"{}".to_vec(),
+        sha256: "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a".into(),
+        outcome: "applied".into(),
+    };
+    let unit = || {
+        vec![
+            Change::Receive(record.clone()),
+            Change::Ping {
+                envelope_id: id,
+                sender: "node-a".into(),
+            },
+        ]
+    };
+    store.apply(unit(), vec![]).await.unwrap();
+    assert!(store.fed_inbox_contains(id).await.unwrap());
+    assert!(matches!(
+        store.apply(unit(), vec![]).await,
+        Err(StoreError::Duplicate("envelope"))
+    ));
+    let c = store.fed_counts().await.unwrap();
+    assert_eq!((c.pings, c.distinct_pings, c.inbox), (1, 1, 1));
+    assert_eq!((c.pending, c.delivered, c.dead), (2, 1, 0));
+    let inbox = store.fed_inbox(10).await.unwrap();
+    assert_eq!(inbox[0].envelope.as_deref(), Some(&b"{}"[..]));
+
+    // Stand-ins: a node's institution and a remote user.
+    let inst = Institution {
+        id: InstitutionId::new(),
+        name: "Remote center (node-a)".into(),
+        level: InstitutionLevel::NationalCenter,
+        country: "KZ".parse().unwrap(),
+        parent: None,
+        timezone: "UTC".into(),
+    };
+    let user = User {
+        id: UserId::new(),
+        username: "u1@node-a".into(),
+        display_name: "Dr Remote".into(),
+        institution_id: inst.id,
+        role: Role::Consultant,
+        patient_id: None,
+        profile: None,
+        locale: "en".into(),
+        active: true,
+    };
+    store
+        .apply(
+            vec![
+                Change::InsertInstitution(inst.clone()),
+                Change::LinkNode {
+                    node_id: "node-a".into(),
+                    institution_id: inst.id,
+                },
+                Change::UpsertUser(user.clone()),
+                Change::LinkRemoteUser(RemoteUser {
+                    user_id: user.id,
+                    node_id: "node-a".into(),
+                    remote_id: "u1".into(),
+                }),
+            ],
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.fed_node_institution("node-a").await.unwrap(),
+        Some(inst.id)
+    );
+    assert_eq!(
+        store.fed_remote_users("node-a").await.unwrap()[0].user_id,
+        user.id
+    );
+    assert_eq!(
+        store
+            .fed_remote_user(user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .remote_id,
+        "u1"
+    );
+    let mut renamed = user.clone();
+    renamed.display_name = "Dr Remote Renamed".into();
+    renamed.active = false;
+    store
+        .apply(vec![Change::UpsertUser(renamed)], vec![])
+        .await
+        .unwrap();
+    let u = store.get_user(user.id).await.unwrap();
+    assert_eq!(
+        (u.display_name.as_str(), u.active),
+        ("Dr Remote Renamed", false)
+    );
 }
