@@ -247,7 +247,6 @@ federation-retry = إعادة المحاولة
 outbox-dead = متعذرة
 outbox-pending = قيد الانتظار
 col-envelope = المظروف
-col-state = الحالة
 col-destination = الوجهة
 col-type = النوع
 col-attempts = المحاولات

@@ -247,7 +247,6 @@ federation-retry = Retry
 outbox-dead = dead letter
 outbox-pending = pending
 col-envelope = Envelope
-col-state = State
 col-destination = Destination
 col-type = Type
 col-attempts = Attempts

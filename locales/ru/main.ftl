@@ -247,7 +247,6 @@ federation-retry = Повторить
 outbox-dead = не доставлено
 outbox-pending = в очереди
 col-envelope = Конверт
-col-state = Состояние
 col-destination = Получатель
 col-type = Тип
 col-attempts = Попытки

@@ -247,7 +247,6 @@ federation-retry = 重试
 outbox-dead = 死信
 outbox-pending = 待发
 col-envelope = 信封
-col-state = 状态
 col-destination = 目的地
 col-type = 类型
 col-attempts = 尝试次数

@@ -322,6 +322,21 @@ mod tests {
     }
 
     #[test]
+    fn every_locale_parses_without_errors_or_duplicate_ids() {
+        for (tag, _, src) in LOCALES {
+            let resource = match FluentResource::try_new(src.to_string()) {
+                Ok(r) => r,
+                Err((_, errors)) => panic!("{tag}: syntax errors {errors:?}"),
+            };
+            let lang: LanguageIdentifier = "en".parse().unwrap();
+            let mut bundle = FluentBundle::new_concurrent(vec![lang]);
+            if let Err(errors) = bundle.add_resource(resource) {
+                panic!("{tag}: {errors:?}");
+            }
+        }
+    }
+
+    #[test]
     fn negotiation_order() {
         assert_eq!(
             I18n::negotiate(Some("ru"), Some("ar"), Some("zh-CN"), "en"),

@@ -776,3 +776,86 @@ async fn health_certificates_are_recognised_across_the_network() {
     assert!(inbox.iter().any(|e| e.message_type == "trust.update"
         && e.outcome.contains("no signing key of the sender's country")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_envelopes_become_dead_letters_an_admin_can_retry() {
+    let net = start().await;
+    let kashgar = net.node(DemoNode::Kashgar);
+    // An envelope addressed to Samarkand but sent to the center: refused for good (`not_for_me`).
+    let ring = Keyring::load(&net.dir.path().join("kashgar-cn/keyring.json")).unwrap();
+    let env = Envelope::new(
+        NodeId::new("kashgar-cn").unwrap(),
+        NodeId::new("samarkand-uz").unwrap(),
+        MessageType::NetPing,
+        Map::new(),
+    )
+    .sign(ring.active())
+    .unwrap();
+    let id = env.envelope.id;
+    let row = caravan_store::Outgoing {
+        envelope_id: id,
+        destination: "center-kz".into(),
+        message_type: "net.ping".into(),
+        consultation_id: None,
+        envelope: env.bytes().to_vec(),
+        enqueued_at: chrono::Utc::now(),
+    };
+    caravan_server::federation::commit(
+        &kashgar.state,
+        vec![caravan_store::Change::Enqueue(row)],
+        vec![],
+    )
+    .await
+    .unwrap();
+    let admin = net.login(DemoNode::Kashgar, "admin").await;
+    let dead = eventually(&admin, "/api/v1/federation/outbox?state=dead", |v| {
+        v.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(dead[0]["envelope_id"], id.to_string());
+    assert!(
+        dead[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not_for_me"),
+        "{dead}"
+    );
+    // The admin page lists it with a retry button; the retry puts it back in line (and it dies again, since
+    // the receiver still refuses it).
+    let page = admin
+        .http
+        .get(format!("{}/ui/admin/federation", admin.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&id.to_string()), "dead letter not listed");
+    assert!(page.contains("Retry"));
+    let (s, v) = admin
+        .post(&format!("/api/v1/federation/outbox/{id}/retry"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = admin
+        .post(
+            &format!("/api/v1/federation/outbox/{}/retry", uuid::Uuid::nil()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (s, status) = admin.get("/api/v1/federation").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(status["node_id"], "kashgar-cn");
+    assert_eq!(status["members"].as_array().unwrap().len(), 3);
+    eventually(&admin, "/api/v1/federation/outbox?state=dead", |v| {
+        v.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    // Non-administrators see none of it.
+    let wang = net.login(DemoNode::Kashgar, "dr.wang").await;
+    assert_eq!(
+        wang.get("/api/v1/federation").await.0,
+        StatusCode::FORBIDDEN
+    );
+}

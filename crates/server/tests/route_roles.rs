@@ -56,6 +56,7 @@ const UI_PAGES: &[(&str, &[Role])] = &[
     ("/ui/admin/institutions", &[Role::Admin]),
     ("/ui/admin/users", &[Role::Admin]),
     ("/ui/admin/teams", &[Role::Admin]),
+    ("/ui/admin/federation", &[Role::Admin]),
     (
         "/ui/certs/verify",
         &[
