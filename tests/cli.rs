@@ -303,3 +303,35 @@ async fn dicom_scp_and_dicomweb_behind_the_node_sign_in() {
     }
     assert!(seen, "the store and the query are audited: {last:?}");
 }
+
+/// Issue 3's soak as a black box: three node processes, envelopes around the ring, a receiver SIGKILLed and
+/// restarted; the tool exits non-zero on any loss or duplicate.
+#[test]
+fn federation_soak_across_a_killed_receiver_loses_nothing() {
+    let out = std::process::Command::new(BIN)
+        .args([
+            "net",
+            "soak",
+            "--nodes",
+            "3",
+            "--messages",
+            "300",
+            "--kill-receiver",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(line["sent"], 300);
+    assert_eq!(line["delivered"], 300);
+    assert_eq!(line["lost"], 0);
+    assert_eq!(line["duplicated"], 0);
+    assert_eq!(line["receiver_killed"], true);
+}

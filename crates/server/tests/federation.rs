@@ -268,6 +268,18 @@ async fn a_cross_border_consultation_flows_between_three_nodes() {
     })
     .await;
     assert_eq!(v["messages"][1]["parent_id"], v["messages"][0]["id"]);
+    // MDT: the lead invites a colleague of the center; the home node's panel shows the invited expert.
+    let colleague = net.login(DemoNode::Center, "pulm.petrova").await;
+    let (s, c) = expert
+        .post(&mev, json!({ "type": "invite", "member": colleague.id() }))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    eventually(&wang, &home, |v| {
+        v["consultation"]["panel"]
+            .as_array()
+            .is_some_and(|p| p.len() == 2)
+    })
+    .await;
     let (s, c) = expert
         .post(
             &mev,
@@ -323,6 +335,22 @@ async fn a_cross_border_consultation_flows_between_three_nodes() {
                 "report/findings",
                 "report/impression",
                 "report/recommendations",
+            ],
+        ),
+        (
+            kashgar,
+            "consult.invite",
+            &[
+                "case",
+                "event",
+                "by",
+                "by/id",
+                "by/name",
+                "by/specialties",
+                "member",
+                "member/id",
+                "member/name",
+                "member/specialties",
             ],
         ),
         (
