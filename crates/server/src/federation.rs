@@ -682,44 +682,6 @@ struct MessageBody {
     created_at: DateTime<Utc>,
 }
 
-/// The fields of each message type's body, for the border-crossing test and the documentation.
-pub fn packet_fields() -> &'static [(&'static str, &'static [&'static str])] {
-    &[
-        (
-            "consult.packet",
-            &[
-                "case",
-                "expert",
-                "referrer",
-                "specialty",
-                "urgency",
-                "question",
-                "clinical_summary",
-                "languages",
-                "due_at",
-                "retention_days",
-                "patient",
-                "attachments",
-            ],
-        ),
-        (
-            "consult.packet/patient",
-            &["pseudonym", "sex", "birth_year"],
-        ),
-        (
-            "consult.packet/patient+share_identity",
-            &[
-                "pseudonym",
-                "sex",
-                "birth_year",
-                "given_name",
-                "family_name",
-                "national_id",
-            ],
-        ),
-    ]
-}
-
 // ------------------------------------------------------------------------------------------------------------
 // Stand-ins
 
@@ -1728,11 +1690,11 @@ async fn receive_status(st: &AppState, from: &str, b: StatusBody) -> Result<Effe
         unit.changes.extend(more);
         e.audit.extend(audit);
     }
+    // Last: the stand-ins this unit creates must exist before the case refers to them.
     unit.changes.push(Change::UpdateConsultation {
         consultation: c,
         expected_version: v,
     });
-    // Stand-ins must exist before the case refers to them: move the update after them (it is last already).
     e.changes = unit.changes;
     Ok(e)
 }
