@@ -259,3 +259,4 @@ error-bad-outbox-state = حالة صندوق صادر غير معروفة.
 error-bad-count = عدد الرسائل خارج النطاق.
 error-federation-off = هذه العقدة ليست عضوًا في شبكة.
 error-unknown-node = تلك العقدة ليست عضوًا آخر في الشبكة.
+error-owned-by-home-node = تعود هذه الحالة إلى عقدة أخرى: لا تُقدَّم هنا إلا إجابات الخبير.

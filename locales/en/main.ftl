@@ -259,3 +259,4 @@ error-bad-outbox-state = Unknown outbox state.
 error-bad-count = The number of messages is out of range.
 error-federation-off = This node is not a member of a network.
 error-unknown-node = That node is not another member of the network.
+error-owned-by-home-node = This case belongs to another node: only the expert's answers are given here.

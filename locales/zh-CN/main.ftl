@@ -259,3 +259,4 @@ error-bad-outbox-state = 未知的发件箱状态。
 error-bad-count = 消息数量超出范围。
 error-federation-off = 本节点不是任何网络的成员。
 error-unknown-node = 该节点不是网络中的其他成员。
+error-owned-by-home-node = 此病例属于另一个节点：此处只能给出专家的答复。

@@ -318,6 +318,24 @@ pub async fn apply(
     let store = st.store();
     let mut c = store.get_consultation(&actor, id).await?;
     let loaded_version = c.version;
+    // A mirror of another node's case: only the expert side's answers happen here; routing, cancelling and
+    // closing the loop belong to the home node (they would otherwise never reach it).
+    if st.federation().is_some()
+        && !matches!(
+            req,
+            EventRequest::Accept
+                | EventRequest::Decline { .. }
+                | EventRequest::Invite { .. }
+                | EventRequest::Report { .. }
+        )
+        && store.fed_foreign_case(id).await?.is_some()
+    {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            "error-owned-by-home-node",
+            "this case belongs to another node: only the expert's answers are given here",
+        ));
+    }
     let now = Utc::now();
     let sla = &st.config().sla;
     let ev = match req {

@@ -562,6 +562,22 @@ async fn consent_limits_what_crosses_and_a_foreign_decline_reroutes() {
         .get(&format!("/api/v1/consultations/{mirror}"))
         .await;
     assert_ne!(m["consultation"]["state"], "assigned");
+    // Nor may the center's coordinator route or cancel it: that would never reach its home node.
+    let center_coord = net.login(DemoNode::Center, "coordinator").await;
+    let cardio = net.login(DemoNode::Center, "cardio.nurlanov").await;
+    for body in [
+        json!({ "type": "assign", "consultant": cardio.id() }),
+        json!({ "type": "cancel", "reason": "duplicate" }),
+    ] {
+        let (s, e) = center_coord
+            .post(&format!("/api/v1/consultations/{mirror}/events"), body)
+            .await;
+        assert_eq!(
+            (s, e["error"].as_str()),
+            (StatusCode::CONFLICT, Some("error-owned-by-home-node")),
+            "{e}"
+        );
+    }
 }
 
 /// Sign `body` as an envelope of `from` and post it to `to`'s inbox with a request signature by `key`.
