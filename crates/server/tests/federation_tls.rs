@@ -23,6 +23,58 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A certificate authority for the CA-bundle scenario.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name.to_owned());
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        Ca { cert, key }
+    }
+
+    /// A node certificate (server and client use) for these names, issued by this CA.
+    fn issue(&self, node: &str, names: &[&str]) -> Minted {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, node.to_owned());
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        Minted {
+            spki_pin: tls::spki_pin(cert.der()).unwrap(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+/// How the nodes trust each other.
+enum Trust {
+    /// Pins in the directory; the node given is listed with a pin that is not its key's.
+    Pins { unpinned: Option<DemoNode> },
+    /// No pins: certificates issued by this CA, which every node is given as `--federation-ca`.
+    Ca(Ca),
+}
+
 struct TlsNet {
     nodes: Vec<LocalNode>,
     /// The certificate each node actually serves and presents, in [`DemoNode::ALL`] order.
@@ -61,6 +113,19 @@ impl TlsNet {
         let config = tls::client_config(id.as_ref(), self.fed(via).shared_directory()).unwrap();
         reqwest::Client::builder().use_preconfigured_tls(config)
     }
+    /// A client that trusts `ca` for the nodes' server certificates and presents `identity`.
+    fn ca_client(ca: &Ca, identity: &Minted) -> reqwest::Client {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.cert.pem().as_bytes()).unwrap())
+            .identity(
+                reqwest::Identity::from_pem(
+                    format!("{}{}", identity.cert_pem, identity.key_pem).as_bytes(),
+                )
+                .unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
     async fn login(&self, n: DemoNode, user: &str) -> Client {
         let http = self
             .client(n, None)
@@ -92,9 +157,10 @@ impl TlsNet {
     }
 }
 
-/// Three nodes over HTTPS with mutual TLS required. Each serves a freshly minted certificate; the directory
-/// pins each node's key, except `unpinned`'s, for which it pins another key.
-async fn start(unpinned: Option<DemoNode>) -> TlsNet {
+/// Three nodes over HTTPS with mutual TLS required. With pins, each serves a freshly minted self-signed
+/// certificate and the directory pins each node's key (except `unpinned`'s, for which it pins another key); with
+/// a CA, each serves a certificate of that CA for 127.0.0.1 and the directory pins nothing.
+async fn start(trust: &Trust) -> TlsNet {
     // The refusals are logged (ids and pins only); `--nocapture` shows them.
     let _ = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::WARN)
@@ -108,21 +174,31 @@ async fn start(unpinned: Option<DemoNode>) -> TlsNet {
     let mut certs = Vec::new();
     let mut specs = Vec::new();
     for (node, l) in DemoNode::ALL.iter().zip(&listeners) {
-        let cert = tls::mint_self_signed(node.id(), &["127.0.0.1".into()], 30).unwrap();
         let mut spec = node.spec(format!("https://{}", l.local_addr().unwrap()));
-        spec.tls_spki_sha256 = if unpinned == Some(*node) {
-            vec![
-                tls::mint_self_signed(node.id(), &["127.0.0.1".into()], 30)
-                    .unwrap()
-                    .spki_pin,
-            ]
-        } else {
-            vec![cert.spki_pin.clone()]
+        let cert = match trust {
+            Trust::Pins { unpinned } => {
+                let cert = tls::mint_self_signed(node.id(), &["127.0.0.1".into()], 30).unwrap();
+                spec.tls_spki_sha256 = if *unpinned == Some(*node) {
+                    vec![
+                        tls::mint_self_signed(node.id(), &["127.0.0.1".into()], 30)
+                            .unwrap()
+                            .spki_pin,
+                    ]
+                } else {
+                    vec![cert.spki_pin.clone()]
+                };
+                cert
+            }
+            Trust::Ca(ca) => ca.issue(node.id(), &["127.0.0.1"]),
         };
         certs.push(cert);
         specs.push(spec);
     }
     let files = network::create(dir.path(), &specs).unwrap();
+    let ca_pem = match trust {
+        Trust::Ca(ca) => Some(ca.cert.pem()),
+        Trust::Pins { .. } => None,
+    };
     let mut nodes = Vec::new();
     for (i, (listener, node)) in listeners.into_iter().zip(DemoNode::ALL).enumerate() {
         let node_dir = dir.path().join(node.id());
@@ -142,7 +218,7 @@ async fn start(unpinned: Option<DemoNode>) -> TlsNet {
             certs[i].key_pem.as_bytes(),
             Path::new("tls.key"),
             true,
-            None,
+            ca_pem.as_ref().map(|p| (p.as_bytes(), Path::new("ca.pem"))),
         )
         .unwrap();
         let config = NodeConfig {
@@ -278,7 +354,7 @@ async fn post(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_case_crosses_over_mutual_tls_and_strangers_are_refused() {
-    let net = start(None).await;
+    let net = start(&Trust::Pins { unpinned: None }).await;
     // The catalogues crossed over mutual TLS: the hospitals know the center's experts.
     for n in [DemoNode::Kashgar, DemoNode::Samarkand] {
         network::wait_for_catalogue(net.node(n), DemoNode::Center, Duration::from_secs(20))
@@ -430,7 +506,10 @@ async fn a_case_crosses_over_mutual_tls_and_strangers_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unpinned_node_is_refused_and_its_envelope_waits_until_the_directory_pins_it() {
-    let net = start(Some(DemoNode::Samarkand)).await;
+    let net = start(&Trust::Pins {
+        unpinned: Some(DemoNode::Samarkand),
+    })
+    .await;
     let center = net.node(DemoNode::Center);
     let samarkand = net.node(DemoNode::Samarkand);
 
@@ -490,4 +569,68 @@ async fn an_unpinned_node_is_refused_and_its_envelope_waits_until_the_directory_
     .await;
     let inbox = center.state.store().fed_inbox(1000).await.unwrap();
     assert_eq!(inbox.iter().filter(|e| e.envelope_id == id).count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_a_ca_bundle_members_without_pins_need_a_certificate_of_the_ca_for_their_host() {
+    let trust = Trust::Ca(Ca::new("Caravan test network CA"));
+    let net = start(&trust).await;
+    let Trust::Ca(ca) = &trust else {
+        unreachable!()
+    };
+    let center = net.node(DemoNode::Center);
+
+    // Nodes with certificates of the CA deliver to each other (catalogues, then a ping).
+    network::wait_for_catalogue(
+        net.node(DemoNode::Kashgar),
+        DemoNode::Center,
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    let id = ping(net.node(DemoNode::Kashgar), DemoNode::Center).await;
+    until("a ping over CA-issued certificates", async || {
+        inbox_has(center, id).await
+    })
+    .await;
+
+    let kashgar_key = net.key(DemoNode::Kashgar);
+    // A self-signed certificate, though for the right host: not the CA's, refused at the handshake.
+    let stranger = tls::mint_self_signed("kashgar-cn", &["127.0.0.1".into()], 30).unwrap();
+    let r = post(
+        &TlsNet::ca_client(ca, &stranger),
+        signed_ping(&net, DemoNode::Kashgar, DemoNode::Center, &kashgar_key),
+    )
+    .await;
+    assert!(
+        r.is_err(),
+        "a certificate of no trusted CA was accepted: {r:?}"
+    );
+
+    // A certificate of the CA, but for another host than the signing node's base_url: the layers disagree.
+    let elsewhere = ca.issue("kashgar-cn", &["kashgar.example"]);
+    let (s, p) = post(
+        &TlsNet::ca_client(ca, &elsewhere),
+        signed_ping(&net, DemoNode::Kashgar, DemoNode::Center, &kashgar_key),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("tls_peer_mismatch")),
+        "{p}"
+    );
+
+    // The CA's certificate for the node's host: accepted.
+    let (s, p) = post(
+        &TlsNet::ca_client(ca, &net.certs[net.index(DemoNode::Kashgar)]),
+        signed_ping(&net, DemoNode::Kashgar, DemoNode::Center, &kashgar_key),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (s, p["status"].as_str()),
+        (StatusCode::OK, Some("stored")),
+        "{p}"
+    );
 }
