@@ -72,7 +72,7 @@ enum Trust {
     /// Pins in the directory; the node given is listed with a pin that is not its key's.
     Pins { unpinned: Option<DemoNode> },
     /// No pins: certificates issued by this CA, which every node is given as `--federation-ca`.
-    Ca(Ca),
+    Ca(Box<Ca>),
 }
 
 struct TlsNet {
@@ -573,7 +573,7 @@ async fn an_unpinned_node_is_refused_and_its_envelope_waits_until_the_directory_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_a_ca_bundle_members_without_pins_need_a_certificate_of_the_ca_for_their_host() {
-    let trust = Trust::Ca(Ca::new("Caravan test network CA"));
+    let trust = Trust::Ca(Box::new(Ca::new("Caravan test network CA")));
     let net = start(&trust).await;
     let Trust::Ca(ca) = &trust else {
         unreachable!()
