@@ -120,9 +120,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            // Read pages through a memory map rather than a read() system call each (perf showed the copies).
-            .pragma("mmap_size", "268435456");
+            .busy_timeout(Duration::from_secs(10));
+        // No memory-mapped reads: a read transaction that finds the database changed by a write unmaps the
+        // whole map (`sqlite3PagerSharedLock`) and faults its pages back in; under a mixed load perf showed that
+        // costing more than the read() copies it saves.
         let mut conn = base
             .clone()
             .create_if_missing(true)
