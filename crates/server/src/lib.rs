@@ -13,6 +13,7 @@ pub mod error;
 pub mod federation;
 pub mod i18n;
 pub mod network;
+pub mod surveil;
 pub mod teams;
 pub mod throttle;
 pub mod ui;
