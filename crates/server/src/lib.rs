@@ -112,6 +112,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .nest("/api/v1", api::routes())
         .merge(ui::routes())
         .merge(certs_web::routes())
+        .merge(surveil::pages::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

@@ -1,6 +1,6 @@
 //! Infectious-disease surveillance in the node: notifiable-disease reports by public-health officers (a
 //! pseudonymised line list of cases and aggregate counts per disease × region × ISO week), entered in a form,
-//! imported from CSV ([`import`]), posted as JSON or FHIR (`Observation` / `MeasureReport`, see [`fhir_input`]);
+//! imported from CSV ([`import`]), posted as JSON or as FHIR (`Observation` / `MeasureReport` at `/fhir`, in `caravan-fhir`);
 //! aberration detection (the `surveillance` crate) on every new report over the series it touched; alerts for
 //! the officers of the region and, when the region borders another country, a cross-border alert to that
 //! country's node (`surv.alert`, acknowledged back with `surv.ack`; weekly counts of border regions travel as
@@ -14,7 +14,6 @@ pub mod api;
 pub mod charts;
 pub mod demo;
 pub mod fed;
-pub mod fhir_input;
 pub mod import;
 pub mod pages;
 
@@ -27,7 +26,7 @@ use caravan_store::*;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use surveillance::{EarsParams, FlexibleParams, Method};
+use ::surveillance::{EarsParams, FlexibleParams, Method};
 use uuid::Uuid;
 
 /// Roles that report and watch.
@@ -437,7 +436,7 @@ pub fn detect_weeks(
     if counts.is_empty() {
         return Ok(out);
     }
-    let series = surveillance::Series::new(counts.iter().map(|(_, c)| *c as f64).collect())
+    let series = ::surveillance::Series::new(counts.iter().map(|(_, c)| *c as f64).collect())
         .and_then(|s| s.with_start_date(counts[0].0))
         .map_err(|e| e.to_string())?;
     let fallback = fallback_method();
@@ -456,7 +455,7 @@ pub fn detect_weeks(
             method: String::new(),
         };
         for m in [method, &fallback] {
-            match surveillance::detect(&series, m, t..=t) {
+            match ::surveillance::detect(&series, m, t..=t) {
                 Ok(rows) => {
                     if let Some(r) = rows.first() {
                         row.upperbound = r.upperbound;
@@ -465,7 +464,7 @@ pub fn detect_weeks(
                     }
                     break;
                 }
-                Err(surveillance::Error::TooShort { .. }) => continue,
+                Err(::surveillance::Error::TooShort { .. }) => continue,
                 Err(e) => return Err(e.to_string()),
             }
         }
