@@ -836,7 +836,9 @@ async fn create_inner(
         }
         "Observation" => {
             let r: fr::Observation = input::parse(headers, body, rtype)?;
-            Resource::Observation(Box::new(crate::surveil::create_observation(st, &p, r).await?))
+            Resource::Observation(Box::new(
+                crate::surveil::create_observation(st, &p, r).await?,
+            ))
         }
         "MeasureReport" => {
             let r: fr::MeasureReport = input::parse(headers, body, rtype)?;

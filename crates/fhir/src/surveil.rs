@@ -50,7 +50,9 @@ fn component_text(o: &fr::Observation, code: &str) -> FhirResult<String> {
     Ok(match &c.value {
         Some(fr::ObservationComponentValue::String(s)) => s.value.clone().unwrap_or_default(),
         Some(fr::ObservationComponentValue::DateTime(d)) => d.value.clone().unwrap_or_default(),
-        Some(fr::ObservationComponentValue::Boolean(b)) => b.value.map(|b| b.to_string()).unwrap_or_default(),
+        Some(fr::ObservationComponentValue::Boolean(b)) => {
+            b.value.map(|b| b.to_string()).unwrap_or_default()
+        }
         Some(fr::ObservationComponentValue::CodeableConcept(cc)) => cc
             .coding
             .first()
@@ -75,14 +77,20 @@ pub fn case_of(o: &fr::Observation) -> FhirResult<CaseInput> {
     let disease = icd10(Some(&o.code), "Observation.code")?;
     let onset = match &o.effective {
         Some(fr::ObservationEffective::DateTime(d)) => d.value.clone().unwrap_or_default(),
-        _ => return Err(FhirError::invalid("Observation.effectiveDateTime (the onset date) is required")),
+        _ => {
+            return Err(FhirError::invalid(
+                "Observation.effectiveDateTime (the onset date) is required",
+            ))
+        }
     };
     // A dateTime may carry a time: the date part is the onset date.
     let onset: String = onset.chars().take(10).collect();
     let mut report = component_text(o, "report-date")?;
     report.truncate(10);
     if report.is_empty() {
-        return Err(FhirError::invalid("Observation.component report-date is required"));
+        return Err(FhirError::invalid(
+            "Observation.component report-date is required",
+        ));
     }
     Ok(CaseInput {
         pseudonym: o
@@ -112,7 +120,11 @@ pub fn aggregates_of(m: &fr::MeasureReport) -> FhirResult<Vec<AggregateInput>> {
         .as_ref()
         .and_then(|d| d.value.as_deref())
         .and_then(|s| chrono::NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d").ok())
-        .ok_or_else(|| FhirError::invalid("MeasureReport.period.start must be a date (the Monday of an ISO week)"))?;
+        .ok_or_else(|| {
+            FhirError::invalid(
+                "MeasureReport.period.start must be a date (the Monday of an ISO week)",
+            )
+        })?;
     if start.weekday() != chrono::Weekday::Mon {
         return Err(FhirError::invalid(format!(
             "MeasureReport.period.start {start} is not a Monday: the period is one ISO week"
@@ -126,13 +138,18 @@ pub fn aggregates_of(m: &fr::MeasureReport) -> FhirResult<Vec<AggregateInput>> {
         .and_then(|s| chrono::NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d").ok())
     {
         if (end - start).num_days() != 6 {
-            return Err(FhirError::invalid("MeasureReport.period must span one ISO week (Monday to Sunday)"));
+            return Err(FhirError::invalid(
+                "MeasureReport.period must span one ISO week (Monday to Sunday)",
+            ));
         }
     }
     let iso = start.iso_week();
     let mut out = Vec::new();
     for (g, group) in m.group.iter().enumerate() {
-        let disease = icd10(group.code.as_deref(), &format!("MeasureReport.group[{g}].code"))?;
+        let disease = icd10(
+            group.code.as_deref(),
+            &format!("MeasureReport.group[{g}].code"),
+        )?;
         if group.stratifier.is_empty() {
             return Err(FhirError::invalid(format!(
                 "MeasureReport.group[{g}] needs a stratifier by region"
@@ -145,17 +162,22 @@ pub fn aggregates_of(m: &fr::MeasureReport) -> FhirResult<Vec<AggregateInput>> {
                     .value
                     .as_ref()
                     .and_then(|v| {
-                        v.text
-                            .as_ref()
-                            .and_then(|t| t.value.clone())
-                            .or_else(|| v.coding.first().and_then(|c| c.code.as_ref().and_then(|c| c.value.clone())))
+                        v.text.as_ref().and_then(|t| t.value.clone()).or_else(|| {
+                            v.coding
+                                .first()
+                                .and_then(|c| c.code.as_ref().and_then(|c| c.value.clone()))
+                        })
                     })
-                    .ok_or_else(|| FhirError::invalid(format!("{at}.value (the region code) is required")))?;
+                    .ok_or_else(|| {
+                        FhirError::invalid(format!("{at}.value (the region code) is required"))
+                    })?;
                 let count = stratum
                     .population
                     .first()
                     .and_then(|p| p.count.as_ref().and_then(|c| c.value))
-                    .ok_or_else(|| FhirError::invalid(format!("{at}.population[0].count is required")))?;
+                    .ok_or_else(|| {
+                        FhirError::invalid(format!("{at}.population[0].count is required"))
+                    })?;
                 out.push(AggregateInput {
                     disease: disease.clone(),
                     region,
@@ -184,11 +206,19 @@ fn with_id<T>(mut r: T, id: String, set: impl FnOnce(&mut T, ft::Id)) -> T {
 }
 
 /// Store a case Observation; returns it with the case's id.
-pub async fn create_observation(st: &AppState, p: &Principal, o: fr::Observation) -> FhirResult<fr::Observation> {
+pub async fn create_observation(
+    st: &AppState,
+    p: &Principal,
+    o: fr::Observation,
+) -> FhirResult<fr::Observation> {
     p.require(surveil::OFFICERS)?;
     let input = case_of(&o)?;
     let batch = surveil::validate(st, p, &[input], &[], "fhir").await?;
-    let id = batch.cases.first().map(|c| c.id.to_string()).unwrap_or_default();
+    let id = batch
+        .cases
+        .first()
+        .map(|c| c.id.to_string())
+        .unwrap_or_default();
     surveil::submit(st, p, batch, "fhir").await?;
     Ok(with_id(o, id, |r, id| r.id = Some(id)))
 }

@@ -828,7 +828,11 @@ async fn surveillance_reports_are_posted_as_observation_and_measure_report() {
     // A case that names its patient is refused, as is an unknown region: OperationOutcome, nothing stored.
     let mut named = obs.clone();
     named["subject"] = json!({ "reference": "Patient/1" });
-    assert_outcome(&officer.post_fhir("/fhir/Observation", &named).await, 400, "subject");
+    assert_outcome(
+        &officer.post_fhir("/fhir/Observation", &named).await,
+        400,
+        "subject",
+    );
     let mut wrong = obs.clone();
     wrong["component"][0]["valueString"] = json!("KZ-NOWHERE");
     let r = officer.post_fhir("/fhir/Observation", &wrong).await;
@@ -836,7 +840,8 @@ async fn surveillance_reports_are_posted_as_observation_and_measure_report() {
     assert!(r.body.to_string().contains("KZ-NOWHERE"), "{:#}", r.body);
 
     // Weekly counts of last week for two regions.
-    let monday = today - chrono::Duration::days(i64::from(today.weekday().num_days_from_monday()) + 7);
+    let monday =
+        today - chrono::Duration::days(i64::from(today.weekday().num_days_from_monday()) + 7);
     let report = json!({
         "resourceType": "MeasureReport",
         "status": "complete",
@@ -857,7 +862,11 @@ async fn surveillance_reports_are_posted_as_observation_and_measure_report() {
     let r = officer.post_fhir("/fhir/MeasureReport", &report).await;
     assert_eq!(r.status, 201, "{:#}", r.body);
     let (_, aggs) = officer
-        .api(Method::GET, "/api/v1/surveillance/series?disease=A39&region=KZ-ALA", None)
+        .api(
+            Method::GET,
+            "/api/v1/surveillance/series?disease=A39&region=KZ-ALA",
+            None,
+        )
         .await;
     let weeks = aggs["weeks"].as_array().unwrap();
     assert_eq!(weeks.len(), 1);
@@ -865,9 +874,17 @@ async fn surveillance_reports_are_posted_as_observation_and_measure_report() {
     assert_eq!(weeks[0]["week_start"], monday.to_string());
     let mut tuesday = report.clone();
     tuesday["period"]["start"] = json!((monday + chrono::Duration::days(1)).to_string());
-    assert_outcome(&officer.post_fhir("/fhir/MeasureReport", &tuesday).await, 400, "period");
+    assert_outcome(
+        &officer.post_fhir("/fhir/MeasureReport", &tuesday).await,
+        400,
+        "period",
+    );
 
     // Other roles may not report.
     let doctor = Client::login(&node, "dr.aliyev").await;
-    assert_outcome(&doctor.post_fhir("/fhir/Observation", &obs).await, 403, "role");
+    assert_outcome(
+        &doctor.post_fhir("/fhir/Observation", &obs).await,
+        403,
+        "role",
+    );
 }

@@ -930,10 +930,12 @@ async fn a_cross_border_outbreak_alert_is_delivered_and_acknowledged_back() {
     }
     let today = chrono::Utc::now().date_naive();
     let cases: Vec<Value> = (0..3)
-        .map(|i| json!({ "pseudonym": format!("kz-lab-{i}"), "disease": "A00", "region": "KZ-ALM",
+        .map(|i| {
+            json!({ "pseudonym": format!("kz-lab-{i}"), "disease": "A00", "region": "KZ-ALM",
                           "onset_date": (today - chrono::Duration::days(20 + i)).to_string(),
                           "report_date": today.to_string(), "age_band": "25-44", "sex": "female",
-                          "outcome": "hospitalised", "lab_confirmed": true }))
+                          "outcome": "hospitalised", "lab_confirmed": true })
+        })
         .collect();
     let (s, out) = kz
         .post(
@@ -1063,7 +1065,10 @@ async fn a_cross_border_outbreak_alert_is_delivered_and_acknowledged_back() {
         }
     }
     let alerts = received(kashgar, "surv.alert").await;
-    assert_eq!(alerts[0]["neighbour_regions"], json!(["CN-XJ-IL", "CN-XJ-KS"]));
+    assert_eq!(
+        alerts[0]["neighbour_regions"],
+        json!(["CN-XJ-IL", "CN-XJ-KS"])
+    );
     assert_eq!(alerts[0]["recent"].as_array().unwrap().len(), 12);
 
     // Both nodes audited it; the line list read at the center is in its chain.
@@ -1083,6 +1088,8 @@ async fn a_cross_border_outbreak_alert_is_delivered_and_acknowledged_back() {
         .audit_for_entity("surveillance_alert", fid, 10)
         .await
         .unwrap();
-    assert!(received_log.iter().any(|r| r.event.detail.contains("from center-kz")));
+    assert!(received_log
+        .iter()
+        .any(|r| r.event.detail.contains("from center-kz")));
     drop(net.dir);
 }

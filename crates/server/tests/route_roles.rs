@@ -82,7 +82,10 @@ const UI_PAGES: &[(&str, &[Role])] = &[
         "/ui/surveillance/export/alerts.csv",
         &[Role::PublicHealthOfficer],
     ),
-    ("/ui/surveillance/export/cases.csv", &[Role::PublicHealthOfficer]),
+    (
+        "/ui/surveillance/export/cases.csv",
+        &[Role::PublicHealthOfficer],
+    ),
     (
         "/ui/tokens",
         &[

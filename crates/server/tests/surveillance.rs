@@ -35,7 +35,11 @@ async fn a_report_raises_an_alert_that_officers_acknowledge_and_discuss() {
     let officer = Client::login(&node, "officer").await;
     let (s, regions) = officer.get("/api/v1/surveillance/regions").await;
     assert_eq!(s, StatusCode::OK);
-    assert!(regions.as_array().unwrap().iter().any(|r| r["code"] == "KZ-ZHA"));
+    assert!(regions
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["code"] == "KZ-ZHA"));
 
     let (s, out) = officer
         .post("/api/v1/surveillance/reports", spike("A00", "KZ-ZHA", 25))
@@ -52,7 +56,10 @@ async fn a_report_raises_an_alert_that_officers_acknowledge_and_discuss() {
     assert_eq!(a["observed"].as_f64(), Some(25.0));
     assert!(a["upperbound"].as_f64().unwrap() < 10.0);
     let (y, w) = week_ago(1);
-    assert_eq!((a["iso_year"].as_i64(), a["iso_week"].as_i64()), (Some(y as i64), Some(w as i64)));
+    assert_eq!(
+        (a["iso_year"].as_i64(), a["iso_week"].as_i64()),
+        (Some(y as i64), Some(w as i64))
+    );
     let id = a["id"].as_str().unwrap().to_owned();
 
     // The same figures again raise nothing new.
@@ -69,14 +76,21 @@ async fn a_report_raises_an_alert_that_officers_acknowledge_and_discuss() {
     assert_eq!(s, StatusCode::OK, "{series}");
     let weeks = series["weeks"].as_array().unwrap();
     assert_eq!(weeks.len(), 12);
-    let alarms: Vec<bool> = weeks.iter().map(|w| w["alarm"].as_bool().unwrap()).collect();
+    let alarms: Vec<bool> = weeks
+        .iter()
+        .map(|w| w["alarm"].as_bool().unwrap())
+        .collect();
     assert_eq!(alarms.iter().filter(|a| **a).count(), 1);
     assert!(alarms[11]);
     assert!(weeks[0]["upperbound"].is_null(), "too short for any method");
 
     let (s, list) = officer.get("/api/v1/surveillance/alerts").await;
     assert_eq!(s, StatusCode::OK);
-    assert!(list.as_array().unwrap().iter().any(|x| x["id"] == id.as_str()));
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["id"] == id.as_str()));
 
     // Acknowledge once; the second time is a conflict. Discuss.
     let (s, acked) = officer
@@ -98,28 +112,42 @@ async fn a_report_raises_an_alert_that_officers_acknowledge_and_discuss() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let (s, e) = officer
-        .post(&format!("/api/v1/surveillance/alerts/{id}/notes"), json!({ "body": "  " }))
+        .post(
+            &format!("/api/v1/surveillance/alerts/{id}/notes"),
+            json!({ "body": "  " }),
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(e["error"], "error-surv-invalid");
-    let (_, one) = officer.get(&format!("/api/v1/surveillance/alerts/{id}")).await;
+    let (_, one) = officer
+        .get(&format!("/api/v1/surveillance/alerts/{id}"))
+        .await;
     assert_eq!(one["notes"].as_array().unwrap().len(), 1);
     assert_eq!(one["notes"][0]["body"], "Water samples taken in Taraz.");
 
     // The alert page and the dashboard render for the officer (SVG map and chart, no script).
     let (s, page) = officer.get(&format!("/ui/surveillance/alerts/{id}")).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(page.as_str().unwrap().contains("Water samples taken in Taraz."));
+    assert!(page
+        .as_str()
+        .unwrap()
+        .contains("Water samples taken in Taraz."));
     let (s, page) = officer.get("/ui/surveillance?disease=A00").await;
     assert_eq!(s, StatusCode::OK);
     let html = page.as_str().unwrap();
-    assert!(html.contains(r#"data-region="KZ-ZHA" data-level="alarm""#), "{html}");
+    assert!(
+        html.contains(r#"data-region="KZ-ZHA" data-level="alarm""#),
+        "{html}"
+    );
     assert!(!html.contains("<script"));
     let (s, page) = officer
         .get("/ui/surveillance/series?disease=A00&region=KZ-ZHA")
         .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(page.as_str().unwrap().matches(r#"class="alarm""#).count(), 1);
+    assert_eq!(
+        page.as_str().unwrap().matches(r#"class="alarm""#).count(),
+        1
+    );
 
     // Other roles see nothing of it.
     let coordinator = Client::login(&node, "coordinator").await;
@@ -135,7 +163,9 @@ async fn the_demo_outbreak_has_alerts_a_series_and_a_forecast() {
     let (_, alerts) = officer.get("/api/v1/surveillance/alerts").await;
     let alerts = alerts.as_array().unwrap();
     assert!(
-        alerts.iter().any(|a| a["disease"] == "B05" && a["region"] == "KZ-ALM"),
+        alerts
+            .iter()
+            .any(|a| a["disease"] == "B05" && a["region"] == "KZ-ALM"),
         "{alerts:?}"
     );
     assert!(alerts.iter().any(|a| a["status"] == "acknowledged"));
@@ -144,17 +174,29 @@ async fn the_demo_outbreak_has_alerts_a_series_and_a_forecast() {
         .await;
     assert_eq!(s, StatusCode::OK);
     let html = page.as_str().unwrap();
-    assert!(html.contains(r#"id="surv-forecast""#), "no fan chart: {html}");
-    assert!(html.contains("farrington-flexible"), "six years of history: Farrington decides");
+    assert!(
+        html.contains(r#"id="surv-forecast""#),
+        "no fan chart: {html}"
+    );
+    assert!(
+        html.contains("farrington-flexible"),
+        "six years of history: Farrington decides"
+    );
     // CSV export of the series and the line list.
     let r = officer
         .http
-        .get(format!("{}/ui/surveillance/export/series.csv?disease=B05&region=KZ-ALM", node.base))
+        .get(format!(
+            "{}/ui/surveillance/export/series.csv?disease=B05&region=KZ-ALM",
+            node.base
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
     let text = r.text().await.unwrap();
     assert!(text.starts_with("iso_year,iso_week,week_start,observed,upperbound,alarm,method\n"));
     assert!(text.lines().count() > 300);
@@ -165,7 +207,9 @@ async fn the_demo_outbreak_has_alerts_a_series_and_a_forecast() {
         .await
         .unwrap();
     let text = r.text().await.unwrap();
-    assert!(text.starts_with("pseudonym,disease,region,onset_date,report_date,age_band,sex,outcome,lab_confirmed\n"));
+    assert!(text.starts_with(
+        "pseudonym,disease,region,onset_date,report_date,age_band,sex,outcome,lab_confirmed\n"
+    ));
     assert!(text.lines().count() > 100);
 }
 
@@ -197,7 +241,11 @@ async fn csv_import_is_all_or_nothing_and_names_the_bad_lines() {
     let (_, series) = officer
         .get("/api/v1/surveillance/series?disease=A20&region=KZ-TUR")
         .await;
-    assert_eq!(series["weeks"].as_array().unwrap().len(), 0, "the good row was not kept");
+    assert_eq!(
+        series["weeks"].as_array().unwrap().len(),
+        0,
+        "the good row was not kept"
+    );
 
     // The same refusal through the page: 422, the lines named, nothing stored.
     let form = reqwest::multipart::Form::new()
@@ -218,14 +266,22 @@ async fn csv_import_is_all_or_nothing_and_names_the_bad_lines() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = r.text().await.unwrap();
-    assert!(html.contains("line 3: region &#34;KZ-MARS&#34;") || html.contains("line 3: region &quot;KZ-MARS&quot;"), "{html}");
+    assert!(
+        html.contains("line 3: region &#34;KZ-MARS&#34;")
+            || html.contains("line 3: region &quot;KZ-MARS&quot;"),
+        "{html}"
+    );
 
     // A good case file goes in whole.
     let today = Utc::now().date_naive();
-    let mut good = String::from("pseudonym,disease,region,onset_date,report_date,age_band,sex,outcome,lab_confirmed\n");
+    let mut good = String::from(
+        "pseudonym,disease,region,onset_date,report_date,age_band,sex,outcome,lab_confirmed\n",
+    );
     for i in 0..5 {
         let onset = today - Duration::days(10 + i);
-        good.push_str(&format!("lab-{i},A20,KZ-TUR,{onset},{today},25-44,male,hospitalised,yes\n"));
+        good.push_str(&format!(
+            "lab-{i},A20,KZ-TUR,{onset},{today},25-44,male,hospitalised,yes\n"
+        ));
     }
     let r = officer
         .http
@@ -252,25 +308,41 @@ async fn bad_reports_are_refused_with_the_reason_and_store_nothing() {
     let officer = Client::login(&node, "officer").await;
     let today = Utc::now().date_naive();
     let tomorrow = today + Duration::days(3);
-    let case = |disease: &str, onset: String, report: String| {
-        json!({ "disease": disease, "region": "KZ-ALA", "onset_date": onset, "report_date": report })
-    };
+    let case = |disease: &str, onset: String, report: String| json!({ "disease": disease, "region": "KZ-ALA", "onset_date": onset, "report_date": report });
     for (body, needle) in [
-        (json!({ "cases": [case("X99", today.to_string(), today.to_string())] }), "case 1: disease \"X99\""),
-        (json!({ "cases": [case("A00", today.to_string(), tomorrow.to_string())] }), "in the future"),
-        (json!({ "cases": [case("A00", today.to_string(), (today - Duration::days(2)).to_string())] }), "after report_date"),
-        (json!({ "cases": [case("A00", "5 May".into(), today.to_string())] }), "is not a date"),
+        (
+            json!({ "cases": [case("X99", today.to_string(), today.to_string())] }),
+            "case 1: disease \"X99\"",
+        ),
+        (
+            json!({ "cases": [case("A00", today.to_string(), tomorrow.to_string())] }),
+            "in the future",
+        ),
+        (
+            json!({ "cases": [case("A00", today.to_string(), (today - Duration::days(2)).to_string())] }),
+            "after report_date",
+        ),
+        (
+            json!({ "cases": [case("A00", "5 May".into(), today.to_string())] }),
+            "is not a date",
+        ),
         (
             json!({ "cases": [{ "disease": "A00", "region": "KZ-ALA", "onset_date": today.to_string(), "report_date": today.to_string(), "pseudonym": "Ivan Petrov" }] }),
             "never a name",
         ),
-        (json!({ "aggregates": [{ "disease": "A00", "region": "KZ-ALA", "iso_year": 2026, "iso_week": 60, "count": 1 }] }), "iso_week 60"),
+        (
+            json!({ "aggregates": [{ "disease": "A00", "region": "KZ-ALA", "iso_year": 2026, "iso_week": 60, "count": 1 }] }),
+            "iso_week 60",
+        ),
         (json!({}), "empty"),
     ] {
         let (s, e) = officer.post("/api/v1/surveillance/reports", body).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
         assert_eq!(e["error"], "error-surv-invalid");
-        assert!(e["message"].as_str().unwrap().contains(needle), "{needle}: {e}");
+        assert!(
+            e["message"].as_str().unwrap().contains(needle),
+            "{needle}: {e}"
+        );
     }
     let r = officer
         .http
@@ -282,7 +354,9 @@ async fn bad_reports_are_refused_with_the_reason_and_store_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let (_, cases) = officer.get("/api/v1/surveillance/cases?region=KZ-ALA").await;
+    let (_, cases) = officer
+        .get("/api/v1/surveillance/cases?region=KZ-ALA")
+        .await;
     assert_eq!(cases.as_array().unwrap().len(), 0);
     let (s, _) = officer
         .get("/api/v1/surveillance/series?disease=A00&region=CN-XJ-KS")

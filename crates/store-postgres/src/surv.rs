@@ -345,12 +345,11 @@ pub(crate) async fn weeks(pool: &PgPool, f: &SurvFilter) -> Result<Vec<SurvWeek>
 }
 
 pub(crate) async fn alerts(pool: &PgPool, limit: u32) -> Result<Vec<SurvAlert>> {
-    let rows =
-        sqlx::query("SELECT * FROM surv_alerts ORDER BY created_at DESC, id DESC LIMIT $1")
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await
-            .map_err(db_err)?;
+    let rows = sqlx::query("SELECT * FROM surv_alerts ORDER BY created_at DESC, id DESC LIMIT $1")
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
     rows.iter().map(alert).collect()
 }
 

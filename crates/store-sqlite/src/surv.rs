@@ -346,12 +346,11 @@ pub(crate) async fn weeks(pool: &SqlitePool, f: &SurvFilter) -> Result<Vec<SurvW
 }
 
 pub(crate) async fn alerts(pool: &SqlitePool, limit: u32) -> Result<Vec<SurvAlert>> {
-    let rows =
-        sqlx::query("SELECT * FROM surv_alerts ORDER BY created_at DESC, id DESC LIMIT ?")
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await
-            .map_err(db_err)?;
+    let rows = sqlx::query("SELECT * FROM surv_alerts ORDER BY created_at DESC, id DESC LIMIT ?")
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
     rows.iter().map(alert).collect()
 }
 

@@ -936,7 +936,13 @@ fn now_us() -> chrono::DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-fn surv_case(w: &World, disease: &str, region: &str, onset: NaiveDate, pseudonym: &str) -> SurvCase {
+fn surv_case(
+    w: &World,
+    disease: &str,
+    region: &str,
+    onset: NaiveDate,
+    pseudonym: &str,
+) -> SurvCase {
     SurvCase {
         id: uuid::Uuid::now_v7(),
         pseudonym: pseudonym.into(),
@@ -1017,7 +1023,7 @@ async fn surveillance_records(store: &dyn Store, w: &World) {
 
     // 2026-01-05 is a Monday of ISO week 2026-W02; 2025-12-29 belongs to ISO week 2026-W01.
     let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
-    let cases = vec![
+    let cases = [
         surv_case(w, "A01.0", "KZ-ALM", d(2025, 12, 29), "p1"),
         surv_case(w, "A01.0", "KZ-ALM", d(2026, 1, 5), "p2"),
         surv_case(w, "A01.0", "KZ-ALM", d(2026, 1, 11), "p3"),
@@ -1066,7 +1072,10 @@ async fn surveillance_records(store: &dyn Store, w: &World) {
         .unwrap();
     let all = store.surv_cases(&SurvFilter::default()).await.unwrap();
     assert_eq!(all.len(), 4);
-    assert!(all.iter().any(|c| c == &cases[0]), "a case reads back as written");
+    assert!(
+        all.iter().any(|c| c == &cases[0]),
+        "a case reads back as written"
+    );
     assert_eq!(all[0].onset_date, d(2026, 1, 11), "newest onset first");
     let alm = store
         .surv_cases(&SurvFilter {
@@ -1118,7 +1127,10 @@ async fn surveillance_records(store: &dyn Store, w: &World) {
         )
         .await;
     assert!(matches!(r, Err(StoreError::Duplicate(_))), "{r:?}");
-    assert_eq!(store.surv_weeks(&SurvFilter::default()).await.unwrap(), before);
+    assert_eq!(
+        store.surv_weeks(&SurvFilter::default()).await.unwrap(),
+        before
+    );
 
     // Alerts: one per origin × disease × region × week; a foreign one for the same key is distinct.
     let local = surv_alert("", "A01.0", "KZ-ALM", 2);
@@ -1128,7 +1140,9 @@ async fn surveillance_records(store: &dyn Store, w: &World) {
         .unwrap();
     let again = store
         .apply(
-            vec![Change::InsertSurvAlert(surv_alert("", "A01.0", "KZ-ALM", 2))],
+            vec![Change::InsertSurvAlert(surv_alert(
+                "", "A01.0", "KZ-ALM", 2,
+            ))],
             vec![],
         )
         .await;

@@ -107,7 +107,11 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
-async fn cases(State(st): State<AppState>, p: Principal, Query(q): Query<ListQuery>) -> AppResult<Json<Value>> {
+async fn cases(
+    State(st): State<AppState>,
+    p: Principal,
+    Query(q): Query<ListQuery>,
+) -> AppResult<Json<Value>> {
     p.require(OFFICERS)?;
     let list = super::cases(
         &st,
@@ -129,7 +133,11 @@ struct SeriesQuery {
     region: Option<String>,
 }
 
-async fn series(State(st): State<AppState>, p: Principal, Query(q): Query<SeriesQuery>) -> AppResult<Json<Value>> {
+async fn series(
+    State(st): State<AppState>,
+    p: Principal,
+    Query(q): Query<SeriesQuery>,
+) -> AppResult<Json<Value>> {
     p.require(OFFICERS)?;
     let (Some(d), Some(r)) = (q.disease, q.region) else {
         return Err(AppError::bad_request("disease and region are required"));
@@ -137,7 +145,10 @@ async fn series(State(st): State<AppState>, p: Principal, Query(q): Query<Series
     if !super::DISEASES.contains(&d.as_str()) {
         return Err(AppError::unprocessable(
             "error-surv-invalid",
-            format!("disease {:?} is not a notifiable disease of this node", d.chars().take(40).collect::<String>()),
+            format!(
+                "disease {:?} is not a notifiable disease of this node",
+                d.chars().take(40).collect::<String>()
+            ),
         ));
     }
     let country = super::officer_country(&st, &p).await?;
@@ -165,7 +176,11 @@ async fn alerts(State(st): State<AppState>, p: Principal) -> AppResult<Json<Valu
     Ok(Json(json!(super::alerts_for(&st, &p).await?)))
 }
 
-async fn alert(State(st): State<AppState>, p: Principal, Path(id): Path<String>) -> AppResult<Json<Value>> {
+async fn alert(
+    State(st): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> AppResult<Json<Value>> {
     p.require(OFFICERS)?;
     let id: Uuid = parse_id("alert", &id)?;
     let (a, notes) = super::alert_for(&st, &p, id).await?;

@@ -200,8 +200,12 @@ pub fn region_map(
     let local: Vec<&MapRegion> = regions.iter().filter(|r| !r.foreign).collect();
     let foreign: Vec<&MapRegion> = regions.iter().filter(|r| r.foreign).collect();
     let cols = 3usize;
-    let (bw, bh, gap) = (170.0, 62.0, 18.0);
-    let rows = local.len().div_ceil(cols).max(foreign.len().div_ceil(1)).max(1);
+    let (bw, bh, gap) = (210.0, 62.0, 18.0);
+    let rows = local
+        .len()
+        .div_ceil(cols)
+        .max(foreign.len().div_ceil(1))
+        .max(1);
     let width = 40.0 + cols as f64 * (bw + gap) + 80.0 + bw + 20.0;
     let height = 60.0 + rows as f64 * (bh + gap) + 40.0;
     let mut pos = std::collections::BTreeMap::new();
@@ -236,7 +240,10 @@ pub fn region_map(
         let Some(&(x, y)) = pos.get(&r.code) else {
             continue;
         };
-        let open = r.href.as_ref().map(|h| format!(r#"<a href="{}">"#, escape(h)));
+        let open = r
+            .href
+            .as_ref()
+            .map(|h| format!(r#"<a href="{}">"#, escape(h)));
         if let Some(o) = &open {
             svg.push_str(o);
         }
@@ -244,20 +251,24 @@ pub fn region_map(
             svg,
             r##"<rect x="{x:.1}" y="{y:.1}" width="{bw}" height="{bh}" rx="8" fill="{}" stroke="#33414d" stroke-width="1.2"{} data-region="{}" data-level="{}"><title>{}: {}</title></rect><text x="{:.1}" y="{:.1}" font-weight="bold">{}</text><text x="{:.1}" y="{:.1}">{}</text><text x="{:.1}" y="{:.1}" fill="#33414d">{}</text>"##,
             level_colour(r.level),
-            if r.foreign { r#" stroke-dasharray="6 3""# } else { "" },
+            if r.foreign {
+                r#" stroke-dasharray="6 3""#
+            } else {
+                ""
+            },
             escape(&r.code),
             r.level,
             escape(&r.name),
             escape(&r.note),
             x + 8.0,
             y + 18.0,
-            escape(&r.name.chars().take(22).collect::<String>()),
+            escape(&r.name.chars().take(28).collect::<String>()),
             x + 8.0,
             y + 34.0,
             escape(&r.code),
             x + 8.0,
             y + 52.0,
-            escape(&r.note.chars().take(26).collect::<String>()),
+            escape(&r.note.chars().take(34).collect::<String>()),
         );
         if open.is_some() {
             svg.push_str("</a>");
@@ -289,7 +300,8 @@ mod tests {
         SeriesWeek {
             iso_year: 2026,
             iso_week: i,
-            week_start: NaiveDate::from_isoywd_opt(2026, i, chrono::Weekday::Mon).unwrap_or_default(),
+            week_start: NaiveDate::from_isoywd_opt(2026, i, chrono::Weekday::Mon)
+                .unwrap_or_default(),
             count,
             upperbound: ub,
             alarm,

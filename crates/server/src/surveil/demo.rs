@@ -14,7 +14,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
-fn region(code: &str, name: &str, country: &str, population: i64, neighbours: &[(&str, &str, &str)]) -> SurvRegion {
+fn region(
+    code: &str,
+    name: &str,
+    country: &str,
+    population: i64,
+    neighbours: &[(&str, &str, &str)],
+) -> SurvRegion {
     SurvRegion {
         code: code.into(),
         name: name.into(),
@@ -96,7 +102,11 @@ fn diarrhoea(rng: &mut StdRng, week: u32, base: f64) -> i64 {
 /// Seed the surveillance regions, the officer's history and its alerts, unless regions exist already.
 /// `outbreak_cases`: also report the measles outbreak (the network demo reports it through the node instead,
 /// so that its cross-border alert travels).
-pub async fn seed(store: &dyn Store, country: &str, outbreak_cases: bool) -> Result<bool, StoreError> {
+pub async fn seed(
+    store: &dyn Store,
+    country: &str,
+    outbreak_cases: bool,
+) -> Result<bool, StoreError> {
     if !store.surv_regions().await?.is_empty() {
         return Ok(false);
     }
@@ -107,7 +117,13 @@ pub async fn seed(store: &dyn Store, country: &str, outbreak_cases: bool) -> Res
     store
         .apply(
             vec![Change::SurvSetRegions(regions.clone())],
-            vec![system_event(AuditAction::Create, "surveillance_regions", "regions", None, "demo")],
+            vec![system_event(
+                AuditAction::Create,
+                "surveillance_regions",
+                "regions",
+                None,
+                "demo",
+            )],
         )
         .await?;
     let mut rng = StdRng::seed_from_u64(5);
@@ -148,7 +164,13 @@ pub async fn seed(store: &dyn Store, country: &str, outbreak_cases: bool) -> Res
     store
         .apply(
             changes,
-            vec![system_event(AuditAction::Create, "surveillance_report", "demo-history", None, "demo history")],
+            vec![system_event(
+                AuditAction::Create,
+                "surveillance_report",
+                "demo-history",
+                None,
+                "demo history",
+            )],
         )
         .await?;
     if outbreak_cases {
@@ -197,7 +219,12 @@ pub fn outbreak(reporter: &User, region: &str, today: NaiveDate, seed: u64) -> V
                 report_date: (onset + Duration::days(rng.gen_range(1..4i64))).min(today),
                 age_band: age.into(),
                 sex: if rng.gen::<bool>() { "female" } else { "male" }.into(),
-                outcome: if rng.gen_range(0..10u8) == 0 { "hospitalised" } else { "recovered" }.into(),
+                outcome: if rng.gen_range(0..10u8) == 0 {
+                    "hospitalised"
+                } else {
+                    "recovered"
+                }
+                .into(),
                 lab_confirmed: rng.gen_range(0..3u8) > 0,
                 reported_by: reporter.id,
                 source: "demo".into(),
@@ -210,7 +237,11 @@ pub fn outbreak(reporter: &User, region: &str, today: NaiveDate, seed: u64) -> V
 
 /// Run the default detection on the last 8 weeks of every series and store the alarms as local alerts (without
 /// envelopes: the demo node is not federated when this runs); the oldest is acknowledged and discussed.
-async fn raise_alerts(store: &dyn Store, regions: &[SurvRegion], officer: &User) -> Result<(), StoreError> {
+async fn raise_alerts(
+    store: &dyn Store,
+    regions: &[SurvRegion],
+    officer: &User,
+) -> Result<(), StoreError> {
     let weeks = store.surv_weeks(&SurvFilter::default()).await?;
     let mut first: Option<SurvAlert> = None;
     for r in regions {
@@ -219,7 +250,8 @@ async fn raise_alerts(store: &dyn Store, regions: &[SurvRegion], officer: &User)
                 .iter()
                 .filter(|w| w.region == r.code && w.disease == *d)
                 .filter_map(|w| {
-                    NaiveDate::from_isoywd_opt(w.iso_year, w.iso_week, chrono::Weekday::Mon).map(|m| (m, w.total()))
+                    NaiveDate::from_isoywd_opt(w.iso_year, w.iso_week, chrono::Weekday::Mon)
+                        .map(|m| (m, w.total()))
                 })
                 .collect();
             if counts.is_empty() {
@@ -267,7 +299,13 @@ async fn raise_alerts(store: &dyn Store, regions: &[SurvRegion], officer: &User)
                 store
                     .apply(
                         vec![Change::InsertSurvAlert(a.clone())],
-                        vec![system_event(AuditAction::Create, "surveillance_alert", id, None, "demo")],
+                        vec![system_event(
+                            AuditAction::Create,
+                            "surveillance_alert",
+                            id,
+                            None,
+                            "demo",
+                        )],
                     )
                     .await?;
                 first.get_or_insert(a);
@@ -290,11 +328,18 @@ async fn raise_alerts(store: &dyn Store, regions: &[SurvRegion], officer: &User)
                         kind: "note".into(),
                         author_name: officer.display_name.clone(),
                         author_node: String::new(),
-                        body: "District epidemiologist informed; checking the reporting clinics.".into(),
+                        body: "District epidemiologist informed; checking the reporting clinics."
+                            .into(),
                         created_at: at,
                     }),
                 ],
-                vec![system_event(AuditAction::Update, "surveillance_alert", a.id, None, "demo")],
+                vec![system_event(
+                    AuditAction::Update,
+                    "surveillance_alert",
+                    a.id,
+                    None,
+                    "demo",
+                )],
             )
             .await?;
     }
@@ -320,7 +365,8 @@ pub async fn seed_officer(store: &dyn Store, node: DemoNode) -> Result<(), Store
         DemoNode::Kashgar => "Aynur Memet",
         DemoNode::Samarkand => "Dilnoza Rakhimova",
     };
-    let hash = auth::hash_password(crate::demo::DEMO_PASSWORD).map_err(|e| StoreError::Database(e.message))?;
+    let hash = auth::hash_password(crate::demo::DEMO_PASSWORD)
+        .map_err(|e| StoreError::Database(e.message))?;
     let u = User {
         id: UserId::new(),
         username: "officer".into(),

@@ -233,7 +233,10 @@ pub async fn receive(st: &AppState, from: &str, kind: MessageType, body: Value) 
             Ok(b) => receive_ack(st, from, b).await,
             Err(e) => Ok(Err(e)),
         },
-        other => Ok(Err(format!("{} is not a surveillance message", other.name()))),
+        other => Ok(Err(format!(
+            "{} is not a surveillance message",
+            other.name()
+        ))),
     }
 }
 
@@ -323,7 +326,9 @@ async fn receive_alert(st: &AppState, from: &str, b: AlertBody) -> Received {
 }
 
 async fn receive_aggregate(st: &AppState, from: &str, b: AggregateBody) -> Received {
-    if !(short(&b.region, 32) && super::DISEASES.contains(&b.disease.as_str())) || b.weeks.len() > 520 {
+    if !(short(&b.region, 32) && super::DISEASES.contains(&b.disease.as_str()))
+        || b.weeks.len() > 520
+    {
         return Ok(Err("invalid aggregate".into()));
     }
     let regions = st.store().surv_regions().await?;

@@ -69,10 +69,10 @@ pub fn parse(
         (false, true) => (AGGREGATE_COLUMNS, AGGREGATE_COLUMNS),
         _ => {
             return Err(refused(format!(
-                "line 1: the header must be either the case columns ({}) or the aggregate columns ({})",
-                CASE_COLUMNS.join(","),
-                AGGREGATE_COLUMNS.join(",")
-            )))
+            "line 1: the header must be either the case columns ({}) or the aggregate columns ({})",
+            CASE_COLUMNS.join(","),
+            AGGREGATE_COLUMNS.join(",")
+        )))
         }
     };
     for h in &headers {

@@ -21,12 +21,12 @@ use crate::audit::{event, system_event};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::AppState;
+use ::surveillance::{EarsParams, FlexibleParams, Method};
 use caravan_domain::{AuditAction, Role};
 use caravan_store::*;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use ::surveillance::{EarsParams, FlexibleParams, Method};
 use uuid::Uuid;
 
 /// Roles that report and watch.
@@ -282,9 +282,7 @@ pub async fn validate(
 ) -> AppResult<Batch> {
     p.require(OFFICERS)?;
     if cases.len() + aggregates.len() > MAX_BATCH {
-        return Err(invalid(format!(
-            "a report holds at most {MAX_BATCH} items"
-        )));
+        return Err(invalid(format!("a report holds at most {MAX_BATCH} items")));
     }
     let regions = st.store().surv_regions().await?;
     let now = Utc::now();
@@ -313,7 +311,12 @@ pub async fn validate(
 
 /// At most 20 problems in one message, and how many more.
 pub fn summarise(errors: &[String]) -> String {
-    let mut s = errors.iter().take(20).cloned().collect::<Vec<_>>().join("; ");
+    let mut s = errors
+        .iter()
+        .take(20)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
     if errors.len() > 20 {
         s.push_str(&format!("; and {} more", errors.len() - 20));
     }
@@ -321,7 +324,12 @@ pub fn summarise(errors: &[String]) -> String {
 }
 
 /// Commit a validated report (one transaction, audited), then run detection on every series it touched.
-pub async fn submit(st: &AppState, p: &Principal, batch: Batch, via: &str) -> AppResult<ReportOutcome> {
+pub async fn submit(
+    st: &AppState,
+    p: &Principal,
+    batch: Batch,
+    via: &str,
+) -> AppResult<ReportOutcome> {
     p.require(OFFICERS)?;
     let id = Uuid::now_v7();
     let mut touched: BTreeMap<(String, String), BTreeSet<(i32, u32)>> = BTreeMap::new();
@@ -339,7 +347,11 @@ pub async fn submit(st: &AppState, p: &Principal, batch: Batch, via: &str) -> Ap
             .insert((a.iso_year, a.iso_week));
     }
     let (nc, na) = (batch.cases.len(), batch.aggregates.len());
-    let mut changes: Vec<Change> = batch.cases.into_iter().map(Change::InsertSurvCase).collect();
+    let mut changes: Vec<Change> = batch
+        .cases
+        .into_iter()
+        .map(Change::InsertSurvCase)
+        .collect();
     changes.extend(batch.aggregates.into_iter().map(Change::PutSurvAggregate));
     let audit = vec![event(
         p,
@@ -640,7 +652,11 @@ pub async fn alerts_for(st: &AppState, p: &Principal) -> AppResult<Vec<SurvAlert
 }
 
 /// One alert the officer may see, with its notes.
-pub async fn alert_for(st: &AppState, p: &Principal, id: Uuid) -> AppResult<(SurvAlert, Vec<SurvNote>)> {
+pub async fn alert_for(
+    st: &AppState,
+    p: &Principal,
+    id: Uuid,
+) -> AppResult<(SurvAlert, Vec<SurvNote>)> {
     p.require(OFFICERS)?;
     let a = st.store().surv_alert(id).await?;
     let country = officer_country(st, p).await?;
@@ -675,7 +691,14 @@ pub async fn acknowledge(st: &AppState, p: &Principal, id: Uuid) -> AppResult<Su
             changes.push(Change::Enqueue(o));
         }
     }
-    let audit = vec![event(p, AuditAction::Update, "surveillance_alert", id, None, &detail)];
+    let audit = vec![event(
+        p,
+        AuditAction::Update,
+        "surveillance_alert",
+        id,
+        None,
+        &detail,
+    )];
     match crate::federation::commit(st, changes, audit).await {
         Err(e) if e.code == "error-conflict" => Err(AppError::new(
             axum::http::StatusCode::CONFLICT,
@@ -703,7 +726,14 @@ pub async fn add_note(st: &AppState, p: &Principal, id: Uuid, body: &str) -> App
         body: body.to_owned(),
         created_at: Utc::now(),
     };
-    let audit = vec![event(p, AuditAction::Create, "surveillance_note", n.id, None, "note on alert")];
+    let audit = vec![event(
+        p,
+        AuditAction::Create,
+        "surveillance_note",
+        n.id,
+        None,
+        "note on alert",
+    )];
     st.store()
         .apply(vec![Change::InsertSurvNote(n.clone())], audit)
         .await?;
@@ -747,7 +777,9 @@ pub async fn set_regions(st: &AppState, p: &Principal, regions: Vec<SurvRegion>)
     for r in &regions {
         let ok_code = !r.code.is_empty()
             && r.code.len() <= 32
-            && r.code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            && r.code
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !ok_code {
             return Err(invalid(format!(
                 "region code {:?} must be 1 to 32 letters, digits or '-'",
@@ -758,16 +790,27 @@ pub async fn set_regions(st: &AppState, p: &Principal, regions: Vec<SurvRegion>)
             return Err(invalid(format!("region code {} appears twice", r.code)));
         }
         if r.name.trim().is_empty() || r.name.chars().count() > 100 {
-            return Err(invalid(format!("region {}: the name has 1 to 100 characters", r.code)));
+            return Err(invalid(format!(
+                "region {}: the name has 1 to 100 characters",
+                r.code
+            )));
         }
         if r.country.len() != 2 || !r.country.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(invalid(format!("region {}: country must be two capital letters", r.code)));
+            return Err(invalid(format!(
+                "region {}: country must be two capital letters",
+                r.code
+            )));
         }
         if r.population <= 0 {
-            return Err(invalid(format!("region {}: population must be positive", r.code)));
+            return Err(invalid(format!(
+                "region {}: population must be positive",
+                r.code
+            )));
         }
         for n in &r.neighbours {
-            if caravan_federation::NodeId::new(n.node_id.as_str()).is_err() || n.region.trim().is_empty() {
+            if caravan_federation::NodeId::new(n.node_id.as_str()).is_err()
+                || n.region.trim().is_empty()
+            {
                 return Err(invalid(format!(
                     "region {}: a neighbour needs a valid node id and a region code",
                     r.code

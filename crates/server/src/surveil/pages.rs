@@ -122,7 +122,12 @@ fn alert_row(tr: &Tr<'_>, a: &SurvAlert) -> AlertRow {
 /// from the last two weeks' counts of every region, under a default mobility assumption (0.02 % of a region's
 /// people travel to each other region of the node per day, 0.1 % across a border to a neighbouring region) until
 /// a mobility matrix is configured.
-pub async fn risk_map(st: &AppState, tr: &Tr<'_>, disease: &str, officer_country: &str) -> AppResult<String> {
+pub async fn risk_map(
+    st: &AppState,
+    tr: &Tr<'_>,
+    disease: &str,
+    officer_country: &str,
+) -> AppResult<String> {
     let regions = st.store().surv_regions().await?;
     let weeks = st
         .store()
@@ -148,7 +153,12 @@ pub async fn risk_map(st: &AppState, tr: &Tr<'_>, disease: &str, officer_country
         for n in &r.neighbours {
             let key = format!("{}:{}", n.node_id, n.region);
             if !names.iter().any(|x| x.0 == key) {
-                names.push((key.clone(), format!("{} ({})", n.name, n.node_id), true, r.population as f64));
+                names.push((
+                    key.clone(),
+                    format!("{} ({})", n.name, n.node_id),
+                    true,
+                    r.population as f64,
+                ));
             }
             links.push((r.code.clone(), key));
         }
@@ -209,7 +219,10 @@ pub async fn risk_map(st: &AppState, tr: &Tr<'_>, disease: &str, officer_country
         } else {
             "none"
         };
-        let local_country = regions.iter().find(|r| &r.code == code).map(|r| r.country.as_str());
+        let local_country = regions
+            .iter()
+            .find(|r| &r.code == code)
+            .map(|r| r.country.as_str());
         out.push(MapRegion {
             code: code.clone(),
             name: name.clone(),
@@ -267,7 +280,10 @@ async fn dashboard(
         let method = super::method_of(&st);
         let mut series = Vec::new();
         for (d, reg) in keys {
-            let Some(region) = regions.iter().find(|r| r.code == reg && r.country == country) else {
+            let Some(region) = regions
+                .iter()
+                .find(|r| r.code == reg && r.country == country)
+            else {
                 continue;
             };
             let counts = super::weekly_counts(&st, &d, &reg, None).await?;
@@ -299,7 +315,11 @@ async fn dashboard(
             disease,
             map_svg,
             series,
-            alerts: alerts.iter().take(10).map(|a| alert_row(&c.tr, a)).collect(),
+            alerts: alerts
+                .iter()
+                .take(10)
+                .map(|a| alert_row(&c.tr, a))
+                .collect(),
             foreign: foreign
                 .into_iter()
                 .map(|f| ForeignRow {
@@ -323,7 +343,10 @@ async fn dashboard(
 fn latest_foreign(all: &[SurvForeignCount]) -> Vec<SurvForeignCount> {
     let mut m: BTreeMap<(String, String, String), SurvForeignCount> = BTreeMap::new();
     for f in all {
-        m.insert((f.node_id.clone(), f.region.clone(), f.disease.clone()), f.clone());
+        m.insert(
+            (f.node_id.clone(), f.region.clone(), f.disease.clone()),
+            f.clone(),
+        );
     }
     m.into_values().collect()
 }
@@ -350,12 +373,20 @@ struct SeriesQuery {
 }
 
 /// Check the disease and region of a query against the node's list and the officer's country.
-async fn checked_series(st: &AppState, p: &Principal, disease: &str, region: &str) -> AppResult<SurvRegion> {
+async fn checked_series(
+    st: &AppState,
+    p: &Principal,
+    disease: &str,
+    region: &str,
+) -> AppResult<SurvRegion> {
     p.require(super::OFFICERS)?;
     if !DISEASES.contains(&disease) {
         return Err(AppError::unprocessable(
             "error-surv-invalid",
-            format!("disease {:?} is not a notifiable disease of this node", disease.chars().take(40).collect::<String>()),
+            format!(
+                "disease {:?} is not a notifiable disease of this node",
+                disease.chars().take(40).collect::<String>()
+            ),
         ));
     }
     let country = super::officer_country(st, p).await?;
@@ -368,7 +399,12 @@ async fn checked_series(st: &AppState, p: &Principal, disease: &str, region: &st
 }
 
 /// Daily counts by onset date of the line list over the last 120 days of data, for the forecast.
-async fn daily_incidence(st: &AppState, p: &Principal, disease: &str, region: &str) -> AppResult<Vec<f64>> {
+async fn daily_incidence(
+    st: &AppState,
+    p: &Principal,
+    disease: &str,
+    region: &str,
+) -> AppResult<Vec<f64>> {
     let cases = super::cases(
         st,
         p,
@@ -404,10 +440,19 @@ async fn daily_incidence(st: &AppState, p: &Principal, disease: &str, region: &s
 
 /// An SEIR fit (negative binomial likelihood; latent period 5.2 days, infectious period 7 days fixed, β, ρ, I(0)
 /// and the dispersion estimated) and a 28-day ensemble forecast, as a fan chart.
-pub fn forecast_svg(daily: &[f64], population: f64, title: &str) -> Result<String, String> {
+///
+/// `labels` translate the chart's English axis and legend texts (`forecast::svg` writes them in English): each
+/// `(english, translated)` pair replaces the text element that holds exactly `english`.
+pub fn forecast_svg(
+    daily: &[f64],
+    population: f64,
+    title: &str,
+    labels: &[(&str, String)],
+) -> Result<String, String> {
     use forecast::fit::{fit, FitSpec, Likelihood, Observation};
     use forecast::model::{Model, ModelKind};
-    let model = Model::new(ModelKind::Seir { sigma: 1.0 / 5.2 }, population).map_err(|e| e.to_string())?;
+    let model =
+        Model::new(ModelKind::Seir { sigma: 1.0 / 5.2 }, population).map_err(|e| e.to_string())?;
     let mut spec = FitSpec::new(model, Observation::Incidence, Likelihood::NegBin);
     spec.fixed_gamma = Some(1.0 / 7.0);
     let f = fit(&spec, daily).map_err(|e| e.to_string())?;
@@ -421,7 +466,14 @@ pub fn forecast_svg(daily: &[f64], population: f64, title: &str) -> Result<Strin
         },
     )
     .map_err(|e| e.to_string())?;
-    Ok(forecast::svg::fan_chart(&fc, title))
+    let mut svg = forecast::svg::fan_chart(&fc, title);
+    for (en, tr) in labels {
+        svg = svg.replace(
+            &format!(">{en}<"),
+            &format!(">{}<", forecast::svg::escape(tr)),
+        );
+    }
+    Ok(svg)
 }
 
 async fn series_page(
@@ -432,9 +484,20 @@ async fn series_page(
 ) -> Response {
     let r = async {
         let region = checked_series(&st, &p, &q.disease, &q.region).await?;
-        let c = ctx(&st, Some(&p), &headers, "surv-series-title", "/ui/surveillance");
+        let c = ctx(
+            &st,
+            Some(&p),
+            &headers,
+            "surv-series-title",
+            "/ui/surveillance",
+        );
         let weeks = super::series(&st, &q.disease, &q.region).await?;
-        let heading = format!("{} · {} ({})", disease_name(&c.tr, &q.disease), region.name, region.code);
+        let heading = format!(
+            "{} · {} ({})",
+            disease_name(&c.tr, &q.disease),
+            region.name,
+            region.code
+        );
         let chart_svg = charts::series_chart(
             &weeks,
             &SeriesLabels {
@@ -447,12 +510,24 @@ async fn series_page(
             104,
         );
         let daily = daily_incidence(&st, &p, &q.disease, &q.region).await?;
-        let (forecast_svg, forecast_note) = if daily.len() < 14 || daily.iter().sum::<f64>() < 20.0 {
+        let (forecast_svg, forecast_note) = if daily.len() < 14 || daily.iter().sum::<f64>() < 20.0
+        {
             (None, c.tr.t("surv-forecast-too-little"))
         } else {
             let title = c.tr.t1("surv-forecast-title", "region", &region.name);
             let pop = region.population as f64;
-            match tokio::task::spawn_blocking(move || forecast_svg(&daily, pop, &title))
+            let labels: Vec<(&str, String)> = [
+                ("day", "surv-fc-day"),
+                ("reported cases per day", "surv-fc-cases"),
+                ("forecast", "surv-fc-forecast"),
+                ("95% interval", "surv-fc-95"),
+                ("50% interval", "surv-fc-50"),
+                ("median", "surv-fc-median"),
+            ]
+            .into_iter()
+            .map(|(en, id)| (en, c.tr.t(id)))
+            .collect();
+            match tokio::task::spawn_blocking(move || forecast_svg(&daily, pop, &title, &labels))
                 .await
                 .map_err(AppError::internal)?
             {
@@ -496,9 +571,21 @@ struct ReportPage<'a> {
     error: Option<String>,
 }
 
-async fn report_view(st: &AppState, p: &Principal, headers: &HeaderMap, error: Option<String>, flash: Option<String>) -> AppResult<Response> {
+async fn report_view(
+    st: &AppState,
+    p: &Principal,
+    headers: &HeaderMap,
+    error: Option<String>,
+    flash: Option<String>,
+) -> AppResult<Response> {
     p.require(super::OFFICERS)?;
-    let mut c = ctx(st, Some(p), headers, "surv-report-title", "/ui/surveillance/report");
+    let mut c = ctx(
+        st,
+        Some(p),
+        headers,
+        "surv-report-title",
+        "/ui/surveillance/report",
+    );
     c.flash = flash;
     let country = super::officer_country(st, p).await?;
     let regions = st
@@ -544,7 +631,11 @@ fn page_has_error(p: &ReportPage<'_>) -> bool {
     p.error.is_some()
 }
 
-async fn report_page(State(st): State<AppState>, UiPrincipal(p): UiPrincipal, headers: HeaderMap) -> Response {
+async fn report_page(
+    State(st): State<AppState>,
+    UiPrincipal(p): UiPrincipal,
+    headers: HeaderMap,
+) -> Response {
     let r = report_view(&st, &p, &headers, None, None).await;
     done(&st, &p, &headers, r)
 }
@@ -572,7 +663,11 @@ async fn after_report(
             );
             report_view(st, p, headers, None, Some(flash)).await
         }
-        Err(e) if e.status.is_client_error() && e.code != "error-forbidden" && e.code != "error-csrf" => {
+        Err(e)
+            if e.status.is_client_error()
+                && e.code != "error-forbidden"
+                && e.code != "error-csrf" =>
+        {
             let msg = format!("{} {}", tr.t(e.code), e.message);
             report_view(st, p, headers, Some(msg), None).await
         }
@@ -631,7 +726,10 @@ async fn report_aggregate(
                 v.trim().parse::<i64>().map_err(|_| {
                     AppError::unprocessable(
                         "error-surv-invalid",
-                        format!("{what} {:?} is not a whole number", v.chars().take(40).collect::<String>()),
+                        format!(
+                            "{what} {:?} is not a whole number",
+                            v.chars().take(40).collect::<String>()
+                        ),
                     )
                 })
             };
@@ -688,7 +786,10 @@ async fn report_import(
         p.check_csrf(Some(&csrf))?;
         let res = match text {
             Some(t) => super::import::import(&st, &p, &t).await,
-            None => Err(AppError::unprocessable("error-surv-import", "no file was sent")),
+            None => Err(AppError::unprocessable(
+                "error-surv-import",
+                "no file was sent",
+            )),
         };
         after_report(&st, &p, &headers, res).await
     }
@@ -736,7 +837,11 @@ fn case_cells(tr: &Tr<'_>, c: &SurvCase) -> Vec<String> {
         c.age_band.clone(),
         tr.t(&format!("surv-sex-{}", c.sex)),
         tr.t(&format!("surv-outcome-{}", c.outcome)),
-        tr.t(if c.lab_confirmed { "surv-yes" } else { "surv-no" }),
+        tr.t(if c.lab_confirmed {
+            "surv-yes"
+        } else {
+            "surv-no"
+        }),
     ]
 }
 
@@ -748,7 +853,13 @@ async fn cases_page(
 ) -> Response {
     let r = async {
         let list = super::cases(&st, &p, &q.filter(Some(500)), AuditAction::Read).await?;
-        let c = ctx(&st, Some(&p), &headers, "surv-cases-title", "/ui/surveillance/cases");
+        let c = ctx(
+            &st,
+            Some(&p),
+            &headers,
+            "surv-cases-title",
+            "/ui/surveillance/cases",
+        );
         let rows = list.iter().map(|k| case_cells(&c.tr, k)).collect();
         Ok(render(&TablePage {
             intro: c.tr.t("surv-cases-intro"),
@@ -784,10 +895,20 @@ struct AlertsPage<'a> {
     alerts: Vec<AlertRow>,
 }
 
-async fn alerts_page(State(st): State<AppState>, UiPrincipal(p): UiPrincipal, headers: HeaderMap) -> Response {
+async fn alerts_page(
+    State(st): State<AppState>,
+    UiPrincipal(p): UiPrincipal,
+    headers: HeaderMap,
+) -> Response {
     let r = async {
         let list = super::alerts_for(&st, &p).await?;
-        let c = ctx(&st, Some(&p), &headers, "surv-alerts-title", "/ui/surveillance/alerts");
+        let c = ctx(
+            &st,
+            Some(&p),
+            &headers,
+            "surv-alerts-title",
+            "/ui/surveillance/alerts",
+        );
         Ok(render(&AlertsPage {
             alerts: list.iter().map(|a| alert_row(&c.tr, a)).collect(),
             ctx: c,
@@ -818,9 +939,21 @@ struct AlertPage<'a> {
     series_href: Option<String>,
 }
 
-async fn alert_view(st: &AppState, p: &Principal, headers: &HeaderMap, id: Uuid, flash: Option<String>) -> AppResult<Response> {
+async fn alert_view(
+    st: &AppState,
+    p: &Principal,
+    headers: &HeaderMap,
+    id: Uuid,
+    flash: Option<String>,
+) -> AppResult<Response> {
     let (a, notes) = super::alert_for(st, p, id).await?;
-    let mut c = ctx(st, Some(p), headers, "surv-alert-title", "/ui/surveillance/alerts");
+    let mut c = ctx(
+        st,
+        Some(p),
+        headers,
+        "surv-alert-title",
+        "/ui/surveillance/alerts",
+    );
     c.flash = flash;
     let regions = st.store().surv_regions().await?;
     let neighbours = if a.origin_node.is_empty() {
@@ -843,7 +976,13 @@ async fn alert_view(st: &AppState, p: &Principal, headers: &HeaderMap, id: Uuid,
         method: a.method.clone(),
         local_region: a.local_region.clone().unwrap_or_default(),
         acknowledged: match (&a.acknowledged_by, a.acknowledged_at) {
-            (Some(b), Some(t)) => c.tr.t2("surv-acknowledged-by", "name", b, "at", t.format("%Y-%m-%d %H:%M UTC")),
+            (Some(b), Some(t)) => c.tr.t2(
+                "surv-acknowledged-by",
+                "name",
+                b,
+                "at",
+                t.format("%Y-%m-%d %H:%M UTC"),
+            ),
             _ => String::new(),
         },
         neighbours,
@@ -860,10 +999,12 @@ async fn alert_view(st: &AppState, p: &Principal, headers: &HeaderMap, id: Uuid,
                 ack: n.kind == "ack",
             })
             .collect(),
-        series_href: a
-            .origin_node
-            .is_empty()
-            .then(|| format!("/ui/surveillance/series?disease={}&region={}", a.disease, a.region)),
+        series_href: a.origin_node.is_empty().then(|| {
+            format!(
+                "/ui/surveillance/series?disease={}&region={}",
+                a.disease, a.region
+            )
+        }),
         ctx: c,
     };
     Ok(render(&page))
@@ -948,7 +1089,12 @@ fn csv_response(name: &str, rows: Vec<Vec<String>>) -> AppResult<Response> {
 
 /// The CSV of one table: `cases.csv` (the line list; audited as an export), `aggregates.csv`, `weeks.csv`
 /// (every series with detection), `series.csv?disease=&region=`, `alerts.csv`, `neighbours.csv`.
-pub async fn export_csv(st: &AppState, p: &Principal, name: &str, q: &BTreeMap<String, String>) -> AppResult<Response> {
+pub async fn export_csv(
+    st: &AppState,
+    p: &Principal,
+    name: &str,
+    q: &BTreeMap<String, String>,
+) -> AppResult<Response> {
     p.require(super::OFFICERS)?;
     let lq = ListQuery {
         disease: q.get("disease").cloned(),
@@ -986,7 +1132,15 @@ pub async fn export_csv(st: &AppState, p: &Principal, name: &str, q: &BTreeMap<S
             }
         }
         "weeks.csv" => {
-            rows.push(head(&["disease", "region", "iso_year", "iso_week", "cases", "aggregate", "total"]));
+            rows.push(head(&[
+                "disease",
+                "region",
+                "iso_year",
+                "iso_week",
+                "cases",
+                "aggregate",
+                "total",
+            ]));
             for w in st.store().surv_weeks(&lq.filter(None)).await? {
                 rows.push(vec![
                     w.disease.clone(),
@@ -1004,7 +1158,15 @@ pub async fn export_csv(st: &AppState, p: &Principal, name: &str, q: &BTreeMap<S
                 return Err(AppError::bad_request("series.csv needs disease and region"));
             };
             checked_series(st, p, d, r).await?;
-            rows.push(head(&["iso_year", "iso_week", "week_start", "observed", "upperbound", "alarm", "method"]));
+            rows.push(head(&[
+                "iso_year",
+                "iso_week",
+                "week_start",
+                "observed",
+                "upperbound",
+                "alarm",
+                "method",
+            ]));
             for w in super::series(st, d, r).await? {
                 rows.push(vec![
                     w.iso_year.to_string(),
@@ -1019,8 +1181,21 @@ pub async fn export_csv(st: &AppState, p: &Principal, name: &str, q: &BTreeMap<S
         }
         "alerts.csv" => {
             rows.push(head(&[
-                "id", "origin_node", "disease", "region", "region_name", "country", "local_region", "iso_year",
-                "iso_week", "observed", "upperbound", "method", "created_at", "status", "acknowledged_by",
+                "id",
+                "origin_node",
+                "disease",
+                "region",
+                "region_name",
+                "country",
+                "local_region",
+                "iso_year",
+                "iso_week",
+                "observed",
+                "upperbound",
+                "method",
+                "created_at",
+                "status",
+                "acknowledged_by",
                 "acknowledged_at",
             ]));
             for a in super::alerts_for(st, p).await? {
@@ -1040,12 +1215,16 @@ pub async fn export_csv(st: &AppState, p: &Principal, name: &str, q: &BTreeMap<S
                     a.created_at.to_rfc3339(),
                     a.status,
                     a.acknowledged_by.unwrap_or_default(),
-                    a.acknowledged_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    a.acknowledged_at
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default(),
                 ]);
             }
         }
         "neighbours.csv" => {
-            rows.push(head(&["node_id", "region", "disease", "iso_year", "iso_week", "count"]));
+            rows.push(head(&[
+                "node_id", "region", "disease", "iso_year", "iso_week", "count",
+            ]));
             for f in st.store().surv_foreign_counts().await? {
                 rows.push(vec![
                     f.node_id,
