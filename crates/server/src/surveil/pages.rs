@@ -264,11 +264,16 @@ async fn dashboard(
         let regions = st.store().surv_regions().await?;
         let weeks = st.store().surv_weeks(&SurvFilter::default()).await?;
         let alerts = super::alerts_for(&st, &p).await?;
-        // The disease shown on the map: the asked one, else that of the newest alert, else the first reported.
+        // The disease shown on the map: the asked one, else that of the latest week's alert, else the first reported.
         let disease = q
             .disease
             .filter(|d| DISEASES.contains(&d.as_str()))
-            .or_else(|| alerts.first().map(|a| a.disease.clone()))
+            .or_else(|| {
+                alerts
+                    .iter()
+                    .max_by_key(|a| (a.iso_year, a.iso_week, a.status == "open"))
+                    .map(|a| a.disease.clone())
+            })
             .or_else(|| weeks.first().map(|w| w.disease.clone()))
             .unwrap_or_else(|| DISEASES[0].to_owned());
         let map_svg = risk_map(&st, &c.tr, &disease, &country).await?;
