@@ -1093,3 +1093,88 @@ async fn a_cross_border_outbreak_alert_is_delivered_and_acknowledged_back() {
         .any(|r| r.event.detail.contains("from center-kz")));
     drop(net.dir);
 }
+
+/// A surveillance envelope from a node that does not border the region, or with a malformed body, is stored as
+/// ignored (acknowledged, no effect); an acknowledgement of an alert that was never sent there changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn surveillance_envelopes_from_non_neighbours_have_no_effect() {
+    let net = start().await;
+    let kashgar = net.node(DemoNode::Kashgar);
+    let center = net.node(DemoNode::Center);
+    let uz_key = Keyring::load(&net.dir.path().join("samarkand-uz/keyring.json"))
+        .unwrap()
+        .active()
+        .clone();
+    let alert = json!({
+        "alert": "x-1", "disease": "A00", "region": "UZ-SA", "region_name": "Samarkand Region", "country": "UZ",
+        "neighbour_regions": ["CN-XJ-KS"], "iso_year": 2026, "iso_week": 10, "observed": 40.0,
+        "upperbound": 4.0, "method": "ears-c2", "recent": []
+    });
+    // Samarkand is not a neighbour of any region of Kashgar's node.
+    let (s, _) = post_envelope(
+        kashgar,
+        "samarkand-uz",
+        &uz_key,
+        MessageType::SurvAlert,
+        alert.as_object().unwrap().clone(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    // Malformed: no disease.
+    let mut bad = alert.as_object().unwrap().clone();
+    bad.remove("disease");
+    let (s, _) = post_envelope(
+        kashgar,
+        "samarkand-uz",
+        &uz_key,
+        MessageType::SurvAlert,
+        bad,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let inbox = kashgar.state.store().fed_inbox(100).await.unwrap();
+    let outcomes: Vec<&str> = inbox
+        .iter()
+        .filter(|e| e.message_type == "surv.alert")
+        .map(|e| e.outcome.as_str())
+        .collect();
+    assert_eq!(outcomes.len(), 2);
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| o.contains("no region here borders")),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| o.contains("malformed body") && o.contains("disease")),
+        "{outcomes:?}"
+    );
+    assert!(kashgar
+        .state
+        .store()
+        .surv_alerts(10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // An acknowledgement of an alert id the center never sent to Samarkand.
+    let (s, _) = post_envelope(
+        center,
+        "samarkand-uz",
+        &uz_key,
+        MessageType::SurvAck,
+        json!({ "alert": "0190b3a2-0000-7000-8000-000000000000", "by": { "id": "u", "name": "X" },
+                "acknowledged_at": "2026-01-01T00:00:00Z" })
+        .as_object()
+        .unwrap()
+        .clone(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let inbox = center.state.store().fed_inbox(100).await.unwrap();
+    let ack = inbox.iter().find(|e| e.message_type == "surv.ack").unwrap();
+    assert_eq!(ack.outcome, "ignored: unknown alert");
+    drop(net.dir);
+}
