@@ -108,3 +108,4 @@ surv-fc-forecast = forecast
 surv-fc-95 = 95 % interval
 surv-fc-50 = 50 % interval
 surv-fc-median = median
+surv-detection-failed = Detection could not run this time (see the node log); it runs again with the next report of these series.

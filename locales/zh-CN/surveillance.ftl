@@ -108,3 +108,4 @@ surv-fc-forecast = 预测
 surv-fc-95 = 95 % 区间
 surv-fc-50 = 50 % 区间
 surv-fc-median = 中位数
+surv-detection-failed = 本次检测未能运行（见节点日志）；下次报告这些序列时会再次运行。

@@ -270,6 +270,9 @@ pub struct ReportOutcome {
     pub aggregates: usize,
     /// Alerts raised by detection on the series the report touched.
     pub alerts: Vec<SurvAlert>,
+    /// Detection could not run after the report was stored (the cause is in the node log; it runs again on the
+    /// next report of the same series). The report itself is stored: sending it again would duplicate it.
+    pub detection_failed: bool,
 }
 
 /// Validate raw inputs against the node's regions: all or nothing, every bad item named (`item N: ...`).
@@ -363,12 +366,19 @@ pub async fn submit(
     )];
     st.store().apply(changes, audit).await?;
     tracing::info!(batch = %id, cases = nc, aggregates = na, via, "surveillance report stored");
-    let alerts = detect_and_alert(st, &touched).await?;
+    let (alerts, detection_failed) = match detect_and_alert(st, &touched).await {
+        Ok(a) => (a, false),
+        Err(e) => {
+            tracing::error!(batch = %id, error = %e.message, "detection after a surveillance report failed");
+            (Vec::new(), true)
+        }
+    };
     Ok(ReportOutcome {
         batch: id,
         cases: nc,
         aggregates: na,
         alerts,
+        detection_failed,
     })
 }
 

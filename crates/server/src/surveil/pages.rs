@@ -658,7 +658,7 @@ async fn after_report(
     };
     match r {
         Ok(o) => {
-            let flash = tr.tn(
+            let mut flash = tr.tn(
                 "surv-report-done",
                 &[
                     ("cases", o.cases.to_string()),
@@ -666,6 +666,10 @@ async fn after_report(
                     ("alerts", o.alerts.len().to_string()),
                 ],
             );
+            if o.detection_failed {
+                flash.push(' ');
+                flash.push_str(&tr.t("surv-detection-failed"));
+            }
             report_view(st, p, headers, None, Some(flash)).await
         }
         Err(e)
