@@ -71,6 +71,7 @@ const UI_PAGES: &[(&str, &[Role])] = &[
     ("/ui/certs/issue", &[Role::Referrer, Role::Consultant]),
     ("/ui/certs/admin", &[Role::Admin]),
     ("/ui/surveillance", &[Role::PublicHealthOfficer]),
+    ("/ui/admin/surveillance", &[Role::Admin]),
     (
         "/ui/surveillance/series?disease=B05&region=KZ-ALM",
         &[Role::PublicHealthOfficer],

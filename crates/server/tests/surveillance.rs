@@ -369,3 +369,78 @@ async fn bad_reports_are_refused_with_the_reason_and_store_nothing() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_administrator_sets_the_regions_and_their_neighbours() {
+    let node = start().await;
+    let admin = Client::login(&node, "admin").await;
+    let officer = Client::login(&node, "officer").await;
+    let (s, page) = admin.get("/ui/admin/surveillance").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.as_str().unwrap().contains("kashgar-cn"));
+
+    // Refused: a duplicate code, a bad country, a bad neighbour node id; nothing changes.
+    let region = |code: &str, country: &str, node: &str| {
+        json!({ "code": code, "name": "Region", "country": country, "population": 1000,
+                "neighbours": [{ "node_id": node, "region": "X-1", "name": "X" }] })
+    };
+    for (body, needle) in [
+        (
+            json!([region("KZ-A", "KZ", "n1"), region("KZ-A", "KZ", "n1")]),
+            "appears twice",
+        ),
+        (json!([region("KZ-A", "kz", "n1")]), "two capital letters"),
+        (
+            json!([region("KZ-A", "KZ", "Not a node!")]),
+            "valid node id",
+        ),
+    ] {
+        let (s, e) = admin
+            .send(
+                reqwest::Method::PUT,
+                "/api/v1/surveillance/regions",
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        assert!(
+            e["message"].as_str().unwrap().contains(needle),
+            "{needle}: {e}"
+        );
+    }
+    let (_, regions) = officer.get("/api/v1/surveillance/regions").await;
+    assert_eq!(regions.as_array().unwrap().len(), 4);
+    let r = admin
+        .http
+        .post(format!("{}/ui/admin/surveillance", node.base))
+        .form(&[("csrf", admin.csrf.as_str()), ("regions", "[{\"code\": ")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("not valid JSON"));
+
+    // Accepted: the officer reports for the new list.
+    let (s, v) = admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/surveillance/regions",
+            Some(json!([region("KZ-NEW", "KZ", "kashgar-cn")])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, regions) = officer.get("/api/v1/surveillance/regions").await;
+    assert_eq!(regions[0]["code"], "KZ-NEW");
+    assert_eq!(regions[0]["neighbours"][0]["node_id"], "kashgar-cn");
+    let (s, e) = officer
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/surveillance/regions",
+            Some(json!([])),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("error-forbidden"))
+    );
+}

@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/surveillance/alerts/{id}/ack", post(alert_ack))
         .route("/ui/surveillance/alerts/{id}/notes", post(alert_note))
         .route("/ui/surveillance/export/{name}", get(export))
+        .route("/ui/admin/surveillance", get(admin_page).post(admin_save))
 }
 
 fn disease_name(tr: &Tr<'_>, code: &str) -> String {
@@ -1258,5 +1259,98 @@ async fn export(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let r = export_csv(&st, &p, &name, &q).await;
+    done(&st, &p, &headers, r)
+}
+
+// ---------- administration: regions and neighbours ----------
+
+#[derive(Template)]
+#[template(path = "surv_admin.html")]
+struct AdminPage<'a> {
+    ctx: Ctx<'a>,
+    regions: Vec<SurvRegion>,
+    json: String,
+    error: Option<String>,
+}
+
+async fn admin_view(
+    st: &AppState,
+    p: &Principal,
+    headers: &HeaderMap,
+    json: Option<String>,
+    error: Option<String>,
+) -> AppResult<Response> {
+    p.require(&[caravan_domain::Role::Admin])?;
+    let regions = st.store().surv_regions().await?;
+    let json = match json {
+        Some(j) => j,
+        None => serde_json::to_string_pretty(&regions).map_err(AppError::internal)?,
+    };
+    let failed = error.is_some();
+    let mut r = render(&AdminPage {
+        ctx: ctx(
+            st,
+            Some(p),
+            headers,
+            "surv-admin-title",
+            "/ui/admin/surveillance",
+        ),
+        regions,
+        json,
+        error,
+    });
+    if failed {
+        *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    Ok(r)
+}
+
+async fn admin_page(
+    State(st): State<AppState>,
+    UiPrincipal(p): UiPrincipal,
+    headers: HeaderMap,
+) -> Response {
+    let r = admin_view(&st, &p, &headers, None, None).await;
+    done(&st, &p, &headers, r)
+}
+
+#[derive(Deserialize)]
+struct AdminForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    regions: String,
+}
+
+async fn admin_save(
+    State(st): State<AppState>,
+    UiPrincipal(p): UiPrincipal,
+    headers: HeaderMap,
+    Form(f): Form<AdminForm>,
+) -> Response {
+    let r = async {
+        p.require(&[caravan_domain::Role::Admin])?;
+        p.check_csrf(Some(&f.csrf))?;
+        let res = match serde_json::from_str::<Vec<SurvRegion>>(&f.regions) {
+            Ok(regions) => super::set_regions(&st, &p, regions).await,
+            Err(e) => Err(AppError::unprocessable(
+                "error-surv-invalid",
+                format!("the regions are not valid JSON: {e}"),
+            )),
+        };
+        match res {
+            Ok(()) => Ok(Redirect::to("/ui/admin/surveillance").into_response()),
+            Err(e) if e.status.is_client_error() => {
+                let tr = Tr {
+                    i18n: st.i18n(),
+                    lang: crate::ui::lang_for(&st, Some(&p), &headers),
+                };
+                let msg = format!("{} {}", tr.t(e.code), e.message);
+                admin_view(&st, &p, &headers, Some(f.regions.clone()), Some(msg)).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+    .await;
     done(&st, &p, &headers, r)
 }
