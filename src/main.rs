@@ -79,6 +79,11 @@ enum Command {
         #[command(subcommand)]
         command: caravan_federation::cli::DirectoryCommand,
     },
+    /// TLS certificates for nodes: mint a self-signed one, print a certificate's directory pin.
+    Tls {
+        #[command(subcommand)]
+        command: caravan_server::tls::TlsCommand,
+    },
     /// Remote monitoring: NEWS2, MQTT ingest of device readings, alerts, the device simulator and the soak test.
     Monitor {
         #[command(subcommand)]
@@ -160,8 +165,14 @@ struct ServeArgs {
     /// UZ) on --listen's port and the two after it, each with its own database, exchanging a cross-border case.
     #[arg(long)]
     network: bool,
+    /// With `demo --network`: HTTPS and mutual TLS between the three nodes (self-signed certificates pinned in
+    /// the directory).
+    #[arg(long = "tls", requires = "network")]
+    network_tls: bool,
     #[command(flatten)]
     federation: net::FedArgs,
+    #[command(flatten)]
+    tls: net::TlsArgs,
 }
 
 #[derive(Subcommand)]
@@ -208,7 +219,7 @@ async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
         if !demo {
             anyhow::bail!("--network starts the demo network: use it with `caravan demo`");
         }
-        return net::demo_network(args.listen, &args.data).await;
+        return net::demo_network(args.listen, &args.data, args.network_tls).await;
     }
     let federation = args.federation.load(&args.data)?;
     let db = database_url(&args.data, &args.database)?;
@@ -229,6 +240,7 @@ async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
         },
         secure_cookies: !(args.insecure_cookies || demo),
         certs_dir: Some(args.data.join("certs")),
+        tls: args.tls.load(federation.is_some())?,
         surveillance_method: args
             .surveillance_method
             .as_deref()
@@ -243,6 +255,7 @@ async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
         let seeded = caravan_server::demo::seed(store.as_ref(), &config.sla).await?;
         tracing::info!(seeded, "demo data ready");
     }
+    let config_tls = config.tls.is_some();
     let state = AppState::federated(store, blobs, config, federation);
     let dicom = dicom_node::start(&args.data, args.dicom_listen, &state).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -252,7 +265,8 @@ async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
     if let Some(scp) = &dicom.scp {
         println!("DICOM SCP CARAVAN listening on {}", scp.local_addr());
     }
-    println!("Caravan node listening on http://{addr}/");
+    let scheme = if config_tls { "https" } else { "http" };
+    println!("Caravan node listening on {scheme}://{addr}/");
     if demo {
         println!(
             "Demo logins (password for all: {}):",
@@ -343,6 +357,7 @@ fn main() -> ExitCode {
         Command::Monitor { command } => return domains::monitor(command),
         Command::Keys { command } => return caravan_federation::cli::run_keys(command),
         Command::Directory { command } => return caravan_federation::cli::run_directory(command),
+        Command::Tls { command } => return caravan_server::tls::run(command),
         other => other,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -412,6 +427,7 @@ fn main() -> ExitCode {
             // Dispatched before the runtime starts (above): some libraries start runtimes of their own.
             Command::Cert { .. }
             | Command::Trust { .. }
+            | Command::Tls { .. }
             | Command::Rules { .. }
             | Command::Surveil { .. }
             | Command::Ecg { .. }

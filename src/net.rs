@@ -78,6 +78,49 @@ impl FedArgs {
     }
 }
 
+/// HTTPS and mutual TLS between nodes (all optional: without `--tls-cert` the node speaks plain HTTP).
+#[derive(Args, Clone, Debug)]
+pub struct TlsArgs {
+    /// Serve HTTPS with this certificate chain (PEM; `caravan tls generate` mints a self-signed one). Also the
+    /// client certificate this node presents to its federation peers.
+    #[arg(long, env = "CARAVAN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM, PKCS#8 or SEC1).
+    #[arg(long, env = "CARAVAN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require mutual TLS from federation peers: the inbox takes only requests over a connection whose client
+    /// certificate is pinned in the directory for the signing node (or, for a member without pins, issued by
+    /// --federation-ca for its host). Browsers and API clients need no certificate.
+    #[arg(long, env = "CARAVAN_FEDERATION_MTLS", requires = "tls_cert")]
+    pub federation_mtls: bool,
+    /// CA bundle (PEM) trusted for peers' certificates in addition to the directory's pins.
+    #[arg(long, env = "CARAVAN_FEDERATION_CA", requires = "tls_cert")]
+    pub federation_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The node's TLS settings, if it serves TLS.
+    pub fn load(&self, federated: bool) -> Result<Option<Arc<caravan_server::tls::NodeTls>>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        if self.federation_mtls && !federated && self.federation_ca.is_none() {
+            bail!(
+                "--federation-mtls needs federation (--node-id: peers are pinned in the directory) or \
+                 --federation-ca"
+            );
+        }
+        let tls = caravan_server::tls::NodeTls::load(
+            cert,
+            key,
+            self.federation_mtls,
+            self.federation_ca.as_deref(),
+        )?;
+        tracing::info!(spki_sha256 = %tls.spki_pin(), mtls = self.federation_mtls, "TLS identity loaded");
+        Ok(Some(Arc::new(tls)))
+    }
+}
+
 #[derive(Subcommand)]
 pub enum NetCommand {
     /// Start N nodes (separate processes on 127.0.0.1), send M net.ping envelopes around the ring, optionally
@@ -102,7 +145,7 @@ pub enum NetCommand {
 
 /// `caravan demo --network`: the three nodes of [`DemoNode`] in this process, on `listen`'s port and the two
 /// after it, with a cross-border case already answered and another waiting for the expert.
-pub async fn demo_network(listen: std::net::SocketAddr, data: &Path) -> Result<()> {
+pub async fn demo_network(listen: std::net::SocketAddr, data: &Path, tls: bool) -> Result<()> {
     let mut listeners = Vec::new();
     for i in 0..3u16 {
         let mut addr = listen;
@@ -120,9 +163,16 @@ pub async fn demo_network(listen: std::net::SocketAddr, data: &Path) -> Result<(
         ..caravan_server::NodeConfig::default()
     };
     let dir = data.join("network");
-    let nodes = network::start_demo(&dir, listeners, config, Pace::DEMO, caravan_fhir::routes)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let nodes = network::start_demo_with(
+        &dir,
+        listeners,
+        config,
+        Pace::DEMO,
+        caravan_fhir::routes,
+        tls,
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
     for n in &nodes[1..] {
         network::wait_for_catalogue(n, DemoNode::Center, Duration::from_secs(30))
             .await
@@ -151,6 +201,12 @@ pub async fn demo_network(listen: std::net::SocketAddr, data: &Path) -> Result<(
         for (user, what) in n.node.logins() {
             println!("      {user:<16} {what}");
         }
+    }
+    if tls {
+        println!(
+            "HTTPS with mutual TLS between the nodes; each node's self-signed certificate (pinned in the \
+             directory) is DATA/network/<node>/tls.crt."
+        );
     }
     println!(
         "Password for all: {}. A case from Kashgar was answered by the center; one from Samarkand waits for \
@@ -299,6 +355,7 @@ pub async fn soak(
             level: Level::Hospital,
             country: countries[i % countries.len()].into(),
             base_url: format!("http://{}", addrs[i]),
+            tls_spki_sha256: Vec::new(),
         })
         .collect();
     let files = network::create(&root, &specs).map_err(anyhow::Error::msg)?;

@@ -335,3 +335,106 @@ fn federation_soak_across_a_killed_receiver_loses_nothing() {
     assert_eq!(line["duplicated"], 0);
     assert_eq!(line["receiver_killed"], true);
 }
+
+/// `caravan tls generate` mints a node certificate and prints its directory pin; `caravan tls pin` agrees; the
+/// node serves HTTPS with it (`--tls-cert`, `--tls-key`) and no longer speaks plain HTTP on that port.
+#[tokio::test]
+async fn tls_generate_pin_and_serve_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("node.crt");
+    let key = dir.path().join("node.key");
+    let generate = |force: bool| {
+        let mut c = Command::new(BIN);
+        c.args([
+            "tls",
+            "generate",
+            "--node-id",
+            "node-1",
+            "--san",
+            "127.0.0.1",
+        ])
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key);
+        if force {
+            c.arg("--force");
+        }
+        c.output().unwrap()
+    };
+    let out = generate(false);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let pin = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tls_spki_sha256: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(pin.len(), 43, "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Not overwritten by accident.
+    let again = generate(false);
+    assert_eq!(again.status.code(), Some(2));
+    let out = Command::new(BIN)
+        .args(["tls", "pin"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with(&pin));
+
+    let node = start_with(
+        "serve",
+        dir.path(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(node.base.starts_with("https://127.0.0.1:"), "{}", node.base);
+    let pem = std::fs::read(&cert).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let r = https
+        .get(format!("{}/healthz", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let plain = reqwest::Client::new()
+        .get(format!(
+            "{}/healthz",
+            node.base.replace("https://", "http://")
+        ))
+        .send()
+        .await;
+    assert!(plain.is_err(), "plain HTTP answered: {plain:?}");
+
+    // Mutual TLS needs something to trust peers by: a federation directory or a CA bundle.
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("other"))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .arg("--federation-mtls")
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--federation-mtls needs"),
+        "{out:?}"
+    );
+}

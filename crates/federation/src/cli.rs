@@ -363,6 +363,9 @@ pub fn render(body: &DirectoryBody, verified: bool) -> String {
             m.valid_until.map(rfc3339).unwrap_or_else(|| "open".into())
         );
         let _ = writeln!(s, "  may send: {}", m.message_types.join(", "));
+        for pin in &m.tls_spki_sha256 {
+            let _ = writeln!(s, "  tls key sha256 {pin}");
+        }
         for k in &m.keys {
             let status = serde_json::to_value(k.status)
                 .ok()

@@ -91,6 +91,12 @@ pub struct Member {
     /// End of membership (none: open).
     #[serde(default)]
     pub valid_until: Option<DateTime<Utc>>,
+    /// Pins of the node's TLS keys for mutual TLS between nodes: base64url SHA-256 of the DER
+    /// `SubjectPublicKeyInfo` of each certificate the node may present (several during a renewal).
+    /// Optional: absent (or empty) in a directory that does not use pinning, and then not serialised, so
+    /// older directories keep their canonical form and signatures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls_spki_sha256: Vec<String>,
 }
 
 impl Member {
@@ -103,6 +109,18 @@ impl Member {
     pub fn valid_at(&self, at: DateTime<Utc>) -> bool {
         at >= self.valid_from && self.valid_until.is_none_or(|u| at <= u)
     }
+
+    /// Whether this member pins the TLS key with this SPKI pin (see [`Member::tls_spki_sha256`]).
+    pub fn pins_tls_key(&self, spki_pin: &str) -> bool {
+        self.tls_spki_sha256.iter().any(|p| p == spki_pin)
+    }
+}
+
+/// The pin of a TLS key as the directory lists it: base64url (no padding) of the SHA-256 of the DER
+/// `SubjectPublicKeyInfo`.
+pub fn tls_spki_pin(spki_der: &[u8]) -> String {
+    use sha2::Digest;
+    b64url(&sha2::Sha256::digest(spki_der))
 }
 
 /// The signed content of a directory (everything but the signatures).
@@ -264,6 +282,7 @@ impl DirectoryBody {
         }
         let mut nodes = BTreeSet::new();
         let mut kids = BTreeSet::new();
+        let mut pins = BTreeSet::new();
         for m in &self.members {
             if !nodes.insert(m.node_id.clone()) {
                 return bad(format!("duplicate node {}", m.node_id));
@@ -282,6 +301,21 @@ impl DirectoryBody {
             for t in &m.message_types {
                 if t.is_empty() || t.len() > 64 {
                     return bad(format!("{}: bad message type name", m.node_id));
+                }
+            }
+            for p in &m.tls_spki_sha256 {
+                match b64url_decode(p, "tls_spki_sha256") {
+                    Ok(d) if d.len() == 32 => {}
+                    _ => {
+                        return bad(format!(
+                            "{}: tls_spki_sha256 {p:?} is not a base64url SHA-256",
+                            m.node_id
+                        ))
+                    }
+                }
+                // One TLS key identifies one node: a pin shared by two members would make the peer ambiguous.
+                if !pins.insert(p.clone()) {
+                    return bad(format!("duplicate tls_spki_sha256 {p}"));
                 }
             }
             for k in &m.keys {
@@ -561,6 +595,14 @@ impl Directory {
         Ok(())
     }
 
+    /// The member that pins this TLS key (SPKI pin), if its membership covers `at`.
+    pub fn member_by_tls_pin(&self, spki_pin: &str, at: DateTime<Utc>) -> Option<&Member> {
+        self.body
+            .members
+            .iter()
+            .find(|m| m.pins_tls_key(spki_pin) && m.valid_at(at))
+    }
+
     /// Whether `node` may send envelopes of type `type_name`.
     pub fn type_allowed(&self, node: &NodeId, type_name: &str) -> bool {
         self.member(node).is_ok_and(|m| m.may_send(type_name))
@@ -657,6 +699,7 @@ mod tests {
             message_types: types.iter().map(|s| s.to_string()).collect(),
             valid_from: now - Duration::days(1),
             valid_until: None,
+            tls_spki_sha256: Vec::new(),
         }
     }
 
@@ -821,6 +864,71 @@ mod tests {
         assert!(matches!(
             Directory::verify(b"{not json", &policy, now, None),
             Err(DirectoryError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn tls_pins_are_optional_signed_and_checked() {
+        let now = Utc::now();
+        let anchor = NodeKey::generate();
+        let a = NodeKey::generate();
+        let b = NodeKey::generate();
+        let policy = TrustPolicy::new(vec![anchor.verifying_key()]);
+        // Without pins the member serialises exactly as before the field existed.
+        let plain = member("a", &a, &[], now);
+        let v = serde_json::to_value(&plain).unwrap();
+        assert!(v.get("tls_spki_sha256").is_none());
+        // A directory written before the field existed (no member carries it) still verifies.
+        let old = body(1, &anchor, vec![plain.clone()], now)
+            .sign(&[&anchor])
+            .unwrap();
+        let dir = Directory::verify(&bytes(&old), &policy, now, None).unwrap();
+        assert!(dir.members()[0].tls_spki_sha256.is_empty());
+
+        let pin_a = tls_spki_pin(b"spki of a");
+        let pin_a2 = tls_spki_pin(b"spki of a, renewed");
+        let mut ma = plain;
+        ma.tls_spki_sha256 = vec![pin_a.clone(), pin_a2.clone()];
+        let mut mb = member("b", &b, &[], now);
+        mb.valid_until = Some(now - Duration::hours(1));
+        mb.valid_from = now - Duration::days(1);
+        let pin_b = tls_spki_pin(b"spki of b");
+        mb.tls_spki_sha256 = vec![pin_b.clone()];
+        let doc = body(2, &anchor, vec![ma.clone(), mb.clone()], now)
+            .sign(&[&anchor])
+            .unwrap();
+        let dir = Directory::verify(&bytes(&doc), &policy, now, None).unwrap();
+        let na = NodeId::new("a").unwrap();
+        assert_eq!(dir.member_by_tls_pin(&pin_a, now).unwrap().node_id, na);
+        assert_eq!(dir.member_by_tls_pin(&pin_a2, now).unwrap().node_id, na);
+        // b's membership ended: its pin no longer opens the door.
+        assert!(dir.member_by_tls_pin(&pin_b, now).is_none());
+        assert!(dir.member_by_tls_pin(&tls_spki_pin(b"x"), now).is_none());
+        let listing = crate::cli::render(dir.body(), true);
+        assert!(
+            listing.contains(&format!("tls key sha256 {pin_a2}")),
+            "{listing}"
+        );
+
+        // The pin is covered by the anchor signature.
+        let mut tampered = doc.clone();
+        tampered["members"][0]["tls_spki_sha256"][0] = Value::String(tls_spki_pin(b"evil"));
+        assert!(matches!(
+            Directory::verify(&bytes(&tampered), &policy, now, None),
+            Err(DirectoryError::BadAnchorSignature { .. })
+        ));
+        // Not a SHA-256, or one TLS key claimed by two members: refused.
+        let mut bad = ma.clone();
+        bad.tls_spki_sha256 = vec!["abc".into()];
+        assert!(matches!(
+            body(3, &anchor, vec![bad], now).sign(&[&anchor]),
+            Err(DirectoryError::Invalid(_))
+        ));
+        let mut shared = mb;
+        shared.tls_spki_sha256 = vec![pin_a];
+        assert!(matches!(
+            body(3, &anchor, vec![ma, shared], now).sign(&[&anchor]),
+            Err(DirectoryError::Invalid(_))
         ));
     }
 

@@ -415,7 +415,7 @@ impl Keyring {
 }
 
 /// Writes a file readable only by its owner, atomically.
-pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     let io = |source| KeyError::Io {
         path: path.display().to_string(),
         source,

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use caravan_federation::cli::{run, Command};
-use caravan_federation::directory::{KeyStatus, Level, Member};
+use caravan_federation::directory::{tls_spki_pin, KeyStatus, Level, Member};
 use caravan_federation::keys::Keyring;
 use caravan_federation::NodeId;
 use chrono::{Duration, Utc};
@@ -92,6 +92,7 @@ fn keys_and_directory_round_trip() {
         message_types: vec!["consult.packet".into()],
         valid_from: now - Duration::days(1),
         valid_until: None,
+        tls_spki_sha256: vec![tls_spki_pin(b"a TLS key")],
     };
     let unsigned = json!({
         "network": "caravan-demo",
@@ -122,6 +123,14 @@ fn keys_and_directory_round_trip() {
     let anchor = Keyring::load(tmp.path().join("anchor.json").as_path()).unwrap();
     assert_eq!(signed["anchors"][0], anchor.active().kid().as_str());
     assert_eq!(signed["signatures"].as_array().unwrap().len(), 1);
+    // The optional TLS pin is signed like the keys: changing it breaks the anchor signature.
+    assert_eq!(
+        signed["members"][0]["tls_spki_sha256"][0],
+        tls_spki_pin(b"a TLS key").as_str()
+    );
+    let mut repinned = signed.clone();
+    repinned["members"][0]["tls_spki_sha256"] = json!([tls_spki_pin(b"an attacker's key")]);
+    std::fs::write(p("repinned.json"), serde_json::to_vec(&repinned).unwrap()).unwrap();
 
     let anchor_pub = anchor.active().public_key_b64();
     assert_eq!(
@@ -173,6 +182,16 @@ fn keys_and_directory_round_trip() {
             "--held-serial",
             "4",
             &p("signed.json")
+        ]),
+        ExitCode::from(1)
+    );
+    assert_eq!(
+        caravan(&[
+            "directory",
+            "verify",
+            "--anchor",
+            &anchor_pub,
+            &p("repinned.json")
         ]),
         ExitCode::from(1)
     );

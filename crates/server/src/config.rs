@@ -20,6 +20,8 @@ pub struct NodeConfig {
     /// Health-certificate material (trust lists, rules, issuing keys): `DATA/certs`. `None`: certificate pages
     /// answer 503.
     pub certs_dir: Option<std::path::PathBuf>,
+    /// Serve HTTPS with this identity (and mutual TLS for federation peers if it says so); `None`: plain HTTP.
+    pub tls: Option<std::sync::Arc<crate::tls::NodeTls>>,
     /// Aberration detection on surveillance reports; `None`: Farrington flexible with the Noufaily settings,
     /// falling back to EARS C2 for short series (`surveil::default_method`).
     pub surveillance_method: Option<surveillance::Method>,
@@ -36,6 +38,7 @@ impl Default for NodeConfig {
             default_locale: "en".into(),
             sweep_every: std::time::Duration::from_secs(60),
             certs_dir: None,
+            tls: None,
             surveillance_method: None,
         }
     }

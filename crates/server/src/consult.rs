@@ -604,18 +604,14 @@ pub struct CaseView {
 pub async fn view(st: &AppState, p: &Principal, id: ConsultationId) -> AppResult<CaseView> {
     let store = st.store();
     let actor = p.actor();
-    let consultation = store.get_consultation(&actor, id).await?;
-    let patient = store.get_patient(&actor, consultation.patient_id).await?;
-    let messages = store.list_messages(&actor, id).await?;
-    let attachments = store.list_attachments(&actor, id).await?;
-    let mut ids = vec![consultation.referrer_id];
-    ids.extend(consultation.assigned_to);
-    ids.extend(consultation.panel.iter().map(|m| m.user_id));
-    ids.sort();
-    ids.dedup();
-    let people = store
-        .people(&ids)
-        .await?
+    let caravan_store::CaseBundle {
+        consultation,
+        patient,
+        messages,
+        attachments,
+        people,
+    } = store.case_bundle(&actor, id).await?;
+    let people = people
         .into_iter()
         .map(|p| (p.user_id, p.display_name, p.institution_name))
         .collect();

@@ -167,6 +167,11 @@ impl Federation {
         self.directory.get()
     }
 
+    /// The directory as held (refreshed in place), for verifiers that read it at each use.
+    pub fn shared_directory(&self) -> SharedDirectory {
+        self.directory.clone()
+    }
+
     /// Re-read the directory file; `Ok(true)` when a newer edition was taken.
     pub fn refresh_directory(&self) -> Result<bool, String> {
         let raw = std::fs::read(&self.cfg.directory).map_err(|e| e.to_string())?;
@@ -257,8 +262,13 @@ pub fn start(st: &AppState) -> Result<Vec<tokio::task::JoinHandle<()>>, Federati
     let Some(fed) = st.federation() else {
         return Ok(Vec::new());
     };
-    let transport = HttpTransport::new(RequestSigner::new(fed.key.clone()), fed.directory.clone())
+    let client = crate::tls::federation_client(st.config().tls.as_deref(), fed.directory.clone())
         .map_err(|e| FederationError::Client(e.to_string()))?;
+    let transport = HttpTransport::with_client(
+        client,
+        RequestSigner::new(fed.key.clone()),
+        fed.directory.clone(),
+    );
     let engine = DeliveryEngine::start(
         Arc::new(NodeOutbox(st.clone())),
         Arc::new(transport),
@@ -414,13 +424,50 @@ pub fn routes(st: &AppState) -> Router<AppState> {
         NodeInbox(st.clone()),
         MemoryReplayGuard::new(100_000),
     ));
+    let mtls = st
+        .config()
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.requires_peer_cert());
+    let state = st.clone();
     Router::new().route(
         INBOX_PATH,
-        post(move |headers: HeaderMap, body: Bytes| {
-            let receiver = receiver.clone();
-            async move { inbox(&receiver, Method::POST, headers, body).await }
-        }),
+        post(
+            move |ext: axum::http::Extensions, headers: HeaderMap, body: Bytes| {
+                let receiver = receiver.clone();
+                let state = state.clone();
+                async move {
+                    if mtls {
+                        // Mutual TLS: the peer's certificate must be the signing node's (`tls::inbox_gate`).
+                        let conn = ext
+                            .get::<axum::extract::ConnectInfo<crate::tls::TlsConnInfo>>()
+                            .map(|c| &c.0);
+                        if let Some(p) = state
+                            .federation()
+                            .and_then(|f| crate::tls::inbox_gate(f, conn, &headers))
+                        {
+                            return problem_response(&p);
+                        }
+                    }
+                    inbox(&receiver, Method::POST, headers, body).await
+                }
+            },
+        ),
     )
+}
+
+fn problem_response(p: &caravan_federation::problem::Problem) -> Response {
+    let status =
+        axum::http::StatusCode::from_u16(p.status).unwrap_or(axum::http::StatusCode::FORBIDDEN);
+    (
+        status,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            caravan_federation::problem::CONTENT_TYPE,
+        )],
+        p.to_json(),
+    )
+        .into_response()
 }
 
 async fn inbox(

@@ -16,6 +16,7 @@ pub mod network;
 pub mod surveil;
 pub mod teams;
 pub mod throttle;
+pub mod tls;
 pub mod ui;
 
 use axum::http::{header, HeaderValue};
@@ -181,6 +182,14 @@ pub async fn serve_with(
     extra: Router<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // TLS settings are checked before anything starts.
+    let tls = match &state.config().tls {
+        Some(t) => Some(
+            t.server_config(state.federation().map(|f| f.shared_directory()))
+                .map_err(std::io::Error::other)?,
+        ),
+        None => None,
+    };
     let sweep_state = state.clone();
     let sweep = tokio::spawn(async move {
         let mut tick = tokio::time::interval(
@@ -197,10 +206,25 @@ pub async fn serve_with(
         }
     });
     let background = federation::start(&state).map_err(std::io::Error::other)?;
-    let app = router_with(state, extra).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = router_with(state, extra);
+    let result = match tls {
+        None => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+        }
+        Some(config) => {
+            axum::serve(
+                tls::TlsListener::new(listener, config)?,
+                app.into_make_service_with_connect_info::<tls::TlsConnInfo>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+        }
+    };
     sweep.abort();
     for task in background {
         task.abort();

@@ -21,6 +21,8 @@ pub struct NodeSpec {
     pub level: Level,
     pub country: String,
     pub base_url: String,
+    /// Pins of the node's TLS keys (`tls_spki_sha256`), for mutual TLS; empty: none.
+    pub tls_spki_sha256: Vec<String>,
 }
 
 /// The files of a network: each node's keyring, the directory, and the anchor that signed it.
@@ -62,6 +64,7 @@ pub fn create(dir: &Path, nodes: &[NodeSpec]) -> Result<NetworkFiles, String> {
                 .collect(),
             valid_from: now - Duration::minutes(1),
             valid_until: None,
+            tls_spki_sha256: n.tls_spki_sha256.clone(),
         });
         keyrings.push(path);
     }
@@ -138,6 +141,7 @@ impl DemoNode {
             level,
             country: country.into(),
             base_url,
+            tls_spki_sha256: Vec::new(),
         }
     }
 
@@ -399,20 +403,53 @@ pub async fn start_demo(
     pace: Pace,
     extra: fn() -> axum::Router<crate::AppState>,
 ) -> Result<Vec<LocalNode>, String> {
+    start_demo_with(dir, listeners, config, pace, extra, false).await
+}
+
+/// [`start_demo`], over HTTPS with mutual TLS when `tls`: each node gets a fresh self-signed certificate
+/// (`dir/<node id>/tls.crt`, `tls.key`) whose key the directory pins, and requires pinned peers.
+pub async fn start_demo_with(
+    dir: &Path,
+    listeners: Vec<tokio::net::TcpListener>,
+    config: crate::NodeConfig,
+    pace: Pace,
+    extra: fn() -> axum::Router<crate::AppState>,
+    tls: bool,
+) -> Result<Vec<LocalNode>, String> {
     if listeners.len() != DemoNode::ALL.len() {
         return Err("the demo network needs three listeners".into());
     }
     let mut bases = Vec::new();
-    for l in &listeners {
-        bases.push(format!(
-            "http://{}",
-            l.local_addr().map_err(|e| e.to_string())?
-        ));
+    let mut identities = Vec::new();
+    for (l, node) in listeners.iter().zip(DemoNode::ALL) {
+        let addr = l.local_addr().map_err(|e| e.to_string())?;
+        bases.push(format!("{}://{addr}", if tls { "https" } else { "http" }));
+        if tls {
+            let minted = crate::tls::mint_self_signed(node.id(), &[addr.ip().to_string()], 365)
+                .map_err(|e| e.to_string())?;
+            let node_dir = dir.join(node.id());
+            std::fs::create_dir_all(&node_dir)
+                .map_err(|e| format!("{}: {e}", node_dir.display()))?;
+            let (cert, key) = (node_dir.join("tls.crt"), node_dir.join("tls.key"));
+            std::fs::write(&cert, &minted.cert_pem)
+                .map_err(|e| format!("{}: {e}", cert.display()))?;
+            caravan_federation::keys::write_private_file(&key, minted.key_pem.as_bytes())
+                .map_err(|e| e.to_string())?;
+            identities.push(Some(std::sync::Arc::new(
+                crate::tls::NodeTls::load(&cert, &key, true, None).map_err(|e| e.to_string())?,
+            )));
+        } else {
+            identities.push(None);
+        }
     }
     let specs: Vec<NodeSpec> = DemoNode::ALL
         .iter()
         .zip(&bases)
-        .map(|(n, b)| n.spec(b.clone()))
+        .zip(&identities)
+        .map(|((n, b), id)| NodeSpec {
+            tls_spki_sha256: id.iter().map(|t| t.spki_pin().to_owned()).collect(),
+            ..n.spec(b.clone())
+        })
         .collect();
     let files = create(dir, &specs)?;
     let mut nodes = Vec::new();
@@ -436,6 +473,7 @@ pub async fn start_demo(
         cfg.node_name = node.spec(String::new()).display_name;
         // Each node issues health certificates with its own keys; peers recognise them via `trust.update`.
         cfg.certs_dir = Some(node_dir.join("certs"));
+        cfg.tls = identities[i].clone();
         let state = crate::AppState::federated(store, blobs, cfg, Some(std::sync::Arc::new(fed)));
         let s = state.clone();
         tokio::spawn(async move {

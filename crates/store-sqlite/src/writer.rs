@@ -28,7 +28,9 @@ type Run =
     Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<Output>> + Send>;
 
 struct Job {
-    run: Run,
+    /// `None` for a job that only appends audit events (a read being recorded): those of a group share one
+    /// multi-row insert and one savepoint instead of three round trips each.
+    run: Option<Run>,
     audit: Vec<AuditEvent>,
     reply: oneshot::Sender<Result<Output>>,
 }
@@ -55,17 +57,27 @@ impl Writer {
     {
         let run: Run =
             Box::new(move |c| Box::pin(async move { f(c).await.map(|v| Box::new(v) as Output) }));
+        self.submit(Some(run), audit)
+            .await?
+            .downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| StoreError::Database("writer returned an unexpected type".into()))
+    }
+
+    /// Append `audit` alone (reads of patient data), answered after the commit that holds it.
+    pub async fn append_audit(&self, audit: Vec<AuditEvent>) -> Result<()> {
+        self.submit(None, audit).await.map(|_| ())
+    }
+
+    async fn submit(&self, run: Option<Run>, audit: Vec<AuditEvent>) -> Result<Output> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Job { run, audit, reply })
             .await
             .map_err(|_| StoreError::Database("the database writer has stopped".into()))?;
-        let out = answer
+        answer
             .await
-            .map_err(|_| StoreError::Database("the database writer has stopped".into()))??;
-        out.downcast::<T>()
-            .map(|b| *b)
-            .map_err(|_| StoreError::Database("writer returned an unexpected type".into()))
+            .map_err(|_| StoreError::Database("the database writer has stopped".into()))?
     }
 }
 
@@ -119,33 +131,37 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
                 continue;
             }
         };
+        let mut audit_only = Vec::new();
         for job in group {
-            let before = head.clone();
-            let result = match exec(&mut conn, "SAVEPOINT request").await {
-                Ok(()) => match (job.run)(&mut conn).await {
-                    Ok(out) => append_audit(&mut conn, &mut head, job.audit)
-                        .await
-                        .map(|()| out),
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
+            let Some(run) = job.run else {
+                audit_only.push(job);
+                continue;
             };
-            let result = match result {
-                Ok(out) => exec(&mut conn, "RELEASE request").await.map(|()| out),
-                Err(e) => {
-                    head = before;
-                    // Undo this request only; the others of the group stay.
-                    let undo = async {
-                        exec(&mut conn, "ROLLBACK TO request").await?;
-                        exec(&mut conn, "RELEASE request").await
-                    };
-                    if let Err(u) = undo.await {
-                        tracing::error!(error = %u, "could not roll back a failed write");
-                    }
-                    Err(e)
-                }
-            };
+            let result = in_savepoint(&mut conn, &mut head, async |conn, head| {
+                let out = run(conn).await?;
+                append_audit(conn, head, job.audit).await.map(|()| out)
+            })
+            .await;
             answers.push((job.reply, result));
+        }
+        if !audit_only.is_empty() {
+            let mut events = Vec::new();
+            let mut replies = Vec::with_capacity(audit_only.len());
+            for job in audit_only {
+                events.extend(job.audit);
+                replies.push(job.reply);
+            }
+            let result = in_savepoint(&mut conn, &mut head, async |conn, head| {
+                append_audit(conn, head, events).await
+            })
+            .await;
+            for reply in replies {
+                let r = match &result {
+                    Ok(()) => Ok(Box::new(()) as Output),
+                    Err(e) => Err(e.clone()),
+                };
+                answers.push((reply, r));
+            }
         }
         match exec(&mut conn, "COMMIT").await {
             Ok(()) => {
@@ -163,6 +179,31 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
         }
     }
     let _ = conn.close().await;
+}
+
+/// Run `f` inside its own savepoint: on failure only its changes are undone and the chain head is put back.
+async fn in_savepoint<T>(
+    conn: &mut SqliteConnection,
+    head: &mut Head,
+    f: impl AsyncFnOnce(&mut SqliteConnection, &mut Head) -> Result<T>,
+) -> Result<T> {
+    let before = head.clone();
+    exec(conn, "SAVEPOINT request").await?;
+    match f(conn, head).await {
+        Ok(out) => exec(conn, "RELEASE request").await.map(|()| out),
+        Err(e) => {
+            *head = before;
+            // Undo this request only; the others of the group stay.
+            let undo = async {
+                exec(conn, "ROLLBACK TO request").await?;
+                exec(conn, "RELEASE request").await
+            };
+            if let Err(u) = undo.await {
+                tracing::error!(error = %u, "could not roll back a failed write");
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Chain `events` after `head` and insert them with one multi-row statement per chunk (a list of 50 cases audits

@@ -423,6 +423,40 @@ async fn consultation_lifecycle_and_scoping(store: &dyn Store, w: &World) {
         store.get_attachment(&b, att.id).await,
         Err(StoreError::NotFound(_))
     ));
+
+    // A backend's one-trip case bundle says exactly what the single reads say, in the same order.
+    for actor in [&a, &cons, &coord] {
+        let bundle = store.case_bundle(actor, c.id).await.unwrap();
+        let single = store.get_consultation(actor, c.id).await.unwrap();
+        assert_eq!(
+            serde_json::to_value(&bundle.consultation).unwrap(),
+            serde_json::to_value(&single).unwrap()
+        );
+        assert_eq!(
+            bundle.patient,
+            store.get_patient(actor, single.patient_id).await.unwrap()
+        );
+        assert_eq!(
+            serde_json::to_value(&bundle.messages).unwrap(),
+            serde_json::to_value(store.list_messages(actor, c.id).await.unwrap()).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_value(&bundle.attachments).unwrap(),
+            serde_json::to_value(store.list_attachments(actor, c.id).await.unwrap()).unwrap()
+        );
+        let mut ids = vec![single.referrer_id];
+        ids.extend(single.assigned_to);
+        ids.extend(single.panel.iter().map(|m| m.user_id));
+        ids.sort();
+        ids.dedup();
+        assert_eq!(bundle.people, store.people(&ids).await.unwrap());
+        assert_eq!(bundle.messages.len(), 2);
+        assert_eq!(bundle.people.len(), 2);
+    }
+    assert!(matches!(
+        store.case_bundle(&b, c.id).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 async fn teams_for_routing(store: &dyn Store, w: &World) {

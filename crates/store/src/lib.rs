@@ -106,6 +106,17 @@ pub struct ConsultationSummary {
     pub assignee_name: Option<String>,
 }
 
+/// Everything a case page shows of one consultation, read at once: the case, its patient, the thread in order,
+/// the attachments in order and the participants (referrer, assignee, panel) by user id.
+#[derive(Clone, Debug)]
+pub struct CaseBundle {
+    pub consultation: Consultation,
+    pub patient: Patient,
+    pub messages: Vec<Message>,
+    pub attachments: Vec<Attachment>,
+    pub people: Vec<PersonRef>,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct PatientFilter {
     pub name: Option<String>,
@@ -186,6 +197,28 @@ pub trait Store: Send + Sync + 'static {
         audit: Vec<AuditEvent>,
     ) -> Result<()>;
     async fn get_consultation(&self, actor: &Actor, id: ConsultationId) -> Result<Consultation>;
+    /// A consultation in the actor's scope with everything its page shows (see [`CaseBundle`]); `NotFound` when it
+    /// is absent or out of scope. The patient, thread and attachments of a visible case are visible by the scoping
+    /// rules. The default composes the single reads; a backend may answer in fewer round trips.
+    async fn case_bundle(&self, actor: &Actor, id: ConsultationId) -> Result<CaseBundle> {
+        let consultation = self.get_consultation(actor, id).await?;
+        let patient = self.get_patient(actor, consultation.patient_id).await?;
+        let messages = self.list_messages(actor, id).await?;
+        let attachments = self.list_attachments(actor, id).await?;
+        let mut ids = vec![consultation.referrer_id];
+        ids.extend(consultation.assigned_to);
+        ids.extend(consultation.panel.iter().map(|m| m.user_id));
+        ids.sort();
+        ids.dedup();
+        let people = self.people(&ids).await?;
+        Ok(CaseBundle {
+            consultation,
+            patient,
+            messages,
+            attachments,
+            people,
+        })
+    }
     async fn list_consultations(
         &self,
         actor: &Actor,

@@ -41,6 +41,7 @@ pub fn member(node: &str, base_url: &str, key: &NodeKey, types: &[&str], country
         message_types: types.iter().map(|s| s.to_string()).collect(),
         valid_from: now - Duration::days(30),
         valid_until: None,
+        tls_spki_sha256: Vec::new(),
     }
 }
 
