@@ -152,6 +152,11 @@ struct ServeArgs {
     /// Do not set the Secure flag on cookies (only for plain-HTTP access on a trusted network or loopback).
     #[arg(long)]
     insecure_cookies: bool,
+    /// Aberration detection on surveillance reports, as JSON with R's parameter names in snake case, e.g.
+    /// '{"method":"ears-c3"}' or '{"method":"farrington-flexible","b":3,"threshold_method":"Muan"}'. Default:
+    /// Farrington flexible with the Noufaily (2013) settings, EARS C2 for series shorter than its 5 years.
+    #[arg(long, env = "CARAVAN_SURVEILLANCE_METHOD")]
+    surveillance_method: Option<String>,
     /// Also accept DICOM associations (C-ECHO, C-STORE, C-FIND, C-MOVE; AE title CARAVAN) on this address.
     /// DICOMweb is always served at /dicomweb behind the node's sign-in.
     #[arg(long, env = "CARAVAN_DICOM_LISTEN")]
@@ -236,6 +241,12 @@ async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
         secure_cookies: !(args.insecure_cookies || demo),
         certs_dir: Some(args.data.join("certs")),
         tls: args.tls.load(federation.is_some())?,
+        surveillance_method: args
+            .surveillance_method
+            .as_deref()
+            .map(serde_json::from_str::<surveillance::Method>)
+            .transpose()
+            .context("--surveillance-method is not a detection method (see `caravan surveil detect --help`)")?,
         ..NodeConfig::default()
     };
     if demo {

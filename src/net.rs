@@ -181,6 +181,10 @@ pub async fn demo_network(listen: std::net::SocketAddr, data: &Path, tls: bool) 
     network::demo_cases(&nodes)
         .await
         .map_err(anyhow::Error::msg)?;
+    // A measles outbreak reported at the center: its alert crosses to Kashgar's node (surveillance pages).
+    caravan_server::surveil::demo::network_outbreak(&nodes)
+        .await
+        .map_err(anyhow::Error::msg)?;
     println!(
         "Caravan demo network: three nodes, each with its own database under {}",
         dir.display()

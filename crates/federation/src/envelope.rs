@@ -47,11 +47,19 @@ pub enum MessageType {
     NetPing,
     /// The health-certificate signing keys of the sender's country, for mutual recognition (`trust.update`).
     TrustUpdate,
+    /// A cross-border outbreak alert of a region that borders the receiver's country (`surv.alert`): disease,
+    /// region, ISO week, observed count, upper bound, method and the region's recent weekly counts; aggregate
+    /// figures only, never a case.
+    SurvAlert,
+    /// Weekly counts of a border region (`surv.aggregate`), aggregate only.
+    SurvAggregate,
+    /// An officer of the receiving country acknowledged a `surv.alert` (`surv.ack`), sent back to its origin.
+    SurvAck,
 }
 
 impl MessageType {
     /// Every registered type.
-    pub const ALL: [MessageType; 8] = [
+    pub const ALL: [MessageType; 11] = [
         MessageType::ConsultPacket,
         MessageType::ConsultReport,
         MessageType::ConsultMessage,
@@ -60,6 +68,9 @@ impl MessageType {
         MessageType::CatalogueUpdate,
         MessageType::NetPing,
         MessageType::TrustUpdate,
+        MessageType::SurvAlert,
+        MessageType::SurvAggregate,
+        MessageType::SurvAck,
     ];
 
     /// The wire name.
@@ -73,6 +84,9 @@ impl MessageType {
             MessageType::CatalogueUpdate => "catalogue.update",
             MessageType::NetPing => "net.ping",
             MessageType::TrustUpdate => "trust.update",
+            MessageType::SurvAlert => "surv.alert",
+            MessageType::SurvAggregate => "surv.aggregate",
+            MessageType::SurvAck => "surv.ack",
         }
     }
 }

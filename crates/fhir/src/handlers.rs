@@ -138,7 +138,13 @@ const CAPABILITIES: &[(&str, &[&str], bool)] = &[
     ("DocumentReference", &["related", "patient", "_count"], true),
     ("Binary", &[], false),
     ("AuditEvent", &["patient", "entity", "_count"], false),
+    // Notifiable-disease reports (`surveil`): created here, read through the surveillance API.
+    ("Observation", &[], true),
+    ("MeasureReport", &[], true),
 ];
+
+/// Types this facade only creates.
+const CREATE_ONLY: &[&str] = &["Observation", "MeasureReport"];
 
 fn search_params_of(rtype: &str) -> &'static [&'static str] {
     CAPABILITIES
@@ -152,7 +158,11 @@ pub fn capability_statement() -> FhirResult<Resource> {
     let resources: Vec<serde_json::Value> = CAPABILITIES
         .iter()
         .map(|(t, params, create)| {
-            let mut interaction = vec![serde_json::json!({"code": "read"})];
+            let mut interaction = if CREATE_ONLY.contains(t) {
+                vec![]
+            } else {
+                vec![serde_json::json!({"code": "read"})]
+            };
             if !params.is_empty() {
                 interaction.push(serde_json::json!({"code": "search-type"}));
             }
@@ -823,6 +833,18 @@ async fn create_inner(
                 .get_consultation(&p.actor(), n.consultation)
                 .await?;
             Resource::Communication(Box::new(map::communication(&m, &c)))
+        }
+        "Observation" => {
+            let r: fr::Observation = input::parse(headers, body, rtype)?;
+            Resource::Observation(Box::new(
+                crate::surveil::create_observation(st, &p, r).await?,
+            ))
+        }
+        "MeasureReport" => {
+            let r: fr::MeasureReport = input::parse(headers, body, rtype)?;
+            Resource::MeasureReport(Box::new(
+                crate::surveil::create_measure_report(st, &p, r).await?,
+            ))
         }
         "Consent" => {
             let r: fr::Consent = input::parse(headers, body, rtype)?;

@@ -11,6 +11,7 @@ pub mod error;
 mod handlers;
 mod input;
 pub mod map;
+pub mod surveil;
 
 pub use error::{FhirError, FhirResult, FHIR_JSON};
 
@@ -32,6 +33,8 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "DocumentReference",
     "Binary",
     "AuditEvent",
+    "Observation",
+    "MeasureReport",
 ];
 
 /// The FHIR routes, all under `/fhir`.

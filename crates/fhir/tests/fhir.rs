@@ -49,7 +49,12 @@ async fn capability_statement_lists_every_resource() {
             .iter()
             .map(|i| i["code"].as_str().unwrap())
             .collect();
-        assert!(codes.contains(&"read"), "{r}");
+        if ["Observation", "MeasureReport"].contains(&r["type"].as_str().unwrap()) {
+            // Notifiable-disease reports: created here, read through the surveillance API.
+            assert_eq!(codes, ["create"], "{r}");
+        } else {
+            assert!(codes.contains(&"read"), "{r}");
+        }
     }
 }
 
@@ -770,4 +775,116 @@ async fn bad_input_gets_an_operation_outcome() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+}
+
+/// A notifiable-disease case as an Observation and weekly counts as a MeasureReport, posted by the
+/// public-health officer, land in the surveillance series; a refused one stores nothing.
+#[tokio::test]
+async fn surveillance_reports_are_posted_as_observation_and_measure_report() {
+    use chrono::Datelike;
+    let node = start().await;
+    let officer = Client::login(&node, "officer").await;
+    let today = chrono::Utc::now().date_naive();
+    let sys = caravan_fhir::surveil::COMPONENT_SYSTEM;
+    let comp = |code: &str, value: Value| {
+        let mut c = json!({ "code": { "coding": [{ "system": sys, "code": code }] } });
+        let (k, v) = match value {
+            Value::Bool(b) => ("valueBoolean", Value::Bool(b)),
+            other if code == "report-date" => ("valueDateTime", other),
+            other => ("valueString", other),
+        };
+        c[k] = v;
+        c
+    };
+    let obs = json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "identifier": [{ "value": "lab-4711" }],
+        "code": { "coding": [{ "system": "http://hl7.org/fhir/sid/icd-10", "code": "A39" }] },
+        "effectiveDateTime": (today - chrono::Duration::days(3)).to_string(),
+        "component": [
+            comp("region", json!("KZ-ZHA")),
+            comp("report-date", json!(today.to_string())),
+            comp("age-band", json!("5-14")),
+            comp("sex", json!("male")),
+            comp("outcome", json!("hospitalised")),
+            comp("lab-confirmed", json!(true)),
+        ],
+    });
+    let r = officer.post_fhir("/fhir/Observation", &obs).await;
+    assert_eq!(r.status, 201, "{:#}", r.body);
+    assert_r4(&r.body);
+    assert!(r.body["id"].is_string());
+    let (_, cases) = officer
+        .api(Method::GET, "/api/v1/surveillance/cases?disease=A39", None)
+        .await;
+    let cases = cases.as_array().unwrap();
+    assert_eq!(cases.len(), 1);
+    assert_eq!(cases[0]["pseudonym"], "lab-4711");
+    assert_eq!(cases[0]["age_band"], "5-14");
+    assert_eq!(cases[0]["lab_confirmed"], true);
+    assert_eq!(cases[0]["id"], r.body["id"]);
+
+    // A case that names its patient is refused, as is an unknown region: OperationOutcome, nothing stored.
+    let mut named = obs.clone();
+    named["subject"] = json!({ "reference": "Patient/1" });
+    assert_outcome(
+        &officer.post_fhir("/fhir/Observation", &named).await,
+        400,
+        "subject",
+    );
+    let mut wrong = obs.clone();
+    wrong["component"][0]["valueString"] = json!("KZ-NOWHERE");
+    let r = officer.post_fhir("/fhir/Observation", &wrong).await;
+    assert_outcome(&r, 422, "region");
+    assert!(r.body.to_string().contains("KZ-NOWHERE"), "{:#}", r.body);
+
+    // Weekly counts of last week for two regions.
+    let monday =
+        today - chrono::Duration::days(i64::from(today.weekday().num_days_from_monday()) + 7);
+    let report = json!({
+        "resourceType": "MeasureReport",
+        "status": "complete",
+        "type": "summary",
+        "measure": "https://caravan.example/fhir/Measure/notifiable-diseases-weekly",
+        "period": { "start": monday.to_string(), "end": (monday + chrono::Duration::days(6)).to_string() },
+        "group": [{
+            "code": { "coding": [{ "system": "http://hl7.org/fhir/sid/icd-10", "code": "A39" }] },
+            "stratifier": [{
+                "code": [{ "text": "region" }],
+                "stratum": [
+                    { "value": { "text": "KZ-ALA" }, "population": [{ "count": 4 }] },
+                    { "value": { "text": "KZ-TUR" }, "population": [{ "count": 2 }] }
+                ]
+            }]
+        }]
+    });
+    let r = officer.post_fhir("/fhir/MeasureReport", &report).await;
+    assert_eq!(r.status, 201, "{:#}", r.body);
+    let (_, aggs) = officer
+        .api(
+            Method::GET,
+            "/api/v1/surveillance/series?disease=A39&region=KZ-ALA",
+            None,
+        )
+        .await;
+    let weeks = aggs["weeks"].as_array().unwrap();
+    assert_eq!(weeks.len(), 1);
+    assert_eq!(weeks[0]["count"], 4);
+    assert_eq!(weeks[0]["week_start"], monday.to_string());
+    let mut tuesday = report.clone();
+    tuesday["period"]["start"] = json!((monday + chrono::Duration::days(1)).to_string());
+    assert_outcome(
+        &officer.post_fhir("/fhir/MeasureReport", &tuesday).await,
+        400,
+        "period",
+    );
+
+    // Other roles may not report.
+    let doctor = Client::login(&node, "dr.aliyev").await;
+    assert_outcome(
+        &doctor.post_fhir("/fhir/Observation", &obs).await,
+        403,
+        "role",
+    );
 }

@@ -59,6 +59,17 @@ pub const ROUTES: &[(&str, &str, &str, Option<&[Role]>)] = &[
     ("get", "/api/v1/certs/trust/export", "The trust list as an exchange document for federation peers", Some(&[])),
     ("delete", "/api/v1/certs/trust/{country}", "Stop trusting a country's DSCs", Some(&[Role::Admin])),
     ("post", "/api/v1/certs/rules", "Import business rules or value sets (body: JSON)", Some(&[Role::Admin])),
+    ("get", "/api/v1/surveillance/diseases", "Notifiable diseases (ICD-10 codes and names)", Some(&[Role::PublicHealthOfficer, Role::Admin])),
+    ("get", "/api/v1/surveillance/regions", "Surveillance regions with their cross-border neighbours", Some(&[Role::PublicHealthOfficer, Role::Admin])),
+    ("put", "/api/v1/surveillance/regions", "Replace the surveillance regions and neighbours (JSON array)", Some(&[Role::Admin])),
+    ("post", "/api/v1/surveillance/reports", "Report cases (pseudonymised line list) and aggregate weekly counts; runs detection", Some(&[Role::PublicHealthOfficer])),
+    ("post", "/api/v1/surveillance/import", "Import a CSV of cases or aggregates (all or nothing; errors name the lines)", Some(&[Role::PublicHealthOfficer])),
+    ("get", "/api/v1/surveillance/cases", "The line list (disease, region, limit); audited", Some(&[Role::PublicHealthOfficer])),
+    ("get", "/api/v1/surveillance/series", "Weekly series of a disease and region with upper bounds and alarms", Some(&[Role::PublicHealthOfficer])),
+    ("get", "/api/v1/surveillance/alerts", "Alerts for the officer's country (local and cross-border)", Some(&[Role::PublicHealthOfficer])),
+    ("get", "/api/v1/surveillance/alerts/{id}", "An alert with its discussion", Some(&[Role::PublicHealthOfficer])),
+    ("post", "/api/v1/surveillance/alerts/{id}/ack", "Acknowledge an alert (a cross-border one is acknowledged back to its node)", Some(&[Role::PublicHealthOfficer])),
+    ("post", "/api/v1/surveillance/alerts/{id}/notes", "Add a note to an alert's discussion", Some(&[Role::PublicHealthOfficer])),
     ("get", "/api/v1/openapi.json", "This document", None),
 ];
 
@@ -99,6 +110,7 @@ pub fn routes() -> Router<AppState> {
         .route("/federation/pings", post(federation_pings))
         .route("/openapi.json", get(openapi))
         .merge(crate::certs_web::api::routes())
+        .merge(crate::surveil::api::routes())
         .fallback(|| async { AppError::not_found("API route") })
 }
 

@@ -22,6 +22,9 @@ pub struct NodeConfig {
     pub certs_dir: Option<std::path::PathBuf>,
     /// Serve HTTPS with this identity (and mutual TLS for federation peers if it says so); `None`: plain HTTP.
     pub tls: Option<std::sync::Arc<crate::tls::NodeTls>>,
+    /// Aberration detection on surveillance reports; `None`: Farrington flexible with the Noufaily settings,
+    /// falling back to EARS C2 for short series (`surveil::default_method`).
+    pub surveillance_method: Option<surveillance::Method>,
 }
 
 impl Default for NodeConfig {
@@ -36,6 +39,7 @@ impl Default for NodeConfig {
             sweep_every: std::time::Duration::from_secs(60),
             certs_dir: None,
             tls: None,
+            surveillance_method: None,
         }
     }
 }

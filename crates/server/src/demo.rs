@@ -635,6 +635,7 @@ pub async fn seed(store: &dyn Store, sla: &SlaPolicy) -> Result<bool, StoreError
                 .await?;
         }
     }
+    crate::surveil::demo::seed(store, "KZ", true).await?;
     Ok(true)
 }
 

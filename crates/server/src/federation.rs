@@ -601,6 +601,17 @@ async fn effect_of(st: &AppState, env: &SignedEnvelope) -> Result<Effect, Refusa
         MessageType::ConsultStatus | MessageType::ConsultReport | MessageType::ConsultInvite => {
             receive_status(st, from, parse(body)?).await
         }
+        MessageType::SurvAlert | MessageType::SurvAggregate | MessageType::SurvAck => {
+            match crate::surveil::fed::receive(st, from, env.envelope.kind, body).await? {
+                Ok((changes, audit)) => {
+                    let mut e = Effect::applied();
+                    e.changes = changes;
+                    e.audit = audit;
+                    Ok(e)
+                }
+                Err(reason) => Err(Refusal::Ignore(reason)),
+            }
+        }
     }
 }
 

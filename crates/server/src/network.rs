@@ -153,15 +153,18 @@ impl DemoNode {
                 ("coordinator", "coordinator"),
                 ("cardio.nurlanov", "consultant, cardiology"),
                 ("pulm.petrova", "consultant, pulmonology"),
+                ("officer", "public-health officer"),
             ],
             DemoNode::Kashgar => &[
                 ("admin", "node administrator"),
                 ("coordinator", "coordinator"),
                 ("dr.wang", "referring clinician"),
+                ("officer", "public-health officer"),
             ],
             DemoNode::Samarkand => &[
                 ("admin", "node administrator"),
                 ("dr.karimova", "referring clinician"),
+                ("officer", "public-health officer"),
             ],
         }
     }
@@ -455,6 +458,9 @@ pub async fn start_demo_with(
         let store =
             crate::open_store(&node_dir.join("caravan.sqlite").display().to_string()).await?;
         seed(store.as_ref(), node)
+            .await
+            .map_err(|e| e.to_string())?;
+        crate::surveil::demo::seed_network_node(store.as_ref(), node)
             .await
             .map_err(|e| e.to_string())?;
         let blobs = crate::Blobs::open(&node_dir.join("blobs").display().to_string())?;

@@ -903,3 +903,278 @@ async fn refused_envelopes_become_dead_letters_an_admin_can_retry() {
         StatusCode::FORBIDDEN
     );
 }
+
+/// (ISO year, ISO week) of the Monday `k` weeks before this week's.
+fn week_ago(k: i64) -> (i32, u32) {
+    use chrono::Datelike;
+    let today = chrono::Utc::now().date_naive();
+    let monday = today - chrono::Duration::days(i64::from(today.weekday().num_days_from_monday()));
+    let w = (monday - chrono::Duration::weeks(k)).iso_week();
+    (w.year(), w.week())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cross_border_outbreak_alert_is_delivered_and_acknowledged_back() {
+    let net = start().await;
+    let kz = net.login(DemoNode::Center, "officer").await;
+    let cn = net.login(DemoNode::Kashgar, "officer").await;
+    let uz = net.login(DemoNode::Samarkand, "officer").await;
+
+    // Cholera in Almaty Region, which borders Kashgar and Ili (kashgar-cn): quiet weeks, then a spike; and a
+    // few cases of the line list, which must stay home.
+    let mut aggregates = Vec::new();
+    for k in (1..=12).rev() {
+        let (y, w) = week_ago(k);
+        let count = if k == 1 { 30 } else { 1 + (k % 2) };
+        aggregates.push(json!({ "disease": "A00", "region": "KZ-ALM", "iso_year": y, "iso_week": w, "count": count }));
+    }
+    let today = chrono::Utc::now().date_naive();
+    let cases: Vec<Value> = (0..3)
+        .map(|i| {
+            json!({ "pseudonym": format!("kz-lab-{i}"), "disease": "A00", "region": "KZ-ALM",
+                          "onset_date": (today - chrono::Duration::days(20 + i)).to_string(),
+                          "report_date": today.to_string(), "age_band": "25-44", "sex": "female",
+                          "outcome": "hospitalised", "lab_confirmed": true })
+        })
+        .collect();
+    let (s, out) = kz
+        .post(
+            "/api/v1/surveillance/reports",
+            json!({ "aggregates": aggregates, "cases": cases }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{out}");
+    let alert = out["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["iso_week"].as_u64() == Some(u64::from(week_ago(1).1)))
+        .cloned()
+        .unwrap_or_else(|| panic!("no alert for the spike: {out}"));
+    let id = alert["id"].as_str().unwrap().to_owned();
+
+    // The outbox row was committed with the alert: the Kashgar node shows it to its officer.
+    let foreign = eventually(&cn, "/api/v1/surveillance/alerts", |v| {
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|x| x["origin_id"] == id.as_str()))
+    })
+    .await;
+    let f = foreign
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["origin_id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(f["origin_node"], "center-kz");
+    assert_eq!(f["region"], "KZ-ALM");
+    // Both Kashgar's regions border Almaty Region; the alert is filed under the first.
+    assert_eq!(f["local_region"], "CN-XJ-IL");
+    assert_eq!(f["observed"].as_f64(), Some(30.0));
+    assert_eq!(f["status"], "open");
+    // Samarkand does not border Almaty Region: nothing there.
+    let (_, none) = uz.get("/api/v1/surveillance/alerts").await;
+    assert!(!none.to_string().contains(&id));
+
+    // Kashgar's officer discusses and acknowledges; the acknowledgement flows back to the center.
+    let fid = f["id"].as_str().unwrap();
+    let (s, _) = cn
+        .post(
+            &format!("/api/v1/surveillance/alerts/{fid}/notes"),
+            json!({ "body": "Border clinics in Kashgar alerted." }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, acked) = cn
+        .post(&format!("/api/v1/surveillance/alerts/{fid}/ack"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{acked}");
+    assert_eq!(acked["status"], "acknowledged");
+    let back = eventually(&kz, &format!("/api/v1/surveillance/alerts/{id}"), |v| {
+        v["notes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|x| x["kind"] == "ack"))
+    })
+    .await;
+    let ack = back["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["kind"] == "ack")
+        .unwrap();
+    assert_eq!(ack["author_node"], "kashgar-cn");
+    assert_eq!(ack["author_name"], "Aynur Memet");
+    // The discussion stays where it was written.
+    assert!(!back.to_string().contains("Border clinics"));
+    let (s, page) = kz.get(&format!("/ui/surveillance/alerts/{id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.as_str().unwrap().contains("kashgar-cn"));
+
+    // Per message type, exactly which fields crossed: aggregates and alerts, never a case.
+    let center = net.node(DemoNode::Center);
+    let kashgar = net.node(DemoNode::Kashgar);
+    let expect: &[(&LocalNode, &str, &[&str])] = &[
+        (
+            kashgar,
+            "surv.alert",
+            &[
+                "alert",
+                "disease",
+                "region",
+                "region_name",
+                "country",
+                "neighbour_regions",
+                "iso_year",
+                "iso_week",
+                "observed",
+                "upperbound",
+                "method",
+                "recent",
+                "recent/iso_year",
+                "recent/iso_week",
+                "recent/count",
+            ],
+        ),
+        (
+            kashgar,
+            "surv.aggregate",
+            &[
+                "disease",
+                "region",
+                "region_name",
+                "weeks",
+                "weeks/iso_year",
+                "weeks/iso_week",
+                "weeks/count",
+            ],
+        ),
+        (
+            center,
+            "surv.ack",
+            &["alert", "by", "by/id", "by/name", "acknowledged_at"],
+        ),
+    ];
+    for (node, kind, fields) in expect {
+        let bodies = received(node, kind).await;
+        assert!(!bodies.is_empty(), "{} got no {kind}", node.node.id());
+        for b in bodies {
+            let mut keys = BTreeSet::new();
+            key_paths(&b, "", &mut keys);
+            assert_eq!(keys, set(fields), "{kind} to {}", node.node.id());
+            assert!(!b.to_string().contains("kz-lab-"), "a case crossed: {b}");
+        }
+    }
+    let alerts = received(kashgar, "surv.alert").await;
+    assert_eq!(
+        alerts[0]["neighbour_regions"],
+        json!(["CN-XJ-IL", "CN-XJ-KS"])
+    );
+    assert_eq!(alerts[0]["recent"].as_array().unwrap().len(), 12);
+
+    // Both nodes audited it; the line list read at the center is in its chain.
+    let (s, _) = kz.get("/api/v1/surveillance/cases?region=KZ-ALM").await;
+    assert_eq!(s, StatusCode::OK);
+    let log = center
+        .state
+        .store()
+        .audit_for_entity("surveillance_case", "line-list", 10)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].event.action.as_str(), "read");
+    let received_log = kashgar
+        .state
+        .store()
+        .audit_for_entity("surveillance_alert", fid, 10)
+        .await
+        .unwrap();
+    assert!(received_log
+        .iter()
+        .any(|r| r.event.detail.contains("from center-kz")));
+    drop(net.dir);
+}
+
+/// A surveillance envelope from a node that does not border the region, or with a malformed body, is stored as
+/// ignored (acknowledged, no effect); an acknowledgement of an alert that was never sent there changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn surveillance_envelopes_from_non_neighbours_have_no_effect() {
+    let net = start().await;
+    let kashgar = net.node(DemoNode::Kashgar);
+    let center = net.node(DemoNode::Center);
+    let uz_key = Keyring::load(&net.dir.path().join("samarkand-uz/keyring.json"))
+        .unwrap()
+        .active()
+        .clone();
+    let alert = json!({
+        "alert": "x-1", "disease": "A00", "region": "UZ-SA", "region_name": "Samarkand Region", "country": "UZ",
+        "neighbour_regions": ["CN-XJ-KS"], "iso_year": 2026, "iso_week": 10, "observed": 40.0,
+        "upperbound": 4.0, "method": "ears-c2", "recent": []
+    });
+    // Samarkand is not a neighbour of any region of Kashgar's node.
+    let (s, _) = post_envelope(
+        kashgar,
+        "samarkand-uz",
+        &uz_key,
+        MessageType::SurvAlert,
+        alert.as_object().unwrap().clone(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    // Malformed: no disease.
+    let mut bad = alert.as_object().unwrap().clone();
+    bad.remove("disease");
+    let (s, _) = post_envelope(
+        kashgar,
+        "samarkand-uz",
+        &uz_key,
+        MessageType::SurvAlert,
+        bad,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let inbox = kashgar.state.store().fed_inbox(100).await.unwrap();
+    let outcomes: Vec<&str> = inbox
+        .iter()
+        .filter(|e| e.message_type == "surv.alert")
+        .map(|e| e.outcome.as_str())
+        .collect();
+    assert_eq!(outcomes.len(), 2);
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| o.contains("no region here borders")),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| o.contains("malformed body") && o.contains("disease")),
+        "{outcomes:?}"
+    );
+    assert!(kashgar
+        .state
+        .store()
+        .surv_alerts(10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // An acknowledgement of an alert id the center never sent to Samarkand.
+    let (s, _) = post_envelope(
+        center,
+        "samarkand-uz",
+        &uz_key,
+        MessageType::SurvAck,
+        json!({ "alert": "0190b3a2-0000-7000-8000-000000000000", "by": { "id": "u", "name": "X" },
+                "acknowledged_at": "2026-01-01T00:00:00Z" })
+        .as_object()
+        .unwrap()
+        .clone(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let inbox = center.state.store().fed_inbox(100).await.unwrap();
+    let ack = inbox.iter().find(|e| e.message_type == "surv.ack").unwrap();
+    assert_eq!(ack.outcome, "ignored: unknown alert");
+    drop(net.dir);
+}

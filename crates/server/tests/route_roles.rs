@@ -70,6 +70,23 @@ const UI_PAGES: &[(&str, &[Role])] = &[
     ),
     ("/ui/certs/issue", &[Role::Referrer, Role::Consultant]),
     ("/ui/certs/admin", &[Role::Admin]),
+    ("/ui/surveillance", &[Role::PublicHealthOfficer]),
+    ("/ui/admin/surveillance", &[Role::Admin]),
+    (
+        "/ui/surveillance/series?disease=B05&region=KZ-ALM",
+        &[Role::PublicHealthOfficer],
+    ),
+    ("/ui/surveillance/report", &[Role::PublicHealthOfficer]),
+    ("/ui/surveillance/cases", &[Role::PublicHealthOfficer]),
+    ("/ui/surveillance/alerts", &[Role::PublicHealthOfficer]),
+    (
+        "/ui/surveillance/export/alerts.csv",
+        &[Role::PublicHealthOfficer],
+    ),
+    (
+        "/ui/surveillance/export/cases.csv",
+        &[Role::PublicHealthOfficer],
+    ),
     (
         "/ui/tokens",
         &[

@@ -19,6 +19,7 @@
 mod fed;
 mod ops;
 mod rows;
+mod surv;
 
 use async_trait::async_trait;
 use caravan_domain::audit::{audit_time, AuditRecord};
@@ -1166,6 +1167,54 @@ impl Store for PgStore {
             })
         })
         .collect()
+    }
+    async fn surv_regions(&self) -> Result<Vec<SurvRegion>> {
+        surv::regions(&self.pool).await
+    }
+
+    async fn surv_cases(&self, f: &SurvFilter) -> Result<Vec<SurvCase>> {
+        surv::cases(&self.pool, f).await
+    }
+
+    async fn surv_aggregates(&self, f: &SurvFilter) -> Result<Vec<SurvAggregate>> {
+        surv::aggregates(&self.pool, f).await
+    }
+
+    async fn surv_weeks(&self, f: &SurvFilter) -> Result<Vec<SurvWeek>> {
+        surv::weeks(&self.pool, f).await
+    }
+
+    async fn surv_alerts(&self, limit: u32) -> Result<Vec<SurvAlert>> {
+        surv::alerts(&self.pool, limit).await
+    }
+
+    async fn surv_alert(&self, id: Uuid) -> Result<SurvAlert> {
+        surv::alert_by_id(&self.pool, id)
+            .await?
+            .ok_or(StoreError::NotFound("alert"))
+    }
+
+    async fn surv_alert_for(
+        &self,
+        origin_node: &str,
+        disease: &str,
+        region: &str,
+        iso_year: i32,
+        iso_week: u32,
+    ) -> Result<Option<SurvAlert>> {
+        surv::alert_for(&self.pool, origin_node, disease, region, iso_year, iso_week).await
+    }
+
+    async fn surv_alert_by_origin(&self, node: &str, origin_id: &str) -> Result<Option<SurvAlert>> {
+        surv::alert_by_origin(&self.pool, node, origin_id).await
+    }
+
+    async fn surv_notes(&self, alert: Uuid) -> Result<Vec<SurvNote>> {
+        surv::notes(&self.pool, alert).await
+    }
+
+    async fn surv_foreign_counts(&self) -> Result<Vec<SurvForeignCount>> {
+        surv::foreign_counts(&self.pool).await
     }
 }
 

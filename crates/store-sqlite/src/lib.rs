@@ -9,6 +9,7 @@
 mod fed;
 mod ops;
 mod rows;
+mod surv;
 mod writer;
 
 use async_trait::async_trait;
@@ -1091,6 +1092,76 @@ impl Store for SqliteStore {
 
     async fn fed_inbox(&self, limit: u32) -> Result<Vec<InboxEntry>> {
         fed::inbox(&self.reader, limit).await
+    }
+
+    async fn surv_regions(&self) -> Result<Vec<SurvRegion>> {
+        surv::regions(&self.reader).await
+    }
+
+    async fn surv_cases(&self, f: &SurvFilter) -> Result<Vec<SurvCase>> {
+        surv::cases(&self.reader, f).await
+    }
+
+    async fn surv_aggregates(&self, f: &SurvFilter) -> Result<Vec<SurvAggregate>> {
+        surv::aggregates(&self.reader, f).await
+    }
+
+    async fn surv_weeks(&self, f: &SurvFilter) -> Result<Vec<SurvWeek>> {
+        surv::weeks(&self.reader, f).await
+    }
+
+    async fn surv_alerts(&self, limit: u32) -> Result<Vec<SurvAlert>> {
+        surv::alerts(&self.reader, limit).await
+    }
+
+    async fn surv_alert(&self, id: uuid::Uuid) -> Result<SurvAlert> {
+        surv::alert_where(
+            &self.reader,
+            "SELECT * FROM surv_alerts WHERE id = ?",
+            &[id.to_string()],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("alert"))
+    }
+
+    async fn surv_alert_for(
+        &self,
+        origin_node: &str,
+        disease: &str,
+        region: &str,
+        iso_year: i32,
+        iso_week: u32,
+    ) -> Result<Option<SurvAlert>> {
+        surv::alert_where(
+            &self.reader,
+            "SELECT * FROM surv_alerts WHERE origin_node = ? AND disease = ? AND region = ?
+               AND iso_year = CAST(? AS INTEGER) AND iso_week = CAST(? AS INTEGER)",
+            &[
+                origin_node.to_owned(),
+                disease.to_owned(),
+                region.to_owned(),
+                iso_year.to_string(),
+                iso_week.to_string(),
+            ],
+        )
+        .await
+    }
+
+    async fn surv_alert_by_origin(&self, node: &str, origin_id: &str) -> Result<Option<SurvAlert>> {
+        surv::alert_where(
+            &self.reader,
+            "SELECT * FROM surv_alerts WHERE origin_node = ? AND origin_id = ?",
+            &[node.to_owned(), origin_id.to_owned()],
+        )
+        .await
+    }
+
+    async fn surv_notes(&self, alert: uuid::Uuid) -> Result<Vec<SurvNote>> {
+        surv::notes(&self.reader, alert).await
+    }
+
+    async fn surv_foreign_counts(&self) -> Result<Vec<SurvForeignCount>> {
+        surv::foreign_counts(&self.reader).await
     }
 }
 

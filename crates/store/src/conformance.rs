@@ -17,6 +17,7 @@ pub async fn run_all(store: &dyn Store) {
     teams_for_routing(store, &w).await;
     concurrent_writes_fail_alone(store, &w).await;
     federation_records(store, &w).await;
+    surveillance_records(store, &w).await;
     audit_chain_holds(store).await;
 }
 
@@ -961,4 +962,329 @@ async fn federation_records(store: &dyn Store, w: &World) {
         (u.display_name.as_str(), u.active),
         ("Dr Remote Renamed", false)
     );
+}
+
+/// Now, at the microsecond precision both backends keep.
+fn now_us() -> chrono::DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
+}
+
+fn surv_case(
+    w: &World,
+    disease: &str,
+    region: &str,
+    onset: NaiveDate,
+    pseudonym: &str,
+) -> SurvCase {
+    SurvCase {
+        id: uuid::Uuid::now_v7(),
+        pseudonym: pseudonym.into(),
+        disease: disease.into(),
+        region: region.into(),
+        onset_date: onset,
+        report_date: onset + Duration::days(2),
+        age_band: "25-44".into(),
+        sex: "female".into(),
+        outcome: "recovered".into(),
+        lab_confirmed: true,
+        reported_by: w.coordinator.id,
+        source: "test".into(),
+        created_at: now_us(),
+    }
+}
+
+fn surv_alert(origin: &str, disease: &str, region: &str, week: u32) -> SurvAlert {
+    let id = uuid::Uuid::now_v7();
+    SurvAlert {
+        id,
+        origin_node: origin.into(),
+        origin_id: id.to_string(),
+        disease: disease.into(),
+        region: region.into(),
+        region_name: "Region".into(),
+        country: "KZ".into(),
+        local_region: None,
+        iso_year: 2026,
+        iso_week: week,
+        observed: 12.0,
+        upperbound: Some(4.5),
+        method: "ears-c2".into(),
+        created_at: now_us(),
+        status: "open".into(),
+        acknowledged_by: None,
+        acknowledged_at: None,
+    }
+}
+
+/// Regions with neighbours, the line list and aggregates summed into weekly series by ISO week of onset, alerts
+/// unique per origin × disease × region × week, acknowledgement once, notes in order; all through `apply`, and a
+/// failing unit leaves nothing behind.
+async fn surveillance_records(store: &dyn Store, w: &World) {
+    let regions = vec![
+        SurvRegion {
+            code: "KZ-ALM".into(),
+            name: "Almaty Region".into(),
+            country: "KZ".into(),
+            population: 2_100_000,
+            neighbours: vec![SurvNeighbour {
+                node_id: "kashgar-cn".into(),
+                region: "CN-XJ-KS".into(),
+                name: "Kashgar".into(),
+            }],
+        },
+        SurvRegion {
+            code: "KZ-TUR".into(),
+            name: "Turkistan Region".into(),
+            country: "KZ".into(),
+            population: 2_000_000,
+            neighbours: vec![],
+        },
+    ];
+    store
+        .apply(vec![Change::SurvSetRegions(regions.clone())], vec![])
+        .await
+        .unwrap();
+    assert_eq!(store.surv_regions().await.unwrap(), regions);
+    // Replacing the regions replaces their neighbours too.
+    let mut fewer = regions.clone();
+    fewer[0].neighbours.clear();
+    store
+        .apply(vec![Change::SurvSetRegions(fewer.clone())], vec![])
+        .await
+        .unwrap();
+    assert_eq!(store.surv_regions().await.unwrap(), fewer);
+
+    // 2026-01-05 is a Monday of ISO week 2026-W02; 2025-12-29 belongs to ISO week 2026-W01.
+    let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+    let cases = [
+        surv_case(w, "A01.0", "KZ-ALM", d(2025, 12, 29), "p1"),
+        surv_case(w, "A01.0", "KZ-ALM", d(2026, 1, 5), "p2"),
+        surv_case(w, "A01.0", "KZ-ALM", d(2026, 1, 11), "p3"),
+        surv_case(w, "A09", "KZ-TUR", d(2026, 1, 6), "p4"),
+    ];
+    let mut changes: Vec<Change> = cases.iter().cloned().map(Change::InsertSurvCase).collect();
+    changes.push(Change::PutSurvAggregate(SurvAggregate {
+        disease: "A01.0".into(),
+        region: "KZ-ALM".into(),
+        iso_year: 2026,
+        iso_week: 2,
+        count: 5,
+        reported_by: w.coordinator.id,
+        source: "test".into(),
+        updated_at: now_us(),
+    }));
+    store
+        .apply(
+            changes,
+            vec![event(
+                Some(&w.coordinator),
+                AuditAction::Create,
+                "surveillance_report",
+                "batch".into(),
+                None,
+            )],
+        )
+        .await
+        .unwrap();
+    // The last aggregate report of a key replaces the earlier one.
+    store
+        .apply(
+            vec![Change::PutSurvAggregate(SurvAggregate {
+                disease: "A01.0".into(),
+                region: "KZ-ALM".into(),
+                iso_year: 2026,
+                iso_week: 2,
+                count: 7,
+                reported_by: w.coordinator.id,
+                source: "test".into(),
+                updated_at: now_us(),
+            })],
+            vec![],
+        )
+        .await
+        .unwrap();
+    let all = store.surv_cases(&SurvFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(
+        all.iter().any(|c| c == &cases[0]),
+        "a case reads back as written"
+    );
+    assert_eq!(all[0].onset_date, d(2026, 1, 11), "newest onset first");
+    let alm = store
+        .surv_cases(&SurvFilter {
+            region: Some("KZ-ALM".into()),
+            limit: Some(2),
+            ..SurvFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(alm.len(), 2);
+    assert!(alm.iter().all(|c| c.region == "KZ-ALM"));
+    let weeks = store
+        .surv_weeks(&SurvFilter {
+            disease: Some("A01.0".into()),
+            ..SurvFilter::default()
+        })
+        .await
+        .unwrap();
+    let got: Vec<(i32, u32, i64, i64)> = weeks
+        .iter()
+        .map(|w| (w.iso_year, w.iso_week, w.cases, w.aggregate))
+        .collect();
+    assert_eq!(got, vec![(2026, 1, 1, 0), (2026, 2, 2, 7)]);
+    assert_eq!(weeks[1].total(), 9);
+    let aggs = store.surv_aggregates(&SurvFilter::default()).await.unwrap();
+    assert_eq!(aggs.len(), 1);
+    assert_eq!(aggs[0].count, 7);
+
+    // A failing unit of work (a duplicate case id) leaves no case and no aggregate behind.
+    let dup = cases[1].clone();
+    let before = store.surv_weeks(&SurvFilter::default()).await.unwrap();
+    let r = store
+        .apply(
+            vec![
+                Change::InsertSurvCase(surv_case(w, "A09", "KZ-TUR", d(2026, 1, 7), "p5")),
+                Change::PutSurvAggregate(SurvAggregate {
+                    disease: "A09".into(),
+                    region: "KZ-TUR".into(),
+                    iso_year: 2026,
+                    iso_week: 3,
+                    count: 3,
+                    reported_by: w.coordinator.id,
+                    source: "test".into(),
+                    updated_at: now_us(),
+                }),
+                Change::InsertSurvCase(dup),
+            ],
+            vec![],
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::Duplicate(_))), "{r:?}");
+    assert_eq!(
+        store.surv_weeks(&SurvFilter::default()).await.unwrap(),
+        before
+    );
+
+    // Alerts: one per origin × disease × region × week; a foreign one for the same key is distinct.
+    let local = surv_alert("", "A01.0", "KZ-ALM", 2);
+    store
+        .apply(vec![Change::InsertSurvAlert(local.clone())], vec![])
+        .await
+        .unwrap();
+    let again = store
+        .apply(
+            vec![Change::InsertSurvAlert(surv_alert(
+                "", "A01.0", "KZ-ALM", 2,
+            ))],
+            vec![],
+        )
+        .await;
+    assert!(matches!(again, Err(StoreError::Duplicate(_))), "{again:?}");
+    let mut foreign = surv_alert("kashgar-cn", "A01.0", "KZ-ALM", 2);
+    foreign.origin_id = "remote-1".into();
+    foreign.local_region = Some("KZ-ALM".into());
+    store
+        .apply(vec![Change::InsertSurvAlert(foreign.clone())], vec![])
+        .await
+        .unwrap();
+    assert_eq!(store.surv_alert(local.id).await.unwrap(), local);
+    assert_eq!(
+        store
+            .surv_alert_for("", "A01.0", "KZ-ALM", 2026, 2)
+            .await
+            .unwrap(),
+        Some(local.clone())
+    );
+    assert_eq!(
+        store
+            .surv_alert_for("", "A01.0", "KZ-ALM", 2026, 3)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .surv_alert_by_origin("kashgar-cn", "remote-1")
+            .await
+            .unwrap(),
+        Some(foreign.clone())
+    );
+    assert_eq!(store.surv_alerts(10).await.unwrap().len(), 2);
+    assert!(matches!(
+        store.surv_alert(uuid::Uuid::now_v7()).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Acknowledged once; a second acknowledgement is a conflict.
+    let at = now_us();
+    store
+        .apply(
+            vec![Change::AckSurvAlert {
+                id: local.id,
+                by: "Officer".into(),
+                at,
+            }],
+            vec![],
+        )
+        .await
+        .unwrap();
+    let acked = store.surv_alert(local.id).await.unwrap();
+    assert_eq!(acked.status, "acknowledged");
+    assert_eq!(acked.acknowledged_by.as_deref(), Some("Officer"));
+    let twice = store
+        .apply(
+            vec![Change::AckSurvAlert {
+                id: local.id,
+                by: "Officer".into(),
+                at,
+            }],
+            vec![],
+        )
+        .await;
+    assert!(matches!(twice, Err(StoreError::Conflict)), "{twice:?}");
+
+    let notes: Vec<SurvNote> = ["first", "second"]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| SurvNote {
+            id: uuid::Uuid::now_v7(),
+            alert_id: local.id,
+            kind: if i == 0 { "note" } else { "ack" }.into(),
+            author_name: "Officer".into(),
+            author_node: if i == 0 { "" } else { "kashgar-cn" }.into(),
+            body: (*b).into(),
+            created_at: now_us() + Duration::milliseconds(i as i64),
+        })
+        .collect();
+    store
+        .apply(
+            notes.iter().cloned().map(Change::InsertSurvNote).collect(),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.surv_notes(local.id).await.unwrap(), notes);
+    assert!(store.surv_notes(foreign.id).await.unwrap().is_empty());
+
+    // Neighbours' weekly counts, the last one of a key wins.
+    for count in [3, 4] {
+        store
+            .apply(
+                vec![Change::PutSurvForeignCount(SurvForeignCount {
+                    node_id: "kashgar-cn".into(),
+                    region: "CN-XJ-KS".into(),
+                    disease: "A01.0".into(),
+                    iso_year: 2026,
+                    iso_week: 2,
+                    count,
+                })],
+                vec![],
+            )
+            .await
+            .unwrap();
+    }
+    let fc = store.surv_foreign_counts().await.unwrap();
+    assert_eq!(fc.len(), 1);
+    assert_eq!(fc[0].count, 4);
 }

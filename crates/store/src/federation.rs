@@ -148,4 +148,19 @@ pub enum Change {
     /// Delete a mirrored case and everything under it (its pseudonymous patient, messages, attachment records,
     /// participants, link) and blank the bodies of the inbox envelopes that carried it, keeping their ids.
     PurgeForeignCase(ConsultationId),
+    /// Replace the node's surveillance regions and their neighbours.
+    SurvSetRegions(Vec<crate::SurvRegion>),
+    InsertSurvCase(crate::SurvCase),
+    /// Insert or replace the count of one disease × region × week.
+    PutSurvAggregate(crate::SurvAggregate),
+    /// Fails with `Duplicate` when the origin already raised an alert for that disease × region × week.
+    InsertSurvAlert(crate::SurvAlert),
+    AckSurvAlert {
+        id: Uuid,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    InsertSurvNote(crate::SurvNote),
+    /// Insert or replace a neighbour's weekly count.
+    PutSurvForeignCount(crate::SurvForeignCount),
 }

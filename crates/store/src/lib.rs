@@ -10,8 +10,10 @@
 
 pub mod conformance;
 pub mod federation;
+pub mod surveillance;
 
 pub use federation::*;
+pub use surveillance::*;
 
 use async_trait::async_trait;
 use caravan_domain::*;
@@ -314,6 +316,35 @@ pub trait Store: Send + Sync + 'static {
     async fn fed_counts(&self) -> Result<FederationCounts>;
     /// Inbox rows, newest first.
     async fn fed_inbox(&self, limit: u32) -> Result<Vec<InboxEntry>>;
+
+    // --- surveillance (see `surveillance`; writes are `Change`s of `apply`) ---
+    /// The node's regions with their cross-border neighbours, by code.
+    async fn surv_regions(&self) -> Result<Vec<SurvRegion>>;
+    /// Cases of the line list (pseudonymised patient data: the caller audits the read), newest onset first.
+    async fn surv_cases(&self, f: &SurvFilter) -> Result<Vec<SurvCase>>;
+    /// Aggregate reports, by disease, region and week.
+    async fn surv_aggregates(&self, f: &SurvFilter) -> Result<Vec<SurvAggregate>>;
+    /// Weekly series: line-list cases by ISO week of onset and aggregate counts, per disease × region × week
+    /// (weeks without any report are absent), ordered by disease, region, week.
+    async fn surv_weeks(&self, f: &SurvFilter) -> Result<Vec<SurvWeek>>;
+    /// Alerts (local and received), newest first.
+    async fn surv_alerts(&self, limit: u32) -> Result<Vec<SurvAlert>>;
+    async fn surv_alert(&self, id: uuid::Uuid) -> Result<SurvAlert>;
+    /// The alert of `origin_node` (empty: this node) for one disease × region × week, if raised.
+    async fn surv_alert_for(
+        &self,
+        origin_node: &str,
+        disease: &str,
+        region: &str,
+        iso_year: i32,
+        iso_week: u32,
+    ) -> Result<Option<SurvAlert>>;
+    /// A received alert by its id on the sending node.
+    async fn surv_alert_by_origin(&self, node: &str, origin_id: &str) -> Result<Option<SurvAlert>>;
+    /// The notes and acknowledgements of an alert, oldest first.
+    async fn surv_notes(&self, alert: uuid::Uuid) -> Result<Vec<SurvNote>>;
+    /// Weekly counts of neighbouring nodes' border regions, by node, region, disease, week.
+    async fn surv_foreign_counts(&self) -> Result<Vec<SurvForeignCount>>;
 }
 
 /// Verify the whole audit chain of a store, page by page.
