@@ -10,8 +10,10 @@
 
 pub mod conformance;
 pub mod federation;
+pub mod visits;
 
 pub use federation::*;
+pub use visits::*;
 
 use async_trait::async_trait;
 use caravan_domain::*;
@@ -112,7 +114,7 @@ pub struct PatientFilter {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: VisitStore + Send + Sync + 'static {
     /// Which backend this is (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 
