@@ -157,6 +157,9 @@ struct ServeArgs {
     network: bool,
     #[command(flatten)]
     federation: net::FedArgs,
+    /// Video visits: TURN relay (`--turn-url`, `--turn-secret`, `--turn-ttl`), relay-only, audio-only thresholds.
+    #[command(flatten)]
+    visits: caravan_server::visits::VisitArgs,
 }
 
 #[derive(Subcommand)]
@@ -224,6 +227,7 @@ async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
         },
         secure_cookies: !(args.insecure_cookies || demo),
         certs_dir: Some(args.data.join("certs")),
+        visits: args.visits.config().map_err(anyhow::Error::msg)?,
         ..NodeConfig::default()
     };
     if demo {

@@ -20,6 +20,8 @@ pub struct NodeConfig {
     /// Health-certificate material (trust lists, rules, issuing keys): `DATA/certs`. `None`: certificate pages
     /// answer 503.
     pub certs_dir: Option<std::path::PathBuf>,
+    /// Video visits: TURN relay, relay-only policy, audio-only thresholds.
+    pub visits: crate::visits::VisitsConfig,
 }
 
 impl Default for NodeConfig {
@@ -33,6 +35,7 @@ impl Default for NodeConfig {
             default_locale: "en".into(),
             sweep_every: std::time::Duration::from_secs(60),
             certs_dir: None,
+            visits: crate::visits::VisitsConfig::default(),
         }
     }
 }
