@@ -24,3 +24,5 @@ done
 [ -n "$base" ] || { cat "$log"; echo "node did not start"; exit 1; }
 BASE="$base" ARTIFACTS="$here/artifacts" node consultation.mjs
 BASE="$base" ARTIFACTS="$here/artifacts" node certificates.mjs
+# Video visits: starts its own nodes (with TURN flags) and a private coturn (Debian's `coturn`).
+CARAVAN_BIN="$target/debug/caravan" ARTIFACTS="$here/artifacts" node visits.mjs
