@@ -249,7 +249,10 @@
       }
     }
 
-    ws.onmessage = async (ev) => {
+    // Messages are handled one after the other: a candidate must not overtake the offer it belongs to.
+    let inbox = Promise.resolve();
+    ws.onmessage = (ev) => { inbox = inbox.then(() => handle(ev)); };
+    const handle = async (ev) => {
       const m = JSON.parse(ev.data);
       try {
         if (m.type === 'welcome') {
