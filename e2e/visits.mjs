@@ -52,10 +52,12 @@ function waitForLine(child, re, what) {
 async function startCoturn(secret) {
   const port = await freePort();
   const minPort = 40000 + Math.floor(Math.random() * 20000);
+  const dir = mkdtempSync(join(tmpdir(), 'caravan-coturn-'));
+  dirs.push(dir);
   const c = spawn(TURNSERVER, ['-n', '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${port}`,
     '--use-auth-secret', `--static-auth-secret=${secret}`, '--realm=caravan.test', '--no-cli', '--no-tls', '--no-dtls',
     '--allow-loopback-peers', `--min-port=${minPort}`, `--max-port=${minPort + 200}`, '--log-file=stdout', '--simple-log',
-    '--no-multicast-peers'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--no-multicast-peers', `--userdb=${join(dir, 'turndb')}`, `--pidfile=${join(dir, 'turn.pid')}`], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(c);
   await waitForLine(c, /listener opened on|Total General servers|IPv4. TCP listener/, 'coturn');
   return { port, child: c };
