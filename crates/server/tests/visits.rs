@@ -1,6 +1,8 @@
 //! Video visits against a real node: booking conflicts, the scope of an invitation token, the waiting room's
 //! order, signaling that stays inside one visit, and TURN credentials checked against the HMAC formula.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 use base64::Engine;
 use common::*;

@@ -953,6 +953,7 @@ pub async fn ice_for(st: &AppState, who: &Visitor, visit: Uuid) -> AppResult<Val
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
