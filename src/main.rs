@@ -173,6 +173,9 @@ struct ServeArgs {
     federation: net::FedArgs,
     #[command(flatten)]
     tls: net::TlsArgs,
+    /// Video visits: TURN relay (`--turn-url`, `--turn-secret`, `--turn-ttl`), relay-only, audio-only thresholds.
+    #[command(flatten)]
+    visits: caravan_server::visits::VisitArgs,
 }
 
 #[derive(Subcommand)]
@@ -247,6 +250,7 @@ async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
             .map(serde_json::from_str::<surveillance::Method>)
             .transpose()
             .context("--surveillance-method is not a detection method (see `caravan surveil detect --help`)")?,
+        visits: args.visits.config().map_err(anyhow::Error::msg)?,
         ..NodeConfig::default()
     };
     if demo {

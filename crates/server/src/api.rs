@@ -70,6 +70,24 @@ pub const ROUTES: &[(&str, &str, &str, Option<&[Role]>)] = &[
     ("get", "/api/v1/surveillance/alerts/{id}", "An alert with its discussion", Some(&[Role::PublicHealthOfficer])),
     ("post", "/api/v1/surveillance/alerts/{id}/ack", "Acknowledge an alert (a cross-border one is acknowledged back to its node)", Some(&[Role::PublicHealthOfficer])),
     ("post", "/api/v1/surveillance/alerts/{id}/notes", "Add a note to an alert's discussion", Some(&[Role::PublicHealthOfficer])),
+    ("get", "/api/v1/visits", "Video visits (status, practitioner_id, patient_id, consultation_id, from, to)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("post", "/api/v1/visits", "Book a video visit (slot_id, or practitioner_id + start + end; patient_id; optional consultation_id for an MDT meeting); 409 if the time is taken", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/visits/waiting-room", "My waiting room: patients who checked in, first come first served", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("post", "/api/v1/visits/waiting-room/admit-next", "Admit the first patient waiting (409 while a visit is in progress)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/visits/schedules", "Schedules (FHIR Schedule) of clinicians", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("post", "/api/v1/visits/schedules", "Create a schedule (service; practitioner_id for a coordinator)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/visits/schedules/{id}/slots", "Slots of a schedule (from, to)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("post", "/api/v1/visits/schedules/{id}/slots", "Add consecutive slots (start, minutes, count); 409 on overlap", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/visits/{id}", "A visit with its invitations and participants", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("post", "/api/v1/visits/{id}/invitations", "Invite a guest (patient, interpreter, family: a link shown once) or a clinician (user_id)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("post", "/api/v1/visits/{id}/check-in", "Enter the waiting room (the patient's account, or a clinician on their behalf)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("post", "/api/v1/visits/{id}/admit", "Admit this patient from the waiting room", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("post", "/api/v1/visits/{id}/finish", "End the visit (the call closes for everyone)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("post", "/api/v1/visits/{id}/cancel", "Cancel a visit that has not started (frees its slot)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/visits/{id}/ice", "ICE servers with short-lived TURN credentials, the relay policy and the audio-only thresholds", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("get", "/api/v1/guest/visit", "For an invitation holder (X-Visit-Token): the visit's state and place in the queue", None),
+    ("post", "/api/v1/guest/check-in", "For an invitation holder: enter the waiting room", None),
+    ("get", "/api/v1/guest/ice", "For an invitation holder: ICE servers and TURN credentials", None),
     ("get", "/api/v1/openapi.json", "This document", None),
 ];
 
@@ -111,6 +129,7 @@ pub fn routes() -> Router<AppState> {
         .route("/openapi.json", get(openapi))
         .merge(crate::certs_web::api::routes())
         .merge(crate::surveil::api::routes())
+        .merge(crate::visits::api::routes())
         .fallback(|| async { AppError::not_found("API route") })
 }
 

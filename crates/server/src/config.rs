@@ -25,6 +25,8 @@ pub struct NodeConfig {
     /// Aberration detection on surveillance reports; `None`: Farrington flexible with the Noufaily settings,
     /// falling back to EARS C2 for short series (`surveil::default_method`).
     pub surveillance_method: Option<surveillance::Method>,
+    /// Video visits: TURN relay, relay-only policy, audio-only thresholds.
+    pub visits: crate::visits::VisitsConfig,
 }
 
 impl Default for NodeConfig {
@@ -40,6 +42,7 @@ impl Default for NodeConfig {
             certs_dir: None,
             tls: None,
             surveillance_method: None,
+            visits: crate::visits::VisitsConfig::default(),
         }
     }
 }

@@ -16,7 +16,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
         concat!(
             include_str!("../../../locales/en/main.ftl"),
             include_str!("../../../locales/en/certs.ftl"),
-            include_str!("../../../locales/en/surveillance.ftl")
+            include_str!("../../../locales/en/surveillance.ftl"),
+            include_str!("../../../locales/en/visits.ftl")
         ),
     ),
     (
@@ -25,7 +26,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
         concat!(
             include_str!("../../../locales/zh-CN/main.ftl"),
             include_str!("../../../locales/zh-CN/certs.ftl"),
-            include_str!("../../../locales/zh-CN/surveillance.ftl")
+            include_str!("../../../locales/zh-CN/surveillance.ftl"),
+            include_str!("../../../locales/zh-CN/visits.ftl")
         ),
     ),
     (
@@ -34,7 +36,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
         concat!(
             include_str!("../../../locales/ru/main.ftl"),
             include_str!("../../../locales/ru/certs.ftl"),
-            include_str!("../../../locales/ru/surveillance.ftl")
+            include_str!("../../../locales/ru/surveillance.ftl"),
+            include_str!("../../../locales/ru/visits.ftl")
         ),
     ),
     (
@@ -43,7 +46,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
         concat!(
             include_str!("../../../locales/ar/main.ftl"),
             include_str!("../../../locales/ar/certs.ftl"),
-            include_str!("../../../locales/ar/surveillance.ftl")
+            include_str!("../../../locales/ar/surveillance.ftl"),
+            include_str!("../../../locales/ar/visits.ftl")
         ),
     ),
 ];

@@ -18,6 +18,7 @@ pub mod teams;
 pub mod throttle;
 pub mod tls;
 pub mod ui;
+pub mod visits;
 
 use axum::http::{header, HeaderValue};
 use axum::routing::get;
@@ -39,6 +40,7 @@ struct Inner {
     auth_cache: auth::AuthCache,
     federation: Option<Arc<federation::Federation>>,
     certs: certs_web::CertsHub,
+    visit_hub: visits::signal::Hub,
 }
 
 /// Shared state of a node, passed explicitly to every handler.
@@ -66,6 +68,7 @@ impl AppState {
             auth_cache: auth::AuthCache::default(),
             federation,
             certs,
+            visit_hub: visits::signal::Hub::default(),
         }))
     }
     pub fn federation(&self) -> Option<&federation::Federation> {
@@ -92,6 +95,10 @@ impl AppState {
     pub fn certs(&self) -> &certs_web::CertsHub {
         &self.0.certs
     }
+    /// The signaling rooms of video visits in progress.
+    pub fn visit_hub(&self) -> &visits::signal::Hub {
+        &self.0.visit_hub
+    }
 }
 
 /// Content Security Policy: nothing but this node's own origin; no inline scripts.
@@ -114,6 +121,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(ui::routes())
         .merge(certs_web::routes())
         .merge(surveil::pages::routes())
+        .merge(visits::pages::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

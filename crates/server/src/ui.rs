@@ -128,7 +128,12 @@ struct ErrorPage<'a> {
     status: u16,
 }
 
-fn error_page(st: &AppState, p: Option<&Principal>, headers: &HeaderMap, e: AppError) -> Response {
+pub(crate) fn error_page(
+    st: &AppState,
+    p: Option<&Principal>,
+    headers: &HeaderMap,
+    e: AppError,
+) -> Response {
     let c = ctx(st, p, headers, "error-title", "/ui/inbox");
     // A translated explanation when there is one; the server's precise English message otherwise.
     let message = if st.i18n().has(c.tr.lang, e.code) {

@@ -32,6 +32,15 @@ const UI_PAGES: &[(&str, &[Role])] = &[
         ],
     ),
     ("/ui/worklist", &[Role::Consultant]),
+    (
+        "/ui/visits",
+        &[
+            Role::Referrer,
+            Role::Consultant,
+            Role::Coordinator,
+            Role::Patient,
+        ],
+    ),
     ("/ui/routing", &[Role::Coordinator]),
     ("/ui/consultations/new", &[Role::Referrer]),
     (

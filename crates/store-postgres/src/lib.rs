@@ -20,6 +20,7 @@ mod fed;
 mod ops;
 mod rows;
 mod surv;
+mod visits;
 
 use async_trait::async_trait;
 use caravan_domain::audit::{audit_time, AuditRecord};

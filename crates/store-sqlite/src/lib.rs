@@ -10,6 +10,7 @@ mod fed;
 mod ops;
 mod rows;
 mod surv;
+mod visits;
 mod writer;
 
 use async_trait::async_trait;

@@ -18,6 +18,7 @@ pub async fn run_all(store: &dyn Store) {
     concurrent_writes_fail_alone(store, &w).await;
     federation_records(store, &w).await;
     surveillance_records(store, &w).await;
+    visits_booking_queue_and_scope(store, &w).await;
     audit_chain_holds(store).await;
 }
 
@@ -1287,4 +1288,300 @@ async fn surveillance_records(store: &dyn Store, w: &World) {
     let fc = store.surv_foreign_counts().await.unwrap();
     assert_eq!(fc.len(), 1);
     assert_eq!(fc[0].count, 4);
+}
+
+/// Live care (`visits`): slots never overlap, a slot is booked once, a clinician has no two overlapping visits
+/// and one in progress at a time, the waiting room is first come first served, guests are found by token hash
+/// only, and visits are scoped like patients.
+async fn visits_booking_queue_and_scope(store: &dyn Store, w: &World) {
+    use uuid::Uuid;
+    let t0 = Utc.with_ymd_and_hms(2030, 3, 1, 9, 0, 0).unwrap();
+    let cons = &w.consultant;
+    let schedule = Schedule {
+        id: Uuid::now_v7(),
+        institution_id: w.center.id,
+        practitioner_id: cons.id,
+        service: "cardiology video clinic".into(),
+        active: true,
+        created_at: now6(),
+    };
+    store
+        .visit_insert_schedule(&schedule, vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.visit_get_schedule(schedule.id).await.unwrap(),
+        schedule
+    );
+    assert_eq!(
+        store
+            .visit_schedules(None, Some(cons.id))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let slot = |i: i64| Slot {
+        id: Uuid::now_v7(),
+        schedule_id: schedule.id,
+        start: t0 + Duration::minutes(20 * i),
+        end: t0 + Duration::minutes(20 * i + 20),
+        status: SlotStatus::Free,
+    };
+    let slots: Vec<Slot> = (0..3).map(slot).collect();
+    store.visit_insert_slots(&slots, vec![]).await.unwrap();
+    // Overlapping slots are refused, all or nothing.
+    let mut overlapping = slot(5);
+    overlapping.start = slots[2].start + Duration::minutes(10);
+    let fresh = slot(6);
+    assert!(matches!(
+        store
+            .visit_insert_slots(&[fresh.clone(), overlapping], vec![])
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    let listed = store
+        .visit_slots(schedule.id, t0, t0 + Duration::hours(8))
+        .await
+        .unwrap();
+    assert_eq!(listed, slots, "the refused batch left nothing behind");
+
+    let visit = |slot: &Slot, patient: &Patient, inst: &Institution| Visit {
+        id: Uuid::now_v7(),
+        slot_id: Some(slot.id),
+        institution_id: inst.id,
+        practitioner_id: cons.id,
+        patient_id: patient.id,
+        consultation_id: None,
+        start: slot.start,
+        end: slot.end,
+        reason: "follow-up".into(),
+        status: VisitStatus::Booked,
+        arrived_at: None,
+        started_at: None,
+        ended_at: None,
+        created_by: cons.id,
+        created_at: now6(),
+    };
+    let a = visit(&slots[0], &w.patient_a, &w.center);
+    let invitation = Invitation {
+        id: Uuid::now_v7(),
+        visit_id: a.id,
+        role: GuestRole::Patient,
+        display_name: "Patient A".into(),
+        user_id: None,
+        token_hash: Some("ab".repeat(32)),
+        expires_at: t0 + Duration::hours(2),
+        created_by: cons.id,
+        created_at: now6(),
+    };
+    store
+        .visit_book(
+            &a,
+            std::slice::from_ref(&invitation),
+            vec![event(
+                Some(cons),
+                AuditAction::Create,
+                "visit",
+                a.id.to_string(),
+                Some(w.patient_a.id),
+            )],
+        )
+        .await
+        .unwrap();
+    // The same slot again: refused, and nothing of the second booking is stored.
+    let again = visit(&slots[0], &w.patient_b, &w.center);
+    assert!(matches!(
+        store.visit_book(&again, &[], vec![]).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        store.visit_by_id(again.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // No slot, but overlapping the clinician's booked visit: refused too.
+    let mut free_time = visit(&slots[0], &w.patient_b, &w.center);
+    free_time.slot_id = None;
+    free_time.start = slots[0].start + Duration::minutes(5);
+    assert!(matches!(
+        store.visit_book(&free_time, &[], vec![]).await,
+        Err(StoreError::Conflict)
+    ));
+    let b = visit(&slots[1], &w.patient_b, &w.center);
+    store.visit_book(&b, &[], vec![]).await.unwrap();
+    let taken = store
+        .visit_slots(schedule.id, t0, t0 + Duration::hours(8))
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.iter().map(|s| s.status).collect::<Vec<_>>(),
+        [SlotStatus::Busy, SlotStatus::Busy, SlotStatus::Free]
+    );
+
+    // Guests are found by the token's hash only.
+    let found = store
+        .visit_invitation_by_token(&"ab".repeat(32))
+        .await
+        .unwrap();
+    assert_eq!(found, invitation);
+    assert!(matches!(
+        store.visit_invitation_by_token(&"cd".repeat(32)).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Scope: the clinician, the clinicians of the visit's institution and its patient see it; a referrer of
+    // another hospital does not, until invited.
+    let view = store.visit_get(&Actor::from(cons), a.id).await.unwrap();
+    assert_eq!(view.visit, a);
+    assert!(view.patient_name.contains("Nurlanova"));
+    assert!(store
+        .visit_get(&Actor::from(&w.coordinator), a.id)
+        .await
+        .is_ok());
+    let mut patient_actor = Actor::from(&w.referrer_a);
+    patient_actor.role = Role::Patient;
+    patient_actor.patient_id = Some(w.patient_a.id);
+    assert!(store.visit_get(&patient_actor, a.id).await.is_ok());
+    assert!(matches!(
+        store.visit_get(&patient_actor, b.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let outsider = Actor::from(&w.referrer_b);
+    assert!(matches!(
+        store.visit_get(&outsider, a.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .visit_insert_invitation(
+            &Invitation {
+                id: Uuid::now_v7(),
+                visit_id: a.id,
+                role: GuestRole::Clinician,
+                display_name: w.referrer_b.display_name.clone(),
+                user_id: Some(w.referrer_b.id),
+                token_hash: None,
+                expires_at: t0 + Duration::hours(2),
+                created_by: cons.id,
+                created_at: now6(),
+            },
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(store.visit_get(&outsider, a.id).await.is_ok());
+    assert_eq!(store.visit_invitations(a.id).await.unwrap().len(), 2);
+    let listed = store
+        .visit_list(
+            &Actor::from(cons),
+            &VisitFilter {
+                practitioner_id: Some(cons.id),
+                statuses: vec![VisitStatus::Booked],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|v| v.visit.id).collect::<Vec<_>>(),
+        [a.id, b.id]
+    );
+    assert!(store
+        .visit_list(&outsider, &VisitFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .all(|v| v.visit.id == a.id));
+
+    // Waiting room: b arrives first, then a; first come, first served; one in progress at a time.
+    let t = |m: i64| t0 + Duration::minutes(m);
+    assert!(matches!(
+        store.visit_admit(b.id, t(0), vec![]).await,
+        Err(StoreError::Conflict)
+    ));
+    store.visit_check_in(b.id, t(1), vec![]).await.unwrap();
+    store.visit_check_in(a.id, t(2), vec![]).await.unwrap();
+    // Checking in again keeps one's place.
+    let again = store.visit_check_in(b.id, t(3), vec![]).await.unwrap();
+    assert_eq!(again.arrived_at, Some(t(1)));
+    let queue: Vec<Uuid> = store
+        .visit_queue(cons.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.visit.id)
+        .collect();
+    assert_eq!(queue, [b.id, a.id]);
+    let admitted = store.visit_admit(b.id, t(4), vec![]).await.unwrap();
+    assert_eq!(
+        (admitted.status, admitted.started_at),
+        (VisitStatus::InProgress, Some(t(4)))
+    );
+    assert!(
+        matches!(
+            store.visit_admit(a.id, t(5), vec![]).await,
+            Err(StoreError::Conflict)
+        ),
+        "a second patient may not enter an occupied room"
+    );
+    assert_eq!(store.visit_queue(cons.id).await.unwrap().len(), 1);
+
+    // Participants: joined once, left, rejoined; the end closes everyone's presence.
+    let joined = |key: &str, role: &str, at| Participant {
+        visit_id: b.id,
+        key: key.into(),
+        role: role.into(),
+        display_name: key.into(),
+        joined_at: at,
+        left_at: None,
+    };
+    store
+        .visit_joined(
+            &joined(&format!("user:{}", cons.id), "clinician", t(4)),
+            vec![],
+        )
+        .await
+        .unwrap();
+    store
+        .visit_joined(&joined("guest:x", "patient", t(5)), vec![])
+        .await
+        .unwrap();
+    store
+        .visit_left(b.id, "guest:x", t(6), vec![])
+        .await
+        .unwrap();
+    store
+        .visit_joined(&joined("guest:x", "patient", t(7)), vec![])
+        .await
+        .unwrap();
+    let finished = store.visit_finish(b.id, t(9), vec![]).await.unwrap();
+    assert_eq!(
+        (finished.status, finished.ended_at),
+        (VisitStatus::Finished, Some(t(9)))
+    );
+    let people = store.visit_participants(b.id).await.unwrap();
+    assert_eq!(people.len(), 2);
+    let guest = people.iter().find(|p| p.key == "guest:x").unwrap();
+    assert_eq!((guest.joined_at, guest.left_at), (t(5), Some(t(9))));
+    assert!(matches!(
+        store.visit_finish(b.id, t(10), vec![]).await,
+        Err(StoreError::Conflict)
+    ));
+    // Now the next patient can be admitted; cancelling a waiting visit gives its slot back.
+    store.visit_admit(a.id, t(10), vec![]).await.unwrap();
+    let c = visit(&slots[2], &w.patient_b, &w.center);
+    store.visit_book(&c, &[], vec![]).await.unwrap();
+    let cancelled = store.visit_cancel(c.id, t(11), vec![]).await.unwrap();
+    assert_eq!(cancelled.status, VisitStatus::Cancelled);
+    let c2 = visit(&slots[2], &w.patient_b, &w.center);
+    store.visit_book(&c2, &[], vec![]).await.unwrap();
+    assert!(matches!(
+        store.visit_cancel(a.id, t(12), vec![]).await,
+        Err(StoreError::Conflict)
+    ));
+}
+
+/// Now, to the microsecond (what every backend keeps).
+fn now6() -> chrono::DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
 }

@@ -11,9 +11,11 @@
 pub mod conformance;
 pub mod federation;
 pub mod surveillance;
+pub mod visits;
 
 pub use federation::*;
 pub use surveillance::*;
+pub use visits::*;
 
 use async_trait::async_trait;
 use caravan_domain::*;
@@ -125,7 +127,7 @@ pub struct PatientFilter {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: VisitStore + Send + Sync + 'static {
     /// Which backend this is (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 
