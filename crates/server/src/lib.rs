@@ -13,6 +13,8 @@ pub mod error;
 pub mod federation;
 pub mod i18n;
 pub mod network;
+pub mod studies;
+pub mod study_transfer;
 pub mod teams;
 pub mod throttle;
 pub mod ui;
@@ -37,6 +39,8 @@ struct Inner {
     auth_cache: auth::AuthCache,
     federation: Option<Arc<federation::Federation>>,
     certs: certs_web::CertsHub,
+    /// The node's DICOM archive, once the binary opened it (`studies::Imaging`).
+    imaging: std::sync::OnceLock<studies::Imaging>,
 }
 
 /// Shared state of a node, passed explicitly to every handler.
@@ -64,6 +68,7 @@ impl AppState {
             auth_cache: auth::AuthCache::default(),
             federation,
             certs,
+            imaging: std::sync::OnceLock::new(),
         }))
     }
     pub fn federation(&self) -> Option<&federation::Federation> {
@@ -90,6 +95,15 @@ impl AppState {
     pub fn certs(&self) -> &certs_web::CertsHub {
         &self.0.certs
     }
+    /// The node's DICOM archive, if one was attached (see [`AppState::attach_imaging`]).
+    pub fn imaging(&self) -> Option<&studies::Imaging> {
+        self.0.imaging.get()
+    }
+    /// Attach the node's DICOM archive (once, at start-up): case studies, the case viewer and study transfers
+    /// use it. A second call is ignored.
+    pub fn attach_imaging(&self, archive: imaging::Archive) {
+        let _ = self.0.imaging.set(studies::Imaging::new(archive));
+    }
 }
 
 /// Content Security Policy: nothing but this node's own origin; no inline scripts.
@@ -111,6 +125,8 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .nest("/api/v1", api::routes())
         .merge(ui::routes())
         .merge(certs_web::routes())
+        .merge(studies::routes())
+        .merge(study_transfer::routes(&state))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

@@ -146,6 +146,8 @@ pub enum Change {
         sender: String,
     },
     /// Delete a mirrored case and everything under it (its pseudonymous patient, messages, attachment records,
-    /// participants, link) and blank the bodies of the inbox envelopes that carried it, keeping their ids.
+    /// participants, study links, link) and blank the bodies of the inbox envelopes that carried it, keeping their ids.
     PurgeForeignCase(ConsultationId),
+    /// Link a DICOM study to a case, or update the link (state, transfer progress) if it exists.
+    LinkStudy(crate::CaseStudy),
 }
