@@ -263,9 +263,9 @@
       slider.max = String(Math.max(1, slices.length));
       stage.hidden = false;
       S.index = 0;
-      var first = slices[0];
-      if (!first) { statusEl.textContent = t('error'); return; }
-      load(first).then(function (frame) {
+      var head = slices[0];
+      if (!head) { statusEl.textContent = t('error'); return; }
+      load(head).then(function (frame) {
         S.image = frame;
         presetSel.value = 'default';
         defaultWindow();

@@ -98,7 +98,8 @@ impl Proxy {
                 .lines()
                 .find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("range").then(|| v.trim().to_string())
+                    k.eq_ignore_ascii_case("range")
+                        .then(|| v.trim().to_string())
                 })
                 .unwrap_or_default();
             let mut action = 0; // 0 pass, 1 truncate, 2 drop
@@ -201,9 +202,13 @@ async fn start(allow: usize) -> (Net, Arc<Proxy>) {
         n.state.attach_imaging(archive);
     }
     let net = Net { nodes, _dir: dir };
-    network::wait_for_catalogue(net.node(DemoNode::Kashgar), DemoNode::Center, Duration::from_secs(20))
-        .await
-        .unwrap();
+    network::wait_for_catalogue(
+        net.node(DemoNode::Kashgar),
+        DemoNode::Center,
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
     (net, proxy.unwrap())
 }
 
@@ -213,23 +218,29 @@ async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 async fn page(c: &Client, path: &str) -> (StatusCode, String) {
-    let r = c.http.get(format!("{}{path}", c.base)).send().await.unwrap();
+    let r = c
+        .http
+        .get(format!("{}{path}", c.base))
+        .send()
+        .await
+        .unwrap();
     (r.status(), r.text().await.unwrap())
 }
 
 /// The first part of a multipart/related body.
 fn first_part(body: &[u8]) -> Vec<u8> {
     let start = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    // The single part ends where the closing delimiter starts.
     let end = body.windows(4).rposition(|w| w == b"\r\n--").unwrap();
-    let end = body[..end].windows(4).rposition(|w| w == b"\r\n--").map_or(end, |e| {
-        if e > start { e } else { end }
-    });
     body[start..end].to_vec()
 }
 
@@ -237,7 +248,10 @@ async fn frame(c: &Client, base: &str) -> Vec<u8> {
     let r = c
         .http
         .get(format!("{}{base}/frames/1", c.base))
-        .header("accept", "multipart/related; type=\"application/octet-stream\"")
+        .header(
+            "accept",
+            "multipart/related; type=\"application/octet-stream\"",
+        )
         .send()
         .await
         .unwrap();
@@ -247,7 +261,9 @@ async fn frame(c: &Client, base: &str) -> Vec<u8> {
 
 async fn metadata(c: &Client, case: &str, study: &str) -> Vec<Value> {
     let (s, v) = c
-        .get(&format!("/ui/consultations/{case}/dicomweb/studies/{study}/metadata"))
+        .get(&format!(
+            "/ui/consultations/{case}/dicomweb/studies/{study}/metadata"
+        ))
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     v.as_array().unwrap().clone()
@@ -257,7 +273,11 @@ fn tag(v: &Value, t: &str) -> String {
     let x = &v[t]["Value"][0];
     match x {
         Value::String(s) => s.clone(),
-        Value::Object(o) => o.get("Alphabetic").and_then(Value::as_str).unwrap_or("").to_owned(),
+        Value::Object(o) => o
+            .get("Alphabetic")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
         Value::Null => String::new(),
         other => other.to_string(),
     }
@@ -287,9 +307,15 @@ async fn a_study_travels_with_the_case_deidentified_and_resumes_after_an_interru
         let form = reqwest::multipart::Form::new()
             .text("csrf", wang.csrf.clone())
             .text("share", "1")
-            .part("file", reqwest::multipart::Part::bytes(bytes).file_name("study.zip"));
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name("study.zip"),
+            );
         wang.http
-            .post(format!("{}/ui/consultations/{cid}/studies/upload", wang.base))
+            .post(format!(
+                "{}/ui/consultations/{cid}/studies/upload",
+                wang.base
+            ))
             .multipart(form)
             .send()
     };
@@ -301,7 +327,49 @@ async fn a_study_travels_with_the_case_deidentified_and_resumes_after_an_interru
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     // A zip of the study (and a README, skipped) uploaded on the case page: stored and linked.
-    let original = fixture("imaging/tests/data/pixels/emri_small.dcm");
+    // The fixture, given the patient's identity as the hospital's PACS would have it.
+    let original = {
+        use dicom_dictionary_std::tags;
+        let mut obj = dicom_object::open_file(format!(
+            "{}/../imaging/tests/data/pixels/emri_small.dcm",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let put = |obj: &mut dicom_object::DefaultDicomObject, tag, vr, v: &str| {
+            obj.put(dicom_core::DataElement::new(
+                tag,
+                vr,
+                dicom_core::PrimitiveValue::from(v),
+            ));
+        };
+        put(
+            &mut obj,
+            tags::PATIENT_NAME,
+            dicom_core::VR::PN,
+            "Tursun^Mehmet",
+        );
+        put(
+            &mut obj,
+            tags::PATIENT_ID,
+            dicom_core::VR::LO,
+            "CN-6531-0001",
+        );
+        put(
+            &mut obj,
+            tags::PATIENT_BIRTH_DATE,
+            dicom_core::VR::DA,
+            "19660314",
+        );
+        put(
+            &mut obj,
+            tags::INSTITUTION_NAME,
+            dicom_core::VR::LO,
+            "Kashgar Prefecture Hospital",
+        );
+        let mut out = Vec::new();
+        obj.write_all(&mut out).unwrap();
+        out
+    };
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let opts = zip::write::SimpleFileOptions::default();
     zip.start_file("README.txt", opts).unwrap();
@@ -310,7 +378,12 @@ async fn a_study_travels_with_the_case_deidentified_and_resumes_after_an_interru
     zip.write_all(&original).unwrap();
     let zipped = zip.finish().unwrap().into_inner();
     let r = upload(zipped).await.unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        r.text().await.unwrap()
+    );
     let (_, html) = page(&wang, &format!("/ui/consultations/{cid}")).await;
     let marker = format!("/ui/consultations/{cid}/studies/");
     let at = html.find(&marker).expect("the case page links the study");
@@ -324,22 +397,37 @@ async fn a_study_travels_with_the_case_deidentified_and_resumes_after_an_interru
     assert!(!original_name.is_empty());
 
     // The viewer page works without JavaScript: series with rendered thumbnails from the case's DICOMweb.
-    let (s, viewer) = page(&wang, &format!("/ui/consultations/{cid}/studies/{home_uid}")).await;
+    let (s, viewer) = page(
+        &wang,
+        &format!("/ui/consultations/{cid}/studies/{home_uid}"),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert!(viewer.contains("/rendered?quality=80") && viewer.contains("/static/viewer.js"));
     let series = tag(&home_meta[0], "0020000E");
     let sop = tag(&home_meta[0], "00080018");
     let thumb = format!("/ui/consultations/{cid}/dicomweb/studies/{home_uid}/series/{series}/instances/{sop}/rendered");
-    let r = wang.http.get(format!("{}{thumb}", wang.base)).send().await.unwrap();
+    let r = wang
+        .http
+        .get(format!("{}{thumb}", wang.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["content-type"], "image/jpeg");
     // Read-only, and only the case's studies.
     let (s, _) = wang
-        .send(reqwest::Method::POST, &format!("/ui/consultations/{cid}/dicomweb/studies/{home_uid}"), None)
+        .send(
+            reqwest::Method::POST,
+            &format!("/ui/consultations/{cid}/dicomweb/studies/{home_uid}"),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     let (s, _) = wang
-        .get(&format!("/ui/consultations/{cid}/dicomweb/studies/1.2.3.4/metadata"))
+        .get(&format!(
+            "/ui/consultations/{cid}/dicomweb/studies/1.2.3.4/metadata"
+        ))
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
@@ -350,13 +438,21 @@ async fn a_study_travels_with_the_case_deidentified_and_resumes_after_an_interru
     assert_eq!(c["state"], "assigned", "{c}");
     let mirror = until("the mirror case", async || {
         let (_, v) = expert.get("/api/v1/consultations").await;
-        v.as_array()?.first()?["consultation"]["id"].as_str().map(str::to_owned)
+        v.as_array()?.first()?["consultation"]["id"]
+            .as_str()
+            .map(str::to_owned)
     })
     .await;
     let center = net.node(DemoNode::Center).state.clone();
     let cid_m: caravan_domain::ConsultationId = mirror.parse().unwrap();
     let pending = || async {
-        center.store().fed_pending_studies(10).await.unwrap().into_iter().find(|s| s.consultation_id == cid_m)
+        center
+            .store()
+            .fed_pending_studies(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.consultation_id == cid_m)
     };
     // The transfer starts, three chunks pass, the fourth is cut halfway, the rest are dropped.
     let study = until("an interrupted transfer", async || {
@@ -370,29 +466,48 @@ async fn a_study_travels_with_the_case_deidentified_and_resumes_after_an_interru
     assert_eq!(manifest["deidentified"], true);
     assert_ne!(study.study_uid, home_uid, "the study UID is remapped");
     let (_, html) = page(&expert, &format!("/ui/consultations/{mirror}")).await;
-    assert!(html.contains(&format!("3/{chunks}")), "the case page shows the progress");
+    assert!(
+        html.contains(&format!("3/{chunks}")),
+        "the case page shows the progress"
+    );
 
     // The network is back: the transfer resumes at chunk 3 and completes; no chunk is fetched twice.
     proxy.released.store(true, Ordering::SeqCst);
-    until("the study to arrive", async || pending().await.is_none().then_some(())).await;
+    until("the study to arrive", async || {
+        pending().await.is_none().then_some(())
+    })
+    .await;
     let linked = center
         .store()
         .list_case_studies(
             &caravan_domain::Actor::from(
-                &center.store().get_user(expert.id().parse().unwrap()).await.unwrap(),
+                &center
+                    .store()
+                    .get_user(expert.id().parse().unwrap())
+                    .await
+                    .unwrap(),
             ),
             cid_m,
         )
         .await
         .unwrap();
     assert_eq!(linked.len(), 1);
-    assert_eq!(linked[0].state, caravan_store::StudyState::Ready, "{:?}", linked[0].detail);
+    assert_eq!(
+        linked[0].state,
+        caravan_store::StudyState::Ready,
+        "{:?}",
+        linked[0].detail
+    );
     let served = proxy.served.lock().unwrap().clone();
     let mut unique = served.clone();
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), chunks, "every chunk arrived: {served:?}");
-    assert_eq!(served.len(), chunks, "no chunk was fetched twice: {served:?}");
+    assert_eq!(
+        served.len(),
+        chunks,
+        "no chunk was fetched twice: {served:?}"
+    );
 
     // At the center: de-identified (PS3.15), the same pixels.
     let uid = &linked[0].study_uid;
@@ -407,22 +522,45 @@ async fn a_study_travels_with_the_case_deidentified_and_resumes_after_an_interru
     assert_eq!(tag(&meta[0], "0020000D"), *uid);
     assert_ne!(tag(&meta[0], "00080018"), sop);
     let text = Value::Array(meta.clone()).to_string();
-    assert!(!text.contains(&original_name), "the patient's name crossed");
+    for secret in ["Tursun", "CN-6531-0001", "19660314", "Kashgar Prefecture"] {
+        assert!(!text.contains(secret), "{secret} crossed the border");
+    }
+    assert_eq!(original_name, "Tursun^Mehmet");
     let there = format!(
         "/ui/consultations/{mirror}/dicomweb/studies/{uid}/series/{}/instances/{}",
         tag(&meta[0], "0020000E"),
         tag(&meta[0], "00080018")
     );
-    let here = format!("/ui/consultations/{cid}/dicomweb/studies/{home_uid}/series/{series}/instances/{sop}");
-    assert_eq!(frame(&expert, &there).await, frame(&wang, &here).await, "pixels are unchanged");
+    let here = format!(
+        "/ui/consultations/{cid}/dicomweb/studies/{home_uid}/series/{series}/instances/{sop}"
+    );
+    assert_eq!(
+        frame(&expert, &there).await,
+        frame(&wang, &here).await,
+        "pixels are unchanged"
+    );
+
+    let (s, html) = page(
+        &expert,
+        &format!("/ui/consultations/{mirror}/studies/{uid}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("series-item"));
 
     // Scoping: a colleague of the expert who is not on the case sees nothing; an administrator is refused.
     let petrova = net.login(DemoNode::Center, "pulm.petrova").await;
     let (s, _) = petrova
-        .get(&format!("/ui/consultations/{mirror}/dicomweb/studies/{uid}/metadata"))
+        .get(&format!(
+            "/ui/consultations/{mirror}/dicomweb/studies/{uid}/metadata"
+        ))
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = page(&petrova, &format!("/ui/consultations/{mirror}/studies/{uid}")).await;
+    let (s, _) = page(
+        &petrova,
+        &format!("/ui/consultations/{mirror}/studies/{uid}"),
+    )
+    .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // Audit: the export says de-identified in the home patient's log; the center recorded the arrival.
@@ -433,13 +571,20 @@ async fn a_study_travels_with_the_case_deidentified_and_resumes_after_an_interru
         .await
         .unwrap();
     assert!(
-        log.iter().any(|r| r.event.detail.contains("1 DICOM stud(ies) de-identified")),
+        log.iter()
+            .any(|r| r.event.detail.contains("1 DICOM stud(ies) de-identified")),
         "{:?}",
         log.iter().map(|r| &r.event.detail).collect::<Vec<_>>()
     );
     let c = center.store().fed_consultation(cid_m).await.unwrap();
-    let log = center.store().audit_for_patient(c.patient_id, 100).await.unwrap();
-    assert!(log.iter().any(|r| r.event.detail.starts_with("study received from kashgar-cn")));
+    let log = center
+        .store()
+        .audit_for_patient(c.patient_id, 100)
+        .await
+        .unwrap();
+    assert!(log
+        .iter()
+        .any(|r| r.event.detail.starts_with("study received from kashgar-cn")));
     assert!(log.iter().any(|r| r.event.detail == "viewer"));
 }
 
@@ -460,17 +605,28 @@ async fn an_ecg_attachment_is_drawn_on_paper_with_its_measurements() {
     assert_eq!(s, StatusCode::CREATED, "{case}");
     let cid = case["id"].as_str().unwrap();
     let (s, att) = wang
-        .upload(cid, "ecg.dcm", "application/dicom", fixture("ecg/tests/data/dicom/waveform_ecg.dcm"))
+        .upload(
+            cid,
+            "ecg.dcm",
+            "application/dicom",
+            fixture("ecg/tests/data/dicom/waveform_ecg.dcm"),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{att}");
     let aid = att["id"].as_str().unwrap();
     let (s, html) = page(&wang, &format!("/ui/consultations/{cid}")).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(html.contains(&format!("/ui/attachments/{aid}/ecg.svg")), "the case page shows the ECG");
+    assert!(
+        html.contains(&format!("/ui/attachments/{aid}/ecg.svg")),
+        "the case page shows the ECG"
+    );
     let (s, html) = page(&wang, &format!("/ui/attachments/{aid}/ecg")).await;
     assert_eq!(s, StatusCode::OK, "{html}");
     assert!(html.contains("<svg") && html.contains("25 mm/s"));
-    assert!(html.contains("Heart rate") && html.contains("QTc (Bazett)"), "measurements shown");
+    assert!(
+        html.contains("Heart rate") && html.contains("QTc (Bazett)"),
+        "measurements shown"
+    );
     let r = wang
         .http
         .get(format!("{}/ui/attachments/{aid}/ecg.svg", wang.base))
@@ -480,9 +636,18 @@ async fn an_ecg_attachment_is_drawn_on_paper_with_its_measurements() {
     assert_eq!(r.headers()["content-type"], "image/svg+xml");
     // A PDF is not an ECG: a clear refusal, not a 500.
     let (s, pdf) = wang
-        .upload(cid, "x.pdf", "application/pdf", b"%PDF-1.4\n%%EOF\n".to_vec())
+        .upload(
+            cid,
+            "x.pdf",
+            "application/pdf",
+            b"%PDF-1.4\n%%EOF\n".to_vec(),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, _) = page(&wang, &format!("/ui/attachments/{}/ecg", pdf["id"].as_str().unwrap())).await;
+    let (s, _) = page(
+        &wang,
+        &format!("/ui/attachments/{}/ecg", pdf["id"].as_str().unwrap()),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 }
