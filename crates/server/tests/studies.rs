@@ -623,9 +623,11 @@ async fn an_ecg_attachment_is_drawn_on_paper_with_its_measurements() {
     let (s, html) = page(&wang, &format!("/ui/attachments/{aid}/ecg")).await;
     assert_eq!(s, StatusCode::OK, "{html}");
     assert!(html.contains("<svg") && html.contains("25 mm/s"));
+    // dr.aliyev reads Russian.
     assert!(
-        html.contains("Heart rate") && html.contains("QTc (Bazett)"),
-        "measurements shown"
+        html.contains("ЧСС") && html.contains("QTc (Базетт)"),
+        "measurements shown: {}",
+        &html[html.find("ecg-measurements").unwrap_or(0)..]
     );
     let r = wang
         .http
