@@ -945,7 +945,8 @@ async fn case_studies(store: &dyn Store, w: &World) {
         patient_id: Some(w.patient_b.id),
         ..patient.clone()
     };
-    let now = Utc::now();
+    // Whole seconds: backends keep microseconds.
+    let now = Utc.with_ymd_and_hms(2026, 3, 3, 9, 0, 0).unwrap();
     let mut c = Consultation::draft(
         w.hospital_a.id,
         w.referrer_a.id,
