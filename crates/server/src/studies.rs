@@ -276,7 +276,7 @@ fn dicom_files(bytes: Bytes) -> AppResult<Vec<(String, Bytes)>> {
         }
         let mut data = Vec::with_capacity(f.size() as usize);
         use std::io::Read;
-        (&mut f)
+        f.by_ref()
             .take(MAX_ZIP_ENTRY_BYTES)
             .read_to_end(&mut data)
             .map_err(|e| AppError::unprocessable("error-dicom-upload", format!("{name}: {e}")))?;
