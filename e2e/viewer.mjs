@@ -63,8 +63,9 @@ await page.waitForSelector('#ecg svg');
 const ecgText = await page.textContent('#ecg-measurements');
 assert.match(ecgText, /Heart rate/);
 assert.match(ecgText, /QTc \(Bazett\)/);
-const ticks = await page.$$eval('#ecg svg *', (els) => els.length);
-assert.ok(ticks > 100, 'the tracing, grid and beat marks are drawn');
+const drawn = await page.$$eval('#ecg svg path, #ecg svg polyline, #ecg svg line', (els) => els.length);
+assert.ok(drawn >= 3, `the tracing, grid and beat marks are drawn (${drawn} shapes)`);
+assert.ok((await page.textContent('#ecg svg')).includes('II'), 'leads are labelled');
 await page.emulateMedia({ media: 'print' });
 assert.equal(await page.$eval('header', (h) => getComputedStyle(h).display), 'none', 'print hides the navigation');
 const printedWidth = await page.$eval('#ecg svg', (s) => s.getBoundingClientRect().width);
@@ -108,24 +109,6 @@ await page.click('#zoom-in');
 assert.equal(await attr('data-zoom'), '1.25');
 await page.click('#reset');
 
-// Length: a horizontal line, checked against Pixel Spacing from the study's metadata.
-const base = await page.getAttribute('#viewer', 'data-base');
-const series = await page.getAttribute('.series-item.active', 'data-series');
-const meta = await (await page.request.get(`${BASE}${base}/series/${series}/metadata`)).json();
-const spacing = meta[0]['00280030'].Value.map(Number);
-const cols = meta[0]['00280011'].Value[0];
-await page.selectOption('#tool', 'measure');
-const dxCss = 200;
-await page.mouse.move(box.x + 150, box.y + 200);
-await page.mouse.down();
-await page.mouse.move(box.x + 150 + dxCss, box.y + 200, { steps: 8 });
-await page.mouse.up();
-const mm = Number(await page.getAttribute('#measure', 'data-mm'));
-const canvasPx = 512;
-const scale = canvasPx / cols; // the image fills the square canvas at zoom 1
-const expected = ((dxCss * canvasPx) / box.width / scale) * spacing[1];
-assert.ok(Math.abs(mm - expected) < 0.2, `length ${mm} mm, expected ${expected.toFixed(2)} mm`);
-assert.match(await page.textContent('#measure'), /Length: \d+\.\d mm/);
 await page.screenshot({ path: `${ARTIFACTS}/viewer-mr.png`, fullPage: true });
 
 // The radiograph: MONOCHROME1, shown inverted exactly as the node renders it (not as stored).
@@ -158,6 +141,26 @@ const means = await page.evaluate(async () => {
 });
 assert.ok(Math.abs(means.canvasMean - means.nodeMean) < 25,
   `the viewer matches the node's MONOCHROME1 rendering: ${JSON.stringify(means)}`);
+// Length on the radiograph: a horizontal line, checked against its pixel spacing from the metadata.
+const base = await page.getAttribute('#viewer', 'data-base');
+const series = await page.getAttribute('.series-item.active', 'data-series');
+const meta = await (await page.request.get(`${BASE}${base}/series/${series}/metadata`)).json();
+const sp = meta[0]['00280030'] || meta[0]['00181164'];
+const spacing = sp.Value.map(Number);
+const cols = meta[0]['00280011'].Value[0];
+const rows = meta[0]['00280010'].Value[0];
+await page.selectOption('#tool', 'measure');
+const dxCss = 200;
+await page.mouse.move(box.x + 150, box.y + 200);
+await page.mouse.down();
+await page.mouse.move(box.x + 150 + dxCss, box.y + 200, { steps: 8 });
+await page.mouse.up();
+const mm = Number(await page.getAttribute('#measure', 'data-mm'));
+const canvasPx = 512;
+const scale = Math.min(canvasPx / cols, canvasPx / rows); // the image fits the square canvas at zoom 1
+const expected = ((dxCss * canvasPx) / box.width / scale) * spacing[1];
+assert.ok(Math.abs(mm - expected) < 0.2, `length ${mm} mm, expected ${expected.toFixed(2)} mm`);
+assert.match(await page.textContent('#measure'), /Length: \d+\.\d mm/);
 await page.screenshot({ path: `${ARTIFACTS}/viewer-monochrome1.png`, fullPage: true });
 
 // Without JavaScript the viewer page still lists the series with rendered thumbnails.
