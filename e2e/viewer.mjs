@@ -40,7 +40,7 @@ const caseId = cases[0].consultation.id;
 const caseUrl = `${BASE}/ui/consultations/${caseId}`;
 
 // Upload the studies on the case (the studies page), and an ECG as an attachment.
-for (const f of ['emri_small.dcm', 'RG1_UNCR_subsampled.dcm']) {
+for (const f of ['emri_small.dcm', 'MR_small.dcm', 'RG1_UNCR_subsampled.dcm']) {
   await page.goto(`${caseUrl}/studies`);
   await page.setInputFiles('#upload input[type=file]', pixels(f));
   await Promise.all([page.waitForURL(/#studies$/), page.click('#upload button[type=submit]')]);
@@ -51,7 +51,7 @@ await page.setInputFiles('#attachments input[type=file]',
 await Promise.all([page.waitForURL(/#attachments$/), page.click('#attachments button[type=submit]')]);
 await page.goto(caseUrl);
 const studyLinks = await page.$$eval('#studies ul.studies a', (as) => as.map((a) => [a.href, a.textContent]));
-assert.equal(studyLinks.length, 2, JSON.stringify(studyLinks));
+assert.equal(studyLinks.length, 3, JSON.stringify(studyLinks));
 
 // The ECG on paper, inline on the case page and printable on its own page.
 const ecgImg = page.locator('#studies figure.ecg-preview img');
@@ -74,11 +74,15 @@ await page.emulateMedia({ media: 'screen' });
 assert.ok(printedWidth > 1000, `printed at true scale (277 mm ≈ 1047 px): ${printedWidth}`);
 
 // The MR: the viewer on raw frames.
-const mr = studyLinks.find(([, t]) => t.includes('MR'));
-await page.goto(mr[0]);
+const mrs = studyLinks.filter(([, t]) => t.includes('MR'));
 const canvas = page.locator('#canvas');
-await page.waitForFunction(() => document.querySelector('#canvas')?.getAttribute('data-slice'));
 const attr = async (n) => canvas.getAttribute(n);
+await page.goto(mrs[0][0]);
+await page.waitForFunction(() => document.querySelector('#canvas')?.getAttribute('data-slice'));
+// The multi-frame MR (10 frames) is the one to scroll; the other MR has Pixel Spacing to measure on.
+const [mr, mrSmall] = (await attr('data-slices')) === '10' ? mrs : [mrs[1], mrs[0]];
+await page.goto(mr[0]);
+await page.waitForFunction(() => document.querySelector('#canvas')?.getAttribute('data-slice'));
 assert.equal(await attr('data-slices'), '10');
 const start = Number(await attr('data-slice'));
 await canvas.focus();
@@ -111,6 +115,32 @@ await page.click('#reset');
 
 await page.screenshot({ path: `${ARTIFACTS}/viewer-mr.png`, fullPage: true });
 
+// Length on the small MR: a horizontal line, checked against its Pixel Spacing from the metadata.
+await page.goto(mrSmall[0]);
+await page.waitForFunction(() => document.querySelector('#canvas')?.getAttribute('data-slice'));
+const mbox = await canvas.boundingBox();
+const base = await page.getAttribute('#viewer', 'data-base');
+const series = await page.getAttribute('.series-item.active', 'data-series');
+const meta = await (await page.request.get(`${BASE}${base}/series/${series}/metadata`)).json();
+const sp = meta[0]['00280030'] || meta[0]['00181164'];
+const spacing = sp.Value.map(Number);
+assert.ok(spacing[0] > 0 && spacing[1] > 0, `a calibrated image: ${spacing}`);
+const cols = meta[0]['00280011'].Value[0];
+const rows = meta[0]['00280010'].Value[0];
+await page.selectOption('#tool', 'measure');
+const dxCss = 200;
+await page.mouse.move(mbox.x + 150, mbox.y + 200);
+await page.mouse.down();
+await page.mouse.move(mbox.x + 150 + dxCss, mbox.y + 200, { steps: 8 });
+await page.mouse.up();
+const mm = Number(await page.getAttribute('#measure', 'data-mm'));
+const canvasPx = 512;
+const scale = Math.min(canvasPx / cols, canvasPx / rows); // the image fits the square canvas at zoom 1
+const expected = ((dxCss * canvasPx) / mbox.width / scale) * spacing[1];
+assert.ok(mm > 1 && Math.abs(mm - expected) < 0.2, `length ${mm} mm, expected ${expected.toFixed(2)} mm`);
+assert.match(await page.textContent('#measure'), /Length: \d+\.\d mm/);
+await page.screenshot({ path: `${ARTIFACTS}/viewer-measure.png`, fullPage: true });
+
 // The radiograph: MONOCHROME1, shown inverted exactly as the node renders it (not as stored).
 const rg = studyLinks.find(([, t]) => !t.includes('MR'));
 await page.goto(rg[0]);
@@ -141,26 +171,6 @@ const means = await page.evaluate(async () => {
 });
 assert.ok(Math.abs(means.canvasMean - means.nodeMean) < 25,
   `the viewer matches the node's MONOCHROME1 rendering: ${JSON.stringify(means)}`);
-// Length on the radiograph: a horizontal line, checked against its pixel spacing from the metadata.
-const base = await page.getAttribute('#viewer', 'data-base');
-const series = await page.getAttribute('.series-item.active', 'data-series');
-const meta = await (await page.request.get(`${BASE}${base}/series/${series}/metadata`)).json();
-const sp = meta[0]['00280030'] || meta[0]['00181164'];
-const spacing = sp.Value.map(Number);
-const cols = meta[0]['00280011'].Value[0];
-const rows = meta[0]['00280010'].Value[0];
-await page.selectOption('#tool', 'measure');
-const dxCss = 200;
-await page.mouse.move(box.x + 150, box.y + 200);
-await page.mouse.down();
-await page.mouse.move(box.x + 150 + dxCss, box.y + 200, { steps: 8 });
-await page.mouse.up();
-const mm = Number(await page.getAttribute('#measure', 'data-mm'));
-const canvasPx = 512;
-const scale = Math.min(canvasPx / cols, canvasPx / rows); // the image fits the square canvas at zoom 1
-const expected = ((dxCss * canvasPx) / box.width / scale) * spacing[1];
-assert.ok(Math.abs(mm - expected) < 0.2, `length ${mm} mm, expected ${expected.toFixed(2)} mm`);
-assert.match(await page.textContent('#measure'), /Length: \d+\.\d mm/);
 await page.screenshot({ path: `${ARTIFACTS}/viewer-monochrome1.png`, fullPage: true });
 
 // Without JavaScript the viewer page still lists the series with rendered thumbnails.

@@ -37,8 +37,11 @@
   }
 
   function describe(ds) {
+    // A spacing of zero (some CR files say 0\0) is no calibration: fall back to Imager Pixel Spacing, or pixels.
+    var valid = function (s) { return s.length >= 2 && s[0] > 0 && s[1] > 0; };
     var spacing = numbers(ds, '00280030');
-    if (spacing.length < 2) spacing = numbers(ds, '00181164');
+    if (!valid(spacing)) spacing = numbers(ds, '00181164');
+    if (!valid(spacing)) spacing = [];
     var wc = numbers(ds, '00281050'), ww = numbers(ds, '00281051');
     var ipp = numbers(ds, '00200032');
     return {
