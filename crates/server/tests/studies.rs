@@ -62,8 +62,9 @@ impl Proxy {
 
     async fn connection(&self, mut client: TcpStream) -> std::io::Result<()> {
         let mut buf = Vec::new();
-        loop {
-            // One request: the head, then Content-Length bytes of body.
+        // One request per connection (it is forwarded with `Connection: close`).
+        {
+            // The head, then Content-Length bytes of body.
             let head_end = loop {
                 if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                     break i + 4;
@@ -140,8 +141,8 @@ impl Proxy {
             }
             client.write_all(&response).await?;
             // The upstream answered `Connection: close`; so does this connection.
-            return Ok(());
         }
+        Ok(())
     }
 }
 
