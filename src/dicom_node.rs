@@ -88,6 +88,8 @@ pub async fn start(data: &Path, listen: Option<SocketAddr>, state: &AppState) ->
         ),
         None => None,
     };
+    // Case pages link studies of this archive and show them; study transfers store into it.
+    state.attach_imaging(archive.clone());
     let dicomweb = imaging::dicomweb::router(imaging::dicomweb::DicomWebState::new(archive));
     let routes = axum::Router::new()
         .nest_service("/dicomweb", dicomweb)

@@ -55,6 +55,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("cannot de-identify: {0}")]
+    Deidentification(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -4,11 +4,13 @@
 //!   hook for the node's audit trail.
 //! - [`dimse`]: a DIMSE SCP (C-ECHO, C-STORE, C-FIND, C-MOVE) and a small SCU.
 //! - [`dicomweb`]: STOW-RS, QIDO-RS and WADO-RS as an axum router.
+//! - [`deid`]: de-identification (PS3.15 Basic Profile) for studies sent without the patient's identity.
 //! - [`render`]: pixel decoding, window/level and PNG/JPEG rendering for viewing.
 //! - [`cli`]: the `imaging` subcommands (`serve`, `bench`).
 
 pub mod archive;
 pub mod cli;
+pub mod deid;
 pub mod dicomweb;
 pub mod dimse;
 pub mod error;

@@ -63,6 +63,26 @@ impl Blobs {
         r.bytes().await.map_err(AppError::internal)
     }
 
+    /// Bytes `range` of an object (a study transfer's chunk).
+    pub async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> AppResult<Bytes> {
+        self.inner
+            .get_range(&ObjectPath::from(key), range)
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => AppError::not_found("file"),
+                other => AppError::internal(other),
+            })
+    }
+
+    /// The size of an object, or `None` when there is no such object.
+    pub async fn size(&self, key: &str) -> AppResult<Option<u64>> {
+        match self.inner.head(&ObjectPath::from(key)).await {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(AppError::internal(e)),
+        }
+    }
+
     /// Delete an object; deleting what is not there is not an error.
     pub async fn delete(&self, key: &str) -> AppResult<()> {
         match self.inner.delete(&ObjectPath::from(key)).await {

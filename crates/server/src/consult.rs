@@ -665,7 +665,7 @@ pub async fn list(
 
 /// Participants, and coordinators who can see the case, may write in the thread. The referrer may attach
 /// documents to a draft too (they prepare the case, and choose what may travel with it abroad).
-fn may_write(p: &Principal, c: &Consultation, attaching: bool) -> AppResult<()> {
+pub(crate) fn may_write(p: &Principal, c: &Consultation, attaching: bool) -> AppResult<()> {
     let referrer_preparing =
         attaching && c.state == ConsultationState::Draft && c.referrer_id == p.user.id;
     if (c.state == ConsultationState::Draft && !referrer_preparing)

@@ -69,6 +69,10 @@ pub struct FederationConfig {
     /// How often expired packets are purged.
     pub retention_every: std::time::Duration,
     pub delivery: DeliveryConfig,
+    /// Size of one chunk of a study transfer (`study_transfer`).
+    pub study_chunk_bytes: u64,
+    /// How often pending study transfers are looked at (resumed after an interruption).
+    pub study_fetch_every: std::time::Duration,
 }
 
 impl FederationConfig {
@@ -89,6 +93,8 @@ impl FederationConfig {
             directory_every: std::time::Duration::from_secs(60),
             retention_every: std::time::Duration::from_secs(3600),
             delivery: DeliveryConfig::default(),
+            study_chunk_bytes: crate::study_transfer::DEFAULT_CHUNK_BYTES,
+            study_fetch_every: std::time::Duration::from_secs(2),
         }
     }
 }
@@ -214,6 +220,11 @@ impl Federation {
         })
     }
 
+    /// A signer of this node's outgoing requests (RFC 9421), for fetches outside the delivery engine.
+    pub(crate) fn signer(&self) -> RequestSigner {
+        RequestSigner::new(self.key.clone())
+    }
+
     /// Tell the delivery engine that rows for these destinations were committed.
     pub fn wake(&self, destinations: &[String]) {
         if let Some(engine) = self.engine.get() {
@@ -308,6 +319,7 @@ pub fn start(st: &AppState) -> Result<Vec<tokio::task::JoinHandle<()>>, Federati
             }
         }
     }));
+    tasks.push(crate::study_transfer::start_fetcher(st));
     let s = st.clone();
     let every = fed.cfg.retention_every;
     tasks.push(tokio::spawn(async move {
@@ -673,6 +685,9 @@ struct PacketBody {
     retention_days: u32,
     patient: PacketPatient,
     attachments: Vec<PacketAttachment>,
+    /// DICOM studies selected for sharing, each fetched by the expert node as a resumable transfer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    studies: Vec<crate::study_transfer::StudyManifest>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -1287,6 +1302,13 @@ async fn packet(
             });
         }
     }
+    let pseudonym = format!(
+        "p-{}",
+        &hex::encode(Sha256::digest(Uuid::new_v4().as_bytes()))[..10]
+    );
+    let studies =
+        crate::study_transfer::prepare(st, fed, c, &remote.node_id, identity, &pseudonym).await?;
+    let study_count = studies.len();
     let body = PacketBody {
         case: c.id.to_string(),
         expert: remote.remote_id.clone(),
@@ -1299,10 +1321,7 @@ async fn packet(
         due_at: c.due_at,
         retention_days: fed.cfg.retention_days,
         patient: PacketPatient {
-            pseudonym: format!(
-                "p-{}",
-                &hex::encode(Sha256::digest(Uuid::new_v4().as_bytes()))[..10]
-            ),
+            pseudonym,
             sex: patient.sex,
             birth_year: patient.birth_date.year(),
             given_name: identity.then(|| patient.given_name.clone()),
@@ -1314,6 +1333,7 @@ async fn packet(
             },
         },
         attachments,
+        studies,
     };
     let body = serde_json::to_value(body).map_err(AppError::internal)?;
     let out = fed.outgoing(
@@ -1323,14 +1343,20 @@ async fn packet(
         Some(c.id),
     )?;
     let detail = format!(
-        "case packet to {} ({}{} attachment(s))",
+        "case packet to {} ({}{} attachment(s), {} DICOM stud(ies){})",
         remote.node_id,
         if identity {
             "identified, "
         } else {
             "pseudonymised, "
         },
-        c.shared_attachments.len()
+        c.shared_attachments.len(),
+        study_count,
+        if identity || study_count == 0 {
+            ""
+        } else {
+            " de-identified"
+        }
     );
     let audit = vec![user_event(
         actor,
@@ -1563,6 +1589,12 @@ async fn receive_packet(st: &AppState, from: &str, p: PacketBody) -> Result<Effe
             uploaded_by: referrer,
             created_at: now,
         }));
+    }
+    for m in &p.studies {
+        unit.changes.push(
+            crate::study_transfer::incoming_link(c.id, referrer, from, m, now)
+                .map_err(Refusal::Ignore)?,
+        );
     }
     e.changes = unit.changes;
     Ok(e)

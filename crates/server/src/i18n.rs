@@ -17,7 +17,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
             include_str!("../../../locales/en/main.ftl"),
             include_str!("../../../locales/en/certs.ftl"),
             include_str!("../../../locales/en/surveillance.ftl"),
-            include_str!("../../../locales/en/visits.ftl")
+            include_str!("../../../locales/en/visits.ftl"),
+            include_str!("../../../locales/en/imaging.ftl")
         ),
     ),
     (
@@ -27,7 +28,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
             include_str!("../../../locales/zh-CN/main.ftl"),
             include_str!("../../../locales/zh-CN/certs.ftl"),
             include_str!("../../../locales/zh-CN/surveillance.ftl"),
-            include_str!("../../../locales/zh-CN/visits.ftl")
+            include_str!("../../../locales/zh-CN/visits.ftl"),
+            include_str!("../../../locales/zh-CN/imaging.ftl")
         ),
     ),
     (
@@ -37,7 +39,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
             include_str!("../../../locales/ru/main.ftl"),
             include_str!("../../../locales/ru/certs.ftl"),
             include_str!("../../../locales/ru/surveillance.ftl"),
-            include_str!("../../../locales/ru/visits.ftl")
+            include_str!("../../../locales/ru/visits.ftl"),
+            include_str!("../../../locales/ru/imaging.ftl")
         ),
     ),
     (
@@ -47,7 +50,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
             include_str!("../../../locales/ar/main.ftl"),
             include_str!("../../../locales/ar/certs.ftl"),
             include_str!("../../../locales/ar/surveillance.ftl"),
-            include_str!("../../../locales/ar/visits.ftl")
+            include_str!("../../../locales/ar/visits.ftl"),
+            include_str!("../../../locales/ar/imaging.ftl")
         ),
     ),
 ];

@@ -14,6 +14,8 @@ pub mod federation;
 pub mod i18n;
 pub mod network;
 pub mod surveil;
+pub mod studies;
+pub mod study_transfer;
 pub mod teams;
 pub mod throttle;
 pub mod tls;
@@ -41,6 +43,8 @@ struct Inner {
     federation: Option<Arc<federation::Federation>>,
     certs: certs_web::CertsHub,
     visit_hub: visits::signal::Hub,
+    /// The node's DICOM archive, once the binary opened it (`studies::Imaging`).
+    imaging: std::sync::OnceLock<studies::Imaging>,
 }
 
 /// Shared state of a node, passed explicitly to every handler.
@@ -69,6 +73,7 @@ impl AppState {
             federation,
             certs,
             visit_hub: visits::signal::Hub::default(),
+            imaging: std::sync::OnceLock::new(),
         }))
     }
     pub fn federation(&self) -> Option<&federation::Federation> {
@@ -99,6 +104,15 @@ impl AppState {
     pub fn visit_hub(&self) -> &visits::signal::Hub {
         &self.0.visit_hub
     }
+    /// The node's DICOM archive, if one was attached (see [`AppState::attach_imaging`]).
+    pub fn imaging(&self) -> Option<&studies::Imaging> {
+        self.0.imaging.get()
+    }
+    /// Attach the node's DICOM archive (once, at start-up): case studies, the case viewer and study transfers
+    /// use it. A second call is ignored.
+    pub fn attach_imaging(&self, archive: imaging::Archive) {
+        let _ = self.0.imaging.set(studies::Imaging::new(archive));
+    }
 }
 
 /// Content Security Policy: nothing but this node's own origin; no inline scripts.
@@ -122,6 +136,8 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(certs_web::routes())
         .merge(surveil::pages::routes())
         .merge(visits::pages::routes())
+        .merge(studies::routes())
+        .merge(study_transfer::routes(&state))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

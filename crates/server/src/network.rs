@@ -381,16 +381,20 @@ pub struct LocalNode {
 pub struct Pace {
     pub poll: std::time::Duration,
     pub first_retry: std::time::Duration,
+    /// Chunk size of study transfers (small in tests, so a study spans several chunks).
+    pub study_chunk_bytes: u64,
 }
 
 impl Pace {
     pub const DEMO: Pace = Pace {
         poll: std::time::Duration::from_secs(1),
         first_retry: std::time::Duration::from_secs(1),
+        study_chunk_bytes: crate::study_transfer::DEFAULT_CHUNK_BYTES,
     };
     pub const TEST: Pace = Pace {
         poll: std::time::Duration::from_millis(50),
         first_retry: std::time::Duration::from_millis(50),
+        study_chunk_bytes: 4096,
     };
 }
 
@@ -442,6 +446,38 @@ pub async fn start_demo_with(
             identities.push(None);
         }
     }
+    start_nodes(dir, listeners, bases, identities, config, pace, extra).await
+}
+
+/// [`start_demo`] with the base URLs the directory publishes given apart from the listeners: a node reached
+/// through a reverse proxy publishes the proxy's URL.
+pub async fn start_demo_published(
+    dir: &Path,
+    listeners: Vec<tokio::net::TcpListener>,
+    bases: Vec<String>,
+    config: crate::NodeConfig,
+    pace: Pace,
+    extra: fn() -> axum::Router<crate::AppState>,
+) -> Result<Vec<LocalNode>, String> {
+    let identities = vec![None; bases.len()];
+    start_nodes(dir, listeners, bases, identities, config, pace, extra).await
+}
+
+async fn start_nodes(
+    dir: &Path,
+    listeners: Vec<tokio::net::TcpListener>,
+    bases: Vec<String>,
+    identities: Vec<Option<std::sync::Arc<crate::tls::NodeTls>>>,
+    config: crate::NodeConfig,
+    pace: Pace,
+    extra: fn() -> axum::Router<crate::AppState>,
+) -> Result<Vec<LocalNode>, String> {
+    if listeners.len() != DemoNode::ALL.len()
+        || bases.len() != DemoNode::ALL.len()
+        || identities.len() != DemoNode::ALL.len()
+    {
+        return Err("the demo network needs three listeners".into());
+    }
     let specs: Vec<NodeSpec> = DemoNode::ALL
         .iter()
         .zip(&bases)
@@ -468,6 +504,8 @@ pub async fn start_demo_with(
         fc.delivery.poll_interval = pace.poll;
         fc.delivery.base_delay = pace.first_retry;
         fc.delivery.max_delay = pace.first_retry * 30;
+        fc.study_chunk_bytes = pace.study_chunk_bytes;
+        fc.study_fetch_every = pace.poll.max(std::time::Duration::from_millis(200));
         let fed = crate::federation::Federation::load(fc).map_err(|e| e.to_string())?;
         let mut cfg = config.clone();
         cfg.node_name = node.spec(String::new()).display_name;

@@ -755,6 +755,8 @@ struct CasePage<'a> {
     outcome_options: Vec<(String, String)>,
     can_write: bool,
     audit: Vec<AuditView>,
+    /// DICOM studies and ECGs of the case (`studies`).
+    imaging: crate::studies::CaseImaging,
 }
 
 /// The actions the domain would accept from this actor now: each is tried on a copy of the case, so the buttons
@@ -1018,6 +1020,7 @@ async fn case_page(
             .iter()
             .map(|s| (s.to_string(), tr.t(&format!("outcome-{s}"))))
             .collect();
+        let imaging = crate::studies::case_section(&st, &p, k, &v.attachments, &tr).await?;
         Ok(render(&CasePage {
             ctx: c,
             c: cv,
@@ -1025,6 +1028,7 @@ async fn case_page(
             outcome_options,
             can_write,
             audit,
+            imaging,
         }))
     }
     .await;

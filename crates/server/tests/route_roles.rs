@@ -41,6 +41,14 @@ const UI_PAGES: &[(&str, &[Role])] = &[
             Role::Patient,
         ],
     ),
+    (
+        "/ui/consultations/{case}/studies",
+        &[Role::Referrer, Role::Consultant, Role::Coordinator],
+    ),
+    (
+        "/ui/attachments/{ecg}/ecg",
+        &[Role::Referrer, Role::Consultant, Role::Coordinator],
+    ),
     ("/ui/routing", &[Role::Coordinator]),
     ("/ui/consultations/new", &[Role::Referrer]),
     (
@@ -150,6 +158,15 @@ async fn every_route_by_every_role() {
         .upload(&case_id, "n.txt", "text/plain", b"note".to_vec())
         .await;
     let attachment_id = attachment["id"].as_str().unwrap().to_owned();
+    let aecg = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../ecg/tests/data/aecg/mitdb100_10s.xml"
+    ))
+    .unwrap();
+    let (_, ecg) = referrer
+        .upload(&case_id, "ecg.xml", "text/plain", aecg)
+        .await;
+    let ecg_id = ecg["id"].as_str().unwrap().to_owned();
 
     let mut clients = vec![];
     for (role, name) in USERS {
@@ -221,6 +238,7 @@ async fn every_route_by_every_role() {
     for (path, roles) in UI_PAGES {
         let concrete = path
             .replace("{case}", &case_id)
+            .replace("{ecg}", &ecg_id)
             .replace("{patient}", &patient_id);
         for (role, client) in &clients {
             let (status, _) = client.get(&concrete).await;

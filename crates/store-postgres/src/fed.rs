@@ -148,6 +148,7 @@ pub(crate) async fn apply(c: &mut PgConnection, changes: Vec<Change>) -> Result<
                 .await?;
             }
             Change::PurgeForeignCase(id) => purge(c, id).await?,
+            Change::LinkStudy(s) => crate::studies::link(c, &s).await?,
             other => crate::surv::apply(c, other).await?,
         }
     }
@@ -167,6 +168,7 @@ async fn purge(c: &mut PgConnection, id: ConsultationId) -> Result<()> {
     for sql in [
         "DELETE FROM messages WHERE consultation_id = $1",
         "DELETE FROM attachments WHERE consultation_id = $1",
+        "DELETE FROM case_studies WHERE consultation_id = $1",
         "DELETE FROM participants WHERE consultation_id = $1",
         "DELETE FROM fed_shared WHERE consultation_id = $1",
         "DELETE FROM fed_foreign_cases WHERE consultation_id = $1",

@@ -21,6 +21,7 @@ mod ops;
 mod rows;
 mod surv;
 mod visits;
+mod studies;
 
 use async_trait::async_trait;
 use caravan_domain::audit::{audit_time, AuditRecord};
@@ -843,6 +844,30 @@ impl Store for PgStore {
             .map_err(db_err)?
             .ok_or(StoreError::NotFound("attachment"))?;
         attachment_from_row(&row)
+    }
+
+    async fn list_case_studies(&self, actor: &Actor, c: ConsultationId) -> Result<Vec<CaseStudy>> {
+        let sql = format!(
+            "SELECT s.* FROM case_studies s JOIN consultations c ON c.id = s.consultation_id
+             WHERE s.consultation_id = $5 AND ({CONSULTATION_SCOPE}) ORDER BY s.created_at, s.study_uid"
+        );
+        let rows = bind_actor(sqlx::query(&sql), actor)
+            .bind(c.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(studies::from_row).collect()
+    }
+
+    async fn fed_pending_studies(&self, limit: u32) -> Result<Vec<CaseStudy>> {
+        let rows = sqlx::query(
+            "SELECT * FROM case_studies WHERE state = 'pending' ORDER BY updated_at LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(studies::from_row).collect()
     }
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<()> {

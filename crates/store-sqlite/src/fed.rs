@@ -150,6 +150,7 @@ pub(crate) async fn apply(c: &mut SqliteConnection, changes: Vec<Change>) -> Res
                 .await?;
             }
             Change::PurgeForeignCase(id) => purge(c, id).await?,
+            Change::LinkStudy(s) => crate::studies::link(c, &s).await?,
             other => crate::surv::apply(c, other).await?,
         }
     }
@@ -170,6 +171,7 @@ async fn purge(c: &mut SqliteConnection, id: ConsultationId) -> Result<()> {
     for sql in [
         "DELETE FROM messages WHERE consultation_id = ?",
         "DELETE FROM attachments WHERE consultation_id = ?",
+        "DELETE FROM case_studies WHERE consultation_id = ?",
         "DELETE FROM participants WHERE consultation_id = ?",
         "DELETE FROM fed_shared WHERE consultation_id = ?",
         "DELETE FROM fed_foreign_cases WHERE consultation_id = ?",

@@ -11,6 +11,7 @@ mod ops;
 mod rows;
 mod surv;
 mod visits;
+mod studies;
 mod writer;
 
 use async_trait::async_trait;
@@ -844,6 +845,26 @@ impl Store for SqliteStore {
         attachment_from_row(
             &scoped_row(&self.reader, &sql, actor, id.to_string(), "attachment").await?,
         )
+    }
+
+    async fn list_case_studies(&self, actor: &Actor, c: ConsultationId) -> Result<Vec<CaseStudy>> {
+        let sql = format!(
+            "SELECT s.* FROM case_studies s JOIN consultations c ON c.id = s.consultation_id
+             WHERE s.consultation_id = ?5 AND ({CONSULTATION_SCOPE}) ORDER BY s.created_at, s.study_uid"
+        );
+        let rows = scoped_rows(&self.reader, &sql, actor, c.to_string()).await?;
+        rows.iter().map(studies::from_row).collect()
+    }
+
+    async fn fed_pending_studies(&self, limit: u32) -> Result<Vec<CaseStudy>> {
+        let rows = sqlx::query(
+            "SELECT * FROM case_studies WHERE state = 'pending' ORDER BY updated_at LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(studies::from_row).collect()
     }
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<()> {

@@ -19,6 +19,7 @@ pub async fn run_all(store: &dyn Store) {
     federation_records(store, &w).await;
     surveillance_records(store, &w).await;
     visits_booking_queue_and_scope(store, &w).await;
+    case_studies(store, &w).await;
     audit_chain_holds(store).await;
 }
 
@@ -1584,4 +1585,175 @@ async fn visits_booking_queue_and_scope(store: &dyn Store, w: &World) {
 fn now6() -> chrono::DateTime<Utc> {
     use chrono::SubsecRound;
     Utc::now().trunc_subsecs(6)
+}
+
+/// DICOM studies linked to a case: seen exactly by those who see the case, updated in place (a transfer's
+/// progress), listed while pending, and linked all-or-nothing with the rest of a unit of work.
+async fn case_studies(store: &dyn Store, w: &World) {
+    let a = Actor::from(&w.referrer_a);
+    let b = Actor::from(&w.referrer_b);
+    let patient = Actor {
+        user_id: UserId::new(),
+        institution_id: w.hospital_a.id,
+        role: Role::Patient,
+        patient_id: Some(w.patient_a.id),
+    };
+    let other_patient = Actor {
+        patient_id: Some(w.patient_b.id),
+        ..patient.clone()
+    };
+    // Whole seconds: backends keep microseconds.
+    let now = Utc.with_ymd_and_hms(2026, 3, 3, 9, 0, 0).unwrap();
+    let mut c = Consultation::draft(
+        w.hospital_a.id,
+        w.referrer_a.id,
+        w.patient_a.id,
+        "CT head: bleed?".into(),
+        "fall".into(),
+        "neurology".into(),
+        Urgency::Urgent,
+        vec![],
+        now,
+    );
+    store.insert_consultation(&c, vec![]).await.unwrap();
+    let study = CaseStudy {
+        consultation_id: c.id,
+        study_uid: "1.2.826.0.1.3680043.8.498.1".into(),
+        accession: "ACC-1".into(),
+        description: "CT head".into(),
+        modalities: "CT".into(),
+        study_date: "20260301".into(),
+        instances: 3,
+        state: StudyState::Ready,
+        share: true,
+        origin_node: None,
+        transfer: None,
+        detail: String::new(),
+        added_by: w.referrer_a.id,
+        created_at: now,
+        updated_at: now,
+    };
+    let seq_before = store.audit_page(0, 100_000).await.unwrap().len();
+    store
+        .apply(
+            vec![Change::LinkStudy(study.clone())],
+            vec![event(
+                Some(&w.referrer_a),
+                AuditAction::Update,
+                "consultation",
+                c.id.to_string(),
+                Some(w.patient_a.id),
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.audit_page(0, 100_000).await.unwrap().len(),
+        seq_before + 1,
+        "the link and its audit event commit together"
+    );
+    assert_eq!(
+        store.list_case_studies(&a, c.id).await.unwrap(),
+        vec![study.clone()]
+    );
+    assert!(
+        store.list_case_studies(&b, c.id).await.unwrap().is_empty(),
+        "another hospital sees nothing"
+    );
+    assert!(
+        store
+            .list_case_studies(&patient, c.id)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a draft's studies are the referrer's only"
+    );
+    let v = c.version;
+    c.apply(
+        &a,
+        &ConsultationEvent::Submit { consent: true },
+        now,
+        &SlaPolicy::default(),
+    )
+    .unwrap();
+    store.update_consultation(&c, v, vec![]).await.unwrap();
+    assert_eq!(
+        store.list_case_studies(&patient, c.id).await.unwrap().len(),
+        1,
+        "the patient sees their case's studies"
+    );
+    assert!(store
+        .list_case_studies(&other_patient, c.id)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A second study arrives from another node: pending, then updated in place as the transfer completes.
+    let mut incoming = CaseStudy {
+        study_uid: "2.25.1234567890".into(),
+        state: StudyState::Pending,
+        origin_node: Some("node-c".into()),
+        transfer: Some(r#"{"id":"t1"}"#.into()),
+        detail: "0/4 chunks".into(),
+        created_at: now + Duration::seconds(1),
+        updated_at: now + Duration::seconds(1),
+        ..study.clone()
+    };
+    store
+        .apply(vec![Change::LinkStudy(incoming.clone())], vec![])
+        .await
+        .unwrap();
+    let pending = store.fed_pending_studies(100).await.unwrap();
+    assert!(
+        pending.contains(&incoming),
+        "a pending transfer is listed for the fetcher"
+    );
+    incoming.state = StudyState::Ready;
+    incoming.detail = "4/4 chunks".into();
+    incoming.transfer = None;
+    incoming.instances = 7;
+    incoming.updated_at = now + Duration::seconds(2);
+    store
+        .apply(vec![Change::LinkStudy(incoming.clone())], vec![])
+        .await
+        .unwrap();
+    assert!(!store
+        .fed_pending_studies(100)
+        .await
+        .unwrap()
+        .iter()
+        .any(|s| s.study_uid == incoming.study_uid));
+    let listed = store.list_case_studies(&a, c.id).await.unwrap();
+    assert_eq!(listed.len(), 2, "the update did not add a row");
+    let got = listed
+        .iter()
+        .find(|s| s.study_uid == incoming.study_uid)
+        .unwrap();
+    assert_eq!(
+        (got.state, got.instances, got.created_at.timestamp()),
+        (StudyState::Ready, 7, incoming.created_at.timestamp())
+    );
+
+    // A link to a case that does not exist fails, and takes the rest of its unit of work with it.
+    let orphan = CaseStudy {
+        consultation_id: ConsultationId::new(),
+        study_uid: "2.25.99".into(),
+        ..study.clone()
+    };
+    let extra = CaseStudy {
+        study_uid: "2.25.98".into(),
+        ..study.clone()
+    };
+    assert!(store
+        .apply(
+            vec![Change::LinkStudy(extra), Change::LinkStudy(orphan)],
+            vec![]
+        )
+        .await
+        .is_err());
+    assert_eq!(
+        store.list_case_studies(&a, c.id).await.unwrap().len(),
+        2,
+        "nothing of a failed unit is kept"
+    );
 }

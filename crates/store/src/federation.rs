@@ -146,7 +146,7 @@ pub enum Change {
         sender: String,
     },
     /// Delete a mirrored case and everything under it (its pseudonymous patient, messages, attachment records,
-    /// participants, link) and blank the bodies of the inbox envelopes that carried it, keeping their ids.
+    /// participants, study links, link) and blank the bodies of the inbox envelopes that carried it, keeping their ids.
     PurgeForeignCase(ConsultationId),
     /// Replace the node's surveillance regions and their neighbours.
     SurvSetRegions(Vec<crate::SurvRegion>),
@@ -163,4 +163,6 @@ pub enum Change {
     InsertSurvNote(crate::SurvNote),
     /// Insert or replace a neighbour's weekly count.
     PutSurvForeignCount(crate::SurvForeignCount),
+    /// Link a DICOM study to a case, or update the link (state, transfer progress) if it exists.
+    LinkStudy(crate::CaseStudy),
 }

@@ -10,11 +10,13 @@
 
 pub mod conformance;
 pub mod federation;
+pub mod studies;
 pub mod surveillance;
 pub mod visits;
 
 pub use federation::*;
 pub use surveillance::*;
+pub use studies::{CaseStudy, StudyState};
 pub use visits::*;
 
 use async_trait::async_trait;
@@ -242,6 +244,11 @@ pub trait Store: VisitStore + Send + Sync + 'static {
     async fn list_attachments(&self, actor: &Actor, c: ConsultationId) -> Result<Vec<Attachment>>;
     /// One attachment's metadata, if its consultation is in the actor's scope.
     async fn get_attachment(&self, actor: &Actor, id: AttachmentId) -> Result<Attachment>;
+    /// The DICOM studies linked to a consultation the actor may see (empty when it is outside their scope);
+    /// linked with [`Change::LinkStudy`].
+    async fn list_case_studies(&self, actor: &Actor, c: ConsultationId) -> Result<Vec<CaseStudy>>;
+    /// Unscoped: studies whose transfer from another node is still running (for the node's fetcher).
+    async fn fed_pending_studies(&self, limit: u32) -> Result<Vec<CaseStudy>>;
 
     // --- audit ---
     /// Append events (for reads, which have no write of their own to share a transaction with).

@@ -42,6 +42,12 @@ pub async fn start_with_blobs(mut config: NodeConfig, blobs: Option<&str>) -> No
     let local = dir.path().join("blobs");
     let blobs = Blobs::open(blobs.unwrap_or(local.to_str().unwrap())).unwrap();
     let state = AppState::new(store, blobs, config);
+    // The node's DICOM archive, as `caravan serve` opens it in DATA/dicom.
+    state.attach_imaging(
+        imaging::Archive::open_folder(&dir.path().join("dicom"))
+            .await
+            .unwrap(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(caravan_server::serve(

@@ -1,0 +1,799 @@
+//! Study transfers: DICOM studies that travel with a case to another node (`docs/federation.md`, "Study
+//! transfers").
+//!
+//! - **Sending (home node)**, when the case packet is built: each study linked to the case and marked for
+//!   sharing is read from the archive, de-identified unless the patient's consent includes `share_identity`
+//!   (`imaging::deid`, PS3.15 Basic Profile, one UID map per transfer), packed into a **bundle** (the magic
+//!   line `CARAVAN-STUDY-1\n`, then per instance an 8-byte big-endian length and the Part-10 bytes),
+//!   compressed with zlib (deflate with a checksum), and stored as the blob `transfers/<destination>/<id>`
+//!   before the packet is committed. The packet carries one **manifest** per study: the transfer id, the study
+//!   UID as it will be on the other side, the bundle's size and SHA-256, the chunk size and the SHA-256 of every
+//!   chunk.
+//! - **Serving**: `GET /federation/v1/transfers/{id}` with an RFC 9421 signature of the destination node and a
+//!   `Range: bytes=a-b` header answers `206` with those bytes. Only the node a bundle was made for can fetch it
+//!   (the key is looked up under the signer's node id).
+//! - **Receiving (expert node)**: the packet links each study to the mirror case as `pending` with its manifest.
+//!   A fetcher task requests the chunks it does not have yet, checks each chunk's SHA-256, keeps each verified
+//!   chunk as a blob (`incoming/<id>/<n>`), so an interrupted transfer (a dropped connection, a truncated body,
+//!   a node restart) resumes at the first missing chunk. When all chunks are there it checks the bundle's
+//!   SHA-256, inflates it, stores every instance into its archive (refusing any that is not of the announced
+//!   study) and marks the link `ready`, with an audit event in the mirror patient's log.
+
+use crate::audit::system_event;
+use crate::error::{AppError, AppResult};
+use crate::federation::Federation;
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use caravan_domain::*;
+use caravan_federation::httpsig::{
+    self, MemoryReplayGuard, ReplayGuard, RequestParts, VerifyPolicy,
+};
+use caravan_federation::keys::Kid;
+use caravan_federation::NodeId;
+use caravan_store::{CaseStudy, Change, StudyState};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// The path of a transfer's bytes on the sending node.
+pub const TRANSFER_PATH: &str = "/federation/v1/transfers/{id}";
+pub const DEFAULT_CHUNK_BYTES: u64 = 1024 * 1024;
+const MAGIC: &[u8] = b"CARAVAN-STUDY-1\n";
+/// The largest study (uncompressed) that goes with a case; larger ones must be pulled by other means.
+const MAX_STUDY_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// Most chunks a manifest may list (with the chunk size, this bounds what a packet can make a node fetch).
+const MAX_CHUNKS: usize = 100_000;
+
+/// What the case packet says of one study (see the module documentation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StudyManifest {
+    pub id: Uuid,
+    /// The Study Instance UID in the bundle (remapped when de-identified).
+    pub study_uid: String,
+    pub modalities: String,
+    /// Empty when de-identified (the profile removes descriptions and zeroes dates).
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub study_date: String,
+    pub instances: u32,
+    /// Instances left out (burned-in annotation in a de-identified transfer, unreadable files).
+    pub excluded: u32,
+    pub deidentified: bool,
+    /// `zlib`.
+    pub compression: String,
+    pub plain_bytes: u64,
+    pub size: u64,
+    pub sha256: String,
+    pub chunk_bytes: u64,
+    pub chunks: Vec<String>,
+}
+
+impl StudyManifest {
+    /// Checks what a received manifest claims before anything is fetched.
+    fn check(&self) -> Result<(), String> {
+        if !imaging::archive::is_valid_uid(&self.study_uid) {
+            return Err("manifest: bad study UID".into());
+        }
+        if self.compression != "zlib" {
+            return Err(format!(
+                "manifest: unknown compression {:?}",
+                self.compression
+            ));
+        }
+        if self.chunk_bytes == 0 || self.chunks.is_empty() || self.chunks.len() > MAX_CHUNKS {
+            return Err("manifest: bad chunking".into());
+        }
+        if self.size.div_ceil(self.chunk_bytes) != self.chunks.len() as u64 {
+            return Err("manifest: chunk count does not match the size".into());
+        }
+        if self.plain_bytes > MAX_STUDY_BYTES {
+            return Err("manifest: study too large".into());
+        }
+        let hex64 = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex64(&self.sha256) || !self.chunks.iter().all(|h| hex64(h)) {
+            return Err("manifest: bad digest".into());
+        }
+        Ok(())
+    }
+
+    fn chunk_range(&self, n: usize) -> std::ops::Range<u64> {
+        let start = n as u64 * self.chunk_bytes;
+        start..(start + self.chunk_bytes).min(self.size)
+    }
+}
+
+fn sha_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+fn bundle_key(destination: &str, id: Uuid) -> String {
+    format!("transfers/{destination}/{id}")
+}
+
+fn chunk_key(id: Uuid, n: usize) -> String {
+    format!("incoming/{id}/{n:06}")
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Sending
+
+/// Packs the instances: the magic line, then per instance its length (u64, big-endian) and its bytes.
+fn pack(instances: &[Vec<u8>]) -> Vec<u8> {
+    let total: usize = instances.iter().map(|i| i.len() + 8).sum();
+    let mut out = Vec::with_capacity(MAGIC.len() + total);
+    out.extend_from_slice(MAGIC);
+    for i in instances {
+        out.extend_from_slice(&(i.len() as u64).to_be_bytes());
+        out.extend_from_slice(i);
+    }
+    out
+}
+
+/// The instances of a bundle (the inverse of [`pack`]); a malformed bundle is an error, never a panic.
+fn unpack(plain: &[u8]) -> Result<Vec<Bytes>, String> {
+    let rest = plain
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| "bundle: bad magic".to_string())?;
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < rest.len() {
+        let head = rest
+            .get(at..at + 8)
+            .ok_or_else(|| "bundle: truncated length".to_string())?;
+        let mut n = [0u8; 8];
+        n.copy_from_slice(head);
+        let len = usize::try_from(u64::from_be_bytes(n)).map_err(|_| "bundle: bad length")?;
+        at += 8;
+        let body = rest
+            .get(at..at.checked_add(len).ok_or("bundle: bad length")?)
+            .ok_or_else(|| "bundle: truncated instance".to_string())?;
+        out.push(Bytes::copy_from_slice(body));
+        at += len;
+    }
+    Ok(out)
+}
+
+/// Builds and stores the bundles of the studies of `c` marked for sharing, for `destination`. Called while
+/// the case packet is built; the bundles are stored before the packet is committed (a crash in between leaves
+/// an unreferenced blob, never a manifest without bytes).
+pub(crate) async fn prepare(
+    st: &AppState,
+    fed: &Federation,
+    c: &Consultation,
+    destination: &str,
+    identity: bool,
+    pseudonym: &str,
+) -> AppResult<Vec<StudyManifest>> {
+    let Some(im) = st.imaging() else {
+        return Ok(Vec::new());
+    };
+    let system = Actor {
+        user_id: c.referrer_id,
+        institution_id: c.institution_id,
+        role: Role::Referrer,
+        patient_id: None,
+    };
+    let studies: Vec<CaseStudy> = st
+        .store()
+        .list_case_studies(&system, c.id)
+        .await?
+        .into_iter()
+        .filter(|s| s.share && s.state == StudyState::Ready)
+        .collect();
+    let who = format!("federation:{destination}");
+    let chunk_bytes = fed.config().study_chunk_bytes.max(1024);
+    let mut out = Vec::new();
+    for s in studies {
+        let records = im
+            .archive()
+            .instances(&s.study_uid, None, None)
+            .await
+            .map_err(crate::studies::imaging_error)?;
+        let mut raw = Vec::with_capacity(records.len());
+        let mut total = 0u64;
+        for r in &records {
+            total += r.size;
+            if total > MAX_STUDY_BYTES {
+                return Err(AppError::unprocessable(
+                    "error-packet-too-large",
+                    format!(
+                        "study {} is larger than {MAX_STUDY_BYTES} bytes",
+                        s.study_uid
+                    ),
+                ));
+            }
+            let b = im
+                .archive()
+                .read(r, imaging::AccessAction::Retrieve, &who)
+                .await
+                .map_err(crate::studies::imaging_error)?;
+            raw.push(b);
+        }
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+        key[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+        let pseudonym = pseudonym.to_owned();
+        let study_uid = s.study_uid.clone();
+        let (wire_uid, compressed, plain_bytes, count, excluded) =
+            tokio::task::spawn_blocking(move || -> Result<_, String> {
+                let mut deid = imaging::deid::Deidentifier::new(&pseudonym, key);
+                let mut kept = Vec::with_capacity(raw.len());
+                let mut excluded = 0u32;
+                for b in &raw {
+                    if identity {
+                        kept.push(b.to_vec());
+                        continue;
+                    }
+                    match deid.apply(b) {
+                        Ok(x) => kept.push(x),
+                        Err(e) => {
+                            // The reason names an attribute, never a value.
+                            tracing::warn!(error = %e, "instance left out of a de-identified transfer");
+                            excluded += 1;
+                        }
+                    }
+                }
+                let wire_uid = if identity {
+                    study_uid
+                } else {
+                    deid.uid(&study_uid)
+                };
+                let plain = pack(&kept);
+                let mut z = flate2::write::ZlibEncoder::new(
+                    Vec::with_capacity(plain.len() / 2),
+                    flate2::Compression::new(6),
+                );
+                z.write_all(&plain).map_err(|e| e.to_string())?;
+                let compressed = z.finish().map_err(|e| e.to_string())?;
+                Ok((wire_uid, compressed, plain.len() as u64, kept.len() as u32, excluded))
+            })
+            .await
+            .map_err(AppError::internal)?
+            .map_err(AppError::internal)?;
+        if count == 0 {
+            tracing::warn!(consultation = %c.id, "no instance of a study could be sent");
+            continue;
+        }
+        let id = Uuid::new_v4();
+        let chunks = compressed
+            .chunks(chunk_bytes as usize)
+            .map(sha_hex)
+            .collect();
+        let manifest = StudyManifest {
+            id,
+            study_uid: wire_uid,
+            modalities: s.modalities.clone(),
+            description: if identity {
+                s.description.clone()
+            } else {
+                String::new()
+            },
+            study_date: if identity {
+                s.study_date.clone()
+            } else {
+                String::new()
+            },
+            instances: count,
+            excluded,
+            deidentified: !identity,
+            compression: "zlib".into(),
+            plain_bytes,
+            size: compressed.len() as u64,
+            sha256: sha_hex(&compressed),
+            chunk_bytes,
+            chunks,
+        };
+        st.blobs()
+            .put(&bundle_key(destination, id), Bytes::from(compressed))
+            .await?;
+        tracing::info!(consultation = %c.id, transfer = %id, instances = count, excluded, "study bundle ready");
+        out.push(manifest);
+    }
+    Ok(out)
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Serving
+
+pub fn routes(st: &AppState) -> Router<AppState> {
+    let guard = Arc::new(MemoryReplayGuard::new(100_000));
+    let _ = st;
+    Router::new().route(
+        TRANSFER_PATH,
+        get(
+            move |State(st): State<AppState>, Path(id): Path<String>, headers: HeaderMap| {
+                let guard = guard.clone();
+                async move {
+                    serve(&st, guard.as_ref(), &id, &headers)
+                        .await
+                        .unwrap_or_else(IntoResponse::into_response)
+                }
+            },
+        ),
+    )
+}
+
+fn refused(status: StatusCode, why: impl Into<String>) -> AppError {
+    AppError::new(status, "error-study-transfer", why)
+}
+
+/// Parses `bytes=a-b` (one range, both ends given).
+fn parse_range(v: &str, size: u64) -> Option<std::ops::Range<u64>> {
+    let (a, b) = v.trim().strip_prefix("bytes=")?.split_once('-')?;
+    let (a, b): (u64, u64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a <= b && b < size).then(|| a..b + 1)
+}
+
+async fn serve(
+    st: &AppState,
+    guard: &MemoryReplayGuard,
+    id: &str,
+    headers: &HeaderMap,
+) -> AppResult<Response> {
+    let Some(fed) = st.federation() else {
+        return Err(AppError::not_found("transfer"));
+    };
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| AppError::bad_request("the transfer id is not a UUID"))?;
+    let base = fed.base_url().unwrap_or_default();
+    let target = format!(
+        "{}{}",
+        base.trim_end_matches('/'),
+        TRANSFER_PATH.replace("{id}", &id.to_string())
+    );
+    let dir = fed.directory();
+    let now = Utc::now();
+    let parts = RequestParts {
+        method: "GET",
+        target_uri: &target,
+        headers,
+        body: b"",
+    };
+    let policy = VerifyPolicy::default();
+    let verified = httpsig::verify_request(&parts, &policy, now.timestamp(), |keyid| {
+        dir.check_fresh(now)
+            .map_err(|reason| httpsig::HttpSigError::Key {
+                keyid: keyid.to_string(),
+                reason,
+            })?;
+        dir.key_by_kid(&Kid::from_string(keyid), now)
+            .map(|(member, key)| (key, member.node_id.clone()))
+            .map_err(|reason| httpsig::HttpSigError::Key {
+                keyid: keyid.to_string(),
+                reason,
+            })
+    })
+    .map_err(|e| refused(StatusCode::UNAUTHORIZED, format!("signature: {e}")))?;
+    if let Some(nonce) = &verified.nonce {
+        guard
+            .check_and_remember(
+                &verified.keyid,
+                nonce,
+                verified.created + policy.nonce_lifetime_secs(),
+                now.timestamp(),
+            )
+            .await
+            .map_err(|e| refused(StatusCode::UNAUTHORIZED, format!("signature: {e}")))?;
+    }
+    let node = verified.signer.to_string();
+    let key = bundle_key(&node, id);
+    let size = st
+        .blobs()
+        .size(&key)
+        .await?
+        .ok_or_else(|| AppError::not_found("transfer"))?;
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(v) => parse_range(v, size).ok_or_else(|| {
+            refused(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!(
+                    "range {v:?} is not one range within 0-{}",
+                    size.saturating_sub(1)
+                ),
+            )
+        })?,
+        None => 0..size,
+    };
+    let bytes = st.blobs().get_range(&key, range.clone()).await?;
+    tracing::info!(transfer = %id, to = %node, start = range.start, end = range.end, "study transfer chunk served");
+    if range.end == size {
+        st.store()
+            .append_audit(vec![system_event(
+                AuditAction::Export,
+                "study-transfer",
+                id,
+                None,
+                &format!("last bytes fetched by {node}"),
+            )])
+            .await?;
+    }
+    let mut resp = Response::new(Body::from(bytes));
+    *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&format!(
+        "bytes {}-{}/{size}",
+        range.start,
+        range.end.saturating_sub(1)
+    )) {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    Ok(resp)
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// Receiving
+
+/// The pending link a received manifest becomes (committed with the mirror case).
+pub(crate) fn incoming_link(
+    consultation: ConsultationId,
+    added_by: UserId,
+    from: &str,
+    m: &StudyManifest,
+    now: DateTime<Utc>,
+) -> Result<Change, String> {
+    m.check()?;
+    Ok(Change::LinkStudy(CaseStudy {
+        consultation_id: consultation,
+        study_uid: m.study_uid.clone(),
+        accession: String::new(),
+        description: m.description.chars().take(200).collect(),
+        modalities: m.modalities.chars().take(64).collect(),
+        study_date: m.study_date.chars().take(8).collect(),
+        instances: i64::from(m.instances),
+        state: StudyState::Pending,
+        share: false,
+        origin_node: Some(from.to_owned()),
+        transfer: Some(serde_json::to_string(m).map_err(|e| e.to_string())?),
+        detail: format!("0/{}", m.chunks.len()),
+        added_by,
+        created_at: now,
+        updated_at: now,
+    }))
+}
+
+/// Runs the fetcher: every `study_fetch_every`, each pending study transfer goes as far as it can.
+pub(crate) fn start_fetcher(st: &AppState) -> tokio::task::JoinHandle<()> {
+    let st = st.clone();
+    tokio::spawn(async move {
+        let Some(fed) = st.federation() else { return };
+        let every = fed
+            .config()
+            .study_fetch_every
+            .max(std::time::Duration::from_millis(20));
+        let client = match reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "study transfers: no HTTP client");
+                return;
+            }
+        };
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if st.imaging().is_none() {
+                continue;
+            }
+            match st.store().fed_pending_studies(20).await {
+                Ok(pending) => {
+                    for s in pending {
+                        fetch_one(&st, &client, s).await;
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "study transfers: cannot list pending"),
+            }
+        }
+    })
+}
+
+/// Why a pass over one transfer stopped.
+enum Stop {
+    /// Try again on the next pass (network, the other node down, a chunk that did not verify).
+    Retry(String),
+    /// Give up: the transfer cannot succeed (bad manifest, bundle digest, refused instance).
+    Fail(String),
+}
+
+async fn fetch_one(st: &AppState, client: &reqwest::Client, mut s: CaseStudy) {
+    let Some(manifest) = s
+        .transfer
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<StudyManifest>(t).ok())
+    else {
+        return finish(st, s, Err(Stop::Fail("manifest unreadable".into()))).await;
+    };
+    let result = run(st, client, &s, &manifest).await;
+    if let Err(Stop::Retry(_)) = &result {
+        s.detail = format!(
+            "{}/{}",
+            have_chunks(st, &manifest).await,
+            manifest.chunks.len()
+        );
+    }
+    finish(st, s, result).await;
+}
+
+async fn have_chunks(st: &AppState, m: &StudyManifest) -> usize {
+    let mut n = 0;
+    for i in 0..m.chunks.len() {
+        if st
+            .blobs()
+            .size(&chunk_key(m.id, i))
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+async fn finish(st: &AppState, mut s: CaseStudy, result: Result<u32, Stop>) {
+    let now = Utc::now();
+    s.updated_at = now;
+    let mut audit = vec![];
+    match result {
+        Ok(stored) => {
+            s.state = StudyState::Ready;
+            s.instances = i64::from(stored);
+            s.detail = String::new();
+            let manifest = s
+                .transfer
+                .take()
+                .and_then(|t| serde_json::from_str::<StudyManifest>(&t).ok());
+            let patient = st
+                .store()
+                .fed_consultation(s.consultation_id)
+                .await
+                .ok()
+                .map(|c| c.patient_id);
+            audit.push(system_event(
+                AuditAction::Create,
+                "dicom-study",
+                &s.study_uid,
+                patient,
+                &format!(
+                    "study received from {} ({} instance(s){})",
+                    s.origin_node.as_deref().unwrap_or("?"),
+                    stored,
+                    if manifest.as_ref().is_some_and(|m| m.deidentified) {
+                        ", de-identified"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+            if let Some(m) = manifest {
+                for i in 0..m.chunks.len() {
+                    if let Err(e) = st.blobs().delete(&chunk_key(m.id, i)).await {
+                        tracing::warn!(transfer = %m.id, error = %e.message, "chunk not removed");
+                    }
+                }
+            }
+            tracing::info!(consultation = %s.consultation_id, instances = stored, "study transfer complete");
+        }
+        Err(Stop::Retry(why)) => {
+            tracing::warn!(consultation = %s.consultation_id, reason = %why, progress = %s.detail, "study transfer interrupted; will resume");
+        }
+        Err(Stop::Fail(why)) => {
+            tracing::error!(consultation = %s.consultation_id, reason = %why, "study transfer failed");
+            s.state = StudyState::Failed;
+            s.detail = why;
+        }
+    }
+    if let Err(e) = st.store().apply(vec![Change::LinkStudy(s)], audit).await {
+        tracing::error!(error = %e, "study transfer state not saved");
+    }
+}
+
+/// One pass: fetch the missing chunks, then (all there) assemble and store. Returns the instances stored.
+async fn run(
+    st: &AppState,
+    client: &reqwest::Client,
+    s: &CaseStudy,
+    m: &StudyManifest,
+) -> Result<u32, Stop> {
+    m.check().map_err(Stop::Fail)?;
+    let fed = st
+        .federation()
+        .ok_or_else(|| Stop::Retry("not federated".into()))?;
+    let im = st
+        .imaging()
+        .ok_or_else(|| Stop::Retry("no archive".into()))?;
+    let origin = s
+        .origin_node
+        .clone()
+        .ok_or_else(|| Stop::Fail("no origin node".into()))?;
+    let base = {
+        let dir: Arc<caravan_federation::directory::Directory> = fed.directory();
+        let node = NodeId::new(origin.as_str()).map_err(|e| Stop::Fail(e.to_string()))?;
+        dir.member(&node)
+            .map_err(|e| Stop::Retry(e.to_string()))?
+            .base_url
+            .clone()
+    };
+    let url = format!(
+        "{}{}",
+        base.trim_end_matches('/'),
+        TRANSFER_PATH.replace("{id}", &m.id.to_string())
+    );
+    let signer = fed.signer();
+    let mut parts = Vec::with_capacity(m.chunks.len());
+    for (n, want) in m.chunks.iter().enumerate() {
+        let key = chunk_key(m.id, n);
+        // Resume: a chunk kept by an earlier pass is used if it still verifies.
+        if let Ok(b) = st.blobs().get(&key).await {
+            if sha_hex(&b) == *want {
+                parts.push(b);
+                continue;
+            }
+        }
+        let range = m.chunk_range(n);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::RANGE,
+            header::HeaderValue::from_str(&format!("bytes={}-{}", range.start, range.end - 1))
+                .map_err(|e| Stop::Fail(e.to_string()))?,
+        );
+        signer
+            .sign("GET", &url, &mut headers, b"", Utc::now().timestamp())
+            .map_err(|e| Stop::Retry(format!("signing: {e}")))?;
+        let resp = client
+            .request(Method::GET, &url)
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|e| Stop::Retry(format!("chunk {n}: {e}")))?;
+        let status = resp.status();
+        if status == StatusCode::NOT_FOUND {
+            return Err(Stop::Fail(
+                "the sending node no longer has the study".into(),
+            ));
+        }
+        if status != StatusCode::PARTIAL_CONTENT {
+            return Err(Stop::Retry(format!("chunk {n}: HTTP {}", status.as_u16())));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| Stop::Retry(format!("chunk {n}: {e}")))?;
+        if sha_hex(&body) != *want {
+            return Err(Stop::Retry(format!(
+                "chunk {n}: digest mismatch ({} bytes)",
+                body.len()
+            )));
+        }
+        st.blobs()
+            .put(&key, body.clone())
+            .await
+            .map_err(|e| Stop::Retry(e.message))?;
+        parts.push(body);
+    }
+    let total: usize = parts.iter().map(Bytes::len).sum();
+    let mut bundle = Vec::with_capacity(total);
+    for p in &parts {
+        bundle.extend_from_slice(p);
+    }
+    if bundle.len() as u64 != m.size || sha_hex(&bundle) != m.sha256 {
+        return Err(Stop::Fail("bundle digest mismatch".into()));
+    }
+    let limit = m.plain_bytes;
+    let instances = tokio::task::spawn_blocking(move || -> Result<Vec<Bytes>, String> {
+        let mut plain = Vec::with_capacity(limit.min(MAX_STUDY_BYTES) as usize);
+        flate2::read::ZlibDecoder::new(bundle.as_slice())
+            .take(limit + 1)
+            .read_to_end(&mut plain)
+            .map_err(|e| format!("bundle: {e}"))?;
+        if plain.len() as u64 != limit {
+            return Err("bundle: size differs from the manifest".into());
+        }
+        unpack(&plain)
+    })
+    .await
+    .map_err(|e| Stop::Retry(e.to_string()))?
+    .map_err(Stop::Fail)?;
+    if instances.len() != m.instances as usize {
+        return Err(Stop::Fail(
+            "bundle: instance count differs from the manifest".into(),
+        ));
+    }
+    let who = format!("federation:{origin}");
+    for b in instances {
+        im.archive()
+            .store_checked(b, Some(&m.study_uid), &who)
+            .await
+            .map_err(|e| match e {
+                imaging::Error::Rejected(r) => Stop::Fail(format!("instance refused: {r}")),
+                other => Stop::Retry(other.to_string()),
+            })?;
+    }
+    Ok(m.instances)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn bundles_round_trip_and_bad_ones_are_refused() {
+        let a = vec![1u8; 10];
+        let b = b"DICM".to_vec();
+        let packed = pack(&[a.clone(), b.clone()]);
+        let back = unpack(&packed).unwrap();
+        assert_eq!(back, vec![Bytes::from(a), Bytes::from(b)]);
+        assert!(unpack(b"nope").is_err());
+        assert!(unpack(&packed[..packed.len() - 1]).is_err());
+        let mut huge = MAGIC.to_vec();
+        huge.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert!(unpack(&huge).is_err());
+    }
+
+    #[test]
+    fn ranges_are_one_closed_range_inside_the_object() {
+        assert_eq!(parse_range("bytes=0-9", 10), Some(0..10));
+        assert_eq!(parse_range("bytes=5-5", 10), Some(5..6));
+        assert_eq!(parse_range("bytes=5-10", 10), None);
+        assert_eq!(parse_range("bytes=6-5", 10), None);
+        assert_eq!(parse_range("bytes=0-", 10), None);
+        assert_eq!(parse_range("items=0-1", 10), None);
+    }
+
+    #[test]
+    fn manifests_are_checked_before_anything_is_fetched() {
+        let m = StudyManifest {
+            id: Uuid::new_v4(),
+            study_uid: "2.25.1".into(),
+            modalities: "CT".into(),
+            description: String::new(),
+            study_date: String::new(),
+            instances: 1,
+            excluded: 0,
+            deidentified: true,
+            compression: "zlib".into(),
+            plain_bytes: 100,
+            size: 2500,
+            sha256: "a".repeat(64),
+            chunk_bytes: 1024,
+            chunks: vec!["b".repeat(64); 3],
+        };
+        assert!(m.check().is_ok());
+        assert_eq!(m.chunk_range(2), 2048..2500);
+        let bad = StudyManifest {
+            chunks: vec!["b".repeat(64); 2],
+            ..m.clone()
+        };
+        assert!(bad.check().is_err());
+        let bad = StudyManifest {
+            study_uid: "x; DROP".into(),
+            ..m.clone()
+        };
+        assert!(bad.check().is_err());
+        let bad = StudyManifest {
+            compression: "zstd".into(),
+            ..m
+        };
+        assert!(bad.check().is_err());
+    }
+}
