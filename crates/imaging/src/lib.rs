@@ -16,6 +16,7 @@ mod index_writer;
 pub mod query;
 pub mod render;
 pub mod uid;
+pub mod wsi;
 
 pub use archive::{
     AccessAction, AccessEvent, AccessObserver, Archive, ArchiveConfig, InstanceRecord, NoObserver,
