@@ -2,6 +2,7 @@
 
 mod bench;
 mod dicom_node;
+mod slides;
 mod domains;
 mod net;
 

@@ -267,3 +267,51 @@ impl TileReader for DicomReader {
         to_rgb(pixels, usize::from(channels), w, h, &what).map(Some)
     }
 }
+
+/// A DICOM whole-slide series in the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsiSeries {
+    pub study_uid: String,
+    pub series_uid: String,
+    pub patient_id: String,
+    pub patient_name: Option<String>,
+    pub study_date: Option<String>,
+    pub description: Option<String>,
+    pub instances: u32,
+}
+
+/// The whole-slide series stored in the archive, newest study first (for a slides list; reading
+/// their pixels goes through [`crate::Archive::read`], which reports the access).
+pub async fn list_series(archive: &crate::Archive) -> crate::Result<Vec<WsiSeries>> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT i.study_uid, i.series_uid, p.patient_id, p.patient_name, st.study_date,
+                COALESCE(se.series_description, st.study_description) AS description,
+                COUNT(*) AS n
+         FROM instances i
+         JOIN series se ON se.series_uid = i.series_uid
+         JOIN studies st ON st.study_uid = i.study_uid
+         JOIN patients p ON p.patient_key = st.patient_key
+         WHERE i.sop_class_uid = ?1
+         GROUP BY i.study_uid, i.series_uid
+         ORDER BY st.study_date DESC, i.study_uid, i.series_uid
+         LIMIT 1000",
+    )
+    .bind(WSI_SOP_CLASS)
+    .fetch_all(archive.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let n: i64 = r.try_get("n")?;
+            Ok(WsiSeries {
+                study_uid: r.try_get("study_uid")?,
+                series_uid: r.try_get("series_uid")?,
+                patient_id: r.try_get("patient_id")?,
+                patient_name: r.try_get("patient_name")?,
+                study_date: r.try_get("study_date")?,
+                description: r.try_get("description")?,
+                instances: u32::try_from(n).unwrap_or(u32::MAX),
+            })
+        })
+        .collect()
+}
