@@ -24,3 +24,4 @@ done
 [ -n "$base" ] || { cat "$log"; echo "node did not start"; exit 1; }
 BASE="$base" ARTIFACTS="$here/artifacts" node consultation.mjs
 BASE="$base" ARTIFACTS="$here/artifacts" node certificates.mjs
+BASE="$base" ARTIFACTS="$here/artifacts" node slides.mjs

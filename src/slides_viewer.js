@@ -99,6 +99,7 @@
     for (var l = Math.max(0, level - 4); l < level; l++) drawLevel(l, false, w, h);
     var complete = drawLevel(level, true, w, h);
     root.setAttribute('data-level', String(level));
+    root.setAttribute('data-scale', String(view.scale));
     root.setAttribute('data-complete', complete && pending === 0 ? 'true' : 'false');
     say(Math.round(view.scale * 1000) / 10 + ' % · ' + W + '×' + H + (failed ? ' · ' + failed + ' ✗' : ''));
   }

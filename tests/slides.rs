@@ -180,13 +180,13 @@ async fn slides_are_served_as_deep_zoom_behind_sign_in_and_audited() {
         .json()
         .await
         .unwrap();
-    let case = cases[0]["id"].as_str().expect("the referrer has a case").to_owned();
-    let upload = |name: &'static str, bytes: Vec<u8>| {
+    let case = cases[0]["consultation"]["id"].as_str().expect("the referrer has a case").to_owned();
+    let upload = |name: &'static str, mime: &'static str, bytes: Vec<u8>| {
         let form = reqwest::multipart::Form::new().part(
             "file",
             reqwest::multipart::Part::bytes(bytes)
                 .file_name(name)
-                .mime_str("application/octet-stream")
+                .mime_str(mime)
                 .unwrap(),
         );
         http.post(format!("{}/api/v1/consultations/{case}/attachments", node.base))
@@ -194,7 +194,7 @@ async fn slides_are_served_as_deep_zoom_behind_sign_in_and_audited() {
             .multipart(form)
             .send()
     };
-    let r = upload("biopsy.svs", fixture("aperio-jpeg.svs")).await.unwrap();
+    let r = upload("biopsy.svs", "application/octet-stream", fixture("aperio-jpeg.svs")).await.unwrap();
     assert_eq!(r.status(), 201);
     let a: Value = r.json().await.unwrap();
     assert_eq!(a["content_type"], "image/tiff");
@@ -216,7 +216,7 @@ async fn slides_are_served_as_deep_zoom_behind_sign_in_and_audited() {
     // A truncated SVS is stored as a file but refused as a slide, with the reason.
     let mut cut = fixture("aperio-jpeg.svs");
     cut.truncate(cut.len() / 2);
-    let r = upload("cut.svs", cut).await.unwrap();
+    let r = upload("cut.svs", "application/octet-stream", cut).await.unwrap();
     assert_eq!(r.status(), 201);
     let cut_id = format!("att-{}", r.json::<Value>().await.unwrap()["id"].as_str().unwrap());
     let r = get(format!("{}/slides/{cut_id}.dzi", node.base), Some(referrer.clone())).await;
@@ -224,7 +224,7 @@ async fn slides_are_served_as_deep_zoom_behind_sign_in_and_audited() {
     let body = r.text().await.unwrap();
     assert!(body.contains("truncated"), "{body}");
     // Attachments of other types are not slides.
-    let r = upload("note.txt", b"plain text".to_vec()).await.unwrap();
+    let r = upload("note.txt", "text/plain", b"plain text".to_vec()).await.unwrap();
     let txt = format!("att-{}", r.json::<Value>().await.unwrap()["id"].as_str().unwrap());
     assert_eq!(get(format!("{}/slides/{txt}.dzi", node.base), Some(referrer.clone())).await.status(), 404);
 
