@@ -54,7 +54,7 @@
   }
 
   function clamp() {
-    view.scale = Math.max(minScale / 2, Math.min(maxScale, view.scale));
+    view.scale = Math.max(minScale / 4, Math.min(maxScale, view.scale));
     view.x = Math.max(0, Math.min(W, view.x));
     view.y = Math.max(0, Math.min(H, view.y));
   }
