@@ -2,9 +2,9 @@
 
 mod bench;
 mod dicom_node;
-mod slides;
 mod domains;
 mod net;
+mod slides;
 
 use anyhow::{Context, Result};
 use caravan_server::{AppState, Blobs, NodeConfig};

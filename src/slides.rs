@@ -31,7 +31,9 @@ use caravan_server::auth::{Principal, UiPrincipal};
 use caravan_server::error::{AppError, AppResult};
 use caravan_server::ui::{ctx, done, render, Ctx};
 use caravan_server::AppState;
-use imaging::wsi::cache::{SlideCache, TileCache, DEFAULT_OPEN_SLIDE_BYTES, DEFAULT_TILE_CACHE_BYTES};
+use imaging::wsi::cache::{
+    SlideCache, TileCache, DEFAULT_OPEN_SLIDE_BYTES, DEFAULT_TILE_CACHE_BYTES,
+};
 use imaging::wsi::dzi::{DeepZoom, DEFAULT_QUALITY};
 use imaging::wsi::{Slide, WsiError};
 use std::collections::HashMap;
@@ -83,7 +85,8 @@ impl SlideId {
         match s.split_once('-') {
             Some(("dcm", rest)) => {
                 let (study, series) = rest.split_once('-').ok_or_else(bad)?;
-                if !imaging::archive::is_valid_uid(study) || !imaging::archive::is_valid_uid(series) {
+                if !imaging::archive::is_valid_uid(study) || !imaging::archive::is_valid_uid(series)
+                {
                     return Err(bad());
                 }
                 Ok(SlideId::Dicom {
@@ -217,14 +220,34 @@ impl Slides {
         Ok(slide)
     }
 
-    async fn audit(&self, st: &AppState, p: &Principal, id: &SlideId, access: &Access, detail: &str) -> AppResult<()> {
-        let event = caravan_server::audit::event(p, AuditAction::Read, "slide", id.key(), access.patient, detail);
+    async fn audit(
+        &self,
+        st: &AppState,
+        p: &Principal,
+        id: &SlideId,
+        access: &Access,
+        detail: &str,
+    ) -> AppResult<()> {
+        let event = caravan_server::audit::event(
+            p,
+            AuditAction::Read,
+            "slide",
+            id.key(),
+            access.patient,
+            detail,
+        );
         st.store().append_audit(vec![event]).await?;
         Ok(())
     }
 
     /// Audits tile reads once per user, slide and [`TILE_AUDIT_EVERY`].
-    async fn audit_tiles(&self, st: &AppState, p: &Principal, id: &SlideId, access: &Access) -> AppResult<()> {
+    async fn audit_tiles(
+        &self,
+        st: &AppState,
+        p: &Principal,
+        id: &SlideId,
+        access: &Access,
+    ) -> AppResult<()> {
         let k = (p.user.id.to_string(), id.key());
         let now = Instant::now();
         let due = match self.audited.lock() {
@@ -287,7 +310,10 @@ async fn descriptor(
 /// Parses `{col}_{row}.jpeg`.
 fn tile_name(s: &str) -> AppResult<(u64, u64)> {
     let bad = || AppError::not_found("tile");
-    let stem = s.strip_suffix(".jpeg").or_else(|| s.strip_suffix(".jpg")).ok_or_else(bad)?;
+    let stem = s
+        .strip_suffix(".jpeg")
+        .or_else(|| s.strip_suffix(".jpg"))
+        .ok_or_else(bad)?;
     let (c, r) = stem.split_once('_').ok_or_else(bad)?;
     Ok((c.parse().map_err(|_| bad())?, r.parse().map_err(|_| bad())?))
 }
@@ -378,7 +404,8 @@ async fn list_page(
             .await
             .map_err(AppError::internal)?;
         // The list shows patient names from the archive: one search event.
-        let event = caravan_server::audit::event(&p, AuditAction::Search, "slide", "", None, "list");
+        let event =
+            caravan_server::audit::event(&p, AuditAction::Search, "slide", "", None, "list");
         st.store().append_audit(vec![event]).await?;
         let rows = series
             .into_iter()
@@ -423,7 +450,13 @@ async fn view_page(
         let access = slides.check(&st, &p, &id).await?;
         let key = id.key();
         Ok(render(&ViewPage {
-            ctx: ctx(&st, Some(&p), &headers, "slides-viewer-title", &format!("/ui/slides/{key}")),
+            ctx: ctx(
+                &st,
+                Some(&p),
+                &headers,
+                "slides-viewer-title",
+                &format!("/ui/slides/{key}"),
+            ),
             id: key,
             name: access.title,
         }))
@@ -447,7 +480,14 @@ mod tests {
             }
         );
         assert_eq!(d.key(), "dcm-1.2.3-1.2.3.4");
-        for bad in ["", "dcm-1.2.3", "dcm-1..2-3", "att-nope", "x-1", "dcm-1.2-3/../x"] {
+        for bad in [
+            "",
+            "dcm-1.2.3",
+            "dcm-1..2-3",
+            "att-nope",
+            "x-1",
+            "dcm-1.2-3/../x",
+        ] {
             assert!(SlideId::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(tile_name("3_14.jpeg").unwrap(), (3, 14));

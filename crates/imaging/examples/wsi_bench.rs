@@ -44,7 +44,11 @@ fn tiles(dz: &DeepZoom, levels: usize) -> Result<Tiles, Box<dyn std::error::Erro
     Ok(out)
 }
 
-fn render(slide: &Slide, dz: &DeepZoom, list: &Tiles) -> Result<(f64, usize), Box<dyn std::error::Error>> {
+fn render(
+    slide: &Slide,
+    dz: &DeepZoom,
+    list: &Tiles,
+) -> Result<(f64, usize), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let mut bytes = 0;
     for &(l, c, r) in list {
@@ -64,7 +68,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if paths.is_empty() {
-        paths.push(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wsi/aperio-jpeg.svs").into());
+        paths.push(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/wsi/aperio-jpeg.svs"
+            )
+            .into(),
+        );
     }
     let levels = levels.max(1);
     let probe = open(&paths)?;
@@ -107,8 +117,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    println!("cold   (open + decode + resample + encode): {:>12.0} tiles/s", median(&mut cold));
-    println!("warm   (decoded source tiles cached):       {:>12.0} tiles/s", median(&mut warm));
-    println!("cached (encoded tiles from the tile cache): {:>12.0} tiles/s", median(&mut cached));
+    println!(
+        "cold   (open + decode + resample + encode): {:>12.0} tiles/s",
+        median(&mut cold)
+    );
+    println!(
+        "warm   (decoded source tiles cached):       {:>12.0} tiles/s",
+        median(&mut warm)
+    );
+    println!(
+        "cached (encoded tiles from the tile cache): {:>12.0} tiles/s",
+        median(&mut cached)
+    );
     Ok(())
 }

@@ -146,12 +146,7 @@ fn error_page(st: &AppState, p: Option<&Principal>, headers: &HeaderMap, e: AppE
     r
 }
 
-pub fn done(
-    st: &AppState,
-    p: &Principal,
-    headers: &HeaderMap,
-    r: AppResult<Response>,
-) -> Response {
+pub fn done(st: &AppState, p: &Principal, headers: &HeaderMap, r: AppResult<Response>) -> Response {
     r.unwrap_or_else(|e| error_page(st, Some(p), headers, e))
 }
 
