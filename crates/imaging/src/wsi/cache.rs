@@ -6,9 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+/// Entries with their sizes, and the total size.
+type Sized<K, V> = (lru::LruCache<K, (V, usize)>, usize);
+
 /// A least-recently-used map bounded by the total size of its values.
 pub struct SizedLru<K: Hash + Eq, V> {
-    inner: Mutex<(lru::LruCache<K, (V, usize)>, usize)>,
+    inner: Mutex<Sized<K, V>>,
     budget: usize,
 }
 

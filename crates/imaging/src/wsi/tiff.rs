@@ -224,7 +224,7 @@ fn inspect(
 /// Keeps the tiled images that form a pyramid with the largest one: same aspect ratio (within
 /// rounding), strictly smaller, largest first.
 fn pyramid(mut found: Vec<TiffLevel>) -> WsiResult<Vec<TiffLevel>> {
-    found.sort_by(|a, b| b.info.width.cmp(&a.info.width));
+    found.sort_by_key(|l| std::cmp::Reverse(l.info.width));
     let mut levels: Vec<TiffLevel> = Vec::new();
     for mut l in found {
         let Some(base) = levels.first() else {
