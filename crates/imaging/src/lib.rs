@@ -5,6 +5,7 @@
 //! - [`dimse`]: a DIMSE SCP (C-ECHO, C-STORE, C-FIND, C-MOVE) and a small SCU.
 //! - [`dicomweb`]: STOW-RS, QIDO-RS and WADO-RS as an axum router.
 //! - [`render`]: pixel decoding, window/level and PNG/JPEG rendering for viewing.
+//! - [`wsi`]: whole-slide images (DICOM WSI, tiled TIFF, Aperio SVS) as Deep Zoom tiles.
 //! - [`cli`]: the `imaging` subcommands (`serve`, `bench`).
 
 pub mod archive;
