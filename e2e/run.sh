@@ -28,3 +28,4 @@ BASE="$base" ARTIFACTS="$here/artifacts" node surveillance.mjs
 # Video visits: starts its own nodes (with TURN flags) and a private coturn (Debian's `coturn`).
 CARAVAN_BIN="$target/debug/caravan" ARTIFACTS="$here/artifacts" node visits.mjs
 BASE="$base" ARTIFACTS="$here/artifacts" node viewer.mjs
+BASE="$base" ARTIFACTS="$here/artifacts" node slides.mjs

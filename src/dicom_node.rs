@@ -90,13 +90,16 @@ pub async fn start(data: &Path, listen: Option<SocketAddr>, state: &AppState) ->
     };
     // Case pages link studies of this archive and show them; study transfers store into it.
     state.attach_imaging(archive.clone());
+    let slides = crate::slides::routes(archive.clone());
     let dicomweb = imaging::dicomweb::router(imaging::dicomweb::DicomWebState::new(archive));
     let routes = axum::Router::new()
         .nest_service("/dicomweb", dicomweb)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
-        ));
+        ))
+        // Pathology slides check the sign-in themselves (pages redirect to it, tiles answer 401).
+        .merge(slides);
     Ok(DicomNode { routes, scp })
 }
 

@@ -4,6 +4,7 @@ mod bench;
 mod dicom_node;
 mod domains;
 mod net;
+mod slides;
 
 use anyhow::{Context, Result};
 use caravan_server::{AppState, Blobs, NodeConfig};

@@ -6,6 +6,7 @@
 //! - [`dicomweb`]: STOW-RS, QIDO-RS and WADO-RS as an axum router.
 //! - [`deid`]: de-identification (PS3.15 Basic Profile) for studies sent without the patient's identity.
 //! - [`render`]: pixel decoding, window/level and PNG/JPEG rendering for viewing.
+//! - [`wsi`]: whole-slide images (DICOM WSI, tiled TIFF, Aperio SVS) as Deep Zoom tiles.
 //! - [`cli`]: the `imaging` subcommands (`serve`, `bench`).
 
 pub mod archive;
@@ -18,6 +19,7 @@ mod index_writer;
 pub mod query;
 pub mod render;
 pub mod uid;
+pub mod wsi;
 
 pub use archive::{
     AccessAction, AccessEvent, AccessObserver, Archive, ArchiveConfig, InstanceRecord, NoObserver,

@@ -738,6 +738,8 @@ pub const ALLOWED_TYPES: &[&str] = &[
     "image/jpeg",
     "application/dicom",
     "text/plain",
+    // Whole-slide images (tiled TIFF, Aperio SVS), shown by the slide viewer (src/slides.rs).
+    "image/tiff",
 ];
 
 fn sniff_ok(content_type: &str, bytes: &[u8]) -> bool {
@@ -747,6 +749,9 @@ fn sniff_ok(content_type: &str, bytes: &[u8]) -> bool {
         "image/jpeg" => bytes.starts_with(&[0xFF, 0xD8, 0xFF]),
         "application/dicom" => bytes.len() > 132 && &bytes[128..132] == b"DICM",
         "text/plain" => std::str::from_utf8(bytes).is_ok(),
+        "image/tiff" => [b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"]
+            .iter()
+            .any(|m| bytes.starts_with(*m)),
         _ => false,
     }
 }
@@ -781,6 +786,15 @@ pub async fn add_attachment(
             format!("the file is larger than {limit} bytes"),
         ));
     }
+    // Browsers send .svs (often .tif too) as application/octet-stream: a slide is known by its name and content.
+    let lower = filename.to_ascii_lowercase();
+    let content_type = if [".svs", ".tif", ".tiff"].iter().any(|e| lower.ends_with(e))
+        && sniff_ok("image/tiff", &bytes)
+    {
+        "image/tiff"
+    } else {
+        content_type
+    };
     if !ALLOWED_TYPES.contains(&content_type) {
         return Err(AppError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -18,7 +18,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
             include_str!("../../../locales/en/certs.ftl"),
             include_str!("../../../locales/en/surveillance.ftl"),
             include_str!("../../../locales/en/visits.ftl"),
-            include_str!("../../../locales/en/imaging.ftl")
+            include_str!("../../../locales/en/imaging.ftl"),
+            include_str!("../../../locales/en/slides.ftl")
         ),
     ),
     (
@@ -29,7 +30,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
             include_str!("../../../locales/zh-CN/certs.ftl"),
             include_str!("../../../locales/zh-CN/surveillance.ftl"),
             include_str!("../../../locales/zh-CN/visits.ftl"),
-            include_str!("../../../locales/zh-CN/imaging.ftl")
+            include_str!("../../../locales/zh-CN/imaging.ftl"),
+            include_str!("../../../locales/zh-CN/slides.ftl")
         ),
     ),
     (
@@ -40,7 +42,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
             include_str!("../../../locales/ru/certs.ftl"),
             include_str!("../../../locales/ru/surveillance.ftl"),
             include_str!("../../../locales/ru/visits.ftl"),
-            include_str!("../../../locales/ru/imaging.ftl")
+            include_str!("../../../locales/ru/imaging.ftl"),
+            include_str!("../../../locales/ru/slides.ftl")
         ),
     ),
     (
@@ -51,7 +54,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
             include_str!("../../../locales/ar/certs.ftl"),
             include_str!("../../../locales/ar/surveillance.ftl"),
             include_str!("../../../locales/ar/visits.ftl"),
-            include_str!("../../../locales/ar/imaging.ftl")
+            include_str!("../../../locales/ar/imaging.ftl"),
+            include_str!("../../../locales/ar/slides.ftl")
         ),
     ),
 ];

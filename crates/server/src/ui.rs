@@ -86,7 +86,7 @@ pub(crate) fn lang_for(st: &AppState, p: Option<&Principal>, headers: &HeaderMap
     )
 }
 
-pub(crate) fn ctx<'a>(
+pub fn ctx<'a>(
     st: &'a AppState,
     p: Option<&Principal>,
     headers: &HeaderMap,
@@ -112,7 +112,7 @@ pub(crate) fn ctx<'a>(
     }
 }
 
-pub(crate) fn render<T: Template>(t: &T) -> Response {
+pub fn render<T: Template>(t: &T) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => AppError::internal(e).into_response(),
@@ -151,12 +151,7 @@ pub(crate) fn error_page(
     r
 }
 
-pub(crate) fn done(
-    st: &AppState,
-    p: &Principal,
-    headers: &HeaderMap,
-    r: AppResult<Response>,
-) -> Response {
+pub fn done(st: &AppState, p: &Principal, headers: &HeaderMap, r: AppResult<Response>) -> Response {
     r.unwrap_or_else(|e| error_page(st, Some(p), headers, e))
 }
 
@@ -707,6 +702,8 @@ struct AttachmentView {
     id: String,
     name: String,
     meta: String,
+    /// A TIFF/SVS whole-slide image: linked to the slide viewer (src/slides.rs).
+    slide: bool,
 }
 struct ReportView {
     meta: String,
@@ -927,6 +924,7 @@ async fn case_page(
                 .map(|a| AttachmentView {
                     id: a.id.to_string(),
                     name: a.filename.clone(),
+                    slide: a.content_type == "image/tiff",
                     meta: format!(
                         "{} · {} KB · {}",
                         a.content_type,

@@ -1,0 +1,21 @@
+# شرائح علم الأمراض (صور الشرائح الكاملة) — src/slides.rs
+nav-slides = الشرائح
+slides-title = شرائح علم الأمراض
+slides-intro = صور الشرائح الكاملة (DICOM WSI) التي استلمتها هذه العقدة. شرائح TIFF و SVS مرفقة بحالاتها وتُفتح من صفحة الحالة.
+slides-none = لم تُستلم أي صور شرائح كاملة بعد.
+slides-patient = المريض
+slides-date = التاريخ
+slides-description = الوصف
+slides-levels = الصور
+slides-viewer-title = شريحة
+slides-back = كل الشرائح
+slides-descriptor = واصف Deep Zoom
+slides-zoom-in = تكبير
+slides-zoom-out = تصغير
+slides-fit = ملاءمة
+slides-viewer-help = اسحب للتحريك؛ العجلة أو النقر المزدوج أو + و − للتكبير والتصغير؛ 0 لعرض الشريحة كاملة.
+slides-noscript = يحتاج عارض الشرائح إلى JavaScript.
+slides-load-error = تعذّر تحميل الشريحة.
+slides-view = عرض الشريحة
+error-slide-invalid = ملف الشريحة تالف أو ليس صورة شريحة كاملة.
+error-slide-unsupported = هذا النوع من الشرائح غير مدعوم.

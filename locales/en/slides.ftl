@@ -1,0 +1,21 @@
+# Pathology slides (whole-slide images) — src/slides.rs
+nav-slides = Slides
+slides-title = Pathology slides
+slides-intro = Whole-slide images (DICOM WSI) received by this node. TIFF and SVS slides are attached to their case and open from the case page.
+slides-none = No whole-slide images have been received yet.
+slides-patient = Patient
+slides-date = Date
+slides-description = Description
+slides-levels = Images
+slides-viewer-title = Slide
+slides-back = All slides
+slides-descriptor = Deep Zoom descriptor
+slides-zoom-in = Zoom in
+slides-zoom-out = Zoom out
+slides-fit = Fit
+slides-viewer-help = Drag to pan; wheel, double-click or + and − to zoom; 0 fits the slide.
+slides-noscript = The slide viewer needs JavaScript.
+slides-load-error = The slide could not be loaded.
+slides-view = view slide
+error-slide-invalid = The slide file is damaged or is not a whole-slide image.
+error-slide-unsupported = This kind of slide is not supported.

@@ -1,0 +1,21 @@
+# Патоморфологические препараты (полнослайдовые изображения) — src/slides.rs
+nav-slides = Препараты
+slides-title = Гистологические препараты
+slides-intro = Полнослайдовые изображения (DICOM WSI), полученные этим узлом. Препараты TIFF и SVS прикреплены к своим случаям и открываются со страницы случая.
+slides-none = Полнослайдовых изображений пока нет.
+slides-patient = Пациент
+slides-date = Дата
+slides-description = Описание
+slides-levels = Изображения
+slides-viewer-title = Препарат
+slides-back = Все препараты
+slides-descriptor = Дескриптор Deep Zoom
+slides-zoom-in = Увеличить
+slides-zoom-out = Уменьшить
+slides-fit = По размеру
+slides-viewer-help = Перетаскивайте для сдвига; колесо, двойной щелчок или + и − для масштаба; 0 — весь препарат.
+slides-noscript = Для просмотра препарата нужен JavaScript.
+slides-load-error = Не удалось загрузить препарат.
+slides-view = открыть препарат
+error-slide-invalid = Файл препарата повреждён или не является полнослайдовым изображением.
+error-slide-unsupported = Такой тип препарата не поддерживается.

@@ -1,0 +1,21 @@
+# 病理切片（全切片图像）— src/slides.rs
+nav-slides = 切片
+slides-title = 病理切片
+slides-intro = 本节点接收的全切片图像（DICOM WSI）。TIFF 和 SVS 切片作为附件保存在病例中，可从病例页面打开。
+slides-none = 尚未收到全切片图像。
+slides-patient = 患者
+slides-date = 日期
+slides-description = 描述
+slides-levels = 图像数
+slides-viewer-title = 切片
+slides-back = 全部切片
+slides-descriptor = Deep Zoom 描述文件
+slides-zoom-in = 放大
+slides-zoom-out = 缩小
+slides-fit = 适应窗口
+slides-viewer-help = 拖动平移；滚轮、双击或 + 和 − 缩放；按 0 显示整张切片。
+slides-noscript = 切片查看器需要 JavaScript。
+slides-load-error = 无法加载切片。
+slides-view = 查看切片
+error-slide-invalid = 切片文件已损坏或不是全切片图像。
+error-slide-unsupported = 不支持此类切片。
