@@ -148,6 +148,7 @@ pub(crate) async fn apply(c: &mut PgConnection, changes: Vec<Change>) -> Result<
                 .await?;
             }
             Change::PurgeForeignCase(id) => purge(c, id).await?,
+            Change::Rx(r) => crate::rx::apply(c, r).await?,
         }
     }
     Ok(())

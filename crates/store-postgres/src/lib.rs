@@ -19,6 +19,7 @@
 mod fed;
 mod ops;
 mod rows;
+mod rx;
 
 use async_trait::async_trait;
 use caravan_domain::audit::{audit_time, AuditRecord};

@@ -150,6 +150,7 @@ pub(crate) async fn apply(c: &mut SqliteConnection, changes: Vec<Change>) -> Res
                 .await?;
             }
             Change::PurgeForeignCase(id) => purge(c, id).await?,
+            Change::Rx(r) => crate::rx::apply(c, r).await?,
         }
     }
     Ok(())

@@ -9,6 +9,7 @@
 mod fed;
 mod ops;
 mod rows;
+mod rx;
 mod writer;
 
 use async_trait::async_trait;

@@ -148,4 +148,6 @@ pub enum Change {
     /// Delete a mirrored case and everything under it (its pseudonymous patient, messages, attachment records,
     /// participants, link) and blank the bodies of the inbox envelopes that carried it, keeping their ids.
     PurgeForeignCase(ConsultationId),
+    /// An e-prescription record (see [`crate::rx`]).
+    Rx(crate::rx::RxChange),
 }

@@ -10,8 +10,10 @@
 
 pub mod conformance;
 pub mod federation;
+pub mod rx;
 
 pub use federation::*;
+pub use rx::*;
 
 use async_trait::async_trait;
 use caravan_domain::*;
@@ -123,7 +125,7 @@ pub struct PatientFilter {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: RxStore + Send + Sync + 'static {
     /// Which backend this is (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 
