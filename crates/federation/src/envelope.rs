@@ -47,11 +47,15 @@ pub enum MessageType {
     NetPing,
     /// The health-certificate signing keys of the sender's country, for mutual recognition (`trust.update`).
     TrustUpdate,
+    /// A prescription sent to another country's node for dispensing (`rx.prescription`).
+    RxPrescription,
+    /// A dispense reported back to the prescribing node (`rx.dispense`).
+    RxDispense,
 }
 
 impl MessageType {
     /// Every registered type.
-    pub const ALL: [MessageType; 8] = [
+    pub const ALL: [MessageType; 10] = [
         MessageType::ConsultPacket,
         MessageType::ConsultReport,
         MessageType::ConsultMessage,
@@ -60,6 +64,8 @@ impl MessageType {
         MessageType::CatalogueUpdate,
         MessageType::NetPing,
         MessageType::TrustUpdate,
+        MessageType::RxPrescription,
+        MessageType::RxDispense,
     ];
 
     /// The wire name.
@@ -73,6 +79,8 @@ impl MessageType {
             MessageType::CatalogueUpdate => "catalogue.update",
             MessageType::NetPing => "net.ping",
             MessageType::TrustUpdate => "trust.update",
+            MessageType::RxPrescription => "rx.prescription",
+            MessageType::RxDispense => "rx.dispense",
         }
     }
 }

@@ -59,6 +59,20 @@ pub const ROUTES: &[(&str, &str, &str, Option<&[Role]>)] = &[
     ("get", "/api/v1/certs/trust/export", "The trust list as an exchange document for federation peers", Some(&[])),
     ("delete", "/api/v1/certs/trust/{country}", "Stop trusting a country's DSCs", Some(&[Role::Admin])),
     ("post", "/api/v1/certs/rules", "Import business rules or value sets (body: JSON)", Some(&[Role::Admin])),
+    ("get", "/api/v1/rx/formulary", "The node's formulary (FHIR Medication codes); ?q= filters", Some(&[])),
+    ("get", "/api/v1/rx/tables/{table}", "An e-prescription reference table (formulary, interactions, allergies)", Some(&[])),
+    ("post", "/api/v1/rx/tables/{table}", "Import a reference table (CSV with header row, or JSON array); replaces it", Some(&[Role::Admin])),
+    ("get", "/api/v1/rx/keys", "The node's prescription signing keys (JWKS) for offline verification", None),
+    ("post", "/api/v1/rx/verify", "Verify a prescription QR code against this node's keys", Some(&[])),
+    ("post", "/api/v1/rx/check", "Allergy and interaction warnings for a prescription, without writing it", Some(&[Role::Referrer, Role::Consultant])),
+    ("post", "/api/v1/rx/prescriptions", "Write a prescription (MedicationRequest); severe warnings need override_reason; destination sends it abroad", Some(&[Role::Referrer, Role::Consultant])),
+    ("get", "/api/v1/rx/prescriptions/{id}", "A prescription with its dispenses", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("get", "/api/v1/rx/prescriptions/{id}/fhir", "A prescription as a FHIR Bundle (MedicationRequest, MedicationDispense)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("post", "/api/v1/rx/prescriptions/{id}/dispense", "Record a dispense (MedicationDispense); reported back to the prescribing node", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/rx/received", "Prescriptions received from other nodes for dispensing here", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/patients/{id}/allergies", "A patient's allergies (?format=fhir: AllergyIntolerance Bundle)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("post", "/api/v1/patients/{id}/allergies", "Record an allergy (substance, criticality, reaction)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/patients/{id}/prescriptions", "A patient's prescriptions", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
     ("get", "/api/v1/openapi.json", "This document", None),
 ];
 
@@ -99,6 +113,7 @@ pub fn routes() -> Router<AppState> {
         .route("/federation/pings", post(federation_pings))
         .route("/openapi.json", get(openapi))
         .merge(crate::certs_web::api::routes())
+        .merge(crate::rx::api::routes())
         .fallback(|| async { AppError::not_found("API route") })
 }
 

@@ -15,7 +15,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
         "English",
         concat!(
             include_str!("../../../locales/en/main.ftl"),
-            include_str!("../../../locales/en/certs.ftl")
+            include_str!("../../../locales/en/certs.ftl"),
+            include_str!("../../../locales/en/prescriptions.ftl")
         ),
     ),
     (
@@ -23,7 +24,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
         "中文",
         concat!(
             include_str!("../../../locales/zh-CN/main.ftl"),
-            include_str!("../../../locales/zh-CN/certs.ftl")
+            include_str!("../../../locales/zh-CN/certs.ftl"),
+            include_str!("../../../locales/zh-CN/prescriptions.ftl")
         ),
     ),
     (
@@ -31,7 +33,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
         "Русский",
         concat!(
             include_str!("../../../locales/ru/main.ftl"),
-            include_str!("../../../locales/ru/certs.ftl")
+            include_str!("../../../locales/ru/certs.ftl"),
+            include_str!("../../../locales/ru/prescriptions.ftl")
         ),
     ),
     (
@@ -39,7 +42,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
         "العربية",
         concat!(
             include_str!("../../../locales/ar/main.ftl"),
-            include_str!("../../../locales/ar/certs.ftl")
+            include_str!("../../../locales/ar/certs.ftl"),
+            include_str!("../../../locales/ar/prescriptions.ftl")
         ),
     ),
 ];

@@ -13,6 +13,7 @@ pub mod error;
 pub mod federation;
 pub mod i18n;
 pub mod network;
+pub mod rx;
 pub mod teams;
 pub mod throttle;
 pub mod tls;
@@ -112,6 +113,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .nest("/api/v1", api::routes())
         .merge(ui::routes())
         .merge(certs_web::routes())
+        .merge(rx::pages::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

@@ -70,6 +70,27 @@ const UI_PAGES: &[(&str, &[Role])] = &[
     ),
     ("/ui/certs/issue", &[Role::Referrer, Role::Consultant]),
     ("/ui/certs/admin", &[Role::Admin]),
+    // e-Prescription: the coordinator (national center) is outside Aigerim's scope, as for the access log.
+    (
+        "/ui/patients/{patient}/rx",
+        &[Role::Referrer, Role::Consultant, Role::Patient],
+    ),
+    (
+        "/ui/rx/received",
+        &[Role::Referrer, Role::Consultant, Role::Coordinator],
+    ),
+    (
+        "/ui/rx/verify",
+        &[
+            Role::Referrer,
+            Role::Consultant,
+            Role::Coordinator,
+            Role::PublicHealthOfficer,
+            Role::Admin,
+            Role::Patient,
+        ],
+    ),
+    ("/ui/rx/admin", &[Role::Admin]),
     (
         "/ui/tokens",
         &[
