@@ -601,7 +601,9 @@ async fn effect_of(st: &AppState, env: &SignedEnvelope) -> Result<Effect, Refusa
         MessageType::ConsultStatus | MessageType::ConsultReport | MessageType::ConsultInvite => {
             receive_status(st, from, parse(body)?).await
         }
-        MessageType::RxPrescription => rx_effect(crate::rx::receive_prescription(st, from, body).await?),
+        MessageType::RxPrescription => {
+            rx_effect(crate::rx::receive_prescription(st, from, body).await?)
+        }
         MessageType::RxDispense => rx_effect(crate::rx::receive_dispense(st, from, body).await?),
     }
 }

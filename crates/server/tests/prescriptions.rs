@@ -37,8 +37,13 @@ async fn warnings_override_qr_and_dispense() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{a}");
-    let (_, list) = doc.get(&format!("/api/v1/patients/{pid}/allergies?format=fhir")).await;
-    assert_eq!(list["entry"][0]["resource"]["resourceType"], "AllergyIntolerance");
+    let (_, list) = doc
+        .get(&format!("/api/v1/patients/{pid}/allergies?format=fhir"))
+        .await;
+    assert_eq!(
+        list["entry"][0]["resource"]["resourceType"],
+        "AllergyIntolerance"
+    );
     assert_eq!(list["entry"][0]["resource"]["code"]["text"], "penicillin");
 
     // Amoxicillin: a severe allergy warning with its reason; without an override reason it is refused.
@@ -47,17 +52,32 @@ async fn warnings_override_qr_and_dispense() {
     assert_eq!(check["override_required"], true);
     assert_eq!(check["warnings"][0]["kind"], "allergy");
     assert_eq!(check["warnings"][0]["severity"], "high");
-    assert!(check["warnings"][0]["reason"].as_str().unwrap().contains("penicillin"));
-    let (s, e) = doc.post("/api/v1/rx/prescriptions", rx(&pid, "308191")).await;
+    assert!(check["warnings"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("penicillin"));
+    let (s, e) = doc
+        .post("/api/v1/rx/prescriptions", rx(&pid, "308191"))
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
     assert_eq!(e["error"], "error-rx-override-required");
-    let (_, before) = doc.get(&format!("/api/v1/patients/{pid}/prescriptions")).await;
-    assert!(before.as_array().unwrap().is_empty(), "nothing written: {before}");
+    let (_, before) = doc
+        .get(&format!("/api/v1/patients/{pid}/prescriptions"))
+        .await;
+    assert!(
+        before.as_array().unwrap().is_empty(),
+        "nothing written: {before}"
+    );
     // Cefalexin: only a moderate cross-reactivity warning, written without an override.
-    let (s, cef) = doc.post("/api/v1/rx/prescriptions", rx(&pid, "309114")).await;
+    let (s, cef) = doc
+        .post("/api/v1/rx/prescriptions", rx(&pid, "309114"))
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{cef}");
     assert_eq!(cef["warnings"][0]["severity"], "moderate");
-    assert!(cef["warnings"][0]["reason"].as_str().unwrap().contains("cross-reactivity"));
+    assert!(cef["warnings"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("cross-reactivity"));
     assert_eq!(cef["override_reason"], Value::Null);
     // With a reason the amoxicillin is written, and the override is in the patient's access log.
     let mut body = rx(&pid, "308191");
@@ -71,7 +91,9 @@ async fn warnings_override_qr_and_dispense() {
     assert!(log.contains("tolerated amoxicillin in 2023"), "{log}");
 
     // Interactions: simvastatin first, then clarithromycin warns (ONC high-priority, with its source).
-    let (s, _) = doc.post("/api/v1/rx/prescriptions", rx(&pid, "198211")).await;
+    let (s, _) = doc
+        .post("/api/v1/rx/prescriptions", rx(&pid, "198211"))
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     let (_, check) = doc.post("/api/v1/rx/check", rx(&pid, "197517")).await;
     let w = &check["warnings"][0];
@@ -116,9 +138,13 @@ async fn warnings_override_qr_and_dispense() {
         sign::verify(&forged, &keys, chrono::Utc::now()),
         Err(sign::VerifyError::BadSignature)
     );
-    let (_, v) = doc.post("/api/v1/rx/verify", json!({ "code": forged })).await;
+    let (_, v) = doc
+        .post("/api/v1/rx/verify", json!({ "code": forged }))
+        .await;
     assert_eq!(v["valid"], false);
-    let (_, v) = doc.post("/api/v1/rx/verify", json!({ "code": sign::qr_text(token) })).await;
+    let (_, v) = doc
+        .post("/api/v1/rx/verify", json!({ "code": sign::qr_text(token) }))
+        .await;
     assert_eq!(v["valid"], true, "{v}");
 
     // Pages: the prescription with its QR code, the printable form, the patient's page.
@@ -128,7 +154,12 @@ async fn warnings_override_qr_and_dispense() {
         format!("/ui/rx/{id}/print"),
         format!("/ui/patients/{pid}/rx"),
     ] {
-        let r = doc.http.get(format!("{}{path}", node.base)).send().await.unwrap();
+        let r = doc
+            .http
+            .get(format!("{}{path}", node.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         let html = r.text().await.unwrap();
         assert!(html.contains("amoxicillin 500 MG Oral Capsule"), "{path}");
@@ -152,23 +183,48 @@ async fn warnings_override_qr_and_dispense() {
             json!({ "performer": "again" }),
         )
         .await;
-    assert_eq!((s, e["error"].as_str()), (StatusCode::CONFLICT, Some("error-rx-not-active")));
-    let (_, b) = doc.get(&format!("/api/v1/rx/prescriptions/{id}/fhir")).await;
-    assert_eq!(b["entry"][0]["resource"]["resourceType"], "MedicationRequest");
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (StatusCode::CONFLICT, Some("error-rx-not-active"))
+    );
+    let (_, b) = doc
+        .get(&format!("/api/v1/rx/prescriptions/{id}/fhir"))
+        .await;
+    assert_eq!(
+        b["entry"][0]["resource"]["resourceType"],
+        "MedicationRequest"
+    );
     assert_eq!(b["entry"][0]["resource"]["status"], "completed");
     assert_eq!(
         b["entry"][0]["resource"]["contained"][0]["code"]["coding"][0]["system"],
         "http://www.nlm.nih.gov/research/umls/rxnorm"
     );
-    assert_eq!(b["entry"][1]["resource"]["resourceType"], "MedicationDispense");
+    assert_eq!(
+        b["entry"][1]["resource"]["resourceType"],
+        "MedicationDispense"
+    );
 
     // Scope and roles: another hospital does not see it; a patient reads but cannot prescribe.
     let wang = Client::login(&node, "dr.wang").await;
-    assert_eq!(wang.get(&format!("/api/v1/rx/prescriptions/{id}")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        wang.get(&format!("/api/v1/rx/prescriptions/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
     let patient = Client::login(&node, "patient").await;
-    assert_eq!(patient.get(&format!("/api/v1/rx/prescriptions/{id}")).await.0, StatusCode::OK);
-    let (s, e) = patient.post("/api/v1/rx/prescriptions", rx(&pid, "198440")).await;
-    assert_eq!((s, e["error"].as_str()), (StatusCode::FORBIDDEN, Some("error-forbidden")));
+    assert_eq!(
+        patient
+            .get(&format!("/api/v1/rx/prescriptions/{id}"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (s, e) = patient
+        .post("/api/v1/rx/prescriptions", rx(&pid, "198440"))
+        .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("error-forbidden"))
+    );
 }
 
 #[tokio::test]
@@ -179,19 +235,37 @@ async fn bad_input_is_refused_with_a_reason() {
     let pid = aigerim(&doc).await;
     for (body, code) in [
         (rx(&pid, "000000"), "error-rx-unknown-medication"),
-        (json!({ "patient_id": pid, "medication": "198440", "dose": "-1", "times_per_day": 3, "duration_days": 7 }), "error-rx-dosage"),
-        (json!({ "patient_id": pid, "medication": "198440", "dose": "1", "times_per_day": 0, "duration_days": 7 }), "error-rx-dosage"),
-        (json!({ "patient_id": pid, "medication": "198440" }), "error-bad-json"),
-        (json!({ "patient_id": pid, "medication": "198440", "dose": "1", "times_per_day": 1, "duration_days": 1, "destination": "center-kz" }), "error-rx-destination"),
+        (
+            json!({ "patient_id": pid, "medication": "198440", "dose": "-1", "times_per_day": 3, "duration_days": 7 }),
+            "error-rx-dosage",
+        ),
+        (
+            json!({ "patient_id": pid, "medication": "198440", "dose": "1", "times_per_day": 0, "duration_days": 7 }),
+            "error-rx-dosage",
+        ),
+        (
+            json!({ "patient_id": pid, "medication": "198440" }),
+            "error-bad-json",
+        ),
+        (
+            json!({ "patient_id": pid, "medication": "198440", "dose": "1", "times_per_day": 1, "duration_days": 1, "destination": "center-kz" }),
+            "error-rx-destination",
+        ),
     ] {
         let (s, e) = doc.post("/api/v1/rx/prescriptions", body).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
         assert_eq!(e["error"], code, "{e}");
     }
     let (s, e) = doc
-        .post(&format!("/api/v1/patients/{pid}/allergies"), json!({ "substance": " " }))
+        .post(
+            &format!("/api/v1/patients/{pid}/allergies"),
+            json!({ "substance": " " }),
+        )
         .await;
-    assert_eq!((s, e["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("error-rx-allergy")));
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("error-rx-allergy"))
+    );
 
     // A bad table names its row and leaves the stored table as it was.
     let import = |body: &'static str| {
@@ -203,15 +277,34 @@ async fn bad_input_is_refused_with_a_reason() {
             .send()
     };
     let (_, before) = admin.get("/api/v1/rx/tables/interactions").await;
-    let r = import("a,b,severity,reason,source\nx,y,high,r,s\nx,z,severe,r,s\n").await.unwrap();
+    let r = import("a,b,severity,reason,source\nx,y,high,r,s\nx,z,severe,r,s\n")
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let e: Value = r.json().await.unwrap();
     assert!(e["message"].as_str().unwrap().starts_with("row 2:"), "{e}");
     assert_eq!(admin.get("/api/v1/rx/tables/interactions").await.1, before);
-    let r = import("[{\"a\":\"x\",\"b\":\"y\",\"severity\":\"low\",\"reason\":\"r\"}]").await.unwrap();
+    let r = import("[{\"a\":\"x\",\"b\":\"y\",\"severity\":\"low\",\"reason\":\"r\"}]")
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(admin.get("/api/v1/rx/tables/interactions").await.1.as_array().unwrap().len(), 1);
+    assert_eq!(
+        admin
+            .get("/api/v1/rx/tables/interactions")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // Only administrators import.
-    let (s, _) = doc.send(reqwest::Method::POST, "/api/v1/rx/tables/formulary", Some(json!([]))).await;
+    let (s, _) = doc
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/rx/tables/formulary",
+            Some(json!([])),
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }

@@ -70,10 +70,14 @@ const UI_PAGES: &[(&str, &[Role])] = &[
     ),
     ("/ui/certs/issue", &[Role::Referrer, Role::Consultant]),
     ("/ui/certs/admin", &[Role::Admin]),
-    // e-Prescription: the coordinator (national center) is outside Aigerim's scope, as for the access log.
     (
         "/ui/patients/{patient}/rx",
-        &[Role::Referrer, Role::Consultant, Role::Patient],
+        &[
+            Role::Referrer,
+            Role::Consultant,
+            Role::Coordinator,
+            Role::Patient,
+        ],
     ),
     (
         "/ui/rx/received",

@@ -101,10 +101,12 @@ async fn verify(
     let b: VerifyBody = body(&raw)?;
     let keys = super::sign::parse_keys(&super::published_keys(&st)?.to_string())
         .map_err(crate::error::AppError::internal)?;
-    Ok(Json(match super::sign::verify(&b.code, &keys, chrono::Utc::now()) {
-        Ok(payload) => json!({ "valid": true, "payload": payload }),
-        Err(e) => json!({ "valid": false, "reason": e.to_string() }),
-    }))
+    Ok(Json(
+        match super::sign::verify(&b.code, &keys, chrono::Utc::now()) {
+            Ok(payload) => json!({ "valid": true, "payload": payload }),
+            Err(e) => json!({ "valid": false, "reason": e.to_string() }),
+        },
+    ))
 }
 
 async fn check(
@@ -128,7 +130,10 @@ async fn prescribe(
     p.require(super::PRESCRIBERS)?;
     p.check_csrf(csrf(&headers))?;
     let r: NewPrescription = body(&raw)?;
-    Ok((StatusCode::CREATED, Json(super::prescribe(&st, &p, r).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(super::prescribe(&st, &p, r).await?),
+    ))
 }
 
 async fn get_prescription(
@@ -162,7 +167,10 @@ async fn dispense(
     p.check_csrf(csrf(&headers))?;
     let id = parse_id("prescription", &id)?;
     let d: NewDispense = body(&raw)?;
-    Ok((StatusCode::CREATED, Json(super::dispense(&st, &p, id, d).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(super::dispense(&st, &p, id, d).await?),
+    ))
 }
 
 async fn received(State(st): State<AppState>, p: Principal) -> AppResult<Json<Vec<Prescription>>> {
@@ -202,7 +210,10 @@ async fn record_allergy(
     p.check_csrf(csrf(&headers))?;
     let pid = parse_id("patient", &id)?;
     let a: NewAllergy = body(&raw)?;
-    Ok((StatusCode::CREATED, Json(super::record_allergy(&st, &p, pid, a).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(super::record_allergy(&st, &p, pid, a).await?),
+    ))
 }
 
 async fn list_prescriptions(

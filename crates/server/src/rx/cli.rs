@@ -124,12 +124,12 @@ fn execute(cmd: Command) -> Result<ExitCode, String> {
             }
             let mut changes = Vec::new();
             for (t, text) in &work {
-                let rows = super::tables::parse(*t, text).map_err(|e| format!("{}: {e}", t.as_str()))?;
+                let rows =
+                    super::tables::parse(*t, text).map_err(|e| format!("{}: {e}", t.as_str()))?;
                 println!("{}", json!({ "table": t.as_str(), "rows": rows.len() }));
-                changes.push(caravan_store::Change::Rx(caravan_store::RxChange::ReplaceTable {
-                    table: *t,
-                    rows,
-                }));
+                changes.push(caravan_store::Change::Rx(
+                    caravan_store::RxChange::ReplaceTable { table: *t, rows },
+                ));
             }
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

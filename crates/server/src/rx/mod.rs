@@ -55,7 +55,12 @@ fn unavailable(message: impl Into<String>) -> AppError {
 // ---------- reference tables ----------
 
 /// Import a table (CSV or JSON text), replacing the stored one in one transaction.
-pub async fn import_table(st: &AppState, p: &Principal, table: &str, text: &str) -> AppResult<usize> {
+pub async fn import_table(
+    st: &AppState,
+    p: &Principal,
+    table: &str,
+    text: &str,
+) -> AppResult<usize> {
     p.require(&[Role::Admin])?;
     let t = RxTable::parse(table).ok_or_else(|| {
         bad(
@@ -78,7 +83,11 @@ pub async fn import_table(st: &AppState, p: &Principal, table: &str, text: &str)
             )],
         )
         .await?;
-    tracing::info!(table = t.as_str(), rows = n, "e-prescription table imported");
+    tracing::info!(
+        table = t.as_str(),
+        rows = n,
+        "e-prescription table imported"
+    );
     Ok(n)
 }
 
@@ -258,17 +267,35 @@ pub async fn record_allergy(
     st.store()
         .apply(
             vec![Change::Rx(RxChange::InsertAllergy(allergy.clone()))],
-            vec![event(p, AuditAction::Create, "allergy", allergy.id, Some(patient), "")],
+            vec![event(
+                p,
+                AuditAction::Create,
+                "allergy",
+                allergy.id,
+                Some(patient),
+                "",
+            )],
         )
         .await?;
     Ok(allergy)
 }
 
-pub async fn allergies(st: &AppState, p: &Principal, patient: PatientId) -> AppResult<Vec<Allergy>> {
+pub async fn allergies(
+    st: &AppState,
+    p: &Principal,
+    patient: PatientId,
+) -> AppResult<Vec<Allergy>> {
     p.require(READERS)?;
     let list = st.store().rx_allergies(&p.actor(), patient).await?;
     st.store()
-        .append_audit(vec![event(p, AuditAction::Read, "allergy", patient, Some(patient), "list")])
+        .append_audit(vec![event(
+            p,
+            AuditAction::Read,
+            "allergy",
+            patient,
+            Some(patient),
+            "list",
+        )])
         .await?;
     Ok(list)
 }
@@ -420,7 +447,11 @@ async fn prepare(st: &AppState, p: &Principal, r: &NewPrescription) -> AppResult
 
 /// Run the checks without writing (the form shows the warnings before the prescriber confirms). Audited as a read
 /// of the patient's allergies and prescriptions.
-pub async fn check_only(st: &AppState, p: &Principal, r: &NewPrescription) -> AppResult<CheckResult> {
+pub async fn check_only(
+    st: &AppState,
+    p: &Principal,
+    r: &NewPrescription,
+) -> AppResult<CheckResult> {
     let prep = prepare(st, p, r).await?;
     st.store()
         .append_audit(vec![event(
@@ -495,7 +526,11 @@ fn payload(rx: &Prescription, issuer: &str) -> sign::RxPayload {
 
 /// Write a prescription: checks (a `high` warning without an override reason is refused with 409
 /// `error-rx-override-required`), signature, and for a cross-border one the envelope, in one unit of work.
-pub async fn prescribe(st: &AppState, p: &Principal, r: NewPrescription) -> AppResult<Prescription> {
+pub async fn prescribe(
+    st: &AppState,
+    p: &Principal,
+    r: NewPrescription,
+) -> AppResult<Prescription> {
     let prep = prepare(st, p, &r).await?;
     let highs: Vec<RxWarning> = prep
         .warnings
@@ -542,7 +577,11 @@ pub async fn prescribe(st: &AppState, p: &Principal, r: NewPrescription) -> AppR
         medication: prep.item,
         dosage: prep.dosage,
         warnings: prep.warnings,
-        override_reason: if highs.is_empty() { None } else { override_reason },
+        override_reason: if highs.is_empty() {
+            None
+        } else {
+            override_reason
+        },
         status: RxStatus::Active,
         origin_node: None,
         destination_node: destination.clone(),
@@ -552,7 +591,9 @@ pub async fn prescribe(st: &AppState, p: &Principal, r: NewPrescription) -> AppR
     let ring = rx_keyring(st)?;
     rx.token = sign::sign(ring.active(), &payload(&rx, &st.config().node_name))
         .map_err(AppError::internal)?;
-    let mut changes = vec![Change::Rx(RxChange::InsertPrescription(Box::new(rx.clone())))];
+    let mut changes = vec![Change::Rx(RxChange::InsertPrescription(Box::new(
+        rx.clone(),
+    )))];
     let pid = prep.patient.id;
     let mut audit = vec![event(
         p,
@@ -623,7 +664,9 @@ async fn cross_border(
             format!("{dest:?} is not another member of this network"),
         ));
     }
-    let pid = rx.patient_id.ok_or_else(|| AppError::internal("no patient"))?;
+    let pid = rx
+        .patient_id
+        .ok_or_else(|| AppError::internal("no patient"))?;
     let consents = st.store().consents(&p.actor(), pid).await?;
     if !consent_in_force(&consents, ConsentScope::CrossBorder)
         || !consent_in_force(&consents, ConsentScope::ShareIdentity)
@@ -633,7 +676,12 @@ async fn cross_border(
             "a prescription abroad names the patient: it needs the patient's cross-border and identity-sharing consents",
         ));
     }
-    fed.outgoing(dest, MessageType::RxPrescription, wire_prescription(rx, ring), None)
+    fed.outgoing(
+        dest,
+        MessageType::RxPrescription,
+        wire_prescription(rx, ring),
+        None,
+    )
 }
 
 /// The body of `rx.prescription`.
@@ -709,7 +757,16 @@ pub async fn received(st: &AppState, p: &Principal) -> AppResult<Vec<Prescriptio
         st.store()
             .append_audit(
                 list.iter()
-                    .map(|x| event(p, AuditAction::Search, "prescription", x.id, None, "received list"))
+                    .map(|x| {
+                        event(
+                            p,
+                            AuditAction::Search,
+                            "prescription",
+                            x.id,
+                            None,
+                            "received list",
+                        )
+                    })
                     .collect(),
             )
             .await?;
@@ -727,7 +784,12 @@ pub struct NewDispense {
 }
 
 /// Record a dispense (here, or of a prescription received from another node, which is then told).
-pub async fn dispense(st: &AppState, p: &Principal, id: Uuid, d: NewDispense) -> AppResult<Dispense> {
+pub async fn dispense(
+    st: &AppState,
+    p: &Principal,
+    id: Uuid,
+    d: NewDispense,
+) -> AppResult<Dispense> {
     p.require(CLINICIANS)?;
     let rx = st.store().rx_prescription(&p.actor(), id).await?;
     if rx.status != RxStatus::Active {
@@ -773,9 +835,12 @@ pub async fn dispense(st: &AppState, p: &Principal, id: Uuid, d: NewDispense) ->
         &format!("prescription {id}"),
     )];
     if let Some(origin) = &rx.origin_node {
-        let fed = st
-            .federation()
-            .ok_or_else(|| bad("error-rx-destination", "this node is not a member of a network"))?;
+        let fed = st.federation().ok_or_else(|| {
+            bad(
+                "error-rx-destination",
+                "this node is not a member of a network",
+            )
+        })?;
         let body = json!({
             "prescription": id,
             "id": dispense.id,
@@ -998,7 +1063,10 @@ mod tests {
         let pen = [allergy("Penicillin")];
         let w = check(&item("308191"), &pen, &[], &ddi, &alg);
         assert_eq!(w.len(), 1);
-        assert_eq!((w[0].kind.as_str(), w[0].severity), ("allergy", Severity::High));
+        assert_eq!(
+            (w[0].kind.as_str(), w[0].severity),
+            ("allergy", Severity::High)
+        );
         let w = check(&item("309114"), &pen, &[], &ddi, &alg);
         assert_eq!(w[0].severity, Severity::Moderate);
         assert!(w[0].reason.contains("cross-reactivity"), "{}", w[0].reason);

@@ -235,7 +235,10 @@ async fn patient_page(
 
 fn number(field: &str, s: &str) -> AppResult<u32> {
     s.trim().parse().map_err(|_| {
-        AppError::unprocessable("error-rx-dosage", format!("{field} {s:?} is not a whole number"))
+        AppError::unprocessable(
+            "error-rx-dosage",
+            format!("{field} {s:?} is not a whole number"),
+        )
     })
 }
 
@@ -478,7 +481,13 @@ async fn received_page(
 ) -> Response {
     let r = async {
         let list = super::received(&st, &p).await?;
-        let c = ctx(&st, Some(&p), &headers, "rx-received-title", "/ui/rx/received");
+        let c = ctx(
+            &st,
+            Some(&p),
+            &headers,
+            "rx-received-title",
+            "/ui/rx/received",
+        );
         let rows = list.iter().map(|x| row(&c, x)).collect();
         Ok(render(&ReceivedPage { ctx: c, rows }))
     }
@@ -529,11 +538,11 @@ async fn verify_submit(
         let keys = super::sign::parse_keys(&super::published_keys(&st)?.to_string())
             .map_err(AppError::internal)?;
         let c = ctx(&st, Some(&p), &headers, "rx-verify-title", "/ui/rx/verify");
-        let (valid, reason, payload) =
-            match super::sign::verify(&f.code, &keys, chrono::Utc::now()) {
-                Ok(pl) => (true, String::new(), Some(pl)),
-                Err(e) => (false, e.to_string(), None),
-            };
+        let (valid, reason, payload) = match super::sign::verify(&f.code, &keys, chrono::Utc::now())
+        {
+            Ok(pl) => (true, String::new(), Some(pl)),
+            Err(e) => (false, e.to_string(), None),
+        };
         Ok(render(&VerifyPage {
             ctx: c,
             code: f.code,

@@ -55,7 +55,9 @@ pub enum VerifyError {
     Algorithm,
     #[error("signed with a key that is not among the published keys (kid {0})")]
     UnknownKey(String),
-    #[error("the signature does not match: the prescription was altered or not issued with this key")]
+    #[error(
+        "the signature does not match: the prescription was altered or not issued with this key"
+    )]
     BadSignature,
     #[error("the prescription expired on {0}")]
     Expired(String),
@@ -111,9 +113,8 @@ pub fn parse_keys(text: &str) -> Result<Vec<(String, VerifyingKey)>, String> {
     if let Ok(k) = parse_public_key(t) {
         return Ok(vec![(Kid::of(&k).as_str().to_owned(), k)]);
     }
-    let v: Value = serde_json::from_str(t).map_err(|_| {
-        "not a JWKS, a keyring or a base64url Ed25519 public key".to_owned()
-    })?;
+    let v: Value = serde_json::from_str(t)
+        .map_err(|_| "not a JWKS, a keyring or a base64url Ed25519 public key".to_owned())?;
     if let Some(keys) = v.get("keys").and_then(Value::as_array) {
         let mut out = Vec::new();
         for k in keys {
@@ -143,7 +144,9 @@ pub fn parse_keys(text: &str) -> Result<Vec<(String, VerifyingKey)>, String> {
 
 /// Sign a payload: the compact JWS.
 pub fn sign(key: &NodeKey, payload: &RxPayload) -> Result<String, serde_json::Error> {
-    let header = serde_json::to_vec(&json!({ "alg": "EdDSA", "kid": key.kid().as_str(), "typ": "caravan-rx+jws" }))?;
+    let header = serde_json::to_vec(
+        &json!({ "alg": "EdDSA", "kid": key.kid().as_str(), "typ": "caravan-rx+jws" }),
+    )?;
     let body = serde_json::to_vec(payload)?;
     let input = format!("{}.{}", b64url(&header), b64url(&body));
     let sig = key.sign(input.as_bytes());
@@ -164,7 +167,8 @@ pub fn verify(
     let t = text.trim();
     let token = t.strip_prefix(QR_PREFIX).unwrap_or(t);
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(VerifyError::Malformed);
     };

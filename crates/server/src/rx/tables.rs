@@ -158,7 +158,8 @@ pub fn parse(table: RxTable, text: &str) -> Result<Vec<(String, Value)>, TableEr
         out.push((key, doc));
         Ok(())
     };
-    let to_value = |v: Result<Value, serde_json::Error>| v.map_err(|e| TableError::Format(e.to_string()));
+    let to_value =
+        |v: Result<Value, serde_json::Error>| v.map_err(|e| TableError::Format(e.to_string()));
     match table {
         RxTable::Formulary => {
             for (i, r) in rows::<FormularyRow>(text)?.into_iter().enumerate() {
@@ -180,7 +181,11 @@ pub fn parse(table: RxTable, text: &str) -> Result<Vec<(String, Value)>, TableEr
                     route: norm(&r.route),
                     classes: r.classes.into_vec(),
                 };
-                push(row, item.code.clone(), to_value(serde_json::to_value(&item))?)?;
+                push(
+                    row,
+                    item.code.clone(),
+                    to_value(serde_json::to_value(&item))?,
+                )?;
             }
         }
         RxTable::Interactions => {
@@ -234,10 +239,9 @@ mod tests {
             assert!(rows.len() >= 9, "{t:?}: {}", rows.len());
         }
         let f = parse(RxTable::Formulary, STARTER[0].1).unwrap();
-        let amox: FormularyItem = serde_json::from_value(
-            f.iter().find(|(k, _)| k == "308191").unwrap().1.clone(),
-        )
-        .unwrap();
+        let amox: FormularyItem =
+            serde_json::from_value(f.iter().find(|(k, _)| k == "308191").unwrap().1.clone())
+                .unwrap();
         assert_eq!(amox.ingredient, "amoxicillin");
         assert_eq!(amox.classes, ["penicillin", "beta-lactam", "antibacterial"]);
         assert_eq!(amox.system, RXNORM);
