@@ -212,7 +212,7 @@ pub fn check(
             }
         }
     }
-    out.sort_by(|x, y| y.severity.cmp(&x.severity));
+    out.sort_by_key(|w| std::cmp::Reverse(w.severity));
     out.dedup_by(|x, y| x.kind == y.kind && x.subject == y.subject && x.reason == y.reason);
     out
 }
