@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: certs::cli::Command,
     },
+    /// e-Prescription: verify a printed prescription offline, the node's prescription keys, table import.
+    Rx {
+        #[command(subcommand)]
+        command: caravan_server::rx::cli::Command,
+    },
     /// This node's certificate trust lists, rules and issuing keys in DATA/certs (import, list, export, issuer).
     Trust {
         #[command(subcommand)]
@@ -355,6 +360,7 @@ fn main() -> ExitCode {
     let cli = match cli.command {
         Command::Cert { command } => return domains::cert(command),
         Command::Trust { command } => return caravan_server::certs_web::cli::run(command),
+        Command::Rx { command } => return caravan_server::rx::cli::run(command),
         Command::Rules { command } => return domains::rules(command),
         Command::Surveil { command } => return domains::surveil(command),
         Command::Ecg { command } => return domains::ecg(command),
@@ -432,6 +438,7 @@ fn main() -> ExitCode {
             // Dispatched before the runtime starts (above): some libraries start runtimes of their own.
             Command::Cert { .. }
             | Command::Trust { .. }
+            | Command::Rx { .. }
             | Command::Tls { .. }
             | Command::Rules { .. }
             | Command::Surveil { .. }

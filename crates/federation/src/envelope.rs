@@ -55,11 +55,15 @@ pub enum MessageType {
     SurvAggregate,
     /// An officer of the receiving country acknowledged a `surv.alert` (`surv.ack`), sent back to its origin.
     SurvAck,
+    /// A prescription sent to another country's node for dispensing (`rx.prescription`).
+    RxPrescription,
+    /// A dispense reported back to the prescribing node (`rx.dispense`).
+    RxDispense,
 }
 
 impl MessageType {
     /// Every registered type.
-    pub const ALL: [MessageType; 11] = [
+    pub const ALL: [MessageType; 13] = [
         MessageType::ConsultPacket,
         MessageType::ConsultReport,
         MessageType::ConsultMessage,
@@ -71,6 +75,8 @@ impl MessageType {
         MessageType::SurvAlert,
         MessageType::SurvAggregate,
         MessageType::SurvAck,
+        MessageType::RxPrescription,
+        MessageType::RxDispense,
     ];
 
     /// The wire name.
@@ -87,6 +93,8 @@ impl MessageType {
             MessageType::SurvAlert => "surv.alert",
             MessageType::SurvAggregate => "surv.aggregate",
             MessageType::SurvAck => "surv.ack",
+            MessageType::RxPrescription => "rx.prescription",
+            MessageType::RxDispense => "rx.dispense",
         }
     }
 }

@@ -88,6 +88,20 @@ pub const ROUTES: &[(&str, &str, &str, Option<&[Role]>)] = &[
     ("get", "/api/v1/guest/visit", "For an invitation holder (X-Visit-Token): the visit's state and place in the queue", None),
     ("post", "/api/v1/guest/check-in", "For an invitation holder: enter the waiting room", None),
     ("get", "/api/v1/guest/ice", "For an invitation holder: ICE servers and TURN credentials", None),
+    ("get", "/api/v1/rx/formulary", "The node's formulary (FHIR Medication codes); ?q= filters", Some(&[])),
+    ("get", "/api/v1/rx/tables/{table}", "An e-prescription reference table (formulary, interactions, allergies)", Some(&[])),
+    ("post", "/api/v1/rx/tables/{table}", "Import a reference table (CSV with header row, or JSON array); replaces it", Some(&[Role::Admin])),
+    ("get", "/api/v1/rx/keys", "The node's prescription signing keys (JWKS) for offline verification", None),
+    ("post", "/api/v1/rx/verify", "Verify a prescription QR code against this node's keys", Some(&[])),
+    ("post", "/api/v1/rx/check", "Allergy and interaction warnings for a prescription, without writing it", Some(&[Role::Referrer, Role::Consultant])),
+    ("post", "/api/v1/rx/prescriptions", "Write a prescription (MedicationRequest); severe warnings need override_reason; destination sends it abroad", Some(&[Role::Referrer, Role::Consultant])),
+    ("get", "/api/v1/rx/prescriptions/{id}", "A prescription with its dispenses", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("get", "/api/v1/rx/prescriptions/{id}/fhir", "A prescription as a FHIR Bundle (MedicationRequest, MedicationDispense)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("post", "/api/v1/rx/prescriptions/{id}/dispense", "Record a dispense (MedicationDispense); reported back to the prescribing node", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/rx/received", "Prescriptions received from other nodes for dispensing here", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/patients/{id}/allergies", "A patient's allergies (?format=fhir: AllergyIntolerance Bundle)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("post", "/api/v1/patients/{id}/allergies", "Record an allergy (substance, criticality, reaction)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/patients/{id}/prescriptions", "A patient's prescriptions", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
     ("get", "/api/v1/openapi.json", "This document", None),
 ];
 
@@ -130,6 +144,7 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::certs_web::api::routes())
         .merge(crate::surveil::api::routes())
         .merge(crate::visits::api::routes())
+        .merge(crate::rx::api::routes())
         .fallback(|| async { AppError::not_found("API route") })
 }
 

@@ -636,6 +636,8 @@ pub async fn seed(store: &dyn Store, sla: &SlaPolicy) -> Result<bool, StoreError
         }
     }
     crate::surveil::demo::seed(store, "KZ", true).await?;
+    // e-Prescription: the shipped starter formulary and check tables.
+    crate::rx::seed_starter(store).await?;
     Ok(true)
 }
 

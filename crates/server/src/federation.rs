@@ -624,7 +624,19 @@ async fn effect_of(st: &AppState, env: &SignedEnvelope) -> Result<Effect, Refusa
                 Err(reason) => Err(Refusal::Ignore(reason)),
             }
         }
+        MessageType::RxPrescription => {
+            rx_effect(crate::rx::receive_prescription(st, from, body).await?)
+        }
+        MessageType::RxDispense => rx_effect(crate::rx::receive_dispense(st, from, body).await?),
     }
+}
+
+fn rx_effect(r: crate::rx::Received) -> Result<Effect, Refusal> {
+    let (changes, audit) = r.map_err(Refusal::Ignore)?;
+    let mut e = Effect::applied();
+    e.changes = changes;
+    e.audit = audit;
+    Ok(e)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, Refusal> {

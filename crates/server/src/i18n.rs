@@ -19,7 +19,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
             include_str!("../../../locales/en/surveillance.ftl"),
             include_str!("../../../locales/en/visits.ftl"),
             include_str!("../../../locales/en/imaging.ftl"),
-            include_str!("../../../locales/en/slides.ftl")
+            include_str!("../../../locales/en/slides.ftl"),
+            include_str!("../../../locales/en/prescriptions.ftl")
         ),
     ),
     (
@@ -31,7 +32,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
             include_str!("../../../locales/zh-CN/surveillance.ftl"),
             include_str!("../../../locales/zh-CN/visits.ftl"),
             include_str!("../../../locales/zh-CN/imaging.ftl"),
-            include_str!("../../../locales/zh-CN/slides.ftl")
+            include_str!("../../../locales/zh-CN/slides.ftl"),
+            include_str!("../../../locales/zh-CN/prescriptions.ftl")
         ),
     ),
     (
@@ -43,7 +45,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
             include_str!("../../../locales/ru/surveillance.ftl"),
             include_str!("../../../locales/ru/visits.ftl"),
             include_str!("../../../locales/ru/imaging.ftl"),
-            include_str!("../../../locales/ru/slides.ftl")
+            include_str!("../../../locales/ru/slides.ftl"),
+            include_str!("../../../locales/ru/prescriptions.ftl")
         ),
     ),
     (
@@ -55,7 +58,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
             include_str!("../../../locales/ar/surveillance.ftl"),
             include_str!("../../../locales/ar/visits.ftl"),
             include_str!("../../../locales/ar/imaging.ftl"),
-            include_str!("../../../locales/ar/slides.ftl")
+            include_str!("../../../locales/ar/slides.ftl"),
+            include_str!("../../../locales/ar/prescriptions.ftl")
         ),
     ),
 ];

@@ -16,6 +16,7 @@ pub mod network;
 pub mod surveil;
 pub mod studies;
 pub mod study_transfer;
+pub mod rx;
 pub mod teams;
 pub mod throttle;
 pub mod tls;
@@ -138,6 +139,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(visits::pages::routes())
         .merge(studies::routes())
         .merge(study_transfer::routes(&state))
+        .merge(rx::pages::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

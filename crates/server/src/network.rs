@@ -366,6 +366,8 @@ pub async fn seed(store: &dyn Store, node: DemoNode) -> Result<bool, StoreError>
                 .await?;
         }
     }
+    // e-Prescription: the shipped starter formulary and check tables.
+    crate::rx::seed_starter(store).await?;
     Ok(true)
 }
 

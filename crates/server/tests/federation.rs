@@ -1178,3 +1178,132 @@ async fn surveillance_envelopes_from_non_neighbours_have_no_effect() {
     assert_eq!(ack.outcome, "ignored: unknown alert");
     drop(net.dir);
 }
+
+/// A prescription written in Kashgar (CN) to be dispensed at the national center (KZ): it crosses as
+/// `rx.prescription` with only what the pharmacy needs, is verifiable there with the keys it carries, and the
+/// dispense comes back as `rx.dispense` and completes the prescription at home.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_prescription_is_dispensed_abroad_and_reported_back() {
+    let net = start().await;
+    let wang = net.login(DemoNode::Kashgar, "dr.wang").await;
+    let pharmacist = net.login(DemoNode::Center, "cardio.nurlanov").await;
+    let pid = patient_id(&wang, "Tursun").await;
+    let body = json!({ "patient_id": pid, "medication": "198440", "dose": "500", "times_per_day": 3,
+                       "duration_days": 5, "destination": "center-kz" });
+    // Without the patient's consents it does not leave.
+    let (s, e) = wang.post("/api/v1/rx/prescriptions", body.clone()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["error"], "error-consent-cross-border");
+    for scope in ["cross_border", "share_identity"] {
+        let (s, v) = wang
+            .post(
+                &format!("/api/v1/patients/{pid}/consents"),
+                json!({ "scope": scope, "granted": true }),
+            )
+            .await;
+        assert!(s.is_success(), "{v}");
+    }
+    let (s, rx) = wang.post("/api/v1/rx/prescriptions", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{rx}");
+    let id = rx["id"].as_str().unwrap().to_owned();
+
+    let got = eventually(&pharmacist, "/api/v1/rx/received", |v| {
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|x| x["id"] == id.as_str()))
+    })
+    .await;
+    let here = got
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(here["origin_node"], "kashgar-cn");
+    assert_eq!(here["patient_name"], "Mehmet Tursun");
+    assert_eq!(here["patient_id"], Value::Null);
+    assert_eq!(here["dosage"]["quantity"], 15);
+    // The printed code verifies at the center with the keys the envelope carried.
+    let bodies = received(net.node(DemoNode::Center), "rx.prescription").await;
+    let keys = caravan_server::rx::sign::parse_keys(&bodies[0]["keys"].to_string()).unwrap();
+    let payload = caravan_server::rx::sign::verify(
+        here["token"].as_str().unwrap(),
+        &keys,
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    assert_eq!(payload.id, id);
+
+    let (s, d) = pharmacist
+        .post(
+            &format!("/api/v1/rx/prescriptions/{id}/dispense"),
+            json!({ "performer": "Central pharmacy, Astana", "quantity": 15 }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    let home = eventually(&wang, &format!("/api/v1/rx/prescriptions/{id}"), |v| {
+        v["prescription"]["status"] == "completed"
+    })
+    .await;
+    assert_eq!(home["dispenses"][0]["node"], "center-kz");
+    assert_eq!(home["dispenses"][0]["quantity"], 15);
+
+    // Per message type, exactly which fields crossed: no national id, no allergies, no warnings, no case.
+    let expect: &[(&LocalNode, &str, &[&str])] = &[
+        (
+            net.node(DemoNode::Center),
+            "rx.prescription",
+            &[
+                "id",
+                "patient",
+                "patient/name",
+                "patient/birth_date",
+                "medication",
+                "medication/system",
+                "medication/code",
+                "medication/display",
+                "medication/ingredient",
+                "medication/strength",
+                "medication/form",
+                "dosage",
+                "dosage/dose",
+                "dosage/dose_unit",
+                "dosage/route",
+                "dosage/times_per_day",
+                "dosage/duration_days",
+                "dosage/quantity",
+                "dosage/instructions",
+                "prescriber",
+                "prescriber/name",
+                "prescriber/institution",
+                "created_at",
+                "token",
+                "keys",
+                "keys/keys",
+                "keys/keys/kty",
+                "keys/keys/crv",
+                "keys/keys/alg",
+                "keys/keys/use",
+                "keys/keys/kid",
+                "keys/keys/x",
+            ],
+        ),
+        (
+            net.node(DemoNode::Kashgar),
+            "rx.dispense",
+            &[
+                "prescription",
+                "id",
+                "quantity",
+                "performer",
+                "dispensed_at",
+            ],
+        ),
+    ];
+    for (node, kind, fields) in expect {
+        let bodies = received(node, kind).await;
+        assert_eq!(bodies.len(), 1, "{kind} to {}", node.node.id());
+        let mut keys = BTreeSet::new();
+        key_paths(&bodies[0], "", &mut keys);
+        assert_eq!(keys, set(fields), "{kind} to {}", node.node.id());
+    }
+}

@@ -105,6 +105,31 @@ const UI_PAGES: &[(&str, &[Role])] = &[
         &[Role::PublicHealthOfficer],
     ),
     (
+        "/ui/patients/{patient}/rx",
+        &[
+            Role::Referrer,
+            Role::Consultant,
+            Role::Coordinator,
+            Role::Patient,
+        ],
+    ),
+    (
+        "/ui/rx/received",
+        &[Role::Referrer, Role::Consultant, Role::Coordinator],
+    ),
+    (
+        "/ui/rx/verify",
+        &[
+            Role::Referrer,
+            Role::Consultant,
+            Role::Coordinator,
+            Role::PublicHealthOfficer,
+            Role::Admin,
+            Role::Patient,
+        ],
+    ),
+    ("/ui/rx/admin", &[Role::Admin]),
+    (
         "/ui/tokens",
         &[
             Role::Referrer,

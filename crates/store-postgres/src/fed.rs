@@ -149,6 +149,7 @@ pub(crate) async fn apply(c: &mut PgConnection, changes: Vec<Change>) -> Result<
             }
             Change::PurgeForeignCase(id) => purge(c, id).await?,
             Change::LinkStudy(s) => crate::studies::link(c, &s).await?,
+            Change::Rx(r) => crate::rx::apply(c, r).await?,
             other => crate::surv::apply(c, other).await?,
         }
     }

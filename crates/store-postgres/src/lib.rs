@@ -22,6 +22,7 @@ mod rows;
 mod surv;
 mod visits;
 mod studies;
+mod rx;
 
 use async_trait::async_trait;
 use caravan_domain::audit::{audit_time, AuditRecord};

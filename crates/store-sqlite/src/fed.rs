@@ -151,6 +151,7 @@ pub(crate) async fn apply(c: &mut SqliteConnection, changes: Vec<Change>) -> Res
             }
             Change::PurgeForeignCase(id) => purge(c, id).await?,
             Change::LinkStudy(s) => crate::studies::link(c, &s).await?,
+            Change::Rx(r) => crate::rx::apply(c, r).await?,
             other => crate::surv::apply(c, other).await?,
         }
     }

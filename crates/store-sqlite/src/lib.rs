@@ -12,6 +12,7 @@ mod rows;
 mod surv;
 mod visits;
 mod studies;
+mod rx;
 mod writer;
 
 use async_trait::async_trait;

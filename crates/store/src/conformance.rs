@@ -20,6 +20,7 @@ pub async fn run_all(store: &dyn Store) {
     surveillance_records(store, &w).await;
     visits_booking_queue_and_scope(store, &w).await;
     case_studies(store, &w).await;
+    rx_records(store, &w).await;
     audit_chain_holds(store).await;
 }
 
@@ -1757,3 +1758,237 @@ async fn case_studies(store: &dyn Store, w: &World) {
         "nothing of a failed unit is kept"
     );
 }
+}
+
+fn rx_item(code: &str, ingredient: &str, classes: &[&str]) -> FormularyItem {
+    FormularyItem {
+        code: code.into(),
+        system: RXNORM.into(),
+        display: format!("{ingredient} 500 MG Oral Tablet"),
+        ingredient: ingredient.into(),
+        strength: "500 mg".into(),
+        form: "tablet".into(),
+        route: "oral".into(),
+        classes: classes.iter().map(|c| c.to_string()).collect(),
+    }
+}
+
+/// e-Prescription: imported tables replace wholesale, allergies and prescriptions follow the patient's scope, a
+/// received prescription is visible to clinicians only, dispenses need their prescription, and a status change
+/// sticks.
+async fn rx_records(store: &dyn Store, w: &World) {
+    let a = Actor::from(&w.referrer_a);
+    let b = Actor::from(&w.referrer_b);
+    let amox = rx_item("308191", "amoxicillin", &["penicillin", "beta-lactam"]);
+    let ceph = rx_item("309114", "cefalexin", &["cephalosporin", "beta-lactam"]);
+    let rows = |items: &[&FormularyItem]| RxChange::ReplaceTable {
+        table: RxTable::Formulary,
+        rows: items
+            .iter()
+            .map(|i| (i.code.clone(), serde_json::to_value(i).unwrap()))
+            .collect(),
+    };
+    store
+        .apply(vec![Change::Rx(rows(&[&amox, &ceph]))], vec![])
+        .await
+        .unwrap();
+    assert_eq!(store.rx_table(RxTable::Formulary).await.unwrap().len(), 2);
+    // A second import replaces the first; a failing import (duplicate key) leaves the table as it was.
+    store
+        .apply(vec![Change::Rx(rows(&[&amox]))], vec![])
+        .await
+        .unwrap();
+    assert_eq!(store.rx_table(RxTable::Formulary).await.unwrap().len(), 1);
+    assert!(matches!(
+        store.rx_formulary_item("309114").await,
+        Err(StoreError::NotFound(_))
+    ));
+    let failed = store
+        .apply(vec![Change::Rx(rows(&[&ceph, &ceph]))], vec![])
+        .await;
+    assert!(failed.is_err(), "a duplicate key must fail the import");
+    assert_eq!(store.rx_formulary_item("308191").await.unwrap(), amox);
+    assert!(store
+        .rx_table(RxTable::Interactions)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let allergy = Allergy {
+        id: uuid::Uuid::now_v7(),
+        patient_id: w.patient_a.id,
+        substance: "penicillin".into(),
+        criticality: "high".into(),
+        reaction: "urticaria".into(),
+        status: "active".into(),
+        recorded_by: w.referrer_a.id,
+        recorded_at: Utc::now(),
+    };
+    store
+        .apply(
+            vec![Change::Rx(RxChange::InsertAllergy(allergy.clone()))],
+            vec![event(
+                Some(&w.referrer_a),
+                AuditAction::Create,
+                "allergy",
+                allergy.id.to_string(),
+                Some(w.patient_a.id),
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.rx_allergies(&a, w.patient_a.id).await.unwrap(),
+        vec![allergy.clone()]
+    );
+    assert!(matches!(
+        store.rx_allergies(&b, w.patient_a.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let mut rx = Prescription {
+        id: uuid::Uuid::now_v7(),
+        patient_id: Some(w.patient_a.id),
+        patient_name: "Aigerim Nurlanova".into(),
+        patient_birth_date: Some(w.patient_a.birth_date),
+        consultation_id: None,
+        prescriber_id: Some(w.referrer_a.id),
+        prescriber_name: w.referrer_a.display_name.clone(),
+        institution_name: w.hospital_a.name.clone(),
+        medication: amox.clone(),
+        dosage: Dosage {
+            dose: "500".into(),
+            dose_unit: "mg".into(),
+            route: "oral".into(),
+            times_per_day: 3,
+            duration_days: 7,
+            quantity: 21,
+            instructions: "after meals".into(),
+        },
+        warnings: vec![RxWarning {
+            kind: "allergy".into(),
+            severity: Severity::High,
+            subject: "penicillin".into(),
+            reason: "allergic to penicillins".into(),
+            source: "test".into(),
+        }],
+        override_reason: Some("tolerated before under observation".into()),
+        status: RxStatus::Active,
+        origin_node: None,
+        destination_node: None,
+        token: "header.payload.signature".into(),
+        created_at: Utc::now(),
+    };
+    store
+        .apply(
+            vec![Change::Rx(RxChange::InsertPrescription(Box::new(
+                rx.clone(),
+            )))],
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.rx_prescription(&a, rx.id).await.unwrap(), rx);
+    assert_eq!(
+        store.rx_prescriptions(&a, w.patient_a.id).await.unwrap(),
+        vec![rx.clone()]
+    );
+    assert!(matches!(
+        store.rx_prescription(&b, rx.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .apply(
+                vec![Change::Rx(RxChange::InsertPrescription(Box::new(
+                    rx.clone()
+                )))],
+                vec![]
+            )
+            .await,
+        Err(StoreError::Duplicate(_))
+    ));
+
+    // A received prescription (no local patient): clinicians see it, a patient does not.
+    let mut received = rx.clone();
+    received.id = uuid::Uuid::now_v7();
+    received.patient_id = None;
+    received.origin_node = Some("node-cn".into());
+    store
+        .apply(
+            vec![Change::Rx(RxChange::InsertPrescription(Box::new(
+                received.clone(),
+            )))],
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.rx_received(&a, 10).await.unwrap(),
+        vec![received.clone()]
+    );
+    let patient_actor = Actor {
+        user_id: UserId::new(),
+        institution_id: w.hospital_a.id,
+        role: Role::Patient,
+        patient_id: Some(w.patient_a.id),
+    };
+    assert!(store
+        .rx_received(&patient_actor, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        store.rx_prescription(&patient_actor, received.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Dispense: needs its prescription; the status change and the dispense commit together.
+    let dispense = Dispense {
+        id: uuid::Uuid::now_v7(),
+        prescription_id: rx.id,
+        quantity: 21,
+        performer: "Pharmacy 7".into(),
+        note: String::new(),
+        node: None,
+        dispensed_at: Utc::now(),
+    };
+    let mut orphan = dispense.clone();
+    orphan.id = uuid::Uuid::now_v7();
+    orphan.prescription_id = uuid::Uuid::now_v7();
+    assert!(matches!(
+        store
+            .apply(
+                vec![
+                    Change::Rx(RxChange::SetStatus {
+                        id: rx.id,
+                        status: RxStatus::Completed
+                    }),
+                    Change::Rx(RxChange::InsertDispense(orphan))
+                ],
+                vec![]
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store.rx_prescription(&a, rx.id).await.unwrap().status,
+        RxStatus::Active,
+        "a failed unit of work must leave the status unchanged"
+    );
+    store
+        .apply(
+            vec![
+                Change::Rx(RxChange::SetStatus {
+                    id: rx.id,
+                    status: RxStatus::Completed,
+                }),
+                Change::Rx(RxChange::InsertDispense(dispense.clone())),
+            ],
+            vec![],
+        )
+        .await
+        .unwrap();
+    rx.status = RxStatus::Completed;
+    assert_eq!(store.rx_prescription(&a, rx.id).await.unwrap(), rx);
+    assert_eq!(store.rx_dispenses(rx.id).await.unwrap(), vec![dispense]);

@@ -165,4 +165,6 @@ pub enum Change {
     PutSurvForeignCount(crate::SurvForeignCount),
     /// Link a DICOM study to a case, or update the link (state, transfer progress) if it exists.
     LinkStudy(crate::CaseStudy),
+    /// An e-prescription record (see [`crate::rx`]).
+    Rx(crate::rx::RxChange),
 }

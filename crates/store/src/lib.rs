@@ -10,13 +10,15 @@
 
 pub mod conformance;
 pub mod federation;
+pub mod rx;
 pub mod studies;
 pub mod surveillance;
 pub mod visits;
 
 pub use federation::*;
-pub use surveillance::*;
+pub use rx::*;
 pub use studies::{CaseStudy, StudyState};
+pub use surveillance::*;
 pub use visits::*;
 
 use async_trait::async_trait;
@@ -129,7 +131,7 @@ pub struct PatientFilter {
 }
 
 #[async_trait]
-pub trait Store: VisitStore + Send + Sync + 'static {
+pub trait Store: VisitStore + RxStore + Send + Sync + 'static {
     /// Which backend this is (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 

@@ -1,0 +1,310 @@
+//! e-Prescription on a real node (SQLite, demo seed with the starter tables): allergy and interaction warnings with
+//! their reasons, the severe-warning override (refused without a reason, audited with one), the signed QR payload
+//! verified with the published keys only (and a tampered one refused), dispensing, scoping and bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use caravan_server::rx::sign;
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn aigerim(c: &Client) -> String {
+    let (s, v) = c.get("/api/v1/patients?name=Nurlanova").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v[0]["id"].as_str().unwrap().to_owned()
+}
+
+fn rx(patient: &str, code: &str) -> Value {
+    json!({ "patient_id": patient, "medication": code, "dose": "500", "times_per_day": 3, "duration_days": 7 })
+}
+
+#[tokio::test]
+async fn warnings_override_qr_and_dispense() {
+    let node = start().await;
+    let doc = Client::login(&node, "dr.aliyev").await;
+    let pid = aigerim(&doc).await;
+
+    // The starter formulary is there (demo seed); the allergy is recorded on the patient.
+    let (s, f) = doc.get("/api/v1/rx/formulary?q=amoxicillin").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(f.as_array().unwrap().iter().any(|i| i["code"] == "308191"));
+    let (s, a) = doc
+        .post(
+            &format!("/api/v1/patients/{pid}/allergies"),
+            json!({ "substance": "Penicillin", "criticality": "high", "reaction": "urticaria" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    let (_, list) = doc
+        .get(&format!("/api/v1/patients/{pid}/allergies?format=fhir"))
+        .await;
+    assert_eq!(
+        list["entry"][0]["resource"]["resourceType"],
+        "AllergyIntolerance"
+    );
+    assert_eq!(list["entry"][0]["resource"]["code"]["text"], "penicillin");
+
+    // Amoxicillin: a severe allergy warning with its reason; without an override reason it is refused.
+    let (s, check) = doc.post("/api/v1/rx/check", rx(&pid, "308191")).await;
+    assert_eq!(s, StatusCode::OK, "{check}");
+    assert_eq!(check["override_required"], true);
+    assert_eq!(check["warnings"][0]["kind"], "allergy");
+    assert_eq!(check["warnings"][0]["severity"], "high");
+    assert!(check["warnings"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("penicillin"));
+    let (s, e) = doc
+        .post("/api/v1/rx/prescriptions", rx(&pid, "308191"))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    assert_eq!(e["error"], "error-rx-override-required");
+    let (_, before) = doc
+        .get(&format!("/api/v1/patients/{pid}/prescriptions"))
+        .await;
+    assert!(
+        before.as_array().unwrap().is_empty(),
+        "nothing written: {before}"
+    );
+    // Cefalexin: only a moderate cross-reactivity warning, written without an override.
+    let (s, cef) = doc
+        .post("/api/v1/rx/prescriptions", rx(&pid, "309114"))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{cef}");
+    assert_eq!(cef["warnings"][0]["severity"], "moderate");
+    assert!(cef["warnings"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("cross-reactivity"));
+    assert_eq!(cef["override_reason"], Value::Null);
+    // With a reason the amoxicillin is written, and the override is in the patient's access log.
+    let mut body = rx(&pid, "308191");
+    body["override_reason"] = json!("tolerated amoxicillin in 2023 under observation");
+    let (s, amox) = doc.post("/api/v1/rx/prescriptions", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{amox}");
+    assert_eq!(amox["dosage"]["quantity"], 21);
+    let (_, log) = doc.get(&format!("/api/v1/patients/{pid}/access-log")).await;
+    let log = log.to_string();
+    assert!(log.contains("prescription-override"), "{log}");
+    assert!(log.contains("tolerated amoxicillin in 2023"), "{log}");
+
+    // Interactions: simvastatin first, then clarithromycin warns (ONC high-priority, with its source).
+    let (s, _) = doc
+        .post("/api/v1/rx/prescriptions", rx(&pid, "198211"))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, check) = doc.post("/api/v1/rx/check", rx(&pid, "197517")).await;
+    let w = &check["warnings"][0];
+    assert_eq!(w["kind"], "interaction", "{check}");
+    assert_eq!(w["severity"], "high");
+    assert_eq!(w["subject"], "simvastatin 40 MG Oral Tablet");
+    assert!(w["reason"].as_str().unwrap().contains("rhabdomyolysis"));
+    assert!(w["source"].as_str().unwrap().contains("Phansalkar"));
+    // Paracetamol has nothing to say.
+    let (_, check) = doc.post("/api/v1/rx/check", rx(&pid, "198440")).await;
+    assert_eq!(check["warnings"], json!([]), "{check}");
+
+    // The QR payload verifies with the published keys only; altered, it does not.
+    let (s, keys) = reqwest::get(format!("{}/.well-known/caravan-rx-keys.json", node.base))
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .map(|v| (StatusCode::OK, v))
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    let keys = sign::parse_keys(&keys.to_string()).unwrap();
+    let token = amox["token"].as_str().unwrap();
+    let payload = sign::verify(&sign::qr_text(token), &keys, chrono::Utc::now()).unwrap();
+    assert_eq!(payload.id, amox["id"].as_str().unwrap());
+    assert_eq!(payload.mc, "308191");
+    assert_eq!(payload.q, 21);
+    assert_eq!(payload.pn, "Aigerim Nurlanova");
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut forged: Value = serde_json::from_slice(
+        &caravan_federation::keys::b64url_decode(parts[1], "payload").unwrap(),
+    )
+    .unwrap();
+    forged["q"] = json!(210);
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        caravan_federation::keys::b64url(forged.to_string().as_bytes()),
+        parts[2]
+    );
+    assert_eq!(
+        sign::verify(&forged, &keys, chrono::Utc::now()),
+        Err(sign::VerifyError::BadSignature)
+    );
+    let (_, v) = doc
+        .post("/api/v1/rx/verify", json!({ "code": forged }))
+        .await;
+    assert_eq!(v["valid"], false);
+    let (_, v) = doc
+        .post("/api/v1/rx/verify", json!({ "code": sign::qr_text(token) }))
+        .await;
+    assert_eq!(v["valid"], true, "{v}");
+
+    // Pages: the prescription with its QR code, the printable form, the patient's page.
+    let id = amox["id"].as_str().unwrap();
+    for path in [
+        format!("/ui/rx/{id}"),
+        format!("/ui/rx/{id}/print"),
+        format!("/ui/patients/{pid}/rx"),
+    ] {
+        let r = doc
+            .http
+            .get(format!("{}{path}", node.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains("amoxicillin 500 MG Oral Capsule"), "{path}");
+        if path.ends_with("/print") {
+            assert!(html.contains("<svg") && html.contains("@media print"));
+        }
+    }
+
+    // Dispensing completes it; a second dispense is refused; FHIR shows both resources.
+    let (s, d) = doc
+        .post(
+            &format!("/api/v1/rx/prescriptions/{id}/dispense"),
+            json!({ "performer": "Pharmacy No. 7, Taldykorgan" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    assert_eq!(d["quantity"], 21);
+    let (s, e) = doc
+        .post(
+            &format!("/api/v1/rx/prescriptions/{id}/dispense"),
+            json!({ "performer": "again" }),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (StatusCode::CONFLICT, Some("error-rx-not-active"))
+    );
+    let (_, b) = doc
+        .get(&format!("/api/v1/rx/prescriptions/{id}/fhir"))
+        .await;
+    assert_eq!(
+        b["entry"][0]["resource"]["resourceType"],
+        "MedicationRequest"
+    );
+    assert_eq!(b["entry"][0]["resource"]["status"], "completed");
+    assert_eq!(
+        b["entry"][0]["resource"]["contained"][0]["code"]["coding"][0]["system"],
+        "http://www.nlm.nih.gov/research/umls/rxnorm"
+    );
+    assert_eq!(
+        b["entry"][1]["resource"]["resourceType"],
+        "MedicationDispense"
+    );
+
+    // Scope and roles: another hospital does not see it; a patient reads but cannot prescribe.
+    let wang = Client::login(&node, "dr.wang").await;
+    assert_eq!(
+        wang.get(&format!("/api/v1/rx/prescriptions/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let patient = Client::login(&node, "patient").await;
+    assert_eq!(
+        patient
+            .get(&format!("/api/v1/rx/prescriptions/{id}"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (s, e) = patient
+        .post("/api/v1/rx/prescriptions", rx(&pid, "198440"))
+        .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("error-forbidden"))
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_a_reason() {
+    let node = start().await;
+    let doc = Client::login(&node, "dr.aliyev").await;
+    let admin = Client::login(&node, "admin").await;
+    let pid = aigerim(&doc).await;
+    for (body, code) in [
+        (rx(&pid, "000000"), "error-rx-unknown-medication"),
+        (
+            json!({ "patient_id": pid, "medication": "198440", "dose": "-1", "times_per_day": 3, "duration_days": 7 }),
+            "error-rx-dosage",
+        ),
+        (
+            json!({ "patient_id": pid, "medication": "198440", "dose": "1", "times_per_day": 0, "duration_days": 7 }),
+            "error-rx-dosage",
+        ),
+        (
+            json!({ "patient_id": pid, "medication": "198440" }),
+            "error-bad-json",
+        ),
+        (
+            json!({ "patient_id": pid, "medication": "198440", "dose": "1", "times_per_day": 1, "duration_days": 1, "destination": "center-kz" }),
+            "error-rx-destination",
+        ),
+    ] {
+        let (s, e) = doc.post("/api/v1/rx/prescriptions", body).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        assert_eq!(e["error"], code, "{e}");
+    }
+    let (s, e) = doc
+        .post(
+            &format!("/api/v1/patients/{pid}/allergies"),
+            json!({ "substance": " " }),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("error-rx-allergy"))
+    );
+
+    // A bad table names its row and leaves the stored table as it was.
+    let import = |body: &'static str| {
+        admin
+            .http
+            .post(format!("{}/api/v1/rx/tables/interactions", node.base))
+            .header("x-csrf-token", &admin.csrf)
+            .body(body)
+            .send()
+    };
+    let (_, before) = admin.get("/api/v1/rx/tables/interactions").await;
+    let r = import("a,b,severity,reason,source\nx,y,high,r,s\nx,z,severe,r,s\n")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let e: Value = r.json().await.unwrap();
+    assert!(e["message"].as_str().unwrap().starts_with("row 2:"), "{e}");
+    assert_eq!(admin.get("/api/v1/rx/tables/interactions").await.1, before);
+    let r = import("[{\"a\":\"x\",\"b\":\"y\",\"severity\":\"low\",\"reason\":\"r\"}]")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        admin
+            .get("/api/v1/rx/tables/interactions")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Only administrators import.
+    let (s, _) = doc
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/rx/tables/formulary",
+            Some(json!([])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
