@@ -1758,7 +1758,6 @@ async fn case_studies(store: &dyn Store, w: &World) {
         "nothing of a failed unit is kept"
     );
 }
-}
 
 fn rx_item(code: &str, ingredient: &str, classes: &[&str]) -> FormularyItem {
     FormularyItem {
@@ -1992,3 +1991,4 @@ async fn rx_records(store: &dyn Store, w: &World) {
     rx.status = RxStatus::Completed;
     assert_eq!(store.rx_prescription(&a, rx.id).await.unwrap(), rx);
     assert_eq!(store.rx_dispenses(rx.id).await.unwrap(), vec![dispense]);
+}
