@@ -19,10 +19,10 @@
 mod fed;
 mod ops;
 mod rows;
+mod rx;
+mod studies;
 mod surv;
 mod visits;
-mod studies;
-mod rx;
 
 use async_trait::async_trait;
 use caravan_domain::audit::{audit_time, AuditRecord};

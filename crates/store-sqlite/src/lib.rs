@@ -9,10 +9,10 @@
 mod fed;
 mod ops;
 mod rows;
+mod rx;
+mod studies;
 mod surv;
 mod visits;
-mod studies;
-mod rx;
 mod writer;
 
 use async_trait::async_trait;
