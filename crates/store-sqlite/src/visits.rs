@@ -218,12 +218,13 @@ impl VisitStore for SqliteStore {
     }
 
     async fn visit_get_schedule(&self, id: Uuid) -> Result<Schedule> {
-        let row = sqlx::query("SELECT * FROM visit_schedules WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?
-            .ok_or(StoreError::NotFound("schedule"))?;
+        let row = row_by_id(
+            &self.reader,
+            "SELECT * FROM visit_schedules WHERE id = ?",
+            id,
+            "schedule",
+        )
+        .await?;
         schedule_from_row(&row)
     }
 
@@ -283,12 +284,13 @@ impl VisitStore for SqliteStore {
     }
 
     async fn visit_get_slot(&self, id: Uuid) -> Result<Slot> {
-        let row = sqlx::query("SELECT * FROM visit_slots WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err)?
-            .ok_or(StoreError::NotFound("slot"))?;
+        let row = row_by_id(
+            &self.reader,
+            "SELECT * FROM visit_slots WHERE id = ?",
+            id,
+            "slot",
+        )
+        .await?;
         slot_from_row(&row)
     }
 
@@ -664,4 +666,19 @@ impl VisitStore for SqliteStore {
         .map_err(db_err)?;
         rows.iter().map(participant_from_row).collect()
     }
+}
+
+/// The one row of `sql` (one `?` for the id) on the read pool, or `NotFound(what)`.
+async fn row_by_id(
+    pool: &sqlx::SqlitePool,
+    sql: &str,
+    id: Uuid,
+    what: &'static str,
+) -> Result<sqlx::sqlite::SqliteRow> {
+    sqlx::query(sql)
+        .bind(id.to_string())
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound(what))
 }
