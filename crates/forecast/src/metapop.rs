@@ -4,7 +4,7 @@
 //! mobility matrix (row i: where region i's contacts come from) and p the fraction of contacts made away from home.
 
 use crate::error::{ForecastError, Result};
-use crate::ode::{Dopri5, OdeSystem, SolveStats};
+use crate::ode::{Rk5, OdeSystem, SolveStats};
 use crate::special::is_positive;
 use std::cell::RefCell;
 
@@ -532,7 +532,7 @@ impl MetaSeir {
         &self,
         y0: &[f64],
         days: usize,
-        solver: &mut Dopri5,
+        solver: &mut Rk5,
     ) -> Result<(Vec<f64>, SolveStats)> {
         let mut out = Vec::new();
         let stats = self.simulate_into(y0, days, solver, &mut out)?;
@@ -545,7 +545,7 @@ impl MetaSeir {
         &self,
         y0: &[f64],
         days: usize,
-        solver: &mut Dopri5,
+        solver: &mut Rk5,
         out: &mut Vec<f64>,
     ) -> Result<SolveStats> {
         let t_eval: Vec<f64> = (0..=days).map(|d| d as f64).collect();
@@ -711,7 +711,7 @@ mod tests {
             Coupling::from_mobility(&mob, 0.0)?,
         )?;
         let y0 = meta.initial_state(&[10.0, 0.0])?;
-        let mut s = Dopri5::new(1e-10, 1e-8)?;
+        let mut s = Rk5::new(1e-10, 1e-8)?;
         let (states, _) = meta.simulate(&y0, 100, &mut s)?;
         let single = Model::new(ModelKind::Seir { sigma: 0.25 }, 1e5)?;
         let tr = single.simulate(
@@ -744,7 +744,7 @@ mod tests {
             Coupling::from_mobility(&mob, 0.1)?,
         )?;
         let y0 = meta.initial_state(&[5.0, 0.0, 0.0])?;
-        let mut s = Dopri5::new(1e-8, 1e-8)?;
+        let mut s = Rk5::new(1e-8, 1e-8)?;
         let (states, _) = meta.simulate(&y0, 200, &mut s)?;
         let last = &states[200 * 12..];
         for r in 0..3 {

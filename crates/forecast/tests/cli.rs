@@ -431,7 +431,7 @@ fn fit_regions_from_csv() {
         .simulate(
             &y0,
             150,
-            &mut forecast::ode::Dopri5::new(1e-9, 1e-9).unwrap(),
+            &mut forecast::ode::Rk5::new(1e-9, 1e-9).unwrap(),
         )
         .unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(8);
