@@ -29,6 +29,64 @@ pub trait OdeSystem {
     fn feedback_dim(&self) -> usize {
         self.dim()
     }
+    /// f at an intermediate stage of an explicit Runge–Kutta step: writes f(t, y + h·Σ_j a[j]·ks[j]) into `dydt`
+    /// (`a` and `ks` have the same length, 1 to 6; every vector is `dim()` long).
+    ///
+    /// The default forms the stage value in `stage` (its first `feedback_dim()` components, the only ones f
+    /// reads) and calls [`rhs`](Self::rhs). A system may instead form the stage values as it evaluates f, one pass
+    /// instead of two; it must then give exactly the same result (the same floating-point operations in the same
+    /// order: each component y_i + h·(a_0·k_0,i + a_1·k_1,i + …), see [`stage_value`]).
+    #[allow(clippy::too_many_arguments)]
+    fn rhs_stage(
+        &self,
+        t: f64,
+        y: &[f64],
+        h: f64,
+        a: &[f64],
+        ks: &[&[f64]],
+        stage: &mut [f64],
+        dydt: &mut [f64],
+    ) {
+        let m = self.feedback_dim().min(y.len()).min(stage.len());
+        combine_into(&mut stage[..m], y, h, a, ks);
+        self.rhs(t, stage, dydt);
+    }
+}
+
+/// One component of a stage value, y + h·(a_0·k_0 + a_1·k_1 + …) in that order (what [`OdeSystem::rhs_stage`]
+/// must reproduce).
+#[inline(always)]
+pub fn stage_value<const J: usize>(y: f64, h: f64, a: &[f64; J], k: [f64; J]) -> f64 {
+    let mut s = a[0] * k[0];
+    for j in 1..J {
+        s += a[j] * k[j];
+    }
+    y + h * s
+}
+
+/// out_i = y_i + h·Σ_j a_j·ks_j,i for i < out.len() (the other vectors are at least that long; `a` and `ks` have
+/// 1 to 6 entries, more are ignored).
+pub fn combine_into(out: &mut [f64], y: &[f64], h: f64, a: &[f64], ks: &[&[f64]]) {
+    fn fixed<const J: usize>(out: &mut [f64], y: &[f64], h: f64, a: &[f64], ks: &[&[f64]]) {
+        let (Ok(a), Some(ks)) = (<&[f64; J]>::try_from(&a[..J]), ks.get(..J)) else {
+            return;
+        };
+        let n = out.len();
+        let y = &y[..n];
+        let ks: [&[f64]; J] = std::array::from_fn(|j| &ks[j][..n]);
+        for i in 0..n {
+            out[i] = stage_value(y[i], h, a, std::array::from_fn(|j| ks[j][i]));
+        }
+    }
+    match a.len().min(ks.len()) {
+        0 => out.copy_from_slice(&y[..out.len()]),
+        1 => fixed::<1>(out, y, h, a, ks),
+        2 => fixed::<2>(out, y, h, a, ks),
+        3 => fixed::<3>(out, y, h, a, ks),
+        4 => fixed::<4>(out, y, h, a, ks),
+        5 => fixed::<5>(out, y, h, a, ks),
+        _ => fixed::<6>(out, y, h, a, ks),
+    }
 }
 
 const C2: f64 = 1.0 / 5.0;
@@ -232,6 +290,13 @@ fn error_and_output<const K: usize>(
     dst: &mut [f64],
 ) -> (f64, bool) {
     let n = y.len();
+    // h folded into the weights: err = Σ_j (h·e_j)·k_j, output y + Σ_j (h·q_j(x))·k_j.
+    let eh: [f64; K] = std::array::from_fn(|j| h * e[j]);
+    let weights = |time: f64| -> [f64; K] {
+        let x = (time - t) / h;
+        let (x1, x2, x3, x4) = (x, x * x, x * x * x, x * x * x * x);
+        std::array::from_fn(|j| h * (p[j][0] * x1 + p[j][1] * x2 + p[j][2] * x3 + p[j][3] * x4))
+    };
     let mut acc = [0.0; LANES];
     let mut fin = [0.0; LANES];
     let mut start = 0;
@@ -246,11 +311,11 @@ fn error_and_output<const K: usize>(
             let (y8, yn8) = (&yb[b..b + LANES], &ynb[b..b + LANES]);
             let k8: [&[f64]; K] = std::array::from_fn(|j| &kb[j][b..b + LANES]);
             for l in 0..LANES {
-                let mut s = e[0] * k8[0][l];
+                let mut s = eh[0] * k8[0][l];
                 for j in 1..K {
-                    s += e[j] * k8[j][l];
+                    s += eh[j] * k8[j][l];
                 }
-                let r = (h * s) / (atol + y8[l].abs().max(yn8[l].abs()) * rtol);
+                let r = s / (atol + y8[l].abs().max(yn8[l].abs()) * rtol);
                 acc[l] += r * r;
                 // y_new·0 is NaN exactly when y_new is ±inf or NaN.
                 fin[l] += yn8[l] * 0.0;
@@ -258,30 +323,47 @@ fn error_and_output<const K: usize>(
             b += LANES;
         }
         for (l, i) in (full..len).enumerate() {
-            let mut s = e[0] * kb[0][i];
+            let mut s = eh[0] * kb[0][i];
             for j in 1..K {
-                s += e[j] * kb[j][i];
+                s += eh[j] * kb[j][i];
             }
-            let r = (h * s) / (atol + yb[i].abs().max(ynb[i].abs()) * rtol);
+            let r = s / (atol + yb[i].abs().max(ynb[i].abs()) * rtol);
             acc[l] += r * r;
             fin[l] += ynb[i] * 0.0;
         }
+        // Rows two at a time where there are two: one load of each k serves both.
+        let mut pending: Option<(&mut [f64], [f64; K])> = None;
         for (row, &time) in dst.chunks_exact_mut(n).zip(times) {
             let out = &mut row[start..end];
             if time == t_new {
                 out.copy_from_slice(ynb);
-            } else {
-                let x = (time - t) / h;
-                let (x1, x2, x3, x4) = (x, x * x, x * x * x, x * x * x * x);
-                let q: [f64; K] =
-                    std::array::from_fn(|j| p[j][0] * x1 + p[j][1] * x2 + p[j][2] * x3 + p[j][3] * x4);
-                for i in 0..len {
-                    let mut s = q[0] * kb[0][i];
-                    for j in 1..K {
-                        s += q[j] * kb[j][i];
+                continue;
+            }
+            let q = weights(time);
+            match pending.take() {
+                None => pending = Some((out, q)),
+                Some((first, q1)) => {
+                    let (first, out) = (&mut first[..len], &mut out[..len]);
+                    for i in 0..len {
+                        let (mut s1, mut s2) = (q1[0] * kb[0][i], q[0] * kb[0][i]);
+                        for j in 1..K {
+                            s1 += q1[j] * kb[j][i];
+                            s2 += q[j] * kb[j][i];
+                        }
+                        first[i] = yb[i] + s1;
+                        out[i] = yb[i] + s2;
                     }
-                    out[i] = yb[i] + h * s;
                 }
+            }
+        }
+        if let Some((out, q)) = pending {
+            let out = &mut out[..len];
+            for i in 0..len {
+                let mut s = q[0] * kb[0][i];
+                for j in 1..K {
+                    s += q[j] * kb[j][i];
+                }
+                out[i] = yb[i] + s;
             }
         }
         start = end;
@@ -386,7 +468,6 @@ impl Rk5 {
         out: &mut Vec<f64>,
     ) -> Result<SolveStats> {
         let n = sys.dim();
-        let m = sys.feedback_dim().min(n);
         if y0.len() != n {
             return Err(ForecastError::InvalidParameter {
                 name: "y0",
@@ -500,29 +581,24 @@ impl Rk5 {
                 // Stage values only for the components the right-hand side reads.
                 match self.method {
                     Method::DormandPrince => {
-                        combine!(tmp[..m], y, h; A21 => k1);
-                        sys.rhs(t + C2 * h, tmp, k2);
-                        combine!(tmp[..m], y, h; A31 => k1, A32 => k2);
-                        sys.rhs(t + C3 * h, tmp, k3);
-                        combine!(tmp[..m], y, h; A41 => k1, A42 => k2, A43 => k3);
-                        sys.rhs(t + C4 * h, tmp, k4);
-                        combine!(tmp[..m], y, h; A51 => k1, A52 => k2, A53 => k3, A54 => k4);
-                        sys.rhs(t + C5 * h, tmp, k5);
-                        combine!(tmp[..m], y, h; A61 => k1, A62 => k2, A63 => k3, A64 => k4, A65 => k5);
-                        sys.rhs(t + h, tmp, k6);
+                        sys.rhs_stage(t + C2 * h, y, h, &[A21], &[k1], tmp, k2);
+                        sys.rhs_stage(t + C3 * h, y, h, &[A31, A32], &[k1, k2], tmp, k3);
+                        sys.rhs_stage(t + C4 * h, y, h, &[A41, A42, A43], &[k1, k2, k3], tmp, k4);
+                        let a5 = [A51, A52, A53, A54];
+                        sys.rhs_stage(t + C5 * h, y, h, &a5, &[k1, k2, k3, k4], tmp, k5);
+                        let a6 = [A61, A62, A63, A64, A65];
+                        sys.rhs_stage(t + h, y, h, &a6, &[k1, k2, k3, k4, k5], tmp, k6);
                         combine!(y_new, y, h; B1 => k1, B3 => k3, B4 => k4, B5 => k5, B6 => k6);
                     }
                     Method::Tsitouras => {
-                        combine!(tmp[..m], y, h; TA21 => k1);
-                        sys.rhs(t + TC2 * h, tmp, k2);
-                        combine!(tmp[..m], y, h; TA31 => k1, TA32 => k2);
-                        sys.rhs(t + TC3 * h, tmp, k3);
-                        combine!(tmp[..m], y, h; TA41 => k1, TA42 => k2, TA43 => k3);
-                        sys.rhs(t + TC4 * h, tmp, k4);
-                        combine!(tmp[..m], y, h; TA51 => k1, TA52 => k2, TA53 => k3, TA54 => k4);
-                        sys.rhs(t + TC5 * h, tmp, k5);
-                        combine!(tmp[..m], y, h; TA61 => k1, TA62 => k2, TA63 => k3, TA64 => k4, TA65 => k5);
-                        sys.rhs(t + h, tmp, k6);
+                        sys.rhs_stage(t + TC2 * h, y, h, &[TA21], &[k1], tmp, k2);
+                        sys.rhs_stage(t + TC3 * h, y, h, &[TA31, TA32], &[k1, k2], tmp, k3);
+                        let a4 = [TA41, TA42, TA43];
+                        sys.rhs_stage(t + TC4 * h, y, h, &a4, &[k1, k2, k3], tmp, k4);
+                        let a5 = [TA51, TA52, TA53, TA54];
+                        sys.rhs_stage(t + TC5 * h, y, h, &a5, &[k1, k2, k3, k4], tmp, k5);
+                        let a6 = [TA61, TA62, TA63, TA64, TA65];
+                        sys.rhs_stage(t + h, y, h, &a6, &[k1, k2, k3, k4, k5], tmp, k6);
                         combine!(y_new, y, h; TB1 => k1, TB2 => k2, TB3 => k3, TB4 => k4, TB5 => k5, TB6 => k6);
                     }
                 }
@@ -611,6 +687,246 @@ fn next_after(t: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pair's coefficients as full arrays: c, A (row i = stage i), b (fifth order, b7 = 0), e = b − b̂ and the
+    /// continuous extension.
+    struct Tableau {
+        c: [f64; 7],
+        a: [[f64; 7]; 7],
+        b: [f64; 7],
+        e: [f64; 7],
+        p: [[f64; 4]; 7],
+    }
+
+    fn dormand_prince() -> Tableau {
+        Tableau {
+            c: [0.0, C2, C3, C4, C5, 1.0, 1.0],
+            a: [
+                [0.0; 7],
+                [A21, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                [A31, A32, 0.0, 0.0, 0.0, 0.0, 0.0],
+                [A41, A42, A43, 0.0, 0.0, 0.0, 0.0],
+                [A51, A52, A53, A54, 0.0, 0.0, 0.0],
+                [A61, A62, A63, A64, A65, 0.0, 0.0],
+                [B1, 0.0, B3, B4, B5, B6, 0.0],
+            ],
+            b: [B1, 0.0, B3, B4, B5, B6, 0.0],
+            e: [E1, 0.0, E3, E4, E5, E6, E7],
+            p: P,
+        }
+    }
+
+    fn tsitouras() -> Tableau {
+        Tableau {
+            c: [0.0, TC2, TC3, TC4, TC5, 1.0, 1.0],
+            a: [
+                [0.0; 7],
+                [TA21, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                [TA31, TA32, 0.0, 0.0, 0.0, 0.0, 0.0],
+                [TA41, TA42, TA43, 0.0, 0.0, 0.0, 0.0],
+                [TA51, TA52, TA53, TA54, 0.0, 0.0, 0.0],
+                [TA61, TA62, TA63, TA64, TA65, 0.0, 0.0],
+                [TB1, TB2, TB3, TB4, TB5, TB6, 0.0],
+            ],
+            b: [TB1, TB2, TB3, TB4, TB5, TB6, 0.0],
+            e: TS_E,
+            p: TP,
+        }
+    }
+
+    /// Residuals of the order conditions (one per rooted tree) up to `order` for weights `w`.
+    fn order_residuals(t: &Tableau, w: &[f64; 7], order: usize) -> Vec<f64> {
+        let av = |v: &[f64; 7]| -> [f64; 7] {
+            std::array::from_fn(|i| (0..7).map(|j| t.a[i][j] * v[j]).sum())
+        };
+        let mul = |u: &[f64; 7], v: &[f64; 7]| -> [f64; 7] { std::array::from_fn(|i| u[i] * v[i]) };
+        let dot = |v: &[f64; 7]| -> f64 { (0..7).map(|i| w[i] * v[i]).sum() };
+        let c = t.c;
+        let one = [1.0; 7];
+        let c2 = mul(&c, &c);
+        let c3 = mul(&c2, &c);
+        let ac = av(&c);
+        let ac2 = av(&c2);
+        let aac = av(&ac);
+        let mut r = vec![dot(&one) - 1.0];
+        if order >= 2 {
+            r.push(dot(&c) - 1.0 / 2.0);
+        }
+        if order >= 3 {
+            r.extend([dot(&c2) - 1.0 / 3.0, dot(&ac) - 1.0 / 6.0]);
+        }
+        if order >= 4 {
+            r.extend([
+                dot(&c3) - 1.0 / 4.0,
+                dot(&mul(&c, &ac)) - 1.0 / 8.0,
+                dot(&ac2) - 1.0 / 12.0,
+                dot(&aac) - 1.0 / 24.0,
+            ]);
+        }
+        if order >= 5 {
+            r.extend([
+                dot(&mul(&c3, &c)) - 1.0 / 5.0,
+                dot(&mul(&c2, &ac)) - 1.0 / 10.0,
+                dot(&mul(&c, &ac2)) - 1.0 / 15.0,
+                dot(&mul(&c, &aac)) - 1.0 / 30.0,
+                dot(&mul(&ac, &ac)) - 1.0 / 20.0,
+                dot(&av(&c3)) - 1.0 / 20.0,
+                dot(&av(&mul(&c, &ac))) - 1.0 / 40.0,
+                dot(&av(&ac2)) - 1.0 / 60.0,
+                dot(&av(&aac)) - 1.0 / 120.0,
+            ]);
+        }
+        r
+    }
+
+    #[test]
+    fn both_pairs_satisfy_their_order_conditions() {
+        for (name, t) in [("Dormand-Prince", dormand_prince()), ("Tsitouras", tsitouras())] {
+            for i in 0..7 {
+                let row: f64 = t.a[i].iter().sum();
+                assert!((row - t.c[i]).abs() < 1e-14, "{name}: row {i} sums to {row}");
+            }
+            // Fifth order (all 17 trees) for b; fourth (8 trees) for the embedded b̂ = b − e, and not fifth, or
+            // the error estimate would vanish.
+            let r5 = order_residuals(&t, &t.b, 5);
+            assert_eq!(r5.len(), 17);
+            assert!(r5.iter().all(|r| r.abs() < 1e-13), "{name}: {r5:?}");
+            let bhat: [f64; 7] = std::array::from_fn(|j| t.b[j] - t.e[j]);
+            let r4 = order_residuals(&t, &bhat, 4);
+            assert!(r4.iter().all(|r| r.abs() < 1e-13), "{name}: {r4:?}");
+            let r5hat = order_residuals(&t, &bhat, 5);
+            assert!(r5hat.iter().any(|r| r.abs() > 1e-6), "{name}: {r5hat:?}");
+            // The continuous extension: b(1) = b, and quadrature conditions of order 4 at every θ.
+            for theta in [0.1, 0.37, 0.5, 0.81, 1.0] {
+                let bt: [f64; 7] = std::array::from_fn(|j| {
+                    (0..4).map(|m| t.p[j][m] * theta.powi(m as i32 + 1)).sum()
+                });
+                for q in 1..=4 {
+                    let lhs: f64 = (0..7).map(|j| bt[j] * t.c[j].powi(q - 1)).sum();
+                    let rhs = theta.powi(q) / f64::from(q);
+                    assert!((lhs - rhs).abs() < 1e-13, "{name}: θ {theta} q {q}");
+                }
+                if theta == 1.0 {
+                    for j in 0..7 {
+                        assert!((bt[j] - t.b[j]).abs() < 1e-13, "{name}: b_{j}(1)");
+                    }
+                }
+            }
+        }
+    }
+
+    /// y' = −2t·y², y(0) = 1: y = 1/(1 + t²).
+    struct Rational;
+    impl OdeSystem for Rational {
+        fn dim(&self) -> usize {
+            1
+        }
+        fn rhs(&self, t: f64, y: &[f64], d: &mut [f64]) {
+            d[0] = -2.0 * t * y[0] * y[0];
+        }
+    }
+
+    #[test]
+    fn tsitouras_converges_with_order_five() -> Result<()> {
+        // The global error against the number of steps, over four decades of tolerance: slope −5 on a log-log
+        // scale for a fifth-order method (a mistyped coefficient drops it to 1–4).
+        let ts: Vec<f64> = (0..=40).map(|i| f64::from(i) * 0.25).collect();
+        let mut points = Vec::new();
+        for k in 0..=8 {
+            let rtol = 10f64.powf(-4.0 - 0.5 * f64::from(k));
+            let mut s = Rk5::new(rtol, rtol * 1e-3)?.with_method(Method::Tsitouras);
+            assert_eq!(s.method(), Method::Tsitouras);
+            let mut out = Vec::new();
+            let st = s.solve(&Rational, 0.0, &[1.0], &ts, &mut out)?;
+            let err = ts
+                .iter()
+                .zip(&out)
+                .map(|(&t, &y)| (y - 1.0 / (1.0 + t * t)).abs())
+                .fold(0.0f64, f64::max);
+            points.push(((st.steps as f64).ln(), err.ln()));
+        }
+        let m = points.len() as f64;
+        let (sx, sy) = points.iter().fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1));
+        let (mx, my) = (sx / m, sy / m);
+        let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+        let sxx: f64 = points.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
+        let slope = sxy / sxx;
+        assert!((-5.8..=-4.2).contains(&slope), "slope {slope}: {points:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn tsitouras_matches_dormand_prince_at_tight_tolerance() -> Result<()> {
+        let ts: Vec<f64> = (0..=100).map(|i| f64::from(i) * 0.3).collect();
+        let sys = Lotka {
+            declare_quadrature: true,
+        };
+        let y0 = [10.0, 5.0, 0.0];
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let sa = Rk5::new(1e-11, 1e-11)?.solve(&sys, 0.0, &y0, &ts, &mut a)?;
+        let sb = Rk5::new(1e-11, 1e-11)?
+            .with_method(Method::Tsitouras)
+            .solve(&sys, 0.0, &y0, &ts, &mut b)?;
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= 1e-8 * x.abs().max(1.0), "{x} vs {y}");
+        }
+        // Different methods, so different steps: the comparison is not trivially of one solve with itself; at the
+        // same tolerance Tsitouras needs fewer.
+        assert_ne!(sa.rhs_evals, sb.rhs_evals);
+        assert!(sb.steps < sa.steps, "{sa:?} {sb:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn tsitouras_rejects_bad_arguments() {
+        assert!(Rk5::new(-1.0, 1e-6)
+            .map(|s| s.with_method(Method::Tsitouras))
+            .is_err());
+        let mut s = Rk5::new(1e-6, 1e-6).map(|s| s.with_method(Method::Tsitouras)).ok();
+        for (y0, ts) in [
+            (&[1.0][..], &[1.0][..]),
+            (&[1.0, 0.0][..], &[2.0, 1.0][..]),
+            (&[1.0, 0.0][..], &[-1.0][..]),
+            (&[1.0, 0.0][..], &[f64::NAN][..]),
+        ] {
+            let r = s.as_mut().map(|s| s.solve(&Decay, 0.0, y0, ts, &mut Vec::new()));
+            assert!(matches!(r, Some(Err(ForecastError::InvalidParameter { .. }))));
+        }
+        let r = s
+            .as_mut()
+            .map(|s| s.solve(&Blowup, 0.0, &[1.0], &[2.0], &mut Vec::new()));
+        assert!(matches!(r, Some(Err(ForecastError::Solver { .. }))));
+    }
+
+    #[test]
+    fn default_stage_evaluation_is_the_stage_value_then_rhs() {
+        // rhs_stage's default must equal forming y + h·Σ a_j k_j by stage_value and calling rhs, for 1..6 terms.
+        let y = [10.0, 5.0, 0.0];
+        let ks: Vec<Vec<f64>> = (0..6)
+            .map(|j| vec![0.5 + f64::from(j), -1.25 * f64::from(j), 3.0])
+            .collect();
+        let a = [0.3, -0.7, 1.1, 0.05, -2.0, 0.9];
+        let sys = Lotka {
+            declare_quadrature: true,
+        };
+        for terms in 1..=6 {
+            let kr: Vec<&[f64]> = ks[..terms].iter().map(Vec::as_slice).collect();
+            let (mut stage, mut d) = ([0.0; 3], [0.0; 3]);
+            sys.rhs_stage(0.0, &y, 0.1, &a[..terms], &kr, &mut stage, &mut d);
+            let mut expect = [0.0; 3];
+            for i in 0..2 {
+                let mut s = a[0] * kr[0][i];
+                for j in 1..terms {
+                    s += a[j] * kr[j][i];
+                }
+                expect[i] = y[i] + 0.1 * s;
+            }
+            let mut de = [0.0; 3];
+            sys.rhs(0.0, &expect, &mut de);
+            assert_eq!(&stage[..2], &expect[..2]);
+            assert_eq!(d, de);
+        }
+    }
 
     struct Decay;
     impl OdeSystem for Decay {
