@@ -644,7 +644,8 @@ impl MetaSeir {
         };
         let mut guard = self.scratch.borrow_mut();
         let (x, foi) = &mut *guard;
-        let block = |b: usize| -> [&[f64]; J] { std::array::from_fn(|j| &ks[j][b * n..(b + 1) * n]) };
+        let block =
+            |b: usize| -> [&[f64]; J] { std::array::from_fn(|j| &ks[j][b * n..(b + 1) * n]) };
         // Infectious stage values, and x = I/N for the coupling.
         {
             let (yi, ki, si) = (&y[2 * n..3 * n], block(2), &mut stage[2 * n..3 * n]);

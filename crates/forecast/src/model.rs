@@ -5,7 +5,7 @@
 //! itself rather than by differencing S (which loses precision when S is large).
 
 use crate::error::{ForecastError, Result};
-use crate::ode::{Rk5, OdeSystem};
+use crate::ode::{OdeSystem, Rk5};
 use crate::special::is_positive;
 use serde::Serialize;
 

@@ -191,7 +191,7 @@ const TB3: f64 = 0.479_889_650_414_499_6;
 const TB4: f64 = 1.379_008_574_103_742;
 const TB5: f64 = -3.290_069_515_436_081;
 const TB6: f64 = 2.324_710_524_099_774;
-const TE1: f64 = -0.001_780_011_052_225_777_1;
+const TE1: f64 = -0.001_780_011_052_225_777;
 const TE2: f64 = -0.000_816_434_459_656_746_9;
 const TE3: f64 = 0.007_880_878_010_261_995;
 const TE4: f64 = -0.144_711_007_173_262_9;
@@ -447,9 +447,9 @@ impl Rk5 {
         self.method
     }
 
-    /// Caps the step size (as SciPy's `max_step`; default unbounded). Rejected unless > 0 (NaN included).
+    /// Caps the step size (as SciPy's `max_step`; default unbounded). Rejected unless finite and > 0.
     pub fn with_max_step(mut self, max_step: f64) -> Result<Self> {
-        if !(max_step > 0.0) {
+        if !crate::special::is_positive(max_step) {
             return Err(ForecastError::InvalidParameter {
                 name: "max_step",
                 value: max_step,
@@ -798,10 +798,16 @@ mod tests {
 
     #[test]
     fn both_pairs_satisfy_their_order_conditions() {
-        for (name, t) in [("Dormand-Prince", dormand_prince()), ("Tsitouras", tsitouras())] {
+        for (name, t) in [
+            ("Dormand-Prince", dormand_prince()),
+            ("Tsitouras", tsitouras()),
+        ] {
             for i in 0..7 {
                 let row: f64 = t.a[i].iter().sum();
-                assert!((row - t.c[i]).abs() < 1e-14, "{name}: row {i} sums to {row}");
+                assert!(
+                    (row - t.c[i]).abs() < 1e-14,
+                    "{name}: row {i} sums to {row}"
+                );
             }
             // Fifth order (all 17 trees) for b; fourth (8 trees) for the embedded b̂ = b − e, and not fifth, or
             // the error estimate would vanish.
@@ -824,8 +830,8 @@ mod tests {
                     assert!((lhs - rhs).abs() < 1e-13, "{name}: θ {theta} q {q}");
                 }
                 if theta == 1.0 {
-                    for j in 0..7 {
-                        assert!((bt[j] - t.b[j]).abs() < 1e-13, "{name}: b_{j}(1)");
+                    for (j, (&bj, &b)) in bt.iter().zip(&t.b).enumerate() {
+                        assert!((bj - b).abs() < 1e-13, "{name}: b_{j}(1)");
                     }
                 }
             }
@@ -867,11 +873,18 @@ mod tests {
             }
             for w in errs.windows(2) {
                 let order = (w[0] / w[1]).log2();
-                assert!((4.6..=5.6).contains(&order), "{method:?}: order {order} from {errs:?}");
+                assert!(
+                    (4.6..=5.6).contains(&order),
+                    "{method:?}: order {order} from {errs:?}"
+                );
             }
         }
-        assert!(Rk5::new(1e-6, 1e-6).and_then(|s| s.with_max_step(0.0)).is_err());
-        assert!(Rk5::new(1e-6, 1e-6).and_then(|s| s.with_max_step(f64::NAN)).is_err());
+        assert!(Rk5::new(1e-6, 1e-6)
+            .and_then(|s| s.with_max_step(0.0))
+            .is_err());
+        assert!(Rk5::new(1e-6, 1e-6)
+            .and_then(|s| s.with_max_step(f64::NAN))
+            .is_err());
         Ok(())
     }
 
@@ -902,15 +915,22 @@ mod tests {
         assert!(Rk5::new(-1.0, 1e-6)
             .map(|s| s.with_method(Method::Tsitouras))
             .is_err());
-        let mut s = Rk5::new(1e-6, 1e-6).map(|s| s.with_method(Method::Tsitouras)).ok();
+        let mut s = Rk5::new(1e-6, 1e-6)
+            .map(|s| s.with_method(Method::Tsitouras))
+            .ok();
         for (y0, ts) in [
             (&[1.0][..], &[1.0][..]),
             (&[1.0, 0.0][..], &[2.0, 1.0][..]),
             (&[1.0, 0.0][..], &[-1.0][..]),
             (&[1.0, 0.0][..], &[f64::NAN][..]),
         ] {
-            let r = s.as_mut().map(|s| s.solve(&Decay, 0.0, y0, ts, &mut Vec::new()));
-            assert!(matches!(r, Some(Err(ForecastError::InvalidParameter { .. }))));
+            let r = s
+                .as_mut()
+                .map(|s| s.solve(&Decay, 0.0, y0, ts, &mut Vec::new()));
+            assert!(matches!(
+                r,
+                Some(Err(ForecastError::InvalidParameter { .. }))
+            ));
         }
         let r = s
             .as_mut()

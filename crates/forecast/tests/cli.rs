@@ -428,11 +428,7 @@ fn fit_regions_from_csv() {
     .unwrap();
     let y0 = m.initial_state(&[15.0, 0.0, 0.0]).unwrap();
     let (states, _) = m
-        .simulate(
-            &y0,
-            150,
-            &mut forecast::ode::Rk5::new(1e-9, 1e-9).unwrap(),
-        )
+        .simulate(&y0, 150, &mut forecast::ode::Rk5::new(1e-9, 1e-9).unwrap())
         .unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(8);
     let mut text = String::from("day,north,centre,south\n");
@@ -515,9 +511,20 @@ fn bench_runs_without_the_peer() {
             && out.contains("ensemble forecast")
     );
     for line in out.lines().filter(|l| l.starts_with("  forecast")) {
-        assert!(line.contains("rhs evals") && line.contains("error"), "{line}");
+        assert!(
+            line.contains("rhs evals") && line.contains("error"),
+            "{line}"
+        );
         // Without the peer the reference is our own tight solve: the errors are still measured and small.
-        let max: f64 = line.split("error ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        let max: f64 = line
+            .split("error ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(max < 1e-3, "{line}");
     }
 }
@@ -542,7 +549,14 @@ fn bench_matches_scipy_step_for_step() {
     ])
     .unwrap();
     let field = |line: &str, key: &str| -> f64 {
-        line.split(key).nth(1).unwrap().split(' ').next().unwrap().parse().unwrap()
+        line.split(key)
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     let mut checked = 0;
     for (i, line) in out.lines().enumerate() {
@@ -561,13 +575,30 @@ fn bench_matches_scipy_step_for_step() {
             let tsit = out.lines().nth(i + 1).unwrap();
             assert!(tsit.contains("Tsitouras"), "{tsit}");
             let evals = |l: &str| -> usize {
-                l.split(" rhs evals").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap()
+                l.split(" rhs evals")
+                    .next()
+                    .unwrap()
+                    .rsplit(' ')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
             };
             let rms = |l: &str| -> f64 {
-                l.split(" rms").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap()
+                l.split(" rms")
+                    .next()
+                    .unwrap()
+                    .rsplit(' ')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
             };
             assert!(evals(tsit) < evals(line), "{line}\n{tsit}");
-            assert!(field(tsit, "error ") <= e_peer && rms(tsit) <= rms(scipy), "{scipy}\n{tsit}");
+            assert!(
+                field(tsit, "error ") <= e_peer && rms(tsit) <= rms(scipy),
+                "{scipy}\n{tsit}"
+            );
             checked += 1;
         }
     }

@@ -2,7 +2,7 @@
 //! number of right-hand-side evaluations (so the same steps) and the same values at the output times.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use forecast::ode::{Rk5, OdeSystem};
+use forecast::ode::{OdeSystem, Rk5};
 
 struct Fun(&'static str);
 
