@@ -405,6 +405,10 @@ pub struct Rk5 {
     tmp: Vec<f64>,
 }
 
+/// The former name of [`Rk5`] (kept so code written against it still builds; `Rk5::new` still steps with
+/// Dormand–Prince).
+pub type Dopri5 = Rk5;
+
 impl Rk5 {
     /// A Dormand–Prince solver (SciPy's RK45) with relative tolerance `rtol` and absolute tolerance `atol` (both
     /// > 0).
