@@ -2,8 +2,12 @@
 """The peer side of `forecast bench`: the same metapopulation SEIR solved by SciPy's solve_ivp (RK45).
 
 Usage: seir_scipy.py DIR   (DIR holds meta.json and the little-endian binary arrays written by the Rust side)
-Prints one JSON object: best wall time and best process CPU time over the repeats, function evaluations and the
-SciPy/NumPy versions; writes the daily trajectory (days + 1 rows of 4n states, little-endian f64) to DIR/trajectory.bin.
+
+Solves once, writes the daily trajectory (days + 1 rows of 4n states, little-endian f64) to DIR/trajectory.bin and,
+when meta.json asks for it, a tight reference solution (DOP853 at meta["ref_rtol"], meta["ref_atol"]) to
+DIR/reference.bin; then prints one JSON line: function evaluations, the SciPy/NumPy versions and the reference's
+evaluations. After that it times one more solve per line "run" read from stdin (one JSON line back each: wall and
+process CPU seconds), so the Rust side can interleave its own runs with these; anything else or EOF ends it.
 """
 import json
 import os
@@ -46,22 +50,34 @@ def main():
         return np.concatenate([-inf, inf - prog, prog - rec, rec])
 
     t_eval = np.arange(meta["days"] + 1, dtype=float)
-    best = float("inf")
-    best_cpu = float("inf")
-    sol = None
-    for _ in range(meta["repeats"]):
-        t0 = time.perf_counter()
-        c0 = time.process_time()
-        sol = solve_ivp(rhs, (0.0, float(meta["days"])), y0, method="RK45",
-                        rtol=meta["rtol"], atol=meta["atol"], t_eval=t_eval)
-        best_cpu = min(best_cpu, time.process_time() - c0)
-        best = min(best, time.perf_counter() - t0)
+
+    def solve(method="RK45", rtol=meta["rtol"], atol=meta["atol"]):
+        return solve_ivp(rhs, (0.0, float(meta["days"])), y0, method=method,
+                         rtol=rtol, atol=atol, t_eval=t_eval)
+
+    sol = solve()
     if not sol.success:
-        print(json.dumps({"error": sol.message}))
+        print(json.dumps({"error": sol.message}), flush=True)
         sys.exit(1)
     np.ascontiguousarray(sol.y.T, dtype="<f8").tofile(os.path.join(d, "trajectory.bin"))
-    print(json.dumps({"seconds": best, "cpu_seconds": best_cpu, "nfev": int(sol.nfev),
-                      "scipy": scipy.__version__, "numpy": np.__version__}))
+    first = {"nfev": int(sol.nfev), "scipy": scipy.__version__, "numpy": np.__version__}
+    if meta.get("reference"):
+        ref = solve("DOP853", meta["ref_rtol"], meta["ref_atol"])
+        if not ref.success:
+            print(json.dumps({"error": ref.message}), flush=True)
+            sys.exit(1)
+        np.ascontiguousarray(ref.y.T, dtype="<f8").tofile(os.path.join(d, "reference.bin"))
+        first["ref_nfev"] = int(ref.nfev)
+    print(json.dumps(first), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        t0 = time.perf_counter()
+        c0 = time.process_time()
+        solve()
+        cpu = time.process_time() - c0
+        wall = time.perf_counter() - t0
+        print(json.dumps({"seconds": wall, "cpu_seconds": cpu}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 //! Times the metapopulation SEIR solve of the benchmark alone (for profiling with perf or callgrind):
-//! `cargo run --release -p forecast --example seir_solve -- [REPEATS] [dense]`.
+//! `cargo run --release -p forecast --example seir_solve -- [REPEATS] [dense] [tsit]`.
 
 use forecast::bench::benchmark_model;
-use forecast::ode::Dopri5;
+use forecast::ode::{Method, Rk5};
 use std::time::Instant;
 
 fn main() -> forecast::Result<()> {
@@ -15,7 +15,12 @@ fn main() -> forecast::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
     let (model, y0) = benchmark_model(regions, 5, dense, 42)?;
-    let mut solver = Dopri5::new(1e-6, 1e-6)?;
+    let method = if args.iter().any(|a| a == "tsit") {
+        Method::Tsitouras
+    } else {
+        Method::DormandPrince
+    };
+    let mut solver = Rk5::new(1e-6, 1e-6)?.with_method(method);
     let mut best = f64::INFINITY;
     let mut checksum = 0.0;
     let mut steps = 0;

@@ -5,7 +5,7 @@ use crate::error::{ForecastError, Result};
 use crate::fit::{fit, FitSpec, Likelihood, Observation};
 use crate::metapop::{Coupling, Csr, MetaSeir};
 use crate::model::{EpiParams, Model, ModelKind};
-use crate::ode::{Dopri5, SolveStats};
+use crate::ode::{Method, Rk5, SolveStats};
 use crate::sim::simulate_reports;
 use rand::{Rng, SeedableRng};
 use std::io::Write;
@@ -27,7 +27,8 @@ pub struct BenchConfig {
     pub rtol: f64,
     /// Absolute tolerance (both solvers).
     pub atol: f64,
-    /// Timed repetitions; the best is reported.
+    /// Timed rounds: for the SEIR solves, interleaved rounds of every solver (the median is reported); for the
+    /// ensemble forecast, repetitions (the best is reported).
     pub repeats: usize,
     /// Python interpreter for the SciPy peer; None skips the peer.
     pub python: Option<String>,
@@ -140,20 +141,10 @@ fn write_i64(path: &std::path::Path, v: &[usize]) -> Result<()> {
     })
 }
 
-/// Result of the SciPy peer.
-#[derive(Debug, Clone)]
-pub struct PeerResult {
-    /// Best wall time.
-    pub seconds: f64,
-    /// Best process CPU time (all threads, so a multi-threaded BLAS is not flattered).
-    pub cpu_seconds: f64,
-    /// Right-hand-side evaluations.
-    pub nfev: usize,
-    /// The state at every day 0..=days, row after row (as [`MetaSeir::simulate`] returns it).
-    pub trajectory: Vec<f64>,
-    /// SciPy and NumPy versions, e.g. "scipy 1.17.1, numpy 2.4.6".
-    pub versions: String,
-}
+/// Tolerances of the reference solution the errors are measured against (SciPy's DOP853, or our Tsitouras pair
+/// without the peer): six orders of magnitude below the benchmark's.
+const REF_RTOL: f64 = 1e-12;
+const REF_ATOL: f64 = 1e-12;
 
 /// Writes the benchmark model for the SciPy script: `meta.json` plus little-endian binary arrays.
 pub fn export_model(
@@ -167,7 +158,7 @@ pub fn export_model(
     let dense = matches!(coupling, Coupling::Dense(_));
     let meta = serde_json::json!({
         "n": n, "dense": dense, "sigma": 1.0 / 5.2, "gamma": 1.0 / 7.0, "days": cfg.days,
-        "rtol": cfg.rtol, "atol": cfg.atol, "repeats": cfg.repeats,
+        "rtol": cfg.rtol, "atol": cfg.atol, "reference": true, "ref_rtol": REF_RTOL, "ref_atol": REF_ATOL,
     });
     let io = |source, p: &std::path::Path| ForecastError::Io {
         path: p.display().to_string(),
@@ -190,109 +181,185 @@ pub fn export_model(
     Ok(())
 }
 
-fn run_scipy(
-    python: &str,
-    model: &MetaSeir,
-    y0: &[f64],
-    coupling: &Coupling,
-    cfg: &BenchConfig,
-) -> Result<PeerResult> {
-    let dir = std::env::temp_dir().join(format!("forecast-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| ForecastError::Io {
-        path: dir.display().to_string(),
+fn read_f64(path: &std::path::Path) -> Result<Vec<f64>> {
+    let bytes = std::fs::read(path).map_err(|source| ForecastError::Io {
+        path: path.display().to_string(),
         source,
     })?;
-    export_model(&dir, model, y0, coupling, cfg)?;
-    let io = |source, p: &std::path::Path| ForecastError::Io {
-        path: p.display().to_string(),
-        source,
-    };
-    let script = dir.join("seir_scipy.py");
-    std::fs::write(&script, SCIPY_SCRIPT).map_err(|e| io(e, &script))?;
-    let output = std::process::Command::new(python)
-        .arg(&script)
-        .arg(&dir)
-        .output()
-        .map_err(|e| ForecastError::Peer(format!("cannot run {python}: {e}")))?;
-    let traj_path = dir.join("trajectory.bin");
-    let trajectory = std::fs::read(&traj_path).map_err(|e| io(e, &traj_path));
-    let _ = std::fs::remove_dir_all(&dir);
-    if !output.status.success() {
-        return Err(ForecastError::Peer(format!(
-            "{python} seir_scipy.py failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| ForecastError::Peer(format!("unreadable peer output: {e}")))?;
-    let trajectory = trajectory?
+    Ok(bytes
         .chunks_exact(8)
         .map(|b| {
             let mut w = [0u8; 8];
             w.copy_from_slice(b);
             f64::from_le_bytes(w)
         })
-        .collect();
-    Ok(PeerResult {
-        seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),
-        cpu_seconds: v["cpu_seconds"].as_f64().unwrap_or(f64::NAN),
-        nfev: v["nfev"].as_u64().unwrap_or(0) as usize,
-        trajectory,
-        versions: format!(
-            "scipy {}, numpy {}",
-            v["scipy"].as_str().unwrap_or("?"),
-            v["numpy"].as_str().unwrap_or("?")
-        ),
-    })
+        .collect())
 }
 
-/// Best wall and process-CPU times of `f` over `repeats` runs, and its last result.
+/// The SciPy side, running: it has solved once (trajectory, evaluations, reference) and times one more solve per
+/// [`Peer::time_one`], so its runs interleave with ours.
+struct Peer {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    dir: std::path::PathBuf,
+    /// Right-hand-side evaluations of one solve.
+    nfev: usize,
+    /// The state at every day 0..=days, row after row (as [`MetaSeir::simulate`] returns it).
+    trajectory: Vec<f64>,
+    /// DOP853 at [`REF_RTOL`], [`REF_ATOL`], same layout.
+    reference: Vec<f64>,
+    /// Its right-hand-side evaluations.
+    ref_nfev: usize,
+    /// SciPy and NumPy versions, e.g. "scipy 1.17.1, numpy 2.4.6".
+    versions: String,
+}
+
+impl Peer {
+    fn start(
+        python: &str,
+        model: &MetaSeir,
+        y0: &[f64],
+        coupling: &Coupling,
+        cfg: &BenchConfig,
+    ) -> Result<Peer> {
+        use std::io::BufRead;
+        let dir = std::env::temp_dir().join(format!(
+            "forecast-bench-{}-{}",
+            std::process::id(),
+            model.regions()
+        ));
+        let io = |source, p: &std::path::Path| ForecastError::Io {
+            path: p.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| io(e, &dir))?;
+        export_model(&dir, model, y0, coupling, cfg)?;
+        let script = dir.join("seir_scipy.py");
+        std::fs::write(&script, SCIPY_SCRIPT).map_err(|e| io(e, &script))?;
+        let mut child = std::process::Command::new(python)
+            .arg(&script)
+            .arg(&dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| ForecastError::Peer(format!("cannot run {python}: {e}")))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(ForecastError::Peer("no pipes to the peer".into()));
+        };
+        let mut stdout = std::io::BufReader::new(stdout);
+        let mut first = String::new();
+        let read = stdout.read_line(&mut first);
+        let v: Option<serde_json::Value> = serde_json::from_str(&first).ok();
+        let Some(v) = v.filter(|v| read.is_ok() && v.get("error").is_none()) else {
+            let _ = child.kill();
+            let out = child.wait_with_output();
+            let _ = std::fs::remove_dir_all(&dir);
+            let stderr = out
+                .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+                .unwrap_or_default();
+            return Err(ForecastError::Peer(format!(
+                "{python} seir_scipy.py failed: {} {stderr}",
+                first.trim()
+            )));
+        };
+        let peer = Peer {
+            trajectory: read_f64(&dir.join("trajectory.bin"))?,
+            reference: read_f64(&dir.join("reference.bin"))?,
+            nfev: v["nfev"].as_u64().unwrap_or(0) as usize,
+            ref_nfev: v["ref_nfev"].as_u64().unwrap_or(0) as usize,
+            versions: format!(
+                "scipy {}, numpy {}",
+                v["scipy"].as_str().unwrap_or("?"),
+                v["numpy"].as_str().unwrap_or("?")
+            ),
+            child,
+            stdin,
+            stdout,
+            dir,
+        };
+        Ok(peer)
+    }
+
+    /// One timed SciPy solve: (wall, process CPU) seconds as the script measured them around `solve_ivp` alone.
+    fn time_one(&mut self) -> Result<(f64, f64)> {
+        use std::io::BufRead;
+        let broken = |e: std::io::Error| ForecastError::Peer(format!("peer pipe: {e}"));
+        self.stdin.write_all(b"run\n").map_err(broken)?;
+        self.stdin.flush().map_err(broken)?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).map_err(broken)?;
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| ForecastError::Peer(format!("unreadable peer output {line:?}: {e}")))?;
+        match (v["seconds"].as_f64(), v["cpu_seconds"].as_f64()) {
+            (Some(w), Some(c)) => Ok((w, c)),
+            _ => Err(ForecastError::Peer(format!(
+                "unreadable peer output {line:?}"
+            ))),
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.stdin.write_all(b"quit\n");
+        let _ = self.stdin.flush();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Wall and process-CPU seconds of one run of `f`, and its result.
 ///
 /// The CPU time is reported next to the wall time because the build machine is shared: wall time includes
 /// waiting for a core, CPU time does not, and the peer is measured the same way.
+fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<((f64, f64), T)> {
+    let c0 = cpu_time::ProcessTime::try_now().ok();
+    let t0 = Instant::now();
+    let r = f()?;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = c0
+        .and_then(|c| c.try_elapsed().ok())
+        .map_or(f64::NAN, |d| d.as_secs_f64());
+    Ok(((wall, cpu), r))
+}
+
+/// Best wall and process-CPU times of `f` over `repeats` runs, and its last result.
 fn best_of<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<(Duration, Duration, T)> {
-    let mut best = Duration::MAX;
-    let mut best_cpu = Duration::MAX;
+    let mut best = f64::INFINITY;
+    let mut best_cpu = f64::INFINITY;
     let mut last = None;
     for _ in 0..repeats.max(1) {
-        let c0 = cpu_time::ProcessTime::try_now().ok();
-        let t0 = Instant::now();
-        let r = f()?;
-        best = best.min(t0.elapsed());
-        if let Some(d) = c0.and_then(|c| c.try_elapsed().ok()) {
-            best_cpu = best_cpu.min(d);
-        }
+        let ((w, c), r) = timed(&mut f)?;
+        best = best.min(w);
+        best_cpu = best_cpu.min(c);
         last = Some(r);
     }
     let last = last.ok_or(ForecastError::Peer("no repetition ran".into()))?;
-    Ok((best, best_cpu, last))
+    let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or(Duration::ZERO);
+    Ok((secs(best), secs(best_cpu), last))
 }
 
-/// Timings of our solver: best wall and CPU time of `simulate` (a new output vector each run, as SciPy allocates
-/// its own), best CPU time of `simulate_into` one reused output buffer, the work counters and the trajectory.
-struct RustTiming {
-    wall: Duration,
-    cpu: Duration,
-    cpu_reused: Duration,
-    stats: SolveStats,
-    trajectory: Vec<f64>,
+/// Smallest CPU time of the (wall, cpu) pairs (load on a shared machine only ever adds to it).
+fn best_cpu(times: &[(f64, f64)]) -> f64 {
+    times.iter().map(|t| t.1).fold(f64::INFINITY, f64::min)
 }
 
-fn time_rust(model: &MetaSeir, y0: &[f64], cfg: &BenchConfig) -> Result<RustTiming> {
-    let mut solver = Dopri5::new(cfg.rtol, cfg.atol)?;
-    let (wall, cpu, (trajectory, stats)) =
-        best_of(cfg.repeats, || model.simulate(y0, cfg.days, &mut solver))?;
-    let mut buf = Vec::new();
-    let (_, cpu_reused, _) = best_of(cfg.repeats, || {
-        model.simulate_into(y0, cfg.days, &mut solver, &mut buf)
-    })?;
-    Ok(RustTiming {
-        wall,
-        cpu,
-        cpu_reused,
-        stats,
-        trajectory,
-    })
+/// Median of the (wall, cpu) pairs, each taken separately.
+fn median(times: &[(f64, f64)]) -> (f64, f64) {
+    let med = |mut v: Vec<f64>| -> f64 {
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => f64::NAN,
+            l if l % 2 == 1 => v[l / 2],
+            l => 0.5 * (v[l / 2 - 1] + v[l / 2]),
+        }
+    };
+    (
+        med(times.iter().map(|t| t.0).collect()),
+        med(times.iter().map(|t| t.1).collect()),
+    )
 }
 
 /// Largest |a − b| / max(|a|, |b|, 1) over all values (relative for values ≥ 1 person, absolute below), NaN if the
@@ -307,7 +374,42 @@ fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
         .fold(0.0, |m, d| if d.is_nan() || d > m { d } else { m })
 }
 
-/// Runs every benchmark and prints one line per result, with ratios against the peer.
+/// Error of a trajectory against the reference: the largest |y − ref| / max(|ref|, 1) (relative for values ≥ 1
+/// person, absolute below), and the root mean square of (y − ref) / (atol + rtol·|ref|), the error in units of the
+/// requested tolerance. NaN if the lengths differ.
+pub fn trajectory_error(y: &[f64], reference: &[f64], rtol: f64, atol: f64) -> (f64, f64) {
+    if y.len() != reference.len() || y.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut max = 0.0f64;
+    let mut sq = 0.0;
+    for (&a, &r) in y.iter().zip(reference) {
+        let d = (a - r).abs();
+        let rel = d / r.abs().max(1.0);
+        max = if rel.is_nan() || rel > max { rel } else { max };
+        let s = d / (atol + rtol * r.abs());
+        sq += s * s;
+    }
+    (max, (sq / y.len() as f64).sqrt())
+}
+
+/// One of our solvers in the comparison.
+struct Contender {
+    label: &'static str,
+    method: Method,
+    solver: Rk5,
+    times: Vec<(f64, f64)>,
+    stats: SolveStats,
+    trajectory: Vec<f64>,
+}
+
+/// Runs every benchmark and prints its results, with ratios against the peer.
+///
+/// Per coupling variant: SciPy's RK45, our Dormand–Prince (the same method, controller and steps as RK45) and our
+/// Tsitouras 5(4) pair, all at the same tolerances on the same model, timed in `repeats` interleaved rounds (one
+/// run of each per round, so load on the shared machine hits them alike) and reported by median; each with its
+/// right-hand-side evaluations and its error against a tight reference solution, so that a method cannot look
+/// faster by being less accurate.
 pub fn run(cfg: &BenchConfig, out: &mut dyn Write) -> Result<()> {
     let w = |out: &mut dyn Write, s: String| -> Result<()> {
         writeln!(out, "{s}").map_err(|source| ForecastError::Io {
@@ -322,6 +424,7 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn Write) -> Result<()> {
             why: "at most 3650 days",
         });
     }
+    let rounds = cfg.repeats.max(1);
     let variants: &[bool] = if cfg.dense { &[false, true] } else { &[false] };
     for &dense in variants {
         let (model, y0) = benchmark_model(cfg.regions, cfg.links, dense, cfg.seed)?;
@@ -330,38 +433,122 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn Write) -> Result<()> {
         } else {
             format!("sparse coupling ({} links/region)", cfg.links)
         };
-        let r = time_rust(&model, &y0, cfg)?;
-        let mut line = format!(
-            "metapop SEIR {} regions, {label}, {} days, rtol {:e}, atol {:e}: forecast {:.2} ms wall / {:.2} ms cpu ({} steps, {} rhs evals)",
-            cfg.regions,
+        let mut peer = match &cfg.python {
+            Some(py) => Some(Peer::start(py, &model, &y0, model.coupling(), cfg)?),
+            None => None,
+        };
+        let mut ours = [
+            ("Dormand-Prince 5(4)", Method::DormandPrince),
+            ("Tsitouras 5(4)", Method::Tsitouras),
+        ]
+        .map(|(label, method)| {
+            Rk5::new(cfg.rtol, cfg.atol).map(|s| Contender {
+                label,
+                method,
+                solver: s.with_method(method),
+                times: Vec::with_capacity(rounds),
+                stats: SolveStats::default(),
+                trajectory: Vec::new(),
+            })
+        });
+        // One untimed run each (warms caches and the allocator, as the peer's first solve does).
+        for c in ours.iter_mut().flatten() {
+            let (traj, stats) = model.simulate(&y0, cfg.days, &mut c.solver)?;
+            c.trajectory = traj;
+            c.stats = stats;
+        }
+        let mut peer_times = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            for c in ours.iter_mut().flatten() {
+                let (t, _) = timed(|| model.simulate(&y0, cfg.days, &mut c.solver))?;
+                c.times.push(t);
+            }
+            if let Some(p) = peer.as_mut() {
+                peer_times.push(p.time_one()?);
+            }
+        }
+        // The reference: SciPy's DOP853 when the peer runs (an independent method and code), else ours.
+        let (own_ref, _) = model.simulate(
+            &y0,
             cfg.days,
-            cfg.rtol,
-            cfg.atol,
-            r.wall.as_secs_f64() * 1e3,
-            r.cpu.as_secs_f64() * 1e3,
-            r.stats.steps,
-            r.stats.rhs_evals
-        );
-        if let Some(py) = &cfg.python {
-            let peer = run_scipy(py, &model, &y0, model.coupling(), cfg)?;
-            line.push_str(&format!(
-                " | {} solve_ivp RK45 {:.2} ms wall / {:.2} ms cpu ({} rhs evals) | ratio {:.1}x wall, {:.1}x cpu | into a reused output buffer {:.2} ms cpu, {:.1}x | max rel diff over the {} x {} trajectory {:.1e}",
-                peer.versions,
-                peer.seconds * 1e3,
-                peer.cpu_seconds * 1e3,
-                peer.nfev,
-                peer.seconds / r.wall.as_secs_f64(),
-                peer.cpu_seconds / r.cpu.as_secs_f64(),
-                r.cpu_reused.as_secs_f64() * 1e3,
-                peer.cpu_seconds / r.cpu_reused.as_secs_f64(),
+            &mut Rk5::new(REF_RTOL, REF_ATOL)?.with_method(Method::Tsitouras),
+        )?;
+        let reference = peer.as_ref().map_or(&own_ref, |p| &p.reference);
+        w(
+            out,
+            format!(
+                "metapop SEIR {} regions, {label}, {} days, rtol {:e}, atol {:e}: median of {rounds} interleaved rounds, process cpu time (wall); error = max |y - ref| / max(|ref|, 1) over the {} x {} daily trajectory, and its rms in units of atol + rtol |ref|",
+                cfg.regions,
+                cfg.days,
+                cfg.rtol,
+                cfg.atol,
                 cfg.days + 1,
                 4 * cfg.regions,
-                max_rel_diff(&r.trajectory, &peer.trajectory)
-            ));
-        } else {
-            line.push_str(" | peer skipped");
+            ),
+        )?;
+        let peer_cpu = match &peer {
+            Some(p) => {
+                let (wall, cpu) = median(&peer_times);
+                let (max, rms) = trajectory_error(&p.trajectory, reference, cfg.rtol, cfg.atol);
+                w(
+                    out,
+                    format!(
+                        "  {} solve_ivp RK45: {:.2} ms ({:.2} ms wall, best {:.2} ms), {} rhs evals, error {max:.1e} max, {rms:.2} rms",
+                        p.versions,
+                        cpu * 1e3,
+                        wall * 1e3,
+                        best_cpu(&peer_times) * 1e3,
+                        p.nfev
+                    ),
+                )?;
+                Some((wall, cpu, best_cpu(&peer_times)))
+            }
+            None => None,
+        };
+        for c in ours.iter().flatten() {
+            let (wall, cpu) = median(&c.times);
+            let (max, rms) = trajectory_error(&c.trajectory, reference, cfg.rtol, cfg.atol);
+            let mut line = format!(
+                "  forecast {}: {:.2} ms ({:.2} ms wall, best {:.2} ms), {} rhs evals, {} steps, error {max:.1e} max, {rms:.2} rms",
+                c.label,
+                cpu * 1e3,
+                wall * 1e3,
+                best_cpu(&c.times) * 1e3,
+                c.stats.rhs_evals,
+                c.stats.steps
+            );
+            match (&peer, peer_cpu) {
+                (Some(p), Some((pw, pc, pb))) => {
+                    line.push_str(&format!(
+                        " | {:.1}x scipy cpu (best vs best {:.1}x), {:.1}x wall",
+                        pc / cpu,
+                        pb / best_cpu(&c.times),
+                        pw / wall
+                    ));
+                    if c.method == Method::DormandPrince {
+                        line.push_str(&format!(
+                            " | RK45's own steps: rhs evals {} vs {}, trajectories differ by {:.1e}",
+                            c.stats.rhs_evals,
+                            p.nfev,
+                            max_rel_diff(&c.trajectory, &p.trajectory)
+                        ));
+                    }
+                }
+                _ => line.push_str(" | peer skipped"),
+            }
+            w(out, line)?;
         }
-        w(out, line)?;
+        let ref_line = match &peer {
+            Some(p) => format!(
+                "  reference: scipy DOP853 at rtol {REF_RTOL:e}, atol {REF_ATOL:e} ({} rhs evals); forecast Tsitouras 5(4) at those tolerances differs from it by {:.1e} max",
+                p.ref_nfev,
+                trajectory_error(&own_ref, reference, cfg.rtol, cfg.atol).0
+            ),
+            None => format!(
+                "  reference: forecast Tsitouras 5(4) at rtol {REF_RTOL:e}, atol {REF_ATOL:e} (peer skipped)"
+            ),
+        };
+        w(out, ref_line)?;
     }
 
     // Ensemble: fit a simulated SEIR outbreak, then time the forecast alone.

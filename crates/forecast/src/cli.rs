@@ -222,7 +222,7 @@ pub struct BenchOpts {
     /// Absolute tolerance of both solvers.
     #[arg(long, default_value_t = 1e-6)]
     pub atol: f64,
-    /// Timed repetitions (best reported).
+    /// Timed rounds (SEIR solves: interleaved, median reported; ensemble: best of).
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
     /// Python interpreter with numpy and scipy for the peer.
@@ -510,7 +510,7 @@ fn risk(o: &RiskOpts, buf: &mut Vec<u8>) -> Result<()> {
             Coupling::from_mobility(&flows, o.coupling)?,
         )?;
         let y0 = model.initial_state(&inf)?;
-        let mut solver = crate::ode::Dopri5::new(1e-6, 1e-6)?;
+        let mut solver = crate::ode::Rk5::new(1e-6, 1e-6)?;
         let (states, _) = model.simulate(&y0, o.days, &mut solver)?;
         let n = regions.len();
         let last = &states[states.len().saturating_sub(4 * n)..];

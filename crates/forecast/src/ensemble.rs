@@ -4,7 +4,7 @@
 use crate::error::{ForecastError, Result};
 use crate::fit::{Fit, Likelihood, Observation};
 use crate::linalg::cholesky;
-use crate::ode::Dopri5;
+use crate::ode::Rk5;
 use crate::sim::sample_nb;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal, StandardNormal};
@@ -196,7 +196,7 @@ pub fn forecast(fit: &Fit, data: &[f64], cfg: &ForecastConfig) -> Result<Forecas
     let chol = cholesky(&fit.covariance, n)?;
     let days = data.len() + cfg.horizon;
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
-    let mut solver = Dopri5::new(1e-6, 1e-6)?;
+    let mut solver = Rk5::new(1e-6, 1e-6)?;
     // Column-major ensemble: member m's day d at [d * members + m], so each day's values are contiguous.
     let mut ens = vec![0.0; days * cfg.members];
     let mut z = vec![0.0; n];

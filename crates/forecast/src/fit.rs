@@ -8,7 +8,7 @@
 use crate::error::{ForecastError, Result};
 use crate::linalg::spd_inverse;
 use crate::model::{EpiParams, Model, ModelKind, Trajectory};
-use crate::ode::Dopri5;
+use crate::ode::Rk5;
 use crate::special::{is_positive, nb_logpmf, normal_quantile, poisson_logpmf};
 use argmin::core::{CostFunction, Executor, State, TerminationReason};
 use argmin::solver::neldermead::NelderMead;
@@ -234,7 +234,7 @@ impl Problem<'_> {
         }
     }
 
-    fn expected(&self, d: &Decoded, solver: &mut Dopri5) -> Result<Vec<f64>> {
+    fn expected(&self, d: &Decoded, solver: &mut Rk5) -> Result<Vec<f64>> {
         let tr: Trajectory = self.spec.model.simulate(&d.epi, self.data.len(), solver)?;
         let series = match self.spec.observation {
             Observation::Incidence => tr.incidence,
@@ -244,7 +244,7 @@ impl Problem<'_> {
     }
 
     /// Negative log-likelihood (without the random-walk penalty) and SSE at `theta`.
-    fn nll(&self, theta: &[f64], solver: &mut Dopri5) -> Result<(f64, f64, Vec<f64>)> {
+    fn nll(&self, theta: &[f64], solver: &mut Rk5) -> Result<(f64, f64, Vec<f64>)> {
         let d = self.decode(theta);
         if d.epi.i0 > self.spec.model.population {
             return Err(ForecastError::InvalidParameter {
@@ -300,7 +300,7 @@ impl Problem<'_> {
         rw + rho + i0 + phi
     }
 
-    fn objective(&self, theta: &[f64], solver: &mut Dopri5) -> f64 {
+    fn objective(&self, theta: &[f64], solver: &mut Rk5) -> f64 {
         if theta.len() != self.layout.len()
             || theta.iter().any(|v| !v.is_finite() || v.abs() > 50.0)
         {
@@ -377,7 +377,7 @@ fn nelder_mead(
     max_iters: u64,
     evals: &mut usize,
 ) -> Result<(Vec<f64>, f64, bool)> {
-    let solver = std::cell::RefCell::new(Dopri5::new(problem.rtol, 1e-8)?);
+    let solver = std::cell::RefCell::new(Rk5::new(problem.rtol, 1e-8)?);
     let f = |th: &[f64]| problem.objective(th, &mut solver.borrow_mut());
     nelder_mead_fn(&f, start, step, max_iters, evals)
 }
@@ -629,7 +629,7 @@ pub fn fit(spec: &FitSpec, data: &[f64]) -> Result<Fit> {
     // Starting grid over the generation time and R0, with ρ = 1/2, I(0) from the first counts and φ = 10.
     let first_nonzero = data.iter().copied().find(|&v| v > 0.0).unwrap_or(1.0);
     let mut starts: Vec<(f64, Vec<f64>)> = Vec::new();
-    let mut solver = Dopri5::new(problem.rtol, 1e-8)?;
+    let mut solver = Rk5::new(problem.rtol, 1e-8)?;
     let gammas = match spec.fixed_gamma {
         Some(g) => vec![g],
         None => vec![0.5f64, 0.2, 0.1],
@@ -689,7 +689,7 @@ pub fn fit(spec: &FitSpec, data: &[f64]) -> Result<Fit> {
     }
     // Nelder–Mead can stall on the long curved ridges these likelihoods have (β against γ, ρ against I(0)); a few
     // saddle-free Newton steps on the finite-difference derivatives finish the job and certify the optimum.
-    let mut psolver = Dopri5::new(1e-11, 1e-10)?;
+    let mut psolver = Rk5::new(1e-11, 1e-10)?;
     let mut pf = |th: &[f64]| problem.objective(th, &mut psolver);
     let (th, v, grad_ok) = newton_polish(&mut pf, theta.clone(), value, &mut evals);
     if v <= value {
@@ -712,7 +712,7 @@ pub fn fit(spec: &FitSpec, data: &[f64]) -> Result<Fit> {
     let (nll, sse, fitted) = problem.nll(&theta, &mut solver)?;
     tracing::debug!(evaluations = evals, nll, "fit converged");
 
-    let mut hsolver = Dopri5::new(1e-11, 1e-10)?;
+    let mut hsolver = Rk5::new(1e-11, 1e-10)?;
     let mut f = |th: &[f64]| problem.objective(th, &mut hsolver);
     let h = hessian(&mut f, &theta, 1e-3);
     let n = theta.len();
@@ -826,7 +826,7 @@ impl Fit {
             rtol: 1e-9,
             i0_centre: self.spec.i0_centre(data),
         };
-        match Dopri5::new(1e-9, 1e-8) {
+        match Rk5::new(1e-9, 1e-8) {
             Ok(mut s) => problem.objective(theta, &mut s),
             Err(_) => f64::NAN,
         }
@@ -930,7 +930,7 @@ impl Fit {
                 th[pivot] = c - rest.iter().map(|&i| a[i] * th[i]).sum::<f64>();
                 th
             };
-            let solver = std::cell::RefCell::new(Dopri5::new(1e-9, 1e-8)?);
+            let solver = std::cell::RefCell::new(Rk5::new(1e-9, 1e-8)?);
             let mut evals = 0usize;
             let mut profile = |c: f64, warm: &mut Vec<f64>| -> Result<f64> {
                 if rest.is_empty() {

@@ -1,9 +1,9 @@
 //! Epidemic forecasting for Caravan's surveillance: Cori et al. R_t ([`rt`]), SIR/SEIR models ([`model`]) on an
-//! adaptive Dormand–Prince solver ([`ode`]), negative-binomial, Poisson and least-squares fitting with Wald or
-//! profile-likelihood intervals and time-varying transmission ([`fit`]), ensemble forecasts and their scores
-//! ([`ensemble`]), a metapopulation SEIR with regional importation risk ([`metapop`]) and its fit to regional
-//! reports ([`regional`]), growth-rate links ([`growth`]), SVG charts ([`svg`]), and the `caravan surveil`
-//! commands ([`cli`]) with the SciPy benchmark ([`mod@bench`]).
+//! adaptive Runge–Kutta 5(4) solver, Dormand–Prince or Tsitouras ([`ode`]), negative-binomial, Poisson and
+//! least-squares fitting with Wald or profile-likelihood intervals and time-varying transmission ([`fit`]),
+//! ensemble forecasts and their scores ([`ensemble`]), a metapopulation SEIR with regional importation risk
+//! ([`metapop`]) and its fit to regional reports ([`regional`]), growth-rate links ([`growth`]), SVG charts
+//! ([`svg`]), and the `caravan surveil` commands ([`cli`]) with the SciPy benchmark ([`mod@bench`]).
 
 pub mod bench;
 pub mod cli;

@@ -4,7 +4,7 @@
 //! mobility matrix (row i: where region i's contacts come from) and p the fraction of contacts made away from home.
 
 use crate::error::{ForecastError, Result};
-use crate::ode::{Dopri5, OdeSystem, SolveStats};
+use crate::ode::{combine_into, stage_value, OdeSystem, Rk5, SolveStats};
 use crate::special::is_positive;
 use std::cell::RefCell;
 
@@ -532,7 +532,7 @@ impl MetaSeir {
         &self,
         y0: &[f64],
         days: usize,
-        solver: &mut Dopri5,
+        solver: &mut Rk5,
     ) -> Result<(Vec<f64>, SolveStats)> {
         let mut out = Vec::new();
         let stats = self.simulate_into(y0, days, solver, &mut out)?;
@@ -545,7 +545,7 @@ impl MetaSeir {
         &self,
         y0: &[f64],
         days: usize,
-        solver: &mut Dopri5,
+        solver: &mut Rk5,
         out: &mut Vec<f64>,
     ) -> Result<SolveStats> {
         let t_eval: Vec<f64> = (0..=days).map(|d| d as f64).collect();
@@ -567,17 +567,54 @@ impl OdeSystem for MetaSeir {
         let n = self.population.len();
         let mut guard = self.scratch.borrow_mut();
         let (x, foi) = &mut *guard;
-        let (s, rest) = y.split_at(n);
-        let (e, rest) = rest.split_at(n);
-        let (i, _) = rest.split_at(n);
+        let i = &y[2 * n..3 * n];
         for ((xk, &ik), &inv) in x.iter_mut().zip(i).zip(&self.inv_n) {
             *xk = ik * inv;
         }
+        self.kernel.apply(&self.coupling, x, &mut foi[..n]);
+        self.derivatives(foi, y, d);
+    }
+
+    /// The stage values formed while f is evaluated: a first pass forms the infectious stage values (kept in
+    /// `stage`) and I/N for the coupling, a second one the susceptible and exposed stage values inside the
+    /// derivative loop, so they are never stored and read back. The same operations as the default, so the same
+    /// result bit for bit.
+    fn rhs_stage(
+        &self,
+        t: f64,
+        y: &[f64],
+        h: f64,
+        a: &[f64],
+        ks: &[&[f64]],
+        stage: &mut [f64],
+        dydt: &mut [f64],
+    ) {
+        match a.len().min(ks.len()) {
+            1 => self.fused_stage::<1>(y, h, a, ks, stage, dydt),
+            2 => self.fused_stage::<2>(y, h, a, ks, stage, dydt),
+            3 => self.fused_stage::<3>(y, h, a, ks, stage, dydt),
+            4 => self.fused_stage::<4>(y, h, a, ks, stage, dydt),
+            5 => self.fused_stage::<5>(y, h, a, ks, stage, dydt),
+            _ => {
+                let m = self.feedback_dim().min(stage.len());
+                combine_into(&mut stage[..m], y, h, a, ks);
+                self.rhs(t, stage, dydt);
+            }
+        }
+    }
+}
+
+impl MetaSeir {
+    /// dS = −β S λ, dE = β S λ − σE, dI = σE − γI, dR = γI with λ = `foi` (C·I/N) and S, E, I read from `y`.
+    fn derivatives(&self, foi: &[f64], y: &[f64], d: &mut [f64]) {
+        let n = self.population.len();
+        let (s, rest) = y.split_at(n);
+        let (e, rest) = rest.split_at(n);
+        let (i, _) = rest.split_at(n);
         let (ds, rest) = d.split_at_mut(n);
         let (de, rest) = rest.split_at_mut(n);
         let (di, dr) = rest.split_at_mut(n);
         let (sigma, gamma) = (self.sigma, self.gamma);
-        self.kernel.apply(&self.coupling, x, &mut foi[..n]);
         let (beta, foi, s, e, i) = (&self.beta[..n], &foi[..n], &s[..n], &e[..n], &i[..n]);
         let (ds, de, di, dr) = (&mut ds[..n], &mut de[..n], &mut di[..n], &mut dr[..n]);
         for k in 0..n {
@@ -588,6 +625,57 @@ impl OdeSystem for MetaSeir {
             de[k] = inf - prog;
             di[k] = prog - rec;
             dr[k] = rec;
+        }
+    }
+
+    /// [`OdeSystem::rhs_stage`] with J stage terms.
+    fn fused_stage<const J: usize>(
+        &self,
+        y: &[f64],
+        h: f64,
+        a: &[f64],
+        ks: &[&[f64]],
+        stage: &mut [f64],
+        d: &mut [f64],
+    ) {
+        let n = self.population.len();
+        let (Ok(a), Some(ks)) = (<&[f64; J]>::try_from(&a[..J]), ks.get(..J)) else {
+            return;
+        };
+        let mut guard = self.scratch.borrow_mut();
+        let (x, foi) = &mut *guard;
+        let block =
+            |b: usize| -> [&[f64]; J] { std::array::from_fn(|j| &ks[j][b * n..(b + 1) * n]) };
+        // Infectious stage values, and x = I/N for the coupling.
+        {
+            let (yi, ki, si) = (&y[2 * n..3 * n], block(2), &mut stage[2 * n..3 * n]);
+            let (inv_n, x) = (&self.inv_n[..n], &mut x[..n]);
+            for r in 0..n {
+                let v = stage_value(yi[r], h, a, std::array::from_fn(|j| ki[j][r]));
+                si[r] = v;
+                x[r] = v * inv_n[r];
+            }
+        }
+        self.kernel.apply(&self.coupling, x, &mut foi[..n]);
+        let (ys, ye) = (&y[..n], &y[n..2 * n]);
+        let (ks_, ke) = (block(0), block(1));
+        let si = &stage[2 * n..3 * n];
+        let (ds, rest) = d.split_at_mut(n);
+        let (de, rest) = rest.split_at_mut(n);
+        let (di, dr) = rest.split_at_mut(n);
+        let (sigma, gamma) = (self.sigma, self.gamma);
+        let (beta, foi) = (&self.beta[..n], &foi[..n]);
+        let (ds, de, di, dr) = (&mut ds[..n], &mut de[..n], &mut di[..n], &mut dr[..n]);
+        for r in 0..n {
+            let s = stage_value(ys[r], h, a, std::array::from_fn(|j| ks_[j][r]));
+            let e = stage_value(ye[r], h, a, std::array::from_fn(|j| ke[j][r]));
+            let inf = beta[r] * s * foi[r];
+            let prog = sigma * e;
+            let rec = gamma * si[r];
+            ds[r] = -inf;
+            de[r] = inf - prog;
+            di[r] = prog - rec;
+            dr[r] = rec;
         }
     }
 }
@@ -687,6 +775,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fused_stage_evaluation_equals_stage_value_then_rhs() -> Result<()> {
+        // The fused pass must give the default's result bit for bit (same operations, same order), for every
+        // number of stage terms and each coupling layout (ELLPACK, dense).
+        for (regions, dense) in [(200, false), (40, true)] {
+            let (model, y0) = crate::bench::benchmark_model(regions, 5, dense, 7)?;
+            let dim = y0.len();
+            let ks: Vec<Vec<f64>> = (0..6)
+                .map(|j| {
+                    (0..dim)
+                        .map(|i| 50.0 * (0.37 * i as f64 + f64::from(j)).sin())
+                        .collect()
+                })
+                .collect();
+            let a = [0.3, -0.7, 1.1, 0.05, -2.0, 0.9];
+            for terms in 1..=6 {
+                let kr: Vec<&[f64]> = ks[..terms].iter().map(Vec::as_slice).collect();
+                let (mut stage, mut fused) = (vec![0.0; dim], vec![0.0; dim]);
+                model.rhs_stage(0.0, &y0, 0.5, &a[..terms], &kr, &mut stage, &mut fused);
+                let mut formed = vec![0.0; dim];
+                combine_into(&mut formed[..3 * regions], &y0, 0.5, &a[..terms], &kr);
+                let mut plain = vec![0.0; dim];
+                model.rhs(0.0, &formed, &mut plain);
+                assert_eq!(fused, plain, "{terms} terms, dense {dense}");
+                assert_ne!(plain, vec![0.0; dim]);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
     fn csr_matvec_and_normalisation() -> Result<()> {
         let m = Csr::from_triplets(3, &[(0, 1, 2.0), (0, 2, 2.0), (2, 0, 1.0), (0, 1, 1.0)])?;
         assert_eq!(m.nnz(), 3);
@@ -711,7 +829,7 @@ mod tests {
             Coupling::from_mobility(&mob, 0.0)?,
         )?;
         let y0 = meta.initial_state(&[10.0, 0.0])?;
-        let mut s = Dopri5::new(1e-10, 1e-8)?;
+        let mut s = Rk5::new(1e-10, 1e-8)?;
         let (states, _) = meta.simulate(&y0, 100, &mut s)?;
         let single = Model::new(ModelKind::Seir { sigma: 0.25 }, 1e5)?;
         let tr = single.simulate(
@@ -744,7 +862,7 @@ mod tests {
             Coupling::from_mobility(&mob, 0.1)?,
         )?;
         let y0 = meta.initial_state(&[5.0, 0.0, 0.0])?;
-        let mut s = Dopri5::new(1e-8, 1e-8)?;
+        let mut s = Rk5::new(1e-8, 1e-8)?;
         let (states, _) = meta.simulate(&y0, 200, &mut s)?;
         let last = &states[200 * 12..];
         for r in 0..3 {

@@ -12,7 +12,7 @@ use crate::error::{ForecastError, Result};
 use crate::fit::{hessian, nelder_mead_fn, newton_polish, Estimate, BAD, PHI_PRIOR, RHO_PRIOR_SD};
 use crate::linalg::spd_inverse;
 use crate::metapop::{Coupling, MetaSeir};
-use crate::ode::Dopri5;
+use crate::ode::Rk5;
 use crate::special::{nb_logpmf, normal_quantile};
 use serde::Serialize;
 use std::cell::RefCell;
@@ -44,7 +44,7 @@ struct Regional<'a> {
     base: Vec<f64>,
     data: &'a [Vec<f64>],
     days: usize,
-    solver: RefCell<Dopri5>,
+    solver: RefCell<Rk5>,
 }
 
 impl Regional<'_> {
@@ -170,7 +170,7 @@ pub fn fit_regional(
         base,
         data,
         days,
-        solver: RefCell::new(Dopri5::new(1e-8, 1e-8)?),
+        solver: RefCell::new(Rk5::new(1e-8, 1e-8)?),
     };
     let f = |th: &[f64]| problem.objective(th);
     let mut evals = 0usize;
@@ -281,7 +281,7 @@ mod tests {
         truth.set_uniform_beta(beta)?;
         let y0 = truth.initial_state(&[20.0, 0.0, 0.0, 0.0])?;
         let days = 160;
-        let (states, _) = truth.simulate(&y0, days, &mut Dopri5::new(1e-9, 1e-9)?)?;
+        let (states, _) = truth.simulate(&y0, days, &mut Rk5::new(1e-9, 1e-9)?)?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(4);
         let data: Vec<Vec<f64>> = (0..4)
             .map(|i| {

@@ -3,7 +3,7 @@
 use crate::error::{ForecastError, Result};
 use crate::fit::Observation;
 use crate::model::{EpiParams, Model};
-use crate::ode::Dopri5;
+use crate::ode::Rk5;
 use rand::Rng;
 use rand_distr::{Distribution, Gamma, Poisson};
 
@@ -47,7 +47,7 @@ pub fn simulate_reports<R: Rng + ?Sized>(
             why: "the reporting fraction must be in (0, 1]",
         });
     }
-    let mut solver = Dopri5::new(1e-9, 1e-8)?;
+    let mut solver = Rk5::new(1e-9, 1e-8)?;
     let tr = model.simulate(params, days, &mut solver)?;
     let series = match observation {
         Observation::Incidence => tr.incidence,

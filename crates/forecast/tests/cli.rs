@@ -428,11 +428,7 @@ fn fit_regions_from_csv() {
     .unwrap();
     let y0 = m.initial_state(&[15.0, 0.0, 0.0]).unwrap();
     let (states, _) = m
-        .simulate(
-            &y0,
-            150,
-            &mut forecast::ode::Dopri5::new(1e-9, 1e-9).unwrap(),
-        )
+        .simulate(&y0, 150, &mut forecast::ode::Rk5::new(1e-9, 1e-9).unwrap())
         .unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(8);
     let mut text = String::from("day,north,centre,south\n");
@@ -507,12 +503,30 @@ fn bench_runs_without_the_peer() {
         "--no-peer",
     ])
     .unwrap();
-    assert_eq!(out.lines().count(), 3, "{out}");
+    // Per coupling: the header, our two solvers, the reference; then the ensemble.
+    assert_eq!(out.lines().count(), 9, "{out}");
     assert!(
         out.contains("sparse coupling")
             && out.contains("dense coupling")
             && out.contains("ensemble forecast")
     );
+    for line in out.lines().filter(|l| l.starts_with("  forecast")) {
+        assert!(
+            line.contains("rhs evals") && line.contains("error"),
+            "{line}"
+        );
+        // Without the peer the reference is our own tight solve: the errors are still measured and small.
+        let max: f64 = line
+            .split("error ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(max < 1e-3, "{line}");
+    }
 }
 
 /// Opt-in (needs python3 with numpy and scipy): set FORECAST_SCIPY_TESTS=1.
@@ -534,13 +548,59 @@ fn bench_matches_scipy_step_for_step() {
         "50",
     ])
     .unwrap();
-    for line in out.lines().take(2) {
-        // Same steps, so the same number of right-hand-side evaluations on both sides, and the same answer.
-        let ours: Vec<&str> = line.split(" rhs evals").collect();
-        let n_ours = ours[0].rsplit(", ").next().unwrap();
-        let n_peer = ours[1].rsplit('(').next().unwrap();
-        assert_eq!(n_ours, n_peer, "{line}");
-        let diff: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-        assert!(diff < 1e-10, "{line}");
+    let field = |line: &str, key: &str| -> f64 {
+        line.split(key)
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let mut checked = 0;
+    for (i, line) in out.lines().enumerate() {
+        // Dormand–Prince takes RK45's steps: the same number of right-hand-side evaluations on both sides, and the
+        // same answer.
+        if let Some(rest) = line.split("RK45's own steps: rhs evals ").nth(1) {
+            let (ours, peer) = rest.split_once(" vs ").unwrap();
+            assert_eq!(ours, peer.split(',').next().unwrap(), "{line}");
+            assert!(field(line, "differ by ") < 1e-10, "{line}");
+            // The peer's line (just above) and ours report the same error against the reference.
+            let scipy = out.lines().nth(i - 1).unwrap();
+            assert!(scipy.contains("solve_ivp RK45"), "{scipy}");
+            let (e_ours, e_peer) = (field(line, "error "), field(scipy, "error "));
+            assert!((e_ours - e_peer).abs() <= 0.01 * e_peer, "{line}\n{scipy}");
+            // Tsitouras at the same tolerances: fewer evaluations and no less accurate.
+            let tsit = out.lines().nth(i + 1).unwrap();
+            assert!(tsit.contains("Tsitouras"), "{tsit}");
+            let evals = |l: &str| -> usize {
+                l.split(" rhs evals")
+                    .next()
+                    .unwrap()
+                    .rsplit(' ')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            let rms = |l: &str| -> f64 {
+                l.split(" rms")
+                    .next()
+                    .unwrap()
+                    .rsplit(' ')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            assert!(evals(tsit) < evals(line), "{line}\n{tsit}");
+            assert!(
+                field(tsit, "error ") <= e_peer && rms(tsit) <= rms(scipy),
+                "{scipy}\n{tsit}"
+            );
+            checked += 1;
+        }
     }
+    assert_eq!(checked, 2, "{out}");
 }

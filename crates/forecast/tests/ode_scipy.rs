@@ -2,7 +2,7 @@
 //! number of right-hand-side evaluations (so the same steps) and the same values at the output times.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use forecast::ode::{Dopri5, OdeSystem};
+use forecast::ode::{OdeSystem, Rk5};
 
 struct Fun(&'static str);
 
@@ -60,7 +60,7 @@ fn same_steps_and_values_as_scipy_rk45() {
             case["rtol"].as_f64().unwrap(),
             case["atol"].as_f64().unwrap(),
         );
-        let mut s = Dopri5::new(rtol, atol).unwrap();
+        let mut s = Rk5::new(rtol, atol).unwrap();
         let t_eval = f(&case["t_eval"]);
         let mut out = Vec::new();
         let stats = s
