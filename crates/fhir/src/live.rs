@@ -634,13 +634,13 @@ pub async fn read(st: &AppState, p: &Principal, rtype: &str, raw: &str) -> FhirR
 // ---------------------------------------------------------------------------------------------------------------
 // search
 
+/// A half-open interval of instants `[lower, upper)`; `None` is unbounded.
+pub type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// The instants a FHIR `date` search value admits, as a half-open interval `[lower, upper)`. Values: `YYYY`,
 /// `YYYY-MM`, `YYYY-MM-DD` (UTC days) or an RFC 3339 date-time (a time without a zone is UTC); prefixes `eq`
 /// (default), `ge`, `gt`, `le`, `lt`.
-pub fn date_bounds(
-    name: &str,
-    raw: &str,
-) -> FhirResult<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+pub fn date_bounds(name: &str, raw: &str) -> FhirResult<Bounds> {
     let bad = || {
         FhirError::invalid(format!(
             "{name} {raw:?} is not a FHIR date search value (eq|ge|gt|le|lt followed by YYYY, YYYY-MM, YYYY-MM-DD or an RFC 3339 date-time)"
@@ -700,10 +700,7 @@ pub fn date_bounds(
 }
 
 /// All the `name` values of a search, intersected.
-fn date_range(
-    params: &Params,
-    name: &str,
-) -> FhirResult<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+fn date_range(params: &Params, name: &str) -> FhirResult<Bounds> {
     let (mut lo, mut hi): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = (None, None);
     for raw in params.all(name) {
         let (l, h) = date_bounds(name, raw)?;
@@ -716,7 +713,7 @@ fn date_range(
     Ok((lo, hi))
 }
 
-fn within(t: DateTime<Utc>, (lo, hi): (Option<DateTime<Utc>>, Option<DateTime<Utc>>)) -> bool {
+fn within(t: DateTime<Utc>, (lo, hi): Bounds) -> bool {
     lo.is_none_or(|l| t >= l) && hi.is_none_or(|h| t < h)
 }
 
@@ -1085,11 +1082,8 @@ pub fn new_visit(a: &fr::Appointment) -> FhirResult<visits::NewVisit> {
     Ok(visits::NewVisit {
         patient_id,
         slot_id,
-        practitioner_id: if slot_id.is_some() {
-            None
-        } else {
-            practitioner_id
-        },
+        // With a slot, the practitioner is the slot's (checked against this one before booking).
+        practitioner_id,
         start: a.start.as_ref().and_then(|t| t.value.clone()),
         end: a.end.as_ref().and_then(|t| t.value.clone()),
         reason,
@@ -1103,7 +1097,25 @@ pub async fn create_appointment(
     a: fr::Appointment,
 ) -> FhirResult<fr::Appointment> {
     p.require(CLINICIANS)?;
-    let n = new_visit(&a)?;
+    let mut n = new_visit(&a)?;
+    if let Some(slot_id) = n.slot_id {
+        // The service books a slot with its schedule's clinician; a participant naming someone else is a mistake
+        // the client should hear about rather than a silently different appointment.
+        if let Some(named) = n.practitioner_id.take() {
+            let store = st.store();
+            let sl = store.visit_get_slot(slot_id).await?;
+            let holder = store
+                .visit_get_schedule(sl.schedule_id)
+                .await?
+                .practitioner_id;
+            if holder != named {
+                return Err(FhirError::unprocessable(
+                    "business-rule",
+                    format!("Slot/{slot_id} is on the schedule of Practitioner/{holder}, not Practitioner/{named}"),
+                ));
+            }
+        }
+    }
     let v = visits::book(st, p, n).await?;
     Ok(appointment(&v))
 }

@@ -186,7 +186,7 @@ async fn visits_and_prescriptions_are_fhir_resources() {
         &format!("actor=Practitioner/{}", doc.id()),
     )
     .await;
-    assert_eq!(ids(&found), [sched_id.clone()]);
+    assert_eq!(ids(&found), [sched_id.as_str()]);
     let sc = read(&doc, &format!("Schedule/{sched_id}")).await;
     assert_eq!(sc["serviceType"][0]["text"], "video follow-up");
     for a in sc["actor"].as_array().unwrap() {
@@ -232,7 +232,7 @@ async fn visits_and_prescriptions_are_fhir_resources() {
         ),
     )
     .await;
-    assert_eq!(ids(&appts), [vid.clone()]);
+    assert_eq!(ids(&appts), [vid.as_str()]);
     let appt = read(&doc, &format!("Appointment/{vid}")).await;
     assert_eq!(appt, appts[0]);
     assert_eq!(appt["status"], "booked");
@@ -303,7 +303,7 @@ async fn visits_and_prescriptions_are_fhir_resources() {
     );
     assert_eq!(
         ids(&search(&doc, "Encounter", &format!("appointment=Appointment/{vid}")).await),
-        [vid.clone()]
+        [vid.as_str()]
     );
     assert_eq!(
         ids(&search(
@@ -312,7 +312,7 @@ async fn visits_and_prescriptions_are_fhir_resources() {
             &format!("patient={aigerim}&status=finished")
         )
         .await),
-        [vid.clone()]
+        [vid.as_str()]
     );
 
     let (s, e) = doc
@@ -371,7 +371,7 @@ async fn visits_and_prescriptions_are_fhir_resources() {
         &format!("encounter=Encounter/{vid}"),
     )
     .await;
-    assert_eq!(ids(&by_enc), [rxid.clone()]);
+    assert_eq!(ids(&by_enc), [rxid.as_str()]);
     let mr = read(&doc, &format!("MedicationRequest/{rxid}")).await;
     assert_eq!(
         audited(&doc, &aigerim, "prescription", &rxid).await,
@@ -427,7 +427,7 @@ async fn visits_and_prescriptions_are_fhir_resources() {
             &format!("patient=Patient/{aigerim}&status=active")
         )
         .await),
-        [rxid.clone()]
+        [rxid.as_str()]
     );
     assert!(search(
         &doc,
@@ -453,7 +453,7 @@ async fn visits_and_prescriptions_are_fhir_resources() {
         &format!("prescription=MedicationRequest/{rxid}"),
     )
     .await;
-    assert_eq!(ids(&disps), [did.clone()]);
+    assert_eq!(ids(&disps), [did.as_str()]);
     let md = read(&doc, &format!("MedicationDispense/{did}")).await;
     assert_eq!(md, disps[0]);
     assert_eq!(md["status"], "completed");
@@ -534,6 +534,7 @@ async fn visits_and_prescriptions_are_fhir_resources() {
 async fn appointments_are_booked_through_fhir() {
     let node = start_node().await;
     let doc = Client::login(&node, "dr.aliyev").await;
+    let wang_id = Client::login(&node, "dr.wang").await.id();
     let aigerim = patient_id(&doc, "Aigerim").await;
     let (_, sched) = doc
         .api(
@@ -599,6 +600,17 @@ async fn appointments_are_booked_through_fhir() {
         &doc.post_fhir("/fhir/Appointment", &unknown_slot).await,
         404,
         "unknown slot",
+    );
+    let mut someone_else = unknown_slot.clone();
+    someone_else["slot"] = body["slot"].clone();
+    someone_else["participant"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "actor": { "reference": format!("Practitioner/{}", wang_id) }, "status": "accepted" }));
+    assert_outcome(
+        &doc.post_fhir("/fhir/Appointment", &someone_else).await,
+        422,
+        "another practitioner's slot",
     );
     let mut cancelled = body.clone();
     cancelled["status"] = json!("cancelled");
