@@ -45,6 +45,13 @@ fn type_name(r: &Resource) -> &'static str {
         Resource::DocumentReference(_) => "DocumentReference",
         Resource::Binary(_) => "Binary",
         Resource::AuditEvent(_) => "AuditEvent",
+        Resource::Schedule(_) => "Schedule",
+        Resource::Slot(_) => "Slot",
+        Resource::Appointment(_) => "Appointment",
+        Resource::Encounter(_) => "Encounter",
+        Resource::MedicationRequest(_) => "MedicationRequest",
+        Resource::MedicationDispense(_) => "MedicationDispense",
+        Resource::Medication(_) => "Medication",
         Resource::Bundle(_) => "Bundle",
         Resource::OperationOutcome(_) => "OperationOutcome",
         Resource::CapabilityStatement(_) => "CapabilityStatement",
@@ -146,17 +153,21 @@ const CAPABILITIES: &[(&str, &[&str], bool)] = &[
 /// Types this facade only creates.
 const CREATE_ONLY: &[&str] = &["Observation", "MeasureReport"];
 
+/// Every served type's capabilities: the handlers' own, then those of the modules they dispatch to.
+fn all_capabilities() -> impl Iterator<Item = &'static (&'static str, &'static [&'static str], bool)>
+{
+    CAPABILITIES.iter().chain(crate::live::CAPABILITIES)
+}
+
 fn search_params_of(rtype: &str) -> &'static [&'static str] {
-    CAPABILITIES
-        .iter()
+    all_capabilities()
         .find(|(t, _, _)| *t == rtype)
         .map(|(_, p, _)| *p)
         .unwrap_or(&[])
 }
 
 pub fn capability_statement() -> FhirResult<Resource> {
-    let resources: Vec<serde_json::Value> = CAPABILITIES
-        .iter()
+    let resources: Vec<serde_json::Value> = all_capabilities()
         .map(|(t, params, create)| {
             let mut interaction = if CREATE_ONLY.contains(t) {
                 vec![]
@@ -175,8 +186,8 @@ pub fn capability_statement() -> FhirResult<Resource> {
                 .map(|p| {
                     let ty = match *p {
                         "name" => "string",
-                        "birthdate" => "date",
-                        "status" | "type" | "specialty" => "token",
+                        "birthdate" | "date" | "start" => "date",
+                        "status" | "type" | "specialty" | "code" => "token",
                         _ => "reference",
                     };
                     serde_json::json!({"name": p, "type": ty})
@@ -335,6 +346,7 @@ async fn read_inner(
             Resource::Binary(Box::new(map::binary(&a, &bytes)))
         }
         "AuditEvent" => read_audit_event(st, &p, raw_id).await?,
+        t if crate::live::TYPES.contains(&t) => crate::live::read(st, &p, t, raw_id).await?,
         _ => return Err(FhirError::not_supported(format!("read of {rtype}"))),
     };
     Ok(respond(StatusCode::OK, resource))
@@ -441,7 +453,7 @@ async fn read_audit_event(st: &AppState, p: &Principal, raw_id: &str) -> FhirRes
 // ---------------------------------------------------------------------------------------------------------------
 // search
 
-struct Params(Vec<(String, String)>);
+pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
     fn parse(raw: Option<&str>, rtype: &str) -> FhirResult<Self> {
@@ -466,7 +478,15 @@ impl Params {
         }
         Ok(Self(pairs))
     }
-    fn get(&self, k: &str) -> Option<&str> {
+    /// Every non-empty value of a parameter given more than once (e.g. `date=ge...&date=lt...`).
+    pub(crate) fn all(&self, k: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(key, v)| key == k && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(key, _)| key == k)
@@ -738,6 +758,9 @@ async fn search_inner(
                 .map(|r| Resource::AuditEvent(Box::new(map::audit_event(r))))
                 .collect()
         }
+        t if crate::live::TYPES.contains(&t) => {
+            crate::live::search(st, &p, t, &params, count).await?
+        }
         _ => return Err(FhirError::not_supported(format!("search of {rtype}"))),
     };
     found.truncate(count);
@@ -846,6 +869,10 @@ async fn create_inner(
                 crate::surveil::create_measure_report(st, &p, r).await?,
             ))
         }
+        "Appointment" => {
+            let r: fr::Appointment = input::parse(headers, body, rtype)?;
+            Resource::Appointment(Box::new(crate::live::create_appointment(st, &p, r).await?))
+        }
         "Consent" => {
             let r: fr::Consent = input::parse(headers, body, rtype)?;
             let n = input::new_consent(&r)?;
@@ -916,7 +943,13 @@ mod tests {
     #[test]
     fn every_served_type_has_capabilities() {
         for t in RESOURCE_TYPES {
-            assert!(CAPABILITIES.iter().any(|(c, _, _)| c == t), "{t}");
+            assert!(all_capabilities().any(|(c, _, _)| c == t), "{t}");
+        }
+        for (t, _, _) in all_capabilities() {
+            assert!(
+                RESOURCE_TYPES.contains(t),
+                "{t} has capabilities but is not served"
+            );
         }
     }
 }

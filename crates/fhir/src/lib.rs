@@ -1,4 +1,5 @@
-//! FHIR R4 at `/fhir`: a REST facade over Caravan's consultation service.
+//! FHIR R4 at `/fhir`: a REST facade over Caravan's consultation service, and (module `live`) over video visits
+//! and e-prescriptions.
 //!
 //! Every read and write goes through `caravan_server::consult` (or, where that service has no function for the
 //! access, through the scoped [`caravan_store::Store`] plus an explicit audit event), so FHIR obeys exactly the
@@ -10,6 +11,7 @@
 pub mod error;
 mod handlers;
 mod input;
+pub mod live;
 pub mod map;
 pub mod surveil;
 
@@ -35,6 +37,14 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "AuditEvent",
     "Observation",
     "MeasureReport",
+    // Live care and e-prescriptions (`live`).
+    "Schedule",
+    "Slot",
+    "Appointment",
+    "Encounter",
+    "MedicationRequest",
+    "MedicationDispense",
+    "Medication",
 ];
 
 /// The FHIR routes, all under `/fhir`.

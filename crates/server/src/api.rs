@@ -94,7 +94,7 @@ pub const ROUTES: &[(&str, &str, &str, Option<&[Role]>)] = &[
     ("get", "/api/v1/rx/keys", "The node's prescription signing keys (JWKS) for offline verification", None),
     ("post", "/api/v1/rx/verify", "Verify a prescription QR code against this node's keys", Some(&[])),
     ("post", "/api/v1/rx/check", "Allergy and interaction warnings for a prescription, without writing it", Some(&[Role::Referrer, Role::Consultant])),
-    ("post", "/api/v1/rx/prescriptions", "Write a prescription (MedicationRequest); severe warnings need override_reason; destination sends it abroad", Some(&[Role::Referrer, Role::Consultant])),
+    ("post", "/api/v1/rx/prescriptions", "Write a prescription (MedicationRequest); severe warnings need override_reason; visit_id links it to the visit it follows (FHIR encounter); destination sends it abroad", Some(&[Role::Referrer, Role::Consultant])),
     ("get", "/api/v1/rx/prescriptions/{id}", "A prescription with its dispenses", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
     ("get", "/api/v1/rx/prescriptions/{id}/fhir", "A prescription as a FHIR Bundle (MedicationRequest, MedicationDispense)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
     ("post", "/api/v1/rx/prescriptions/{id}/dispense", "Record a dispense (MedicationDispense); reported back to the prescribing node", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),

@@ -308,3 +308,130 @@ async fn bad_input_is_refused_with_a_reason() {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+/// A prescription written after a video visit carries the visit (FHIR `MedicationRequest.encounter`): through the
+/// JSON API, and through the prescribing form opened from the visit page. A cancelled visit, a visit of another
+/// patient and a visit the prescriber cannot see are refused, and nothing is written.
+#[tokio::test]
+async fn a_prescription_follows_a_visit() {
+    let node = start().await;
+    let doc = Client::login(&node, "dr.aliyev").await;
+    let pid = aigerim(&doc).await;
+    let (_, patients) = doc.get("/api/v1/patients").await;
+    let other = patients
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .find(|id| *id != pid)
+        .unwrap();
+    let (s, sched) = doc
+        .post(
+            "/api/v1/visits/schedules",
+            json!({ "service": "video clinic" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{sched}");
+    let start = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let (_, slots) = doc
+        .post(
+            &format!(
+                "/api/v1/visits/schedules/{}/slots",
+                sched["id"].as_str().unwrap()
+            ),
+            json!({ "start": start, "minutes": 20, "count": 2 }),
+        )
+        .await;
+    let mut visits = Vec::new();
+    for slot in slots.as_array().unwrap() {
+        let (s, v) = doc
+            .post(
+                "/api/v1/visits",
+                json!({ "patient_id": pid, "slot_id": slot["id"] }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        visits.push(v["visit"]["id"].as_str().unwrap().to_owned());
+    }
+    let (held, cancelled) = (&visits[0], &visits[1]);
+    let (s, v) = doc
+        .post(&format!("/api/v1/visits/{cancelled}/cancel"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    let with_visit = |patient: &str, visit: &str| {
+        let mut r = rx(patient, "198440");
+        r["visit_id"] = json!(visit);
+        r
+    };
+    for (body, status, code) in [
+        (with_visit(&pid, cancelled), 422, Some("error-rx-visit")),
+        (with_visit(&other, held), 422, Some("error-rx-visit")),
+        (with_visit(&pid, "not-a-visit"), 400, None),
+    ] {
+        let (s, e) = doc.post("/api/v1/rx/prescriptions", body).await;
+        assert_eq!(s.as_u16(), status, "{e}");
+        if let Some(code) = code {
+            assert_eq!(e["error"], code);
+        }
+    }
+    // A clinician of another hospital sees neither the patient nor the visit.
+    let wang = Client::login(&node, "dr.wang").await;
+    let (s, _) = wang
+        .post("/api/v1/rx/prescriptions", with_visit(&pid, held))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, none) = doc
+        .get(&format!("/api/v1/patients/{pid}/prescriptions"))
+        .await;
+    assert!(
+        none.as_array().unwrap().is_empty(),
+        "nothing written: {none}"
+    );
+
+    // The visit page links to the form with the visit; submitting it writes the prescription with the visit.
+    let html = |path: String| {
+        let http = doc.http.clone();
+        let url = format!("{}{path}", node.base);
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.text().await.unwrap()
+        }
+    };
+    let page = html(format!("/ui/visits/{held}")).await;
+    let link = format!("/ui/patients/{pid}/rx?visit={held}");
+    assert!(page.contains(&link), "{page}");
+    assert!(
+        !html(format!("/ui/visits/{cancelled}"))
+            .await
+            .contains("id=\"visit-prescribe\""),
+        "no prescribing after a cancelled visit"
+    );
+    let form = html(link).await;
+    assert!(form.contains(&format!("name=\"visit\" value=\"{held}\"")));
+    let r = doc
+        .http
+        .post(format!("{}/ui/patients/{pid}/rx", node.base))
+        .form(&[
+            ("csrf", doc.csrf.as_str()),
+            ("visit", held.as_str()),
+            ("medication", "198440"),
+            ("dose", "500"),
+            ("times_per_day", "3"),
+            ("duration_days", "5"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, list) = doc
+        .get(&format!("/api/v1/patients/{pid}/prescriptions"))
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["visit_id"], held.as_str());
+    let id = list[0]["id"].as_str().unwrap();
+    assert!(html(format!("/ui/rx/{id}"))
+        .await
+        .contains(&format!("href=\"/ui/visits/{held}\"")));
+}

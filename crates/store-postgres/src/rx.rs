@@ -221,4 +221,14 @@ impl RxStore for PgStore {
         .map_err(db_err)?;
         rows.iter().map(doc).collect()
     }
+
+    async fn rx_dispense(&self, id: Uuid) -> Result<Dispense> {
+        let row = sqlx::query("SELECT doc FROM rx_dispenses WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("dispense"))?;
+        doc(&row)
+    }
 }

@@ -220,4 +220,14 @@ impl RxStore for SqliteStore {
         .map_err(db_err)?;
         rows.iter().map(doc).collect()
     }
+
+    async fn rx_dispense(&self, id: Uuid) -> Result<Dispense> {
+        let row = sqlx::query("SELECT doc FROM rx_dispenses WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound("dispense"))?;
+        doc(&row)
+    }
 }

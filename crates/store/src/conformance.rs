@@ -1851,6 +1851,8 @@ async fn rx_records(store: &dyn Store, w: &World) {
         patient_name: "Aigerim Nurlanova".into(),
         patient_birth_date: Some(w.patient_a.birth_date),
         consultation_id: None,
+        // The visit it was written after (FHIR MedicationRequest.encounter) round-trips.
+        visit_id: Some(uuid::Uuid::now_v7()),
         prescriber_id: Some(w.referrer_a.id),
         prescriber_name: w.referrer_a.display_name.clone(),
         institution_name: w.hospital_a.name.clone(),
@@ -1990,5 +1992,13 @@ async fn rx_records(store: &dyn Store, w: &World) {
         .unwrap();
     rx.status = RxStatus::Completed;
     assert_eq!(store.rx_prescription(&a, rx.id).await.unwrap(), rx);
-    assert_eq!(store.rx_dispenses(rx.id).await.unwrap(), vec![dispense]);
+    assert_eq!(
+        store.rx_dispenses(rx.id).await.unwrap(),
+        vec![dispense.clone()]
+    );
+    assert_eq!(store.rx_dispense(dispense.id).await.unwrap(), dispense);
+    assert!(matches!(
+        store.rx_dispense(uuid::Uuid::now_v7()).await,
+        Err(StoreError::NotFound(_))
+    ));
 }

@@ -225,6 +225,10 @@ pub struct Prescription {
     pub patient_birth_date: Option<chrono::NaiveDate>,
     /// The consultation it was written in, if any.
     pub consultation_id: Option<ConsultationId>,
+    /// The video visit (FHIR `Encounter`, `caravan_store::visits::Visit`) it was written after or during, if
+    /// any. Prescriptions stored before this field existed read as `None`.
+    #[serde(default)]
+    pub visit_id: Option<Uuid>,
     pub prescriber_id: Option<UserId>,
     pub prescriber_name: String,
     pub institution_name: String,
@@ -299,9 +303,39 @@ pub trait RxStore: Send + Sync {
     async fn rx_prescription_unscoped(&self, id: Uuid) -> Result<Prescription>;
     /// The dispenses of a prescription (call after a scoped read of the prescription), oldest first.
     async fn rx_dispenses(&self, prescription: Uuid) -> Result<Vec<Dispense>>;
+    /// One dispense by id, without actor scoping (`NotFound("dispense")` if absent): read its prescription with
+    /// [`RxStore::rx_prescription`] before showing it.
+    async fn rx_dispense(&self, id: Uuid) -> Result<Dispense>;
 }
 
 /// Whether an actor of this role may see prescriptions received for dispensing.
 pub fn rx_clinician(role: Role) -> bool {
     matches!(role, Role::Referrer | Role::Consultant | Role::Coordinator)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Prescriptions stored before `visit_id` existed keep reading (as written after no visit).
+    #[test]
+    fn a_prescription_without_visit_id_reads_as_none() {
+        let mut v = serde_json::json!({
+            "id": Uuid::now_v7(), "patient_id": null, "patient_name": "A B", "patient_birth_date": null,
+            "consultation_id": null, "prescriber_id": null, "prescriber_name": "Dr", "institution_name": "H",
+            "medication": { "code": "308191", "system": RXNORM, "display": "amoxicillin 500 MG Oral Capsule",
+                "ingredient": "amoxicillin", "strength": "500 mg", "form": "capsule", "route": "oral", "classes": [] },
+            "dosage": { "dose": "500", "dose_unit": "mg", "route": "oral", "times_per_day": 3, "duration_days": 7,
+                "quantity": 21, "instructions": "" },
+            "warnings": [], "override_reason": null, "status": "active", "origin_node": null,
+            "destination_node": null, "token": "t", "created_at": "2026-12-01T10:00:00Z"
+        });
+        let old: Prescription = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(old.visit_id, None);
+        let visit = Uuid::now_v7();
+        v["visit_id"] = serde_json::json!(visit);
+        let new: Prescription = serde_json::from_value(v).unwrap();
+        assert_eq!(new.visit_id, Some(visit));
+    }
 }

@@ -46,6 +46,9 @@ pub fn medication_request(rx: &Prescription) -> Value {
             None => json!({ "display": rx.patient_name }),
         },
     });
+    if let Some(visit) = rx.visit_id {
+        v["encounter"] = json!({ "reference": format!("Encounter/{visit}") });
+    }
     if let Some(c) = rx.consultation_id {
         v["basedOn"] = json!([{ "reference": format!("ServiceRequest/{c}") }]);
     }

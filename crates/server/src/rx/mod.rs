@@ -307,6 +307,10 @@ pub struct NewPrescription {
     pub patient_id: String,
     #[serde(default)]
     pub consultation_id: Option<String>,
+    /// The video visit it is written after or during (FHIR `MedicationRequest.encounter`): a visit of the same
+    /// patient that the prescriber may see and that was not cancelled.
+    #[serde(default)]
+    pub visit_id: Option<String>,
     /// Formulary code.
     pub medication: String,
     pub dose: String,
@@ -341,6 +345,7 @@ pub struct CheckResult {
 struct Prepared {
     patient: Patient,
     consultation: Option<ConsultationId>,
+    visit: Option<Uuid>,
     item: FormularyItem,
     dosage: Dosage,
     warnings: Vec<RxWarning>,
@@ -376,6 +381,24 @@ async fn prepare(st: &AppState, p: &Principal, r: &NewPrescription) -> AppResult
                 ));
             }
             Some(c.id)
+        }
+    };
+    let visit = match r.visit_id.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(v) => {
+            let id: Uuid = crate::api::parse_id("visit", v)?;
+            // The visit must be one the prescriber may see (404 otherwise, like any record out of scope).
+            let v = st.store().visit_get(&actor, id).await?.visit;
+            if v.patient_id != pid {
+                return Err(bad("error-rx-visit", "the visit is with another patient"));
+            }
+            if v.status == VisitStatus::Cancelled {
+                return Err(bad(
+                    "error-rx-visit",
+                    "the visit was cancelled; a prescription follows a visit that took place",
+                ));
+            }
+            Some(v.id)
         }
     };
     let item = match st.store().rx_formulary_item(r.medication.trim()).await {
@@ -439,6 +462,7 @@ async fn prepare(st: &AppState, p: &Principal, r: &NewPrescription) -> AppResult
     Ok(Prepared {
         patient,
         consultation,
+        visit,
         item,
         dosage,
         warnings,
@@ -571,6 +595,7 @@ pub async fn prescribe(
         patient_name: format!("{} {}", prep.patient.given_name, prep.patient.family_name),
         patient_birth_date: Some(prep.patient.birth_date),
         consultation_id: prep.consultation,
+        visit_id: prep.visit,
         prescriber_id: Some(p.user.id),
         prescriber_name: p.user.display_name.clone(),
         institution_name: institution.name,
@@ -936,6 +961,7 @@ pub async fn receive_prescription(st: &AppState, from: &str, body: Value) -> App
         patient_name: w.patient.name.chars().take(200).collect(),
         patient_birth_date: w.patient.birth_date,
         consultation_id: None,
+        visit_id: None,
         prescriber_id: None,
         prescriber_name: w.prescriber.name.chars().take(200).collect(),
         institution_name: w.prescriber.institution.chars().take(200).collect(),

@@ -96,6 +96,9 @@ struct RxForm {
     csrf: String,
     #[serde(default)]
     consultation: String,
+    /// The visit the form was opened from (`?visit=` on the visit page's link): the prescription's encounter.
+    #[serde(default)]
+    visit: String,
     #[serde(default)]
     medication: String,
     #[serde(default)]
@@ -144,6 +147,8 @@ struct PatientPage<'a> {
 struct FromCase {
     #[serde(default)]
     consultation: String,
+    #[serde(default)]
+    visit: String,
 }
 
 async fn patient_view<'a>(
@@ -223,6 +228,7 @@ async fn patient_page(
     let r = async {
         let form = RxForm {
             consultation: q.consultation,
+            visit: q.visit,
             times_per_day: "1".into(),
             duration_days: "7".into(),
             ..RxForm::default()
@@ -246,6 +252,7 @@ fn to_request(patient: &str, f: &RxForm) -> AppResult<NewPrescription> {
     Ok(NewPrescription {
         patient_id: patient.to_owned(),
         consultation_id: Some(f.consultation.clone()),
+        visit_id: Some(f.visit.clone()),
         medication: f.medication.clone(),
         dose: f.dose.clone(),
         dose_unit: f.dose_unit.clone(),

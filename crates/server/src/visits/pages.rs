@@ -357,6 +357,8 @@ struct VisitPage<'a> {
     reason: String,
     has_reason: bool,
     consultation: Option<String>,
+    /// The prescribing form of the visit's patient, pre-filled with this visit (for prescribers).
+    prescribe_link: Option<String>,
     can_join: bool,
     actions: Vec<(&'static str, String, &'static str)>,
     new_link: Option<String>,
@@ -455,6 +457,15 @@ async fn visit_inner(
         has_reason: !v.visit.reason.is_empty(),
         reason: v.visit.reason,
         consultation: v.visit.consultation_id.map(|c| c.to_string()),
+        prescribe_link: (crate::rx::PRESCRIBERS.contains(&p.role())
+            && status != VisitStatus::Cancelled)
+            .then(|| {
+                let mut link = format!("/ui/patients/{}/rx?visit={id}", v.visit.patient_id);
+                if let Some(c) = v.visit.consultation_id {
+                    link.push_str(&format!("&consultation={c}"));
+                }
+                link
+            }),
         can_join: participant && status == VisitStatus::InProgress,
         actions,
         new_link,
