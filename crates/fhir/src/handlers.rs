@@ -45,6 +45,8 @@ fn type_name(r: &Resource) -> &'static str {
         Resource::DocumentReference(_) => "DocumentReference",
         Resource::Binary(_) => "Binary",
         Resource::AuditEvent(_) => "AuditEvent",
+        Resource::Observation(_) => "Observation",
+        Resource::Device(_) => "Device",
         Resource::Bundle(_) => "Bundle",
         Resource::OperationOutcome(_) => "OperationOutcome",
         Resource::CapabilityStatement(_) => "CapabilityStatement",
@@ -138,13 +140,15 @@ const CAPABILITIES: &[(&str, &[&str], bool)] = &[
     ("DocumentReference", &["related", "patient", "_count"], true),
     ("Binary", &[], false),
     ("AuditEvent", &["patient", "entity", "_count"], false),
-    // Notifiable-disease reports (`surveil`): created here, read through the surveillance API.
-    ("Observation", &[], true),
+    // Vital signs from remote monitoring (`monitoring`): read and search. Notifiable-disease reports
+    // (`surveil`) are created here and read through the surveillance API.
+    ("Observation", &["patient", "code", "date", "_count"], true),
     ("MeasureReport", &[], true),
+    ("Device", &["patient", "_count"], false),
 ];
 
 /// Types this facade only creates.
-const CREATE_ONLY: &[&str] = &["Observation", "MeasureReport"];
+const CREATE_ONLY: &[&str] = &["MeasureReport"];
 
 fn search_params_of(rtype: &str) -> &'static [&'static str] {
     CAPABILITIES
@@ -176,7 +180,8 @@ pub fn capability_statement() -> FhirResult<Resource> {
                     let ty = match *p {
                         "name" => "string",
                         "birthdate" => "date",
-                        "status" | "type" | "specialty" => "token",
+                        "status" | "type" | "specialty" | "code" => "token",
+                        "date" => "date",
                         _ => "reference",
                     };
                     serde_json::json!({"name": p, "type": ty})
@@ -335,6 +340,8 @@ async fn read_inner(
             Resource::Binary(Box::new(map::binary(&a, &bytes)))
         }
         "AuditEvent" => read_audit_event(st, &p, raw_id).await?,
+        "Observation" => crate::monitoring::read_observation(st, &p, raw_id).await?,
+        "Device" => crate::monitoring::read_device(st, &p, raw_id).await?,
         _ => return Err(FhirError::not_supported(format!("read of {rtype}"))),
     };
     Ok(respond(StatusCode::OK, resource))
@@ -738,6 +745,10 @@ async fn search_inner(
                 .map(|r| Resource::AuditEvent(Box::new(map::audit_event(r))))
                 .collect()
         }
+        "Observation" => {
+            crate::monitoring::search_observations(st, &p, &params.0, count).await?
+        }
+        "Device" => crate::monitoring::search_devices(st, &p, &params.0).await?,
         _ => return Err(FhirError::not_supported(format!("search of {rtype}"))),
     };
     found.truncate(count);

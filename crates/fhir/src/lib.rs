@@ -11,6 +11,7 @@ pub mod error;
 mod handlers;
 mod input;
 pub mod map;
+pub mod monitoring;
 pub mod surveil;
 
 pub use error::{FhirError, FhirResult, FHIR_JSON};
@@ -35,6 +36,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "AuditEvent",
     "Observation",
     "MeasureReport",
+    "Device",
 ];
 
 /// The FHIR routes, all under `/fhir`.
