@@ -77,7 +77,7 @@ async fn vital_signs_are_searchable_readable_scoped_and_audited() {
     assert_eq!(hr[0]["code"]["coding"][0]["code"], "8867-4");
     assert_eq!(hr[0]["valueQuantity"]["system"], "http://unitsofmeasure.org");
     assert_eq!(hr[0]["valueQuantity"]["code"], "/min");
-    assert_eq!(hr[0]["valueQuantity"]["value"].to_string(), "125");
+    assert_eq!(hr[0]["valueQuantity"]["value"].as_f64(), Some(125.0));
     assert_eq!(
         hr[0]["meta"]["profile"][0],
         "http://hl7.org/fhir/StructureDefinition/heartrate"
