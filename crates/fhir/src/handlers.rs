@@ -745,9 +745,7 @@ async fn search_inner(
                 .map(|r| Resource::AuditEvent(Box::new(map::audit_event(r))))
                 .collect()
         }
-        "Observation" => {
-            crate::monitoring::search_observations(st, &p, &params.0, count).await?
-        }
+        "Observation" => crate::monitoring::search_observations(st, &p, &params.0, count).await?,
         "Device" => crate::monitoring::search_devices(st, &p, &params.0).await?,
         _ => return Err(FhirError::not_supported(format!("search of {rtype}"))),
     };

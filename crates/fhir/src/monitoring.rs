@@ -51,9 +51,10 @@ fn kinds_for_codes(list: &str) -> Vec<ReadingKind> {
             None => (None, token),
         };
         for k in ALL_KINDS {
-            let hit = k.codes().iter().any(|(sys, c, _)| {
-                *c == code && system.is_none_or(|s| s.is_empty() || s == *sys)
-            });
+            let hit = k
+                .codes()
+                .iter()
+                .any(|(sys, c, _)| *c == code && system.is_none_or(|s| s.is_empty() || s == *sys));
             if hit && !out.contains(&k) {
                 out.push(k);
             }
@@ -157,10 +158,12 @@ fn device_resource(d: &DeviceView) -> FhirResult<Resource> {
 
 /// `Device/{id}`.
 pub async fn read_device(st: &AppState, p: &Principal, raw_id: &str) -> FhirResult<Resource> {
-    let d = monitor::device(st, p, raw_id).await.map_err(|e| match e.status.as_u16() {
-        404 => FhirError::not_found(format!("Device/{raw_id} is not known")),
-        _ => e.into(),
-    })?;
+    let d = monitor::device(st, p, raw_id)
+        .await
+        .map_err(|e| match e.status.as_u16() {
+            404 => FhirError::not_found(format!("Device/{raw_id} is not known")),
+            _ => e.into(),
+        })?;
     device_resource(&d)
 }
 
@@ -206,10 +209,22 @@ mod tests {
             date_bounds("2026-05-01").unwrap(),
             (Some(day("2026-05-01")), Some(day("2026-05-02")))
         );
-        assert_eq!(date_bounds("ge2026-05-01").unwrap(), (Some(day("2026-05-01")), None));
-        assert_eq!(date_bounds("gt2026-05-01").unwrap(), (Some(day("2026-05-02")), None));
-        assert_eq!(date_bounds("lt2026-05-01").unwrap(), (None, Some(day("2026-05-01"))));
-        assert_eq!(date_bounds("le2026-05-01").unwrap(), (None, Some(day("2026-05-02"))));
+        assert_eq!(
+            date_bounds("ge2026-05-01").unwrap(),
+            (Some(day("2026-05-01")), None)
+        );
+        assert_eq!(
+            date_bounds("gt2026-05-01").unwrap(),
+            (Some(day("2026-05-02")), None)
+        );
+        assert_eq!(
+            date_bounds("lt2026-05-01").unwrap(),
+            (None, Some(day("2026-05-01")))
+        );
+        assert_eq!(
+            date_bounds("le2026-05-01").unwrap(),
+            (None, Some(day("2026-05-02")))
+        );
         assert!(date_bounds("2026-13-01").is_err());
         assert!(date_bounds("sa2026-05-01").is_err());
     }

@@ -56,7 +56,9 @@ async fn vital_signs_are_searchable_readable_scoped_and_audited() {
 
     // All of the patient's observations: 13 messages of two devices, 2 + 5 readings each.
     let all = entries(
-        &aliyev.get(&format!("/fhir/Observation?patient=Patient/{pid}")).await,
+        &aliyev
+            .get(&format!("/fhir/Observation?patient=Patient/{pid}"))
+            .await,
         "Observation",
     );
     assert_eq!(all.len(), 13 * 7);
@@ -69,13 +71,18 @@ async fn vital_signs_are_searchable_readable_scoped_and_audited() {
     // code: LOINC heart rate, newest first, UCUM units and the vital-signs profile.
     let hr = entries(
         &aliyev
-            .get(&format!("/fhir/Observation?patient={pid}&code=http://loinc.org|8867-4&_count=3"))
+            .get(&format!(
+                "/fhir/Observation?patient={pid}&code=http://loinc.org|8867-4&_count=3"
+            ))
             .await,
         "Observation",
     );
     assert_eq!(hr.len(), 3);
     assert_eq!(hr[0]["code"]["coding"][0]["code"], "8867-4");
-    assert_eq!(hr[0]["valueQuantity"]["system"], "http://unitsofmeasure.org");
+    assert_eq!(
+        hr[0]["valueQuantity"]["system"],
+        "http://unitsofmeasure.org"
+    );
     assert_eq!(hr[0]["valueQuantity"]["code"], "/min");
     assert_eq!(hr[0]["valueQuantity"]["value"].as_f64(), Some(125.0));
     assert_eq!(
@@ -86,7 +93,9 @@ async fn vital_signs_are_searchable_readable_scoped_and_audited() {
     // Blood pressure panel with its two components; two codes at once.
     let two = entries(
         &aliyev
-            .get(&format!("/fhir/Observation?patient={pid}&code=85354-9,59408-5"))
+            .get(&format!(
+                "/fhir/Observation?patient={pid}&code=85354-9,59408-5"
+            ))
             .await,
         "Observation",
     );
@@ -99,7 +108,9 @@ async fn vital_signs_are_searchable_readable_scoped_and_audited() {
     assert_eq!(bp["component"][1]["valueQuantity"]["code"], "mm[Hg]");
     // A code no vital sign carries matches nothing.
     let none = entries(
-        &aliyev.get(&format!("/fhir/Observation?patient={pid}&code=1234-5")).await,
+        &aliyev
+            .get(&format!("/fhir/Observation?patient={pid}&code=1234-5"))
+            .await,
         "Observation",
     );
     assert!(none.is_empty());
@@ -119,20 +130,36 @@ async fn vital_signs_are_searchable_readable_scoped_and_audited() {
     );
     assert_eq!(recent.len(), 3);
     let today = now.format("%Y-%m-%d").to_string();
-    let tomorrow = (now + chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+    let tomorrow = (now + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
     let before = entries(
         &aliyev
-            .get(&format!("/fhir/Observation?patient={pid}&date=lt{today}&date=ge2000-01-01"))
+            .get(&format!(
+                "/fhir/Observation?patient={pid}&date=lt{today}&date=ge2000-01-01"
+            ))
             .await,
         "Observation",
     );
     let by_day = entries(
         &aliyev
-            .get(&format!("/fhir/Observation?patient={pid}&date=lt{tomorrow}"))
+            .get(&format!(
+                "/fhir/Observation?patient={pid}&date=lt{tomorrow}"
+            ))
             .await,
         "Observation",
     );
-    assert_eq!(before.len() + entries(&aliyev.get(&format!("/fhir/Observation?patient={pid}&date={today}")).await, "Observation").len(), all.len());
+    assert_eq!(
+        before.len()
+            + entries(
+                &aliyev
+                    .get(&format!("/fhir/Observation?patient={pid}&date={today}"))
+                    .await,
+                "Observation"
+            )
+            .len(),
+        all.len()
+    );
     assert_eq!(by_day.len(), all.len());
 
     // Read by id.
@@ -141,7 +168,11 @@ async fn vital_signs_are_searchable_readable_scoped_and_audited() {
     assert_eq!(r.status, StatusCode::OK, "{:#}", r.body);
     assert_r4(&r.body);
     assert_eq!(r.body, hr[0]);
-    assert_outcome(&aliyev.get("/fhir/Observation/99999999").await, 404, "unknown id");
+    assert_outcome(
+        &aliyev.get("/fhir/Observation/99999999").await,
+        404,
+        "unknown id",
+    );
     assert_outcome(&aliyev.get("/fhir/Observation/abc").await, 404, "not an id");
 
     // Device: read, and search by patient; the Observation's device reference resolves.
@@ -153,7 +184,9 @@ async fn vital_signs_are_searchable_readable_scoped_and_audited() {
     assert_eq!(d.body["patient"]["reference"], format!("Patient/{pid}"));
     assert_eq!(d.body["status"], "active");
     let devices = entries(
-        &aliyev.get(&format!("/fhir/Device?patient=Patient/{pid}")).await,
+        &aliyev
+            .get(&format!("/fhir/Device?patient=Patient/{pid}"))
+            .await,
         "Device",
     );
     let ids: Vec<&str> = devices.iter().map(|d| d["id"].as_str().unwrap()).collect();
@@ -163,17 +196,23 @@ async fn vital_signs_are_searchable_readable_scoped_and_audited() {
     assert_outcome(&aliyev.get("/fhir/Observation").await, 400, "no patient");
     assert_outcome(&aliyev.get("/fhir/Device").await, 400, "no patient");
     assert_outcome(
-        &aliyev.get(&format!("/fhir/Observation?patient={pid}&date=yesterday")).await,
+        &aliyev
+            .get(&format!("/fhir/Observation?patient={pid}&date=yesterday"))
+            .await,
         400,
         "bad date",
     );
     assert_outcome(
-        &aliyev.get(&format!("/fhir/Observation?patient={pid}&value=7")).await,
+        &aliyev
+            .get(&format!("/fhir/Observation?patient={pid}&value=7"))
+            .await,
         400,
         "unknown parameter",
     );
     assert_outcome(
-        &aliyev.get("/fhir/Observation?patient=Patient/not-an-id").await,
+        &aliyev
+            .get("/fhir/Observation?patient=Patient/not-an-id")
+            .await,
         400,
         "bad reference",
     );
@@ -184,8 +223,16 @@ async fn vital_signs_are_searchable_readable_scoped_and_audited() {
         404,
         "other hospital search",
     );
-    assert_outcome(&wang.get(&format!("/fhir/Observation/{id}")).await, 404, "other hospital read");
-    assert_outcome(&wang.get(&format!("/fhir/{dref}")).await, 404, "other hospital device");
+    assert_outcome(
+        &wang.get(&format!("/fhir/Observation/{id}")).await,
+        404,
+        "other hospital read",
+    );
+    assert_outcome(
+        &wang.get(&format!("/fhir/{dref}")).await,
+        404,
+        "other hospital device",
+    );
     assert_outcome(
         &wang.get(&format!("/fhir/Device?patient={pid}")).await,
         404,

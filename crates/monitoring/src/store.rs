@@ -590,7 +590,8 @@ pub struct AlertRecord {
 
 const OBS_COLUMNS: &str =
     "id, device_id, patient_ref, kind, value, value2, value_code, effective_ms, received_at_ms, resource";
-const ALERT_COLUMNS: &str = "id, patient_ref, level, score, complete, tier, tier_since_ms, reading_at_ms, \
+const ALERT_COLUMNS: &str =
+    "id, patient_ref, level, score, complete, tier, tier_since_ms, reading_at_ms, \
      raised_at_ms, acknowledged_at_ms, acknowledged_by";
 
 fn corrupt(table: &'static str) -> impl Fn(String) -> StoreError {
@@ -788,8 +789,9 @@ impl Store {
                 .await?;
         match n {
             None => Ok(Spo2Scale::default()),
-            Some(n) => Spo2Scale::from_number(n)
-                .ok_or_else(|| corrupt("patients")(format!("scale {n}"))),
+            Some(n) => {
+                Spo2Scale::from_number(n).ok_or_else(|| corrupt("patients")(format!("scale {n}")))
+            }
         }
     }
 
@@ -834,10 +836,12 @@ impl Store {
 
     /// One observation.
     pub async fn observation(&self, id: i64) -> Result<Option<ObservationRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {OBS_COLUMNS} FROM observations WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {OBS_COLUMNS} FROM observations WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(observation_row).transpose()
     }
 

@@ -58,7 +58,10 @@ async fn registry_credentials_scoping_and_bad_input() {
     let register = format!("/api/v1/monitoring/patients/{abenova}/devices");
 
     let (s, cred) = aliyev
-        .post(&register, json!({ "device_id": "ox-test-1", "kind": "pulse_oximeter", "spo2_scale": 2 }))
+        .post(
+            &register,
+            json!({ "device_id": "ox-test-1", "kind": "pulse_oximeter", "spo2_scale": 2 }),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{cred}");
     let password = cred["password"].as_str().unwrap().to_owned();
@@ -78,12 +81,36 @@ async fn registry_credentials_scoping_and_bad_input() {
 
     // Bad input: a clear 4xx each, nothing registered.
     for (body, status, code) in [
-        (json!({ "device_id": "ox-test-1", "kind": "thermometer" }), 409, "error-monitoring-device-exists"),
-        (json!({ "device_id": "ox/1", "kind": "thermometer" }), 422, "error-monitoring-device-id"),
-        (json!({ "device_id": "", "kind": "thermometer" }), 422, "error-monitoring-device-id"),
-        (json!({ "device_id": "ox-test-2", "kind": "toaster" }), 422, "error-monitoring-device-kind"),
-        (json!({ "device_id": "ox-test-2", "kind": "thermometer", "spo2_scale": 3 }), 422, "error-monitoring-scale"),
-        (json!({ "device_id": 7, "kind": "thermometer" }), 422, "error-bad-json"),
+        (
+            json!({ "device_id": "ox-test-1", "kind": "thermometer" }),
+            409,
+            "error-monitoring-device-exists",
+        ),
+        (
+            json!({ "device_id": "ox/1", "kind": "thermometer" }),
+            422,
+            "error-monitoring-device-id",
+        ),
+        (
+            json!({ "device_id": "", "kind": "thermometer" }),
+            422,
+            "error-monitoring-device-id",
+        ),
+        (
+            json!({ "device_id": "ox-test-2", "kind": "toaster" }),
+            422,
+            "error-monitoring-device-kind",
+        ),
+        (
+            json!({ "device_id": "ox-test-2", "kind": "thermometer", "spo2_scale": 3 }),
+            422,
+            "error-monitoring-scale",
+        ),
+        (
+            json!({ "device_id": 7, "kind": "thermometer" }),
+            422,
+            "error-bad-json",
+        ),
     ] {
         let (s, b) = aliyev.post(&register, body.clone()).await;
         assert_eq!(s.as_u16(), status, "{body} → {b}");
@@ -107,12 +134,17 @@ async fn registry_credentials_scoping_and_bad_input() {
     assert_eq!(s, StatusCode::NOT_FOUND, "{dev}");
 
     // Scoping: another hospital sees nothing of it; a consultant who shares a case may read but not register.
-    let (s, _) = wang.get(&format!("/api/v1/monitoring/patients/{abenova}")).await;
+    let (s, _) = wang
+        .get(&format!("/api/v1/monitoring/patients/{abenova}"))
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = wang.get("/api/v1/monitoring/devices/ox-test-1").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = wang
-        .post("/api/v1/monitoring/devices/ox-test-1/credentials", json!({}))
+        .post(
+            "/api/v1/monitoring/devices/ox-test-1/credentials",
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = wang
@@ -120,7 +152,10 @@ async fn registry_credentials_scoping_and_bad_input() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, b) = wang
-        .post(&register, json!({ "device_id": "ox-wang", "kind": "thermometer" }))
+        .post(
+            &register,
+            json!({ "device_id": "ox-wang", "kind": "thermometer" }),
+        )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     let (s, b) = nurlanov
@@ -132,7 +167,10 @@ async fn registry_credentials_scoping_and_bad_input() {
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     assert_eq!(b["error"], "error-not-home-institution");
     let (s, b) = patient
-        .post(&register, json!({ "device_id": "ox-self", "kind": "thermometer" }))
+        .post(
+            &register,
+            json!({ "device_id": "ox-self", "kind": "thermometer" }),
+        )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     assert_eq!(b["error"], "error-forbidden");
@@ -147,7 +185,10 @@ async fn registry_credentials_scoping_and_bad_input() {
 
     // Rotation: a new password, a new hash in the password file, the old hash gone.
     let (s, rotated) = aliyev
-        .post("/api/v1/monitoring/devices/ox-test-1/credentials", json!({}))
+        .post(
+            "/api/v1/monitoring/devices/ox-test-1/credentials",
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{rotated}");
     assert_ne!(rotated["password"], password.as_str());
@@ -168,13 +209,20 @@ async fn registry_credentials_scoping_and_bad_input() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     // Its id stays taken: the history of its readings keeps naming it.
     let (s, _) = aliyev
-        .post(&register, json!({ "device_id": "ox-test-1", "kind": "pulse_oximeter" }))
+        .post(
+            &register,
+            json!({ "device_id": "ox-test-1", "kind": "pulse_oximeter" }),
+        )
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
 
     // Audit: registration, rotation and unbinding are in the patient's access log.
     let log = access_log(&aliyev, &abenova).await;
-    assert_eq!(count_events(&log, "monitoring_device", "create"), 1, "{log:?}");
+    assert_eq!(
+        count_events(&log, "monitoring_device", "create"),
+        1,
+        "{log:?}"
+    );
     assert_eq!(count_events(&log, "monitoring_device", "update"), 1);
     assert_eq!(count_events(&log, "monitoring_device", "delete"), 1);
     assert!(count_events(&log, "monitoring", "search") >= 1, "the ward");
@@ -242,10 +290,7 @@ async fn seeded_readings_ward_alerts_escalation_pages_and_audit() {
     assert_eq!(fhir["id"], obs[0]["id"].to_string());
     let from = (now - chrono::Duration::minutes(12)).to_rfc3339();
     let (_, recent) = aliyev
-        .get(&format!(
-            "{obs_path}?kind=spo2&from={}",
-            url_escape(&from)
-        ))
+        .get(&format!("{obs_path}?kind=spo2&from={}", url_escape(&from)))
         .await;
     assert_eq!(recent.as_array().unwrap().len(), 3, "{recent}"); // readings at -10, -5 and 0 minutes
     for (q, what) in [
@@ -267,7 +312,9 @@ async fn seeded_readings_ward_alerts_escalation_pages_and_audit() {
     let alerts = alerts.as_array().unwrap().clone();
     assert!(!alerts.is_empty());
     assert!(alerts.iter().all(|a| a["patient_id"] == nurlanova.as_str()));
-    assert!(alerts.iter().all(|a| a["tier"] == 1 && a["needs_me"] == true));
+    assert!(alerts
+        .iter()
+        .all(|a| a["tier"] == 1 && a["needs_me"] == true));
     assert!(alerts.iter().any(|a| a["level"] == "high"));
     let (_, theirs) = wang.get("/api/v1/monitoring/alerts").await;
     assert!(theirs.as_array().unwrap().is_empty(), "{theirs}");
@@ -296,8 +343,14 @@ async fn seeded_readings_ward_alerts_escalation_pages_and_audit() {
     let (s, page) = coordinator.get("/ui/monitoring/alerts").await;
     assert_eq!(s, StatusCode::OK);
     let page = page.as_str().unwrap().to_owned();
-    assert!(page.contains("class=\"needs-me\""), "escalated alert marked for the coordinator");
-    assert!(page.contains("<td class=\"escalated\">"), "the tier cell is marked as escalated");
+    assert!(
+        page.contains("class=\"needs-me\""),
+        "escalated alert marked for the coordinator"
+    );
+    assert!(
+        page.contains("<td class=\"escalated\">"),
+        "the tier cell is marked as escalated"
+    );
 
     // Acknowledgement stops it; twice is a conflict; another hospital cannot.
     let id = high["id"].as_i64().unwrap();
@@ -309,7 +362,10 @@ async fn seeded_readings_ward_alerts_escalation_pages_and_audit() {
         .post(&format!("/api/v1/monitoring/alerts/{id}/ack"), json!({}))
         .await;
     assert_eq!(s, StatusCode::OK, "{acked}");
-    assert!(acked["acknowledged_by"].as_str().unwrap().contains(&coordinator.id()));
+    assert!(acked["acknowledged_by"]
+        .as_str()
+        .unwrap()
+        .contains(&coordinator.id()));
     let (s, b) = aliyev
         .post(&format!("/api/v1/monitoring/alerts/{id}/ack"), json!({}))
         .await;
@@ -330,21 +386,33 @@ async fn seeded_readings_ward_alerts_escalation_pages_and_audit() {
         .find(|a| a["id"] == id)
         .unwrap()
         .clone();
-    assert_eq!(after["tier"], 2, "an acknowledged alert does not escalate ({later} others did)");
+    assert_eq!(
+        after["tier"], 2,
+        "an acknowledged alert does not escalate ({later} others did)"
+    );
 
     // Pages: the ward with risk colours, the patient's chart and tables; refused by scope for another hospital.
     let (s, page) = aliyev.get("/ui/monitoring").await;
     assert_eq!(s, StatusCode::OK);
     let page = page.as_str().unwrap().to_owned();
-    assert!(page.contains(&format!("data-patient=\"{nurlanova}\" data-risk=\"high\"")), "{page}");
+    assert!(
+        page.contains(&format!("data-patient=\"{nurlanova}\" data-risk=\"high\"")),
+        "{page}"
+    );
     assert!(page.contains(&format!("data-patient=\"{serikbayev}\" data-risk=\"low\"")));
-    assert!(page.contains("--mqtt"), "the ingest is off and the page says how to turn it on");
+    assert!(
+        page.contains("--mqtt"),
+        "the ingest is off and the page says how to turn it on"
+    );
     let (s, page) = aliyev
         .get(&format!("/ui/monitoring/patients/{nurlanova}"))
         .await;
     assert_eq!(s, StatusCode::OK);
     let page = page.as_str().unwrap().to_owned();
-    assert!(page.contains("<svg") && page.matches("<polyline").count() >= 6, "trend chart");
+    assert!(
+        page.contains("<svg") && page.matches("<polyline").count() >= 6,
+        "trend chart"
+    );
     assert!(page.contains("demo-oximeter-02"));
     let form = format!("action=\"/ui/monitoring/patients/{nurlanova}/devices\"");
     assert!(page.contains(&form), "the home clinician may register");
@@ -353,14 +421,21 @@ async fn seeded_readings_ward_alerts_escalation_pages_and_audit() {
         .get(&format!("/ui/monitoring/patients/{nurlanova}"))
         .await;
     assert_eq!(s, StatusCode::OK);
-    assert!(!page.as_str().unwrap().contains(&form), "a coordinator of another institution may not");
+    assert!(
+        !page.as_str().unwrap().contains(&form),
+        "a coordinator of another institution may not"
+    );
     let (s, _) = wang
         .get(&format!("/ui/monitoring/patients/{nurlanova}"))
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     // Every read was audited against the patient.
     let log = access_log(&aliyev, &nurlanova).await;
-    assert_eq!(count_events(&log, "monitoring_observations", "read"), 2, "{log:?}");
+    assert_eq!(
+        count_events(&log, "monitoring_observations", "read"),
+        2,
+        "{log:?}"
+    );
     assert!(count_events(&log, "monitoring", "read") >= 2);
     assert!(count_events(&log, "monitoring", "search") >= 2);
     assert!(count_events(&log, "monitoring_alerts", "read") >= 3);
@@ -431,7 +506,11 @@ async fn readings_published_by_a_registered_device_reach_the_node() {
         if ward["ingest"] == "subscribed" {
             break;
         }
-        assert!(Instant::now() < deadline, "ingest never subscribed: {}", broker.log_tail());
+        assert!(
+            Instant::now() < deadline,
+            "ingest never subscribed: {}",
+            broker.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -439,7 +518,9 @@ async fn readings_published_by_a_registered_device_reach_the_node() {
     let mut bad = MqttOptions::new("intruder", "127.0.0.1", port);
     bad.set_credentials("ox-mqtt-1", "wrong-password");
     let (_c, mut ev) = AsyncClient::new(bad, 10);
-    let first = tokio::time::timeout(Duration::from_secs(10), ev.poll()).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), ev.poll())
+        .await
+        .unwrap();
     assert!(
         !matches!(first, Ok(Event::Incoming(Packet::ConnAck(ref a))) if a.code == rumqttc::ConnectReturnCode::Success),
         "{first:?}"
@@ -483,7 +564,12 @@ async fn readings_published_by_a_registered_device_reach_the_node() {
         .await
         .unwrap();
     client
-        .publish(topic, QoS::AtLeastOnce, false, r#"{"device_id":"ox-mqtt-1","readings":"#)
+        .publish(
+            topic,
+            QoS::AtLeastOnce,
+            false,
+            r#"{"device_id":"ox-mqtt-1","readings":"#,
+        )
         .await
         .unwrap();
     sent += 2;
@@ -519,7 +605,10 @@ async fn readings_published_by_a_registered_device_reach_the_node() {
     assert_eq!(d["last_seq"], 3, "{d}");
     let (_, ward) = aliyev.get("/api/v1/monitoring/patients").await;
     let row = &ward["patients"][0];
-    assert_eq!(row["news2"]["complete"], false, "a pulse oximeter gives a partial set: {row}");
+    assert_eq!(
+        row["news2"]["complete"], false,
+        "a pulse oximeter gives a partial set: {row}"
+    );
     // SpO2 92 on scale 1 scores 2, pulse 83 scores 0: a lower bound of 2.
     assert_eq!(row["news2"]["total"], 2);
     client.disconnect().await.ok();

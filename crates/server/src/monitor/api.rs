@@ -32,7 +32,9 @@ async fn ward(State(st): State<AppState>, p: Principal) -> AppResult<Json<Value>
     p.require(CLINICAL)?;
     let m = super::monitor(&st)?;
     let rows = super::ward(&st, &p).await?;
-    Ok(Json(json!({ "ingest": m.ingest_state(), "patients": rows })))
+    Ok(Json(
+        json!({ "ingest": m.ingest_state(), "patients": rows }),
+    ))
 }
 
 async fn patient(
@@ -142,9 +144,7 @@ async fn ack(
 ) -> AppResult<Json<super::AlertView>> {
     p.require(CLINICAL)?;
     p.check_csrf(csrf(&headers))?;
-    let id: i64 = alert
-        .parse()
-        .map_err(|_| AppError::not_found("alert"))?;
+    let id: i64 = alert.parse().map_err(|_| AppError::not_found("alert"))?;
     Ok(Json(super::acknowledge(&st, &p, id).await?))
 }
 

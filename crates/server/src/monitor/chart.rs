@@ -191,8 +191,19 @@ mod tests {
             &[
                 obs(1, 10, Reading::HeartRate(120.0)),
                 obs(2, 0, Reading::HeartRate(70.0)),
-                obs(3, 5, Reading::BloodPressure { systolic: 120.0, diastolic: 80.0 }),
-                obs(4, 5, Reading::Consciousness(monitoring::news2::Acvpu::Alert)),
+                obs(
+                    3,
+                    5,
+                    Reading::BloodPressure {
+                        systolic: 120.0,
+                        diastolic: 80.0,
+                    },
+                ),
+                obs(
+                    4,
+                    5,
+                    Reading::Consciousness(monitoring::news2::Acvpu::Alert),
+                ),
             ],
             |k| format!("<{k}>"),
         );
@@ -217,7 +228,10 @@ mod tests {
             .collect();
         assert_eq!(points.len(), 2);
         assert!(points[0].0 < points[1].0, "{points:?}");
-        assert!(points[0].1 > points[1].1, "SVG y grows downwards: {points:?}");
+        assert!(
+            points[0].1 > points[1].1,
+            "SVG y grows downwards: {points:?}"
+        );
         assert!(trend_svg(&[], |k| k.to_owned()).is_empty());
     }
 }

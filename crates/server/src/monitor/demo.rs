@@ -19,7 +19,11 @@ pub struct Seeded {
     pub alerts: usize,
 }
 
-async fn patient_of(store: &dyn Store, user: &str, family: &str) -> Result<Option<Patient>, StoreError> {
+async fn patient_of(
+    store: &dyn Store,
+    user: &str,
+    family: &str,
+) -> Result<Option<Patient>, StoreError> {
     let (u, _) = match store.get_user_credentials(user).await {
         Ok(x) => x,
         Err(StoreError::NotFound(_)) => return Ok(None),
@@ -49,7 +53,11 @@ fn lerp(a: f64, b: f64, i: usize, n: usize) -> f64 {
 }
 
 /// Seed once (when the monitoring database has no devices yet). `now` anchors the hour of readings.
-pub async fn seed(m: &Monitor, store: &dyn Store, now: DateTime<Utc>) -> Result<Seeded, StoreError> {
+pub async fn seed(
+    m: &Monitor,
+    store: &dyn Store,
+    now: DateTime<Utc>,
+) -> Result<Seeded, StoreError> {
     let db = m.store();
     if !db.devices().await.map_err(err)?.is_empty() {
         return Ok(Seeded::default());
@@ -76,7 +84,11 @@ pub async fn seed(m: &Monitor, store: &dyn Store, now: DateTime<Utc>) -> Result<
             kind: *kind,
             patient: Some(PatientRef::new(p.id.to_string()).map_err(err)?),
         };
-        if db.add_device(&device, None, now - Duration::hours(2)).await.map_err(err)? {
+        if db
+            .add_device(&device, None, now - Duration::hours(2))
+            .await
+            .map_err(err)?
+        {
             out.devices += 1;
             audit.push(system_event(
                 AuditAction::Create,
@@ -125,7 +137,10 @@ pub async fn seed(m: &Monitor, store: &dyn Store, now: DateTime<Utc>) -> Result<
                     Reading::Consciousness(Acvpu::Alert),
                     Reading::OxygenFlow(0.0),
                 ],
-                _ => vec![Reading::Spo2(98.0), Reading::HeartRate(66.0 + (i % 3) as f64)],
+                _ => vec![
+                    Reading::Spo2(98.0),
+                    Reading::HeartRate(66.0 + (i % 3) as f64),
+                ],
             };
             let msg = Message {
                 device_id: DeviceId::new(*id).map_err(err)?,
@@ -143,7 +158,10 @@ pub async fn seed(m: &Monitor, store: &dyn Store, now: DateTime<Utc>) -> Result<
     }
     // One message per batch, in time order, so the alert rules see the readings as they would have arrived.
     for inc in batch {
-        let r = ingest.process(std::slice::from_ref(&inc)).await.map_err(err)?;
+        let r = ingest
+            .process(std::slice::from_ref(&inc))
+            .await
+            .map_err(err)?;
         out.messages += r.stored_messages;
         out.alerts += r.alerts;
     }

@@ -39,9 +39,7 @@ use monitoring::broker::{self, BrokerError, INGEST_USER};
 use monitoring::ingest::{run_service, BrokerAddr, ServiceConfig};
 use monitoring::model::{Device, DeviceId, DeviceKind, PatientRef, Reading};
 use monitoring::news2::{self, Spo2Scale};
-use monitoring::store::{
-    AlertRecord, DeviceRecord, Durability, ObservationRecord, Store,
-};
+use monitoring::store::{AlertRecord, DeviceRecord, Durability, ObservationRecord, Store};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -69,7 +67,11 @@ pub struct MonitorArgs {
     #[arg(long, env = "CARAVAN_MQTT_PASSWORD", hide_env_values = true)]
     pub mqtt_password: Option<String>,
     /// MQTT client id: the broker keeps the node's persistent session (queued readings) under it.
-    #[arg(long, env = "CARAVAN_MQTT_CLIENT_ID", default_value = "caravan-node-ingest")]
+    #[arg(
+        long,
+        env = "CARAVAN_MQTT_CLIENT_ID",
+        default_value = "caravan-node-ingest"
+    )]
     pub mqtt_client_id: String,
 }
 
@@ -108,7 +110,10 @@ impl Monitor {
     }
     /// The ingest's state.
     pub fn ingest_state(&self) -> IngestState {
-        self.state.lock().map(|s| s.clone()).unwrap_or(IngestState::Off)
+        self.state
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or(IngestState::Off)
     }
     /// The broker the ingest uses.
     pub fn broker_url(&self) -> Option<&str> {
@@ -126,7 +131,12 @@ impl Monitor {
     /// The Mosquitto password file and ACL for the registered devices: `(passwd, acl)`.
     pub async fn broker_files(&self) -> AppResult<(String, String)> {
         let mut hashes: Vec<(String, String)> = self.ingest_hash.iter().cloned().collect();
-        hashes.extend(self.store.password_hashes().await.map_err(AppError::internal)?);
+        hashes.extend(
+            self.store
+                .password_hashes()
+                .await
+                .map_err(AppError::internal)?,
+        );
         Ok((
             broker::password_file(&hashes),
             broker::acl_file(
@@ -174,7 +184,13 @@ pub async fn start(
         .as_deref()
         .map(|u| BrokerAddr::parse(u).map_err(|e| format!("--mqtt: {e}")))
         .transpose()?;
-    let m = open(data, args.mqtt_password.as_deref().map(|p| (args.mqtt_user.as_str(), p))).await?;
+    let m = open(
+        data,
+        args.mqtt_password
+            .as_deref()
+            .map(|p| (args.mqtt_user.as_str(), p)),
+    )
+    .await?;
     let m = Arc::new(Monitor {
         broker_url: broker.as_ref().map(BrokerAddr::url),
         ..m
@@ -263,7 +279,11 @@ pub async fn escalate_now(m: &Monitor, now: DateTime<Utc>) -> AppResult<usize> {
     let mut moved = 0;
     for a in m.store.open_alerts().await.map_err(AppError::internal)? {
         if let Some(tier) = escalation_due(&m.policy, a.level, a.tier, a.tier_since, now) {
-            if m.store.escalate(a.id, tier, now).await.map_err(AppError::internal)? {
+            if m.store
+                .escalate(a.id, tier, now)
+                .await
+                .map_err(AppError::internal)?
+            {
                 tracing::info!(alert = a.id, tier, "monitoring alert escalated");
                 moved += 1;
             }
@@ -507,7 +527,11 @@ async fn summary(m: &Monitor, p: &Patient) -> AppResult<WardRow> {
         })
         .collect();
     latest_view.sort_by_key(|l| kind_order(l.kind));
-    let open = m.store.alerts_of(&[key.clone()], true, 100).await.map_err(db)?;
+    let open = m
+        .store
+        .alerts_of(&[key.clone()], true, 100)
+        .await
+        .map_err(db)?;
     Ok(WardRow {
         patient_id: key.clone(),
         name: name_of(p),
@@ -567,7 +591,16 @@ pub async fn ward(st: &AppState, p: &Principal) -> AppResult<Vec<WardRow>> {
     }
     let audit = patients
         .iter()
-        .map(|x| event(p, AuditAction::Search, "monitoring", x.id, Some(x.id), "ward"))
+        .map(|x| {
+            event(
+                p,
+                AuditAction::Search,
+                "monitoring",
+                x.id,
+                Some(x.id),
+                "ward",
+            )
+        })
         .collect();
     st.store().append_audit(audit).await?;
     Ok(rows)
@@ -576,9 +609,7 @@ pub async fn ward(st: &AppState, p: &Principal) -> AppResult<Vec<WardRow>> {
 /// The patient as the principal may see them (404 otherwise), for the monitoring reads.
 async fn readable_patient(st: &AppState, p: &Principal, id: &str) -> AppResult<Patient> {
     p.require(PATIENT_READERS)?;
-    let pid: PatientId = id
-        .parse()
-        .map_err(|_| AppError::not_found("patient"))?;
+    let pid: PatientId = id.parse().map_err(|_| AppError::not_found("patient"))?;
     Ok(st.store().get_patient(&p.actor(), pid).await?)
 }
 
@@ -598,7 +629,11 @@ pub async fn patient(st: &AppState, p: &Principal, id: &str) -> AppResult<Patien
         })
         .await
         .map_err(db)?;
-    let alerts = m.store.alerts_of(&[key.clone()], false, 50).await.map_err(db)?;
+    let alerts = m
+        .store
+        .alerts_of(&[key.clone()], false, 50)
+        .await
+        .map_err(db)?;
     st.store()
         .append_audit(vec![event(
             p,
@@ -615,7 +650,10 @@ pub async fn patient(st: &AppState, p: &Principal, id: &str) -> AppResult<Patien
         summary,
         devices: devices.iter().map(device_view).collect(),
         observations: obs.iter().map(observation_view).collect::<AppResult<_>>()?,
-        alerts: alerts.iter().map(|a| alert_view(a, &name, p.role())).collect(),
+        alerts: alerts
+            .iter()
+            .map(|a| alert_view(a, &name, p.role()))
+            .collect(),
     })
 }
 
@@ -650,7 +688,11 @@ pub fn parse_time(field: &str, s: &str) -> AppResult<DateTime<Utc>> {
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
-        .ok_or_else(|| bad_query(format!("{field} {s:?} is not a date (YYYY-MM-DD) or RFC 3339 time")))
+        .ok_or_else(|| {
+            bad_query(format!(
+                "{field} {s:?} is not a date (YYYY-MM-DD) or RFC 3339 time"
+            ))
+        })
 }
 
 /// Parse reading kinds: `heart_rate,spo2`.
@@ -677,10 +719,25 @@ impl ObservationQuery {
         }
         Ok(ObservationFilter {
             patients: vec![patient.to_owned()],
-            kinds: self.kind.as_deref().map(parse_kinds).transpose()?.unwrap_or_default(),
+            kinds: self
+                .kind
+                .as_deref()
+                .map(parse_kinds)
+                .transpose()?
+                .unwrap_or_default(),
             device: self.device.clone().filter(|d| !d.is_empty()),
-            from: self.from.as_deref().filter(|s| !s.is_empty()).map(|s| parse_time("from", s)).transpose()?,
-            to: self.to.as_deref().filter(|s| !s.is_empty()).map(|s| parse_time("to", s)).transpose()?,
+            from: self
+                .from
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|s| parse_time("from", s))
+                .transpose()?,
+            to: self
+                .to
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|s| parse_time("to", s))
+                .transpose()?,
             limit,
         })
     }
@@ -777,11 +834,24 @@ pub async fn alerts(st: &AppState, p: &Principal, open_only: bool) -> AppResult<
     }
     let audit = audited
         .into_iter()
-        .map(|id| event(p, AuditAction::Read, "monitoring_alerts", id, Some(id), "alerts"))
+        .map(|id| {
+            event(
+                p,
+                AuditAction::Read,
+                "monitoring_alerts",
+                id,
+                Some(id),
+                "alerts",
+            )
+        })
         .collect();
     st.store().append_audit(audit).await?;
     // Alerts addressed to the viewer's role first, then the newest.
-    out.sort_by(|a, b| b.needs_me.cmp(&a.needs_me).then(b.raised_at.cmp(&a.raised_at)));
+    out.sort_by(|a, b| {
+        b.needs_me
+            .cmp(&a.needs_me)
+            .then(b.raised_at.cmp(&a.raised_at))
+    });
     Ok(out)
 }
 
@@ -875,7 +945,10 @@ async fn hash_one(user: &str, password: &str) -> AppResult<String> {
         .await
         .map_err(AppError::internal)?;
     match r {
-        Ok(mut v) => v.pop().map(|(_, h)| h).ok_or_else(|| AppError::internal("no hash")),
+        Ok(mut v) => v
+            .pop()
+            .map(|(_, h)| h)
+            .ok_or_else(|| AppError::internal("no hash")),
         Err(BrokerError::NotInstalled(what)) => Err(AppError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "error-monitoring-broker-tools",
@@ -928,7 +1001,10 @@ pub async fn register_device(
     let scale = match n.spo2_scale {
         None => None,
         Some(s) => Some(Spo2Scale::from_number(i64::from(s)).ok_or_else(|| {
-            unprocessable("error-monitoring-scale", format!("SpO2 scale {s} is not 1 or 2"))
+            unprocessable(
+                "error-monitoring-scale",
+                format!("SpO2 scale {s} is not 1 or 2"),
+            )
         })?),
     };
     let duplicate = || {
@@ -949,7 +1025,12 @@ pub async fn register_device(
         kind,
         patient: Some(patient_ref.clone()),
     };
-    if !m.store.add_device(&device, Some(&hash), Utc::now()).await.map_err(db)? {
+    if !m
+        .store
+        .add_device(&device, Some(&hash), Utc::now())
+        .await
+        .map_err(db)?
+    {
         return Err(duplicate());
     }
     let audited = async {
@@ -1010,7 +1091,12 @@ async fn bound_device(
 ) -> AppResult<(DeviceRecord, Patient)> {
     let m = monitor(st)?;
     let unknown = || AppError::not_found("device");
-    let d = m.store.device(device_id).await.map_err(db)?.ok_or_else(unknown)?;
+    let d = m
+        .store
+        .device(device_id)
+        .await
+        .map_err(db)?
+        .ok_or_else(unknown)?;
     let pref = d.device.patient.as_ref().ok_or_else(unknown)?;
     let pat = readable_patient(st, p, pref.as_str())
         .await
@@ -1019,7 +1105,11 @@ async fn bound_device(
 }
 
 /// Devices bound to a patient the principal may see (FHIR `Device?patient=`); audited.
-pub async fn devices_of(st: &AppState, p: &Principal, patient_id: &str) -> AppResult<Vec<DeviceView>> {
+pub async fn devices_of(
+    st: &AppState,
+    p: &Principal,
+    patient_id: &str,
+) -> AppResult<Vec<DeviceView>> {
     let pat = readable_patient(st, p, patient_id).await?;
     let m = monitor(st)?;
     let list = m.store.devices_of(&pat.id.to_string()).await.map_err(db)?;

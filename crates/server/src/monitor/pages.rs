@@ -23,9 +23,18 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/monitoring/alerts", get(alerts_page))
         .route("/ui/monitoring/alerts/{id}/ack", post(ack_submit))
         .route("/ui/monitoring/patients/{id}", get(patient_page))
-        .route("/ui/monitoring/patients/{id}/devices", post(register_submit))
-        .route("/ui/monitoring/devices/{device}/rotate", post(rotate_submit))
-        .route("/ui/monitoring/devices/{device}/unbind", post(unbind_submit))
+        .route(
+            "/ui/monitoring/patients/{id}/devices",
+            post(register_submit),
+        )
+        .route(
+            "/ui/monitoring/devices/{device}/rotate",
+            post(rotate_submit),
+        )
+        .route(
+            "/ui/monitoring/devices/{device}/unbind",
+            post(unbind_submit),
+        )
 }
 
 fn time(t: DateTime<Utc>) -> String {
@@ -160,7 +169,13 @@ async fn ward_page(
         p.require(CLINICAL)?;
         let m = super::monitor(&st)?;
         let rows = super::ward(&st, &p).await?;
-        let c = ctx(&st, Some(&p), &headers, "monitoring-ward-title", "/ui/monitoring");
+        let c = ctx(
+            &st,
+            Some(&p),
+            &headers,
+            "monitoring-ward-title",
+            "/ui/monitoring",
+        );
         let ingest = c.tr.t(match m.ingest_state() {
             super::IngestState::Off => "monitoring-ingest-off",
             super::IngestState::Connecting => "monitoring-ingest-connecting",
@@ -426,11 +441,23 @@ async fn register_submit(
         };
         match super::register_device(&st, &p, &id, n).await {
             Ok(creds) => Ok(render(
-                &patient_view(&st, &p, &headers, &id, Some(creds), None, NewDeviceForm::default())
-                    .await?,
+                &patient_view(
+                    &st,
+                    &p,
+                    &headers,
+                    &id,
+                    Some(creds),
+                    None,
+                    NewDeviceForm::default(),
+                )
+                .await?,
             )),
             // A refused registration shows the form again with the reason, keeping what was typed.
-            Err(e) if e.status.is_client_error() && e.status.as_u16() != 403 && e.status.as_u16() != 404 => {
+            Err(e)
+                if e.status.is_client_error()
+                    && e.status.as_u16() != 403
+                    && e.status.as_u16() != 404 =>
+            {
                 let c = ctx(&st, Some(&p), &headers, "monitoring-patient-title", "");
                 let msg = if st.i18n().has(c.tr.lang, e.code) {
                     format!("{} ({})", c.tr.t(e.code), e.message)
@@ -463,8 +490,16 @@ async fn rotate_submit(
         let creds = super::rotate_credentials(&st, &p, &device).await?;
         let patient = creds.device.patient_id.clone().unwrap_or_default();
         Ok(render(
-            &patient_view(&st, &p, &headers, &patient, Some(creds), None, NewDeviceForm::default())
-                .await?,
+            &patient_view(
+                &st,
+                &p,
+                &headers,
+                &patient,
+                Some(creds),
+                None,
+                NewDeviceForm::default(),
+            )
+            .await?,
         ))
     }
     .await;
