@@ -2,7 +2,7 @@
 //! produced them (read, search by patient).
 //!
 //! The Observations are the ones the monitoring ingest built when the reading arrived (vital-signs profile, LOINC
-//! + UCUM; see the `monitoring` crate's README), with the node's row id as `id`. Every access goes through
+//! codes and UCUM units; see the `monitoring` crate's README), with the node's row id as `id`. Every access goes through
 //! `caravan_server::monitor`, which applies the patient scope of the node's store (404 when the user may not see
 //! the patient) and appends the audit event.
 //!
@@ -64,7 +64,10 @@ fn kinds_for_codes(list: &str) -> Vec<ReadingKind> {
 }
 
 /// One `date` parameter as a half-open interval `[from, to)`.
-fn date_bounds(v: &str) -> FhirResult<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> {
+/// `[from, to)`, either end open.
+type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+fn date_bounds(v: &str) -> FhirResult<Bounds> {
     let (prefix, value) = match v.get(..2) {
         Some(p @ ("eq" | "ge" | "gt" | "le" | "lt")) => (p, &v[2..]),
         _ => ("eq", v),

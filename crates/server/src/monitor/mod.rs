@@ -529,7 +529,7 @@ async fn summary(m: &Monitor, p: &Patient) -> AppResult<WardRow> {
     latest_view.sort_by_key(|l| kind_order(l.kind));
     let open = m
         .store
-        .alerts_of(&[key.clone()], true, 100)
+        .alerts_of(std::slice::from_ref(&key), true, 100)
         .await
         .map_err(db)?;
     Ok(WardRow {
@@ -631,7 +631,7 @@ pub async fn patient(st: &AppState, p: &Principal, id: &str) -> AppResult<Patien
         .map_err(db)?;
     let alerts = m
         .store
-        .alerts_of(&[key.clone()], false, 50)
+        .alerts_of(std::slice::from_ref(&key), false, 50)
         .await
         .map_err(db)?;
     st.store()
