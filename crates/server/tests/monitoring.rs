@@ -429,11 +429,29 @@ async fn seeded_readings_ward_alerts_escalation_pages_and_audit() {
         .get(&format!("/ui/monitoring/patients/{nurlanova}"))
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // The patient (Aigerim's own account) sees her readings and alerts, read-only.
+    let herself = Client::login(&node, "patient").await;
+    let (s, page) = herself
+        .get(&format!("/ui/monitoring/patients/{nurlanova}"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let page = page.as_str().unwrap().to_owned();
+    assert!(page.contains("<svg") && page.contains("data-alert="));
+    assert!(
+        !page.contains("/ack\""),
+        "no acknowledge button for the patient"
+    );
+    assert!(!page.contains(&form));
+    let (s, _) = herself.get(&obs_path).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = herself.get("/api/v1/monitoring/alerts").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
     // Every read was audited against the patient.
     let log = access_log(&aliyev, &nurlanova).await;
     assert_eq!(
         count_events(&log, "monitoring_observations", "read"),
-        2,
+        3,
         "{log:?}"
     );
     assert!(count_events(&log, "monitoring", "read") >= 2);

@@ -122,9 +122,11 @@ pub struct AlertLine {
     pub acknowledged: String,
     pub open: bool,
     pub needs_me: bool,
+    /// Whether the viewer may acknowledge it (clinical roles; a patient sees their alerts read-only).
+    pub can_ack: bool,
 }
 
-fn alert_line(c: &Ctx<'_>, a: &AlertView) -> AlertLine {
+fn alert_line(c: &Ctx<'_>, a: &AlertView, can_ack: bool) -> AlertLine {
     AlertLine {
         id: a.id,
         patient_id: a.patient_id.clone(),
@@ -147,6 +149,7 @@ fn alert_line(c: &Ctx<'_>, a: &AlertView) -> AlertLine {
         },
         open: a.acknowledged_at.is_none(),
         needs_me: a.needs_me,
+        can_ack,
     }
 }
 
@@ -216,7 +219,7 @@ async fn alerts_page(
             "/ui/monitoring/alerts",
         );
         Ok(render(&AlertsPage {
-            alerts: list.iter().map(|a| alert_line(&c, a)).collect(),
+            alerts: list.iter().map(|a| alert_line(&c, a, true)).collect(),
             ctx: c,
         }))
     }
@@ -371,7 +374,11 @@ async fn patient_view<'a>(
                 device: o.device_id.clone(),
             })
             .collect(),
-        alerts: v.alerts.iter().map(|a| alert_line(&c, a)).collect(),
+        alerts: v
+            .alerts
+            .iter()
+            .map(|a| alert_line(&c, a, CLINICAL.contains(&p.role())))
+            .collect(),
         devices: v
             .devices
             .iter()
