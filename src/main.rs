@@ -182,6 +182,9 @@ struct ServeArgs {
     /// Video visits: TURN relay (`--turn-url`, `--turn-secret`, `--turn-ttl`), relay-only, audio-only thresholds.
     #[command(flatten)]
     visits: caravan_server::visits::VisitArgs,
+    /// Remote monitoring: `--mqtt mqtt://host:port` runs the MQTT ingest in the node.
+    #[command(flatten)]
+    monitoring: caravan_server::monitor::MonitorArgs,
 }
 
 #[derive(Subcommand)]
@@ -268,6 +271,22 @@ async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
     let config_tls = config.tls.is_some();
     let state = AppState::federated(store, blobs, config, federation);
     let dicom = dicom_node::start(&args.data, args.dicom_listen, &state).await?;
+    // Remote monitoring: DATA/monitoring.sqlite, the escalation loop and, with --mqtt, the ingest.
+    let monitor_tasks = caravan_server::monitor::start(&state, &args.data, &args.monitoring)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if demo {
+        if let Some(m) = state.monitoring() {
+            let seeded =
+                caravan_server::monitor::demo::seed(m, state.store(), chrono::Utc::now()).await?;
+            tracing::info!(
+                devices = seeded.devices,
+                messages = seeded.messages,
+                alerts = seeded.alerts,
+                "monitoring demo data ready"
+            );
+        }
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -291,6 +310,9 @@ async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
     };
     let extra = caravan_fhir::routes().merge(dicom.routes);
     caravan_server::serve_with(listener, state, extra, shutdown).await?;
+    for task in monitor_tasks {
+        task.abort();
+    }
     if let Some(scp) = dicom.scp {
         scp.stop().await;
     }

@@ -52,6 +52,8 @@ fn type_name(r: &Resource) -> &'static str {
         Resource::MedicationRequest(_) => "MedicationRequest",
         Resource::MedicationDispense(_) => "MedicationDispense",
         Resource::Medication(_) => "Medication",
+        Resource::Observation(_) => "Observation",
+        Resource::Device(_) => "Device",
         Resource::Bundle(_) => "Bundle",
         Resource::OperationOutcome(_) => "OperationOutcome",
         Resource::CapabilityStatement(_) => "CapabilityStatement",
@@ -145,13 +147,15 @@ const CAPABILITIES: &[(&str, &[&str], bool)] = &[
     ("DocumentReference", &["related", "patient", "_count"], true),
     ("Binary", &[], false),
     ("AuditEvent", &["patient", "entity", "_count"], false),
-    // Notifiable-disease reports (`surveil`): created here, read through the surveillance API.
-    ("Observation", &[], true),
+    // Vital signs from remote monitoring (`monitoring`): read and search. Notifiable-disease reports
+    // (`surveil`) are created here and read through the surveillance API.
+    ("Observation", &["patient", "code", "date", "_count"], true),
     ("MeasureReport", &[], true),
+    ("Device", &["patient", "_count"], false),
 ];
 
 /// Types this facade only creates.
-const CREATE_ONLY: &[&str] = &["Observation", "MeasureReport"];
+const CREATE_ONLY: &[&str] = &["MeasureReport"];
 
 /// Every served type's capabilities: the handlers' own, then those of the modules they dispatch to.
 fn all_capabilities() -> impl Iterator<Item = &'static (&'static str, &'static [&'static str], bool)>
@@ -346,6 +350,8 @@ async fn read_inner(
             Resource::Binary(Box::new(map::binary(&a, &bytes)))
         }
         "AuditEvent" => read_audit_event(st, &p, raw_id).await?,
+        "Observation" => crate::monitoring::read_observation(st, &p, raw_id).await?,
+        "Device" => crate::monitoring::read_device(st, &p, raw_id).await?,
         t if crate::live::TYPES.contains(&t) => crate::live::read(st, &p, t, raw_id).await?,
         _ => return Err(FhirError::not_supported(format!("read of {rtype}"))),
     };
@@ -758,6 +764,8 @@ async fn search_inner(
                 .map(|r| Resource::AuditEvent(Box::new(map::audit_event(r))))
                 .collect()
         }
+        "Observation" => crate::monitoring::search_observations(st, &p, &params.0, count).await?,
+        "Device" => crate::monitoring::search_devices(st, &p, &params.0).await?,
         t if crate::live::TYPES.contains(&t) => {
             crate::live::search(st, &p, t, &params, count).await?
         }

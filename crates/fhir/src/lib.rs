@@ -13,6 +13,7 @@ mod handlers;
 mod input;
 pub mod live;
 pub mod map;
+pub mod monitoring;
 pub mod surveil;
 
 pub use error::{FhirError, FhirResult, FHIR_JSON};
@@ -37,6 +38,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "AuditEvent",
     "Observation",
     "MeasureReport",
+    "Device",
     // Live care and e-prescriptions (`live`).
     "Schedule",
     "Slot",

@@ -49,9 +49,12 @@ async fn capability_statement_lists_every_resource() {
             .iter()
             .map(|i| i["code"].as_str().unwrap())
             .collect();
-        if ["Observation", "MeasureReport"].contains(&r["type"].as_str().unwrap()) {
-            // Notifiable-disease reports: created here, read through the surveillance API.
+        if r["type"] == "MeasureReport" {
+            // Notifiable-disease counts: created here, read through the surveillance API.
             assert_eq!(codes, ["create"], "{r}");
+        } else if r["type"] == "Observation" {
+            // Vital signs from remote monitoring are read and searched; notifiable-disease cases are created.
+            assert_eq!(codes, ["read", "search-type", "create"], "{r}");
         } else {
             assert!(codes.contains(&"read"), "{r}");
         }
@@ -718,7 +721,7 @@ async fn bad_input_gets_an_operation_outcome() {
         ("message to unknown case", Method::POST, "/fhir/Communication".into(), fhir, Some(br#"{"resourceType":"Communication","status":"completed","basedOn":[{"reference":"ServiceRequest/0190e0a0-0000-7000-8000-000000000000"}],"payload":[{"contentString":"hi"}]}"#.to_vec()), 404, "not-found"),
         ("attachment not base64", Method::POST, "/fhir/DocumentReference".into(), fhir, Some(br#"{"resourceType":"DocumentReference","status":"current","content":[{"attachment":{"contentType":"text/plain","data":"***"}}],"context":{"related":[{"reference":"ServiceRequest/0190e0a0-0000-7000-8000-000000000000"}]}}"#.to_vec()), 400, "invalid"),
         ("create not offered", Method::POST, "/fhir/AuditEvent".into(), fhir, Some(b"{}".to_vec()), 405, "not-supported"),
-        ("unknown resource type", Method::GET, "/fhir/Observation".into(), None, None, 404, "not-supported"),
+        ("unknown resource type", Method::GET, "/fhir/Specimen".into(), None, None, 404, "not-supported"),
         ("unknown id", Method::GET, "/fhir/Patient/0190e0a0-0000-7000-8000-000000000000".into(), None, None, 404, "not-found"),
         ("malformed id", Method::GET, "/fhir/ServiceRequest/not-an-id".into(), None, None, 404, "not-found"),
         ("report of a case without one", Method::GET, "/fhir/DiagnosticReport/0190e0a0-0000-7000-8000-000000000000".into(), None, None, 404, "not-found"),

@@ -172,6 +172,19 @@ impl PatientState {
     }
 }
 
+/// A patient's current NEWS2 set from readings with their times (e.g. `Store::latest_of`): the newest value of
+/// each parameter within `window` of the newest reading, exactly as the alert engine builds it.
+pub fn current_set<'a>(
+    readings: impl IntoIterator<Item = (&'a Reading, DateTime<Utc>)>,
+    window: Duration,
+) -> Vitals {
+    let mut st = PatientState::default();
+    for (r, t) in readings {
+        st.add(r, t);
+    }
+    st.vitals(window)
+}
+
 /// The per-patient alert state machine.
 #[derive(Debug, Default)]
 pub struct AlertEngine {

@@ -554,6 +554,9 @@ pub struct ServiceConfig {
     pub policy: AlertPolicy,
     /// Seconds between escalation checks.
     pub escalation_interval: Duration,
+    /// Signalled by whoever changes the device registry in the same database (the node's registry API): the
+    /// ingest re-reads it before taking the next messages, instead of within ten escalation ticks.
+    pub registry_changed: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl ServiceConfig {
@@ -569,6 +572,7 @@ impl ServiceConfig {
             max_batch: 5000,
             policy: AlertPolicy::default(),
             escalation_interval: Duration::from_secs(1),
+            registry_changed: None,
         }
     }
 }
@@ -632,6 +636,12 @@ pub async fn run_service(
                     }
                 }
             }
+            // Before the messages, so that a device registered just before its first message is known.
+            () = wait_changed(cfg.registry_changed.as_deref()) => {
+                if let Err(e) = ingestor.reload_registry().await {
+                    tracing::warn!(error = %e, "registry reload failed");
+                }
+            }
             first = rx.recv() => {
                 let Some(first) = first else {
                     break Err(IngestError::Mqtt("event loop stopped".into()));
@@ -667,6 +677,13 @@ pub async fn run_service(
     poller.abort();
     ingestor.store().close().await;
     result.map(|()| total)
+}
+
+async fn wait_changed(n: Option<&tokio::sync::Notify>) {
+    match n {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn poll_loop(

@@ -514,6 +514,374 @@ impl Store {
     }
 }
 
+/// A registered device with its registry facts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceRecord {
+    /// The device.
+    pub device: Device,
+    /// When it was first registered.
+    pub registered_at: DateTime<Utc>,
+    /// Whether the broker has a password hash for it.
+    pub has_password: bool,
+    /// Its last sequence number and when a message of it was last stored.
+    pub last_seen: Option<(u64, DateTime<Utc>)>,
+}
+
+/// A stored observation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservationRecord {
+    /// Row id (the FHIR id of the Observation on the node).
+    pub id: i64,
+    /// Device.
+    pub device_id: String,
+    /// Patient.
+    pub patient: String,
+    /// The reading.
+    pub reading: Reading,
+    /// Reading time (device clock).
+    pub effective: DateTime<Utc>,
+    /// Receipt time at the node.
+    pub received: DateTime<Utc>,
+    /// The FHIR Observation JSON as built at ingest (without `id`).
+    pub resource: String,
+}
+
+/// Which observations to read, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct ObservationFilter {
+    /// Only these patients (empty: none).
+    pub patients: Vec<String>,
+    /// Only these kinds (empty: all).
+    pub kinds: Vec<ReadingKind>,
+    /// Only from this device.
+    pub device: Option<String>,
+    /// Reading time at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Reading time before.
+    pub to: Option<DateTime<Utc>>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// A stored alert.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertRecord {
+    /// Row id.
+    pub id: i64,
+    /// Patient.
+    pub patient: String,
+    /// Level.
+    pub level: Risk,
+    /// NEWS2 total.
+    pub score: u8,
+    /// Whether the set was complete.
+    pub complete: bool,
+    /// Current tier (1-based, see [`crate::alerts::TIERS`]).
+    pub tier: u8,
+    /// When it reached that tier.
+    pub tier_since: DateTime<Utc>,
+    /// Reading time of the triggering reading.
+    pub reading_at: DateTime<Utc>,
+    /// When it was raised.
+    pub raised_at: DateTime<Utc>,
+    /// Acknowledgement: when and by whom.
+    pub acknowledged: Option<(DateTime<Utc>, String)>,
+}
+
+const OBS_COLUMNS: &str =
+    "id, device_id, patient_ref, kind, value, value2, value_code, effective_ms, received_at_ms, resource";
+const ALERT_COLUMNS: &str =
+    "id, patient_ref, level, score, complete, tier, tier_since_ms, reading_at_ms, \
+     raised_at_ms, acknowledged_at_ms, acknowledged_by";
+
+fn corrupt(table: &'static str) -> impl Fn(String) -> StoreError {
+    move |detail| StoreError::Corrupt { table, detail }
+}
+
+fn observation_row(r: &sqlx::sqlite::SqliteRow) -> Result<ObservationRecord, StoreError> {
+    let kind: String = r.try_get(3)?;
+    let bad = corrupt("observations");
+    let kind = ReadingKind::parse(&kind).ok_or_else(|| bad(format!("kind {kind}")))?;
+    let v: Option<f64> = r.try_get(4)?;
+    let v2: Option<f64> = r.try_get(5)?;
+    let code: Option<String> = r.try_get(6)?;
+    Ok(ObservationRecord {
+        id: r.try_get(0)?,
+        device_id: r.try_get(1)?,
+        patient: r.try_get(2)?,
+        reading: reading_from_columns(kind, v, v2, code.as_deref())
+            .ok_or_else(|| bad(format!("values of {}", kind.as_str())))?,
+        effective: from_ms(r.try_get(7)?),
+        received: from_ms(r.try_get(8)?),
+        resource: r.try_get(9)?,
+    })
+}
+
+fn alert_row(r: &sqlx::sqlite::SqliteRow) -> Result<AlertRecord, StoreError> {
+    let level: String = r.try_get(2)?;
+    let bad = corrupt("alerts");
+    let score: i64 = r.try_get(3)?;
+    let tier: i64 = r.try_get(5)?;
+    let ack_at: Option<i64> = r.try_get(9)?;
+    let ack_by: Option<String> = r.try_get(10)?;
+    Ok(AlertRecord {
+        id: r.try_get(0)?,
+        patient: r.try_get(1)?,
+        level: Risk::parse(&level).ok_or_else(|| bad(format!("level {level}")))?,
+        score: u8::try_from(score).map_err(|e| bad(e.to_string()))?,
+        complete: r.try_get(4)?,
+        tier: u8::try_from(tier).map_err(|e| bad(e.to_string()))?,
+        tier_since: from_ms(r.try_get(6)?),
+        reading_at: from_ms(r.try_get(7)?),
+        raised_at: from_ms(r.try_get(8)?),
+        acknowledged: ack_at.map(|t| (from_ms(t), ack_by.unwrap_or_default())),
+    })
+}
+
+fn device_row(r: &sqlx::sqlite::SqliteRow) -> Result<DeviceRecord, StoreError> {
+    let bad = corrupt("devices");
+    let id: String = r.try_get(0)?;
+    let kind: String = r.try_get(1)?;
+    let patient: Option<String> = r.try_get(2)?;
+    let has_password: bool = r.try_get(3)?;
+    let seq: Option<i64> = r.try_get(5)?;
+    let seen: Option<i64> = r.try_get(6)?;
+    Ok(DeviceRecord {
+        device: Device {
+            id: DeviceId::new(id).map_err(|e| bad(e.to_string()))?,
+            kind: DeviceKind::parse(&kind).ok_or_else(|| bad(format!("kind {kind}")))?,
+            patient: patient
+                .map(PatientRef::new)
+                .transpose()
+                .map_err(|e| bad(e.to_string()))?,
+        },
+        registered_at: from_ms(r.try_get(4)?),
+        has_password,
+        last_seen: seq
+            .zip(seen)
+            .map(|(s, t)| (u64::try_from(s).unwrap_or(0), from_ms(t))),
+    })
+}
+
+const DEVICE_SELECT: &str = "SELECT d.device_id, d.kind, d.patient_ref, d.password_hash IS NOT NULL, \
+     d.registered_at_ms, s.last_seq, s.last_seen_ms FROM devices d LEFT JOIN device_seq s USING (device_id)";
+
+/// Reads and registry writes for the node's pages, API and FHIR facade.
+impl Store {
+    /// Register a new device bound to a patient (the patient row is created with SpO2 scale 1 if it is new).
+    /// False if the device id is already registered; nothing is changed then.
+    pub async fn add_device(
+        &self,
+        device: &Device,
+        password_hash: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(p) = &device.patient {
+            sqlx::query("INSERT INTO patients (patient_ref) VALUES (?) ON CONFLICT DO NOTHING")
+                .bind(p.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let r = sqlx::query(
+            "INSERT INTO devices (device_id, kind, patient_ref, password_hash, registered_at_ms) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (device_id) DO NOTHING",
+        )
+        .bind(device.id.as_str())
+        .bind(device.kind.as_str())
+        .bind(device.patient.as_ref().map(PatientRef::as_str))
+        .bind(password_hash)
+        .bind(ms(&at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Remove a device that never delivered anything (used to undo a registration whose audit event failed).
+    pub async fn remove_unused_device(&self, device: &DeviceId) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM devices WHERE device_id = ? AND NOT EXISTS (SELECT 1 FROM messages WHERE device_id = ?)",
+        )
+        .bind(device.as_str())
+        .bind(device.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Replace a device's broker password hash (`None` revokes it); false if the device is unknown.
+    pub async fn set_password_hash(
+        &self,
+        device: &DeviceId,
+        hash: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE devices SET password_hash = ? WHERE device_id = ?")
+            .bind(hash)
+            .bind(device.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// One device.
+    pub async fn device(&self, device: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        let row = sqlx::query(&format!("{DEVICE_SELECT} WHERE d.device_id = ?"))
+            .bind(device)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(device_row).transpose()
+    }
+
+    /// The devices bound to a patient.
+    pub async fn devices_of(&self, patient: &str) -> Result<Vec<DeviceRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{DEVICE_SELECT} WHERE d.patient_ref = ? ORDER BY d.device_id"
+        ))
+        .bind(patient)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(device_row).collect()
+    }
+
+    /// Patients with a bound device or stored readings.
+    pub async fn monitored_patients(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT patient_ref FROM devices WHERE patient_ref IS NOT NULL
+             UNION SELECT patient_ref FROM latest_readings ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// A patient's newest reading of each kind.
+    pub async fn latest_of(
+        &self,
+        patient: &str,
+    ) -> Result<Vec<(Reading, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, value, value2, value_code, effective_ms FROM latest_readings WHERE patient_ref = ?",
+        )
+        .bind(patient)
+        .fetch_all(&self.pool)
+        .await?;
+        let bad = corrupt("latest_readings");
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get(0)?;
+                let kind = ReadingKind::parse(&kind).ok_or_else(|| bad(format!("kind {kind}")))?;
+                let v: Option<f64> = r.try_get(1)?;
+                let v2: Option<f64> = r.try_get(2)?;
+                let code: Option<String> = r.try_get(3)?;
+                let reading = reading_from_columns(kind, v, v2, code.as_deref())
+                    .ok_or_else(|| bad(format!("values of {}", kind.as_str())))?;
+                Ok((reading, from_ms(r.try_get(4)?)))
+            })
+            .collect()
+    }
+
+    /// A patient's SpO2 scale (scale 1 when the patient has no row).
+    pub async fn scale_of(&self, patient: &str) -> Result<Spo2Scale, StoreError> {
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT spo2_scale FROM patients WHERE patient_ref = ?")
+                .bind(patient)
+                .fetch_optional(&self.pool)
+                .await?;
+        match n {
+            None => Ok(Spo2Scale::default()),
+            Some(n) => {
+                Spo2Scale::from_number(n).ok_or_else(|| corrupt("patients")(format!("scale {n}")))
+            }
+        }
+    }
+
+    /// Observations, newest first.
+    pub async fn observations(
+        &self,
+        f: &ObservationFilter,
+    ) -> Result<Vec<ObservationRecord>, StoreError> {
+        if f.patients.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut qb: sqlx::QueryBuilder<sqlx::Sqlite> = sqlx::QueryBuilder::new(format!(
+            "SELECT {OBS_COLUMNS} FROM observations WHERE patient_ref IN ("
+        ));
+        let mut sep = qb.separated(", ");
+        for p in &f.patients {
+            sep.push_bind(p.as_str());
+        }
+        qb.push(")");
+        if !f.kinds.is_empty() {
+            qb.push(" AND kind IN (");
+            let mut sep = qb.separated(", ");
+            for k in &f.kinds {
+                sep.push_bind(k.as_str());
+            }
+            qb.push(")");
+        }
+        if let Some(d) = &f.device {
+            qb.push(" AND device_id = ").push_bind(d.as_str());
+        }
+        if let Some(t) = &f.from {
+            qb.push(" AND effective_ms >= ").push_bind(ms(t));
+        }
+        if let Some(t) = &f.to {
+            qb.push(" AND effective_ms < ").push_bind(ms(t));
+        }
+        qb.push(" ORDER BY effective_ms DESC, id DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter().map(observation_row).collect()
+    }
+
+    /// One observation.
+    pub async fn observation(&self, id: i64) -> Result<Option<ObservationRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {OBS_COLUMNS} FROM observations WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(observation_row).transpose()
+    }
+
+    /// Alerts of these patients, newest first; `open_only`: not acknowledged.
+    pub async fn alerts_of(
+        &self,
+        patients: &[String],
+        open_only: bool,
+        limit: u32,
+    ) -> Result<Vec<AlertRecord>, StoreError> {
+        if patients.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut qb: sqlx::QueryBuilder<sqlx::Sqlite> = sqlx::QueryBuilder::new(format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE patient_ref IN ("
+        ));
+        let mut sep = qb.separated(", ");
+        for p in patients {
+            sep.push_bind(p.as_str());
+        }
+        qb.push(")");
+        if open_only {
+            qb.push(" AND acknowledged_at_ms IS NULL");
+        }
+        qb.push(" ORDER BY raised_at_ms DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter().map(alert_row).collect()
+    }
+
+    /// One alert.
+    pub async fn alert(&self, id: i64) -> Result<Option<AlertRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(alert_row).transpose()
+    }
+}
+
 /// Row counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {

@@ -102,6 +102,16 @@ pub const ROUTES: &[(&str, &str, &str, Option<&[Role]>)] = &[
     ("get", "/api/v1/patients/{id}/allergies", "A patient's allergies (?format=fhir: AllergyIntolerance Bundle)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
     ("post", "/api/v1/patients/{id}/allergies", "Record an allergy (substance, criticality, reaction)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
     ("get", "/api/v1/patients/{id}/prescriptions", "A patient's prescriptions", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("get", "/api/v1/monitoring/patients", "Ward view: monitored patients I may see with latest vitals and NEWS2", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/monitoring/patients/{id}", "A monitored patient: devices, latest vitals, NEWS2, recent observations, alerts; audited", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("get", "/api/v1/monitoring/patients/{id}/observations", "Observations (kind, device, from, to, limit), newest first; audited", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("post", "/api/v1/monitoring/patients/{id}/devices", "Register a device for a patient of my institution (device_id, kind, spo2_scale); MQTT password shown once", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/monitoring/devices/{device}", "A registered device", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("delete", "/api/v1/monitoring/devices/{device}", "Unbind a device from its patient and revoke its broker password", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("post", "/api/v1/monitoring/devices/{device}/credentials", "Rotate a device's MQTT password (shown once)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/monitoring/alerts", "NEWS2 alerts of patients I may see (open=true: unacknowledged), with their escalation tier", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("post", "/api/v1/monitoring/alerts/{alert}/ack", "Acknowledge an alert (stops its escalation)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
+    ("get", "/api/v1/monitoring/broker", "Mosquitto password file and ACL for the registered devices (as written to DATA/monitoring-broker)", Some(&[Role::Admin])),
     ("get", "/api/v1/openapi.json", "This document", None),
 ];
 
@@ -145,6 +155,7 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::surveil::api::routes())
         .merge(crate::visits::api::routes())
         .merge(crate::rx::api::routes())
+        .merge(crate::monitor::api::routes())
         .fallback(|| async { AppError::not_found("API route") })
 }
 

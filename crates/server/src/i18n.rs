@@ -20,7 +20,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
             include_str!("../../../locales/en/visits.ftl"),
             include_str!("../../../locales/en/imaging.ftl"),
             include_str!("../../../locales/en/slides.ftl"),
-            include_str!("../../../locales/en/prescriptions.ftl")
+            include_str!("../../../locales/en/prescriptions.ftl"),
+            include_str!("../../../locales/en/monitoring.ftl")
         ),
     ),
     (
@@ -33,7 +34,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
             include_str!("../../../locales/zh-CN/visits.ftl"),
             include_str!("../../../locales/zh-CN/imaging.ftl"),
             include_str!("../../../locales/zh-CN/slides.ftl"),
-            include_str!("../../../locales/zh-CN/prescriptions.ftl")
+            include_str!("../../../locales/zh-CN/prescriptions.ftl"),
+            include_str!("../../../locales/zh-CN/monitoring.ftl")
         ),
     ),
     (
@@ -46,7 +48,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
             include_str!("../../../locales/ru/visits.ftl"),
             include_str!("../../../locales/ru/imaging.ftl"),
             include_str!("../../../locales/ru/slides.ftl"),
-            include_str!("../../../locales/ru/prescriptions.ftl")
+            include_str!("../../../locales/ru/prescriptions.ftl"),
+            include_str!("../../../locales/ru/monitoring.ftl")
         ),
     ),
     (
@@ -59,7 +62,8 @@ pub const LOCALES: &[(&str, &str, &str)] = &[
             include_str!("../../../locales/ar/visits.ftl"),
             include_str!("../../../locales/ar/imaging.ftl"),
             include_str!("../../../locales/ar/slides.ftl"),
-            include_str!("../../../locales/ar/prescriptions.ftl")
+            include_str!("../../../locales/ar/prescriptions.ftl"),
+            include_str!("../../../locales/ar/monitoring.ftl")
         ),
     ),
 ];

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod error;
 pub mod federation;
 pub mod i18n;
+pub mod monitor;
 pub mod network;
 pub mod rx;
 pub mod studies;
@@ -46,6 +47,8 @@ struct Inner {
     visit_hub: visits::signal::Hub,
     /// The node's DICOM archive, once the binary opened it (`studies::Imaging`).
     imaging: std::sync::OnceLock<studies::Imaging>,
+    /// Remote monitoring (`monitor`), once the binary opened its database.
+    monitoring: std::sync::OnceLock<Arc<monitor::Monitor>>,
 }
 
 /// Shared state of a node, passed explicitly to every handler.
@@ -75,6 +78,7 @@ impl AppState {
             certs,
             visit_hub: visits::signal::Hub::default(),
             imaging: std::sync::OnceLock::new(),
+            monitoring: std::sync::OnceLock::new(),
         }))
     }
     pub fn federation(&self) -> Option<&federation::Federation> {
@@ -114,6 +118,14 @@ impl AppState {
     pub fn attach_imaging(&self, archive: imaging::Archive) {
         let _ = self.0.imaging.set(studies::Imaging::new(archive));
     }
+    /// Remote monitoring, if attached (see [`monitor::attach`]).
+    pub fn monitoring(&self) -> Option<&Arc<monitor::Monitor>> {
+        self.0.monitoring.get()
+    }
+    /// Attach remote monitoring (once, at start-up); a second call is ignored.
+    pub fn attach_monitoring(&self, m: Arc<monitor::Monitor>) {
+        let _ = self.0.monitoring.set(m);
+    }
 }
 
 /// Content Security Policy: nothing but this node's own origin; no inline scripts.
@@ -140,6 +152,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(studies::routes())
         .merge(study_transfer::routes(&state))
         .merge(rx::pages::routes())
+        .merge(monitor::pages::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

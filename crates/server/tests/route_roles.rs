@@ -130,6 +130,23 @@ const UI_PAGES: &[(&str, &[Role])] = &[
     ),
     ("/ui/rx/admin", &[Role::Admin]),
     (
+        "/ui/monitoring",
+        &[Role::Referrer, Role::Consultant, Role::Coordinator],
+    ),
+    (
+        "/ui/monitoring/alerts",
+        &[Role::Referrer, Role::Consultant, Role::Coordinator],
+    ),
+    (
+        "/ui/monitoring/patients/{patient}",
+        &[
+            Role::Referrer,
+            Role::Consultant,
+            Role::Coordinator,
+            Role::Patient,
+        ],
+    ),
+    (
         "/ui/tokens",
         &[
             Role::Referrer,

@@ -24,7 +24,17 @@ pub async fn start_with(config: NodeConfig) -> Node {
 }
 
 /// A node whose attachments go to `blobs` (an object_store URL such as `s3://bucket/prefix`) instead of a folder.
-pub async fn start_with_blobs(mut config: NodeConfig, blobs: Option<&str>) -> Node {
+pub async fn start_with_blobs(config: NodeConfig, blobs: Option<&str>) -> Node {
+    start_full(config, blobs, None).await.0
+}
+
+/// A node with remote monitoring started as `caravan serve --mqtt ...` starts it (`None`: only attached, no
+/// background tasks, as in every other test).
+pub async fn start_full(
+    mut config: NodeConfig,
+    blobs: Option<&str>,
+    monitoring: Option<caravan_server::monitor::MonitorArgs>,
+) -> (Node, AppState) {
     let dir = tempfile::tempdir().unwrap();
     // Health certificates: the demo's test trust lists and rules in DATA/certs, as `caravan demo` seeds them.
     let certs = config
@@ -48,14 +58,27 @@ pub async fn start_with_blobs(mut config: NodeConfig, blobs: Option<&str>) -> No
             .await
             .unwrap(),
     );
+    // Remote monitoring in DATA/monitoring.sqlite, as `caravan serve` opens it.
+    match &monitoring {
+        None => {
+            caravan_server::monitor::attach(&state, dir.path())
+                .await
+                .unwrap();
+        }
+        Some(args) => {
+            caravan_server::monitor::start(&state, dir.path(), args)
+                .await
+                .unwrap();
+        }
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(caravan_server::serve(
         listener,
-        state,
+        state.clone(),
         std::future::pending(),
     ));
-    Node { base, dir }
+    (Node { base, dir }, state)
 }
 
 /// A signed-in API client (cookie session + CSRF header).
