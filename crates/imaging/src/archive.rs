@@ -875,16 +875,9 @@ impl Archive {
             return Err(Error::NotFound(study_uid.to_owned()));
         }
         let _exclusive = self.inner.deletes.write().await;
-        let objects = match self
-            .inner
-            .writer
-            .delete_study(study_uid, only_from)
-            .await?
-        {
+        let objects = match self.inner.writer.delete_study(study_uid, only_from).await? {
             IndexDeletion::NotFound => return Ok(StudyDeletion::NotFound),
-            IndexDeletion::Kept(n) => {
-                return Ok(StudyDeletion::Kept { other_instances: n })
-            }
+            IndexDeletion::Kept(n) => return Ok(StudyDeletion::Kept { other_instances: n }),
             IndexDeletion::Deleted(objects) => objects,
         };
         let mut files_left = 0u64;

@@ -696,10 +696,7 @@ async fn a_study_is_deleted_from_the_index_and_the_disk() {
     );
     assert_eq!(archive.count_instances().await.expect("count"), 2);
     assert!(archive
-        .query(
-            &q(Level::Series, &[(tags::STUDY_INSTANCE_UID, study)]),
-            "t"
-        )
+        .query(&q(Level::Series, &[(tags::STUDY_INSTANCE_UID, study)]), "t")
         .await
         .expect("query")
         .is_empty());

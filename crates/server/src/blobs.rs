@@ -98,7 +98,10 @@ impl Blobs {
     }
 
     /// The objects under `prefix` (a folder, e.g. `transfers/`) with their last write time.
-    pub async fn list(&self, prefix: &str) -> AppResult<Vec<(String, chrono::DateTime<chrono::Utc>)>> {
+    pub async fn list(
+        &self,
+        prefix: &str,
+    ) -> AppResult<Vec<(String, chrono::DateTime<chrono::Utc>)>> {
         use futures::TryStreamExt;
         let prefix = ObjectPath::from(prefix);
         self.inner

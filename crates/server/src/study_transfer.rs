@@ -468,9 +468,14 @@ pub(crate) async fn purge_received(st: &AppState, s: &CaseStudy) -> AppResult<St
             ..
         } => {
             if files_left > 0 {
-                tracing::warn!(files_left, "files of a purged study left behind (unindexed)");
+                tracing::warn!(
+                    files_left,
+                    "files of a purged study left behind (unindexed)"
+                );
             }
-            format!("removed from the archive at the end of the retention ({instances} instance(s))")
+            format!(
+                "removed from the archive at the end of the retention ({instances} instance(s))"
+            )
         }
         imaging::StudyDeletion::Kept { other_instances } => format!(
             "kept in the archive: {other_instances} instance(s) of it were stored by other senders"
@@ -811,7 +816,9 @@ async fn confirm_received(st: &AppState, client: &reqwest::Client, origin: &str,
         Ok(r) => {
             tracing::warn!(transfer = %id, status = r.status().as_u16(), "study transfer confirmation refused")
         }
-        Err(e) => tracing::warn!(transfer = %id, error = %e, "study transfer confirmation not sent"),
+        Err(e) => {
+            tracing::warn!(transfer = %id, error = %e, "study transfer confirmation not sent")
+        }
     }
 }
 

@@ -603,9 +603,15 @@ async fn a_study_travels_with_the_case_deidentified_and_resumes_after_an_interru
     let audit = home.store().audit_page(0, 100_000).await.unwrap();
     assert!(audit.iter().any(|r| r.event.entity_type == "study-transfer"
         && r.event.entity_id == transfer
-        && r.event.detail.starts_with("bundle removed: center-kz confirmed")));
+        && r.event
+            .detail
+            .starts_with("bundle removed: center-kz confirmed")));
     // A bundle no receiver confirmed stays for the packet's retention, then expires.
-    let stale = format!("transfers/{}/{}", DemoNode::Center.id(), uuid::Uuid::new_v4());
+    let stale = format!(
+        "transfers/{}/{}",
+        DemoNode::Center.id(),
+        uuid::Uuid::new_v4()
+    );
     home.blobs()
         .put(&stale, bytes::Bytes::from_static(b"unfetched"))
         .await
@@ -658,9 +664,10 @@ async fn a_study_travels_with_the_case_deidentified_and_resumes_after_an_interru
 
     // The mirror case's retention ends: the study that came with it (linked to no other case, every instance
     // stored by the transfer) goes with it, from the index and from the disk; the home node keeps its own.
-    let purged = caravan_server::federation::retention_sweep(&center, now + chrono::Duration::days(400))
-        .await
-        .unwrap();
+    let purged =
+        caravan_server::federation::retention_sweep(&center, now + chrono::Duration::days(400))
+            .await
+            .unwrap();
     assert!(purged >= 1);
     assert!(center.store().fed_consultation(cid_m).await.is_err());
     let (s, found) = qido(
@@ -685,7 +692,8 @@ async fn a_study_travels_with_the_case_deidentified_and_resumes_after_an_interru
     assert!(
         audit.iter().any(|r| r.event.entity_type == "dicom-study"
             && r.event.entity_id == *uid
-            && r.event.detail == "removed from the archive at the end of the retention (1 instance(s))"),
+            && r.event.detail
+                == "removed from the archive at the end of the retention (1 instance(s))"),
         "the removal is audited"
     );
     assert_eq!(metadata(&wang, &cid, &home_uid).await.len(), 1);

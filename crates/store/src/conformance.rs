@@ -1767,7 +1767,11 @@ async fn case_studies(store: &dyn Store, w: &World) {
         store.fed_studies_to_purge(c.id).await.unwrap().is_empty(),
         "a study another case links stays"
     );
-    assert!(store.fed_studies_to_purge(other.id).await.unwrap().is_empty());
+    assert!(store
+        .fed_studies_to_purge(other.id)
+        .await
+        .unwrap()
+        .is_empty());
 
     // A link to a case that does not exist fails, and takes the rest of its unit of work with it.
     let orphan = CaseStudy {

@@ -274,7 +274,13 @@ impl SlidesBenchReport {
         writeln!(
             out,
             "  {:<28} {:>11} {:>6} {:>12} {:>14} {:>12} {:>10}",
-            "slide", "size", "tiles", "cold tile/s", "warm-src tile/s", "warm tile/s", "cpu ms/tile"
+            "slide",
+            "size",
+            "tiles",
+            "cold tile/s",
+            "warm-src tile/s",
+            "warm tile/s",
+            "cpu ms/tile"
         )?;
         for s in &self.slides {
             writeln!(
