@@ -204,8 +204,8 @@ impl Packer {
         }
     }
 
-    /// Ends the stream: the last compressed bytes, then (size, SHA-256, chunk digests).
-    fn finish(mut self) -> std::io::Result<(Vec<u8>, u64, String, Vec<String>, u64, u32)> {
+    /// Ends the stream: the last compressed bytes and what the manifest says of the bundle.
+    fn finish(mut self) -> std::io::Result<Packed> {
         let rest = self.z.finish()?;
         self.z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
         self.digest(&rest);
@@ -213,9 +213,26 @@ impl Packer {
             let last = std::mem::replace(&mut self.chunk, Sha256::new());
             self.chunks.push(hex::encode(last.finalize()));
         }
-        let sha = hex::encode(self.whole.finalize());
-        Ok((rest, self.size, sha, self.chunks, self.plain, self.count))
+        Ok(Packed {
+            rest,
+            size: self.size,
+            sha256: hex::encode(self.whole.finalize()),
+            chunks: self.chunks,
+            plain_bytes: self.plain,
+            count: self.count,
+        })
     }
+}
+
+/// A finished bundle: its last compressed bytes, then its size, SHA-256 and chunk digests, its uncompressed size
+/// and its instance count.
+struct Packed {
+    rest: Vec<u8>,
+    size: u64,
+    sha256: String,
+    chunks: Vec<String>,
+    plain_bytes: u64,
+    count: u32,
 }
 
 /// The instances of a bundle (the inverse of [`pack`]); a malformed bundle is an error, never a panic.
@@ -357,7 +374,14 @@ pub(crate) async fn prepare(
             (Some(e), _) => Err(e),
             (None, None) => Err(AppError::internal("study bundle: packer lost")),
         };
-        let (rest, size, sha256, chunks, plain_bytes, count) = match finished {
+        let Packed {
+            rest,
+            size,
+            sha256,
+            chunks,
+            plain_bytes,
+            count,
+        } = match finished {
             Ok(v) => v,
             Err(e) => {
                 writer.abort().await;
@@ -1069,7 +1093,14 @@ mod tests {
             p.add(i).unwrap();
             stream.extend(p.take());
         }
-        let (rest, size, sha, chunks, plain_bytes, count) = p.finish().unwrap();
+        let Packed {
+            rest,
+            size,
+            sha256: sha,
+            chunks,
+            plain_bytes,
+            count,
+        } = p.finish().unwrap();
         stream.extend(rest);
         assert_eq!(count, 6);
         assert_eq!(size, stream.len() as u64);
