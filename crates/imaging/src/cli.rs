@@ -89,6 +89,9 @@ pub enum Command {
         /// Passes over every tile of every slide (figures are medians).
         #[arg(long, default_value_t = 5)]
         passes: usize,
+        /// Only the K finest Deep Zoom levels (default: all).
+        #[arg(long)]
+        levels: Option<usize>,
         /// Print results as JSON.
         #[arg(long)]
         json: bool,
@@ -157,6 +160,7 @@ pub fn run_to(cmd: Command, out: &mut dyn Write) -> Result<()> {
         Command::SlidesBench {
             slides,
             passes,
+            levels,
             json,
         } => {
             let sources = if slides.is_empty() {
@@ -167,7 +171,7 @@ pub fn run_to(cmd: Command, out: &mut dyn Write) -> Result<()> {
                     .map(|s| crate::wsi::bench::SlideSource::parse(s))
                     .collect()
             };
-            crate::wsi::bench::run(&sources, passes)?.write(out, json)
+            crate::wsi::bench::run(&sources, passes, levels)?.write(out, json)
         }
     }
 }

@@ -5,9 +5,10 @@
 //! every tile of every Deep Zoom level (read and decode source tiles, resample, JPEG), putting each into a fresh
 //! [`TileCache`] as the node does; **warm source** makes every tile again from the same opened slide (its
 //! decoded-source-tile LRU may hold what the tile needs; resampling and JPEG are paid again), **warm** answers
-//! every tile from the tile cache (what a second viewer of the same region costs, before HTTP). Figures are the
-//! median over passes, with the process's CPU time per cold tile and the machine's load average, since tiles/s
-//! on a shared machine says little without them.
+//! every tile from the tile cache (what a second viewer of the same region costs, before HTTP). A measurement
+//! repeats its sweep until it lasts a quarter of a second; figures are the median over passes, with the thread's
+//! CPU time per cold tile and the machine's load average, since tiles/s on a shared machine says little without
+//! them.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -105,7 +106,7 @@ pub struct SlideFigures {
     pub cold_tiles_per_second: f64,
     pub warm_source_tiles_per_second: f64,
     pub warm_tiles_per_second: f64,
-    /// Process CPU (user + system) per cold tile, median over passes; `None` without procfs.
+    /// CPU time of the bench's thread per cold tile, median over passes; `None` without procfs.
     pub cold_cpu_ms_per_tile: Option<f64>,
 }
 
@@ -127,9 +128,19 @@ fn load_average() -> Option<[f64; 3]> {
     Some([it.next()??, it.next()??, it.next()??])
 }
 
+/// CPU time of the calling thread (the bench runs on one thread), in seconds: from the scheduler's nanosecond
+/// account (`/proc/thread-self/schedstat`), else the process's 10 ms ticks.
 fn cpu_seconds() -> Option<f64> {
-    crate::cli::process_cpu_seconds("self")
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .filter(|&ns| ns > 0)
+        .map(|ns| ns as f64 / 1e9)
+        .or_else(|| crate::cli::process_cpu_seconds("self"))
 }
+
+/// Each timed measurement lasts at least this long (the fixtures make a pass of a few milliseconds).
+const MIN_MEASURE_SECONDS: f64 = 0.25;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -140,10 +151,11 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// Every (level, column, row) of a Deep Zoom pyramid.
-fn all_tiles(dz: &DeepZoom) -> Result<Vec<(usize, u64, u64)>> {
+/// Every (level, column, row) of a Deep Zoom pyramid, or of its `top` finest levels.
+fn all_tiles(dz: &DeepZoom, top: Option<usize>) -> Result<Vec<(usize, u64, u64)>> {
     let mut out = Vec::new();
-    for level in 0..dz.level_count() {
+    let first = top.map_or(0, |k| dz.level_count().saturating_sub(k.max(1)));
+    for level in first..dz.level_count() {
         let (cols, rows) = dz
             .tile_count(level)
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -180,8 +192,13 @@ fn make_all(
     Ok(bytes)
 }
 
-/// Measures every slide over `passes` passes (at least one).
-pub fn run(sources: &[SlideSource], passes: usize) -> Result<SlidesBenchReport> {
+/// Measures every slide over `passes` passes (at least one), on every Deep Zoom level or the `levels` finest
+/// (a large slide's full pyramid is mostly its finest levels anyway).
+pub fn run(
+    sources: &[SlideSource],
+    passes: usize,
+    levels: Option<usize>,
+) -> Result<SlidesBenchReport> {
     let passes = passes.max(1);
     let load_before = load_average();
     let mut slides = Vec::new();
@@ -189,27 +206,41 @@ pub fn run(sources: &[SlideSource], passes: usize) -> Result<SlidesBenchReport> 
         let bytes = source.load()?;
         let probe = open(&bytes)?;
         let dz = DeepZoom::for_slide(&probe).map_err(|e| Error::Config(e.to_string()))?;
-        let tiles = all_tiles(&dz)?;
-        let n = tiles.len() as f64;
+        let tiles = all_tiles(&dz, levels)?;
+        // Sweeps per measurement, so that one lasts at least MIN_MEASURE_SECONDS (from a trial sweep).
+        let t = Instant::now();
+        make_all(&open(&bytes)?, &dz, &tiles, None)?;
+        let sweeps =
+            ((MIN_MEASURE_SECONDS / t.elapsed().as_secs_f64().max(1e-6)).ceil() as usize).max(1);
+        let n = (tiles.len() * sweeps) as f64;
         let (mut cold, mut warm_source, mut warm, mut cpu) = (vec![], vec![], vec![], vec![]);
         let mut tile_bytes = 0;
         for _ in 0..passes {
             let cpu0 = cpu_seconds();
             let t = Instant::now();
-            let slide = open(&bytes)?;
-            let cache = TileCache::new(DEFAULT_TILE_CACHE_BYTES);
-            tile_bytes = make_all(&slide, &dz, &tiles, Some(&cache))?;
+            let mut last = None;
+            for _ in 0..sweeps {
+                let slide = open(&bytes)?;
+                let cache = TileCache::new(DEFAULT_TILE_CACHE_BYTES);
+                tile_bytes = make_all(&slide, &dz, &tiles, Some(&cache))?;
+                last = Some((slide, cache));
+            }
             cold.push(n / t.elapsed().as_secs_f64());
             if let (Some(a), Some(b)) = (cpu0, cpu_seconds()) {
                 cpu.push((b - a) * 1000.0 / n);
             }
 
+            let Some((slide, cache)) = last else {
+                return Err(Error::Config("no sweep ran".into()));
+            };
             let t = Instant::now();
-            make_all(&slide, &dz, &tiles, None)?;
+            for _ in 0..sweeps {
+                make_all(&slide, &dz, &tiles, None)?;
+            }
             warm_source.push(n / t.elapsed().as_secs_f64());
 
-            // Cache hits are sub-microsecond: repeat the sweep so the timer sees something.
-            let repeat = 100;
+            // Cache hits are sub-microsecond: many more sweeps.
+            let repeat = sweeps * 100;
             let t = Instant::now();
             let mut hits = 0u64;
             for _ in 0..repeat {
@@ -220,13 +251,13 @@ pub fn run(sources: &[SlideSource], passes: usize) -> Result<SlidesBenchReport> 
                 }
             }
             let elapsed = t.elapsed().as_secs_f64();
-            if hits != tiles.len() as u64 * repeat {
+            if hits != (tiles.len() * repeat) as u64 {
                 return Err(Error::Config(format!(
                     "{}: the tile cache did not hold every tile ({hits} hits)",
                     source.name
                 )));
             }
-            warm.push(n * repeat as f64 / elapsed);
+            warm.push((tiles.len() * repeat) as f64 / elapsed);
         }
         slides.push(SlideFigures {
             name: source.name.clone(),
@@ -307,7 +338,7 @@ mod tests {
 
     #[test]
     fn every_fixture_is_measured_and_every_tile_counted() {
-        let report = run(&SlideSource::fixtures(), 1).unwrap();
+        let report = run(&SlideSource::fixtures(), 1, None).unwrap();
         assert_eq!(report.slides.len(), 4);
         for s in &report.slides {
             let dz = DeepZoom::new(s.width, s.height, 254, 1).unwrap();
@@ -324,6 +355,12 @@ mod tests {
         let mut text = Vec::new();
         report.write(&mut text, false).unwrap();
         assert!(String::from_utf8(text).unwrap().contains("aperio-jpeg.svs"));
-        assert!(run(&[SlideSource::parse("/nonexistent.svs")], 1).is_err());
+        assert!(run(&[SlideSource::parse("/nonexistent.svs")], 1, None).is_err());
+        let top = run(&SlideSource::fixtures()[..1], 1, Some(1)).unwrap();
+        let (c, r) = DeepZoom::new(600, 400, 254, 1)
+            .unwrap()
+            .tile_count(DeepZoom::new(600, 400, 254, 1).unwrap().max_level())
+            .unwrap();
+        assert_eq!(top.slides[0].tiles, c * r, "only the finest level");
     }
 }
