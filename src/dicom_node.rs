@@ -39,6 +39,7 @@ impl AccessObserver for AuditObserver {
             action: match e.action {
                 imaging::archive::AccessAction::Store => AuditAction::Create,
                 imaging::archive::AccessAction::Query => AuditAction::Search,
+                imaging::archive::AccessAction::Delete => AuditAction::Delete,
                 _ => AuditAction::Read,
             },
             entity_type: "dicom-study".into(),

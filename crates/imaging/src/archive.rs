@@ -3,7 +3,9 @@
 //! Writes follow one rule: bytes first, index second. An instance becomes visible to queries only
 //! when its bytes are safely in the object store, so a crash between the two leaves at worst an
 //! unindexed object (harmless, overwritten by the next store of the same instance), never an index
-//! row pointing at nothing.
+//! row pointing at nothing. Deleting a study follows the same rule backwards: index rows first (one
+//! transaction), object files second, so a crash in between leaves unindexed files, never a row
+//! whose bytes are gone.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use crate::error::{Error, RejectReason, Result};
-use crate::index_writer::{IndexRow, IndexWriter};
+use crate::index_writer::{IndexDeletion, IndexRow, IndexWriter};
 
 /// What a caller did with the archive, reported to the [`AccessObserver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub enum AccessAction {
     Metadata,
     /// Pixel data was read as frames or rendered images.
     Pixels,
+    /// A study was deleted ([`Archive::delete_study`]).
+    Delete,
 }
 
 impl AccessAction {
@@ -47,6 +51,7 @@ impl AccessAction {
             AccessAction::Retrieve => "retrieve",
             AccessAction::Metadata => "metadata",
             AccessAction::Pixels => "pixels",
+            AccessAction::Delete => "delete",
         }
     }
 }
@@ -91,6 +96,23 @@ impl StoreOutcome {
             StoreOutcome::Stored(r) | StoreOutcome::AlreadyStored(r) => r,
         }
     }
+}
+
+/// What [`Archive::delete_study`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StudyDeletion {
+    /// The study is gone from the index; `files_left` of its object files could not be removed (they are
+    /// unindexed, hence invisible, and only take space).
+    Deleted {
+        instances: u64,
+        bytes: u64,
+        files_left: u64,
+    },
+    /// Kept: `other_instances` instances of the study were stored by another source than the one the
+    /// delete was limited to. Nothing was changed.
+    Kept { other_instances: u64 },
+    /// The archive has no such study.
+    NotFound,
 }
 
 /// Where one stored instance is and what it is.
@@ -561,6 +583,9 @@ struct Inner {
     observer: Arc<dyn AccessObserver>,
     /// Writes index rows with group commit; shared by clones.
     writer: Arc<IndexWriter>,
+    /// Stores hold it shared from writing their bytes until their row is committed; a study delete holds
+    /// it exclusively, so a store never writes an object that a delete then removes under its new row.
+    deletes: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// A DICOM archive. Cheap to clone; clones share the store, the index and the observer.
@@ -650,6 +675,7 @@ impl Archive {
                 pool: pool.clone(),
                 observer: Arc::new(NoObserver),
                 writer: IndexWriter::new(pool.clone(), (!in_memory).then_some(options)),
+                deletes: Arc::default(),
             }),
         })
     }
@@ -665,6 +691,7 @@ impl Archive {
                 pool: inner.pool.clone(),
                 observer,
                 writer: inner.writer.clone(),
+                deletes: inner.deletes.clone(),
             }),
         }
     }
@@ -721,7 +748,7 @@ impl Archive {
                 .into());
             }
         }
-        let outcome = self.store_parsed(parsed).await?;
+        let outcome = self.store_parsed(parsed, principal).await?;
         let record = outcome.record();
         self.notify(
             AccessAction::Store,
@@ -732,7 +759,8 @@ impl Archive {
         Ok(outcome)
     }
 
-    async fn store_parsed(&self, parsed: ParsedInstance) -> Result<StoreOutcome> {
+    async fn store_parsed(&self, parsed: ParsedInstance, source: &str) -> Result<StoreOutcome> {
+        let _no_delete = self.inner.deletes.read().await;
         let a = &parsed.attrs;
         // The object key carries a digest of the bytes, so writing never replaces the bytes of
         // an instance stored earlier with different content: a re-sent identical instance lands
@@ -760,7 +788,7 @@ impl Archive {
         };
         self.put_object(&self.object_path(&record.object_key), &parsed.bytes)
             .await?;
-        let indexed = self.index(a, &record).await;
+        let indexed = self.index(a, &record, source).await;
         if let Ok(true) = indexed {
             return Ok(StoreOutcome::Stored(record));
         }
@@ -819,14 +847,72 @@ impl Archive {
     /// Indexes an instance through the group-commit writer ([`crate::index_writer`]) and
     /// returns once its rows are committed. Returns false when the instance row already existed
     /// (a concurrent store won).
-    async fn index(&self, a: &IndexAttributes, r: &InstanceRecord) -> Result<bool> {
+    async fn index(&self, a: &IndexAttributes, r: &InstanceRecord, source: &str) -> Result<bool> {
         self.inner
             .writer
             .insert(IndexRow {
                 attrs: a.clone(),
                 record: r.clone(),
+                source: source.to_owned(),
             })
             .await
+    }
+
+    /// Deletes a study: its index rows in one transaction (the series, study and patient rows left without
+    /// children with them), then its object files. A crash in between leaves unindexed files, never an index
+    /// row without its bytes. With `only_from`, the study is kept (and nothing changed) when any of its
+    /// instances was stored by another principal than `only_from` (for instance a study that came with a
+    /// federated case but also arrived over DIMSE); instances stored before the archive recorded sources
+    /// count as another source. Stores wait while a delete runs. Reported to the observer as
+    /// [`AccessAction::Delete`] when something was deleted.
+    pub async fn delete_study(
+        &self,
+        study_uid: &str,
+        only_from: Option<&str>,
+        principal: &str,
+    ) -> Result<StudyDeletion> {
+        if !is_valid_uid(study_uid) {
+            return Err(Error::NotFound(study_uid.to_owned()));
+        }
+        let _exclusive = self.inner.deletes.write().await;
+        let objects = match self.inner.writer.delete_study(study_uid, only_from).await? {
+            IndexDeletion::NotFound => return Ok(StudyDeletion::NotFound),
+            IndexDeletion::Kept(n) => return Ok(StudyDeletion::Kept { other_instances: n }),
+            IndexDeletion::Deleted(objects) => objects,
+        };
+        let mut files_left = 0u64;
+        for (key, _) in &objects {
+            match self.inner.store.delete(&self.object_path(key)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    files_left += 1;
+                    tracing::warn!(error = %e, "could not remove the file of a deleted instance");
+                }
+            }
+        }
+        if let Some(local) = &self.inner.local {
+            // The study's folders, if now empty (object_store leaves them behind).
+            let mut dirs: Vec<ObjectPath> = objects
+                .iter()
+                .filter_map(|(key, _)| key.rsplit_once('/').map(|(dir, _)| self.object_path(dir)))
+                .collect();
+            dirs.push(self.object_path(study_uid));
+            dirs.sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
+            dirs.dedup();
+            // Deepest first: a series folder before its study folder.
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.as_ref().len()));
+            for dir in dirs {
+                if let Ok(path) = local.path_to_filesystem(&dir) {
+                    let _ = std::fs::remove_dir(path);
+                }
+            }
+        }
+        self.notify(AccessAction::Delete, Some(study_uid), None, principal);
+        Ok(StudyDeletion::Deleted {
+            instances: objects.len() as u64,
+            bytes: objects.iter().map(|(_, n)| n).sum(),
+            files_left,
+        })
     }
 
     /// The record of one instance, if stored.

@@ -1,5 +1,6 @@
-//! The `imaging` subcommands: `serve` (a standalone SCP + DICOMweb on a data folder) and `bench`
-//! (C-STORE ingest and QIDO-RS latency against Orthanc, side by side).
+//! The `imaging` subcommands: `serve` (a standalone SCP + DICOMweb on a data folder), `bench`
+//! (C-STORE ingest and QIDO-RS latency against Orthanc, side by side) and `slides-bench` (Deep Zoom
+//! tiles per second, cold and cached, [`crate::wsi::bench`]).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -78,6 +79,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark pathology slide tiles: cold (slide opened, every Deep Zoom tile made) and warm (from the
+    /// tile cache) tiles/s, with CPU per tile and the load average. Build with --release.
+    SlidesBench {
+        /// A TIFF/SVS file, or the DICOM files of one WSI series separated by commas (repeatable; default:
+        /// the fixtures in crates/imaging/tests/data/wsi).
+        #[arg(long = "slide")]
+        slides: Vec<String>,
+        /// Passes over every tile of every slide (figures are medians).
+        #[arg(long, default_value_t = 5)]
+        passes: usize,
+        /// Only the K finest Deep Zoom levels (default: all).
+        #[arg(long)]
+        levels: Option<usize>,
+        /// Print results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs a subcommand, printing results to stdout and one error line to stderr.
@@ -138,6 +156,22 @@ pub fn run_to(cmd: Command, out: &mut dyn Write) -> Result<()> {
             };
             let report = runtime.block_on(bench(&options))?;
             report.write(out, json)
+        }
+        Command::SlidesBench {
+            slides,
+            passes,
+            levels,
+            json,
+        } => {
+            let sources = if slides.is_empty() {
+                crate::wsi::bench::SlideSource::fixtures()
+            } else {
+                slides
+                    .iter()
+                    .map(|s| crate::wsi::bench::SlideSource::parse(s))
+                    .collect()
+            };
+            crate::wsi::bench::run(&sources, passes, levels)?.write(out, json)
         }
     }
 }

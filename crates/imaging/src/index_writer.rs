@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use crate::archive::{IndexAttributes, InstanceRecord};
 use crate::error::{Error, Result};
 
-/// Most rows written by one statement (13 bound values each, far below SQLite's limit of
+/// Most rows written by one statement (14 bound values each, far below SQLite's limit of
 /// 32,766 parameters).
 const MAX_BATCH: usize = 64;
 
@@ -29,6 +29,8 @@ const MAX_BATCH: usize = 64;
 pub(crate) struct IndexRow {
     pub attrs: IndexAttributes,
     pub record: InstanceRecord,
+    /// Who stored the instance (the archive's principal).
+    pub source: String,
 }
 
 struct Pending {
@@ -248,8 +250,8 @@ impl Drop for WritingGuard<'_> {
 }
 
 const INSTANCE_COLUMNS: &str = "sop_uid, series_uid, study_uid, sop_class_uid, instance_number,
-    rows, columns, number_of_frames, transfer_syntax, object_key, size, data_offset, stored_at";
-const INSTANCE_PLACEHOLDERS: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    rows, columns, number_of_frames, transfer_syntax, object_key, size, data_offset, stored_at, source";
+const INSTANCE_PLACEHOLDERS: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 fn insert_instances_sql(n: usize) -> String {
     let mut sql = format!("INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES ");
@@ -283,7 +285,8 @@ fn bind_instances<'q>(
             .bind(&r.object_key)
             .bind(r.size as i64)
             .bind(r.data_offset as i64)
-            .bind(now.clone());
+            .bind(now.clone())
+            .bind(&row.source);
     }
     query
 }
@@ -335,4 +338,115 @@ async fn insert_parents(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// What [`IndexWriter::delete_study`] did in the index.
+pub(crate) enum IndexDeletion {
+    /// The study's rows are gone; the object keys (and sizes) its instances had.
+    Deleted(Vec<(String, u64)>),
+    /// Some instances came from another source than the one required; nothing was changed.
+    Kept(u64),
+    /// The index has no such study.
+    NotFound,
+}
+
+impl IndexWriter {
+    /// Removes a study's rows (instances, then series, study and patient rows left without children) in one
+    /// transaction, on the writer's connection. With `only_from`, nothing is removed when any instance of the
+    /// study was stored by another source. Callers hold the archive's delete lock, so no store of an instance
+    /// runs meanwhile; the series cache is emptied since its series may be gone.
+    pub(crate) async fn delete_study(
+        &self,
+        study_uid: &str,
+        only_from: Option<&str>,
+    ) -> Result<IndexDeletion> {
+        let result = match &self.own {
+            Some((options, slot)) => {
+                let mut slot = slot.lock().await;
+                let conn = match &mut *slot {
+                    Some(c) => c,
+                    None => slot.insert(options.connect().await?),
+                };
+                let result = delete_rows(conn, study_uid, only_from).await;
+                if result.is_err() {
+                    *slot = None;
+                }
+                result
+            }
+            None => {
+                let mut conn = self.pool.acquire().await?;
+                delete_rows(&mut conn, study_uid, only_from).await
+            }
+        };
+        if let Ok(mut known) = self.known_series.lock() {
+            known.clear();
+        }
+        Ok(result?)
+    }
+}
+
+async fn delete_rows(
+    conn: &mut SqliteConnection,
+    study_uid: &str,
+    only_from: Option<&str>,
+) -> std::result::Result<IndexDeletion, sqlx::Error> {
+    let mut tx = Connection::begin(&mut *conn).await?;
+    if let Some(source) = only_from {
+        let others: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM instances WHERE study_uid = ? AND source <> ?",
+        )
+        .bind(study_uid)
+        .bind(source)
+        .fetch_one(&mut *tx)
+        .await?;
+        if others > 0 {
+            return Ok(IndexDeletion::Kept(others.max(0) as u64));
+        }
+    }
+    let patient: Option<String> =
+        sqlx::query_scalar("SELECT patient_key FROM studies WHERE study_uid = ?")
+            .bind(study_uid)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let objects: Vec<(String, i64)> =
+        sqlx::query_as("DELETE FROM instances WHERE study_uid = ? RETURNING object_key, size")
+            .bind(study_uid)
+            .fetch_all(&mut *tx)
+            .await?;
+    if patient.is_none() && objects.is_empty() {
+        return Ok(IndexDeletion::NotFound);
+    }
+    // Parent rows go only when nothing refers to them any more (an instance of another study filed under a
+    // series of this one keeps that series and this study).
+    sqlx::query(
+        "DELETE FROM series WHERE study_uid = ?1
+           AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.series_uid = series.series_uid)",
+    )
+    .bind(study_uid)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM studies WHERE study_uid = ?1
+           AND NOT EXISTS (SELECT 1 FROM series s WHERE s.study_uid = ?1)
+           AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.study_uid = ?1)",
+    )
+    .bind(study_uid)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(patient) = patient {
+        sqlx::query(
+            "DELETE FROM patients WHERE patient_key = ?1
+               AND NOT EXISTS (SELECT 1 FROM studies s WHERE s.patient_key = ?1)",
+        )
+        .bind(patient)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(IndexDeletion::Deleted(
+        objects
+            .into_iter()
+            .map(|(k, n)| (k, n.max(0) as u64))
+            .collect(),
+    ))
 }

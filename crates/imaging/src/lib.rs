@@ -23,7 +23,7 @@ pub mod wsi;
 
 pub use archive::{
     AccessAction, AccessEvent, AccessObserver, Archive, ArchiveConfig, InstanceRecord, NoObserver,
-    StoreOutcome,
+    StoreOutcome, StudyDeletion,
 };
 pub use dimse::{Scp, ScpConfig, ScpHandle};
 pub use error::{Error, RejectReason, Result};

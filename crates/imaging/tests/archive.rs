@@ -613,3 +613,203 @@ async fn leftover_partial_object_is_replaced_on_the_next_store() {
         .expect("read");
     assert_eq!(&read[..], &bytes[..]);
 }
+
+/// Deleting a study removes its index rows and its files, keeps everything else, is refused (changing
+/// nothing) when limited to a source that did not store every instance, and leaves the archive able to store
+/// the same instances again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_study_is_deleted_from_the_index_and_the_disk() {
+    use imaging::StudyDeletion;
+    let dir = tempfile::tempdir().expect("tmp");
+    let recorder = Arc::new(Recorder::default());
+    let archive = Archive::open_folder(dir.path())
+        .await
+        .expect("open")
+        .with_observer(recorder.clone());
+    let corpus = common::corpus();
+    for bytes in &corpus[..3] {
+        archive
+            .store(Bytes::from(bytes.clone()), "federation:node-a")
+            .await
+            .expect("store");
+    }
+    for bytes in &corpus[3..] {
+        archive
+            .store(Bytes::from(bytes.clone()), "dicom:MODALITY")
+            .await
+            .expect("store");
+    }
+    let study = "1.2.826.0.1.1";
+    let folder = dir.path().join("objects").join(study);
+    assert_eq!(walk(&folder).len(), 3, "three files of the study on disk");
+    let studies = |a: Archive| async move {
+        let mut uids: Vec<String> = a
+            .query(&q(Level::Study, &[]), "t")
+            .await
+            .expect("query")
+            .into_iter()
+            .filter_map(|m| m.study_uid)
+            .collect();
+        uids.sort();
+        uids
+    };
+    let before = studies(archive.clone()).await;
+
+    // Limited to a source that did not store it: nothing changes.
+    assert_eq!(
+        archive
+            .delete_study(study, Some("federation:node-b"), "purge")
+            .await
+            .expect("delete"),
+        StudyDeletion::Kept { other_instances: 3 }
+    );
+    assert_eq!(studies(archive.clone()).await, before);
+    assert_eq!(walk(&folder).len(), 3);
+
+    let size: u64 = archive
+        .instances(study, None, None)
+        .await
+        .expect("records")
+        .iter()
+        .map(|r| r.size)
+        .sum();
+    assert_eq!(
+        archive
+            .delete_study(study, Some("federation:node-a"), "purge")
+            .await
+            .expect("delete"),
+        StudyDeletion::Deleted {
+            instances: 3,
+            bytes: size,
+            files_left: 0
+        }
+    );
+    assert!(archive
+        .instances(study, None, None)
+        .await
+        .expect("records")
+        .is_empty());
+    assert!(!folder.exists(), "the study's files and folders are gone");
+    assert_eq!(
+        studies(archive.clone()).await,
+        vec!["1.2.826.0.1.2", "1.2.826.0.1.3"]
+    );
+    assert_eq!(archive.count_instances().await.expect("count"), 2);
+    assert!(archive
+        .query(&q(Level::Series, &[(tags::STUDY_INSTANCE_UID, study)]), "t")
+        .await
+        .expect("query")
+        .is_empty());
+    // The other studies are intact and readable.
+    for uid in ["1.2.826.0.1.2", "1.2.826.0.1.3"] {
+        for r in archive.instances(uid, None, None).await.expect("records") {
+            archive
+                .read(&r, AccessAction::Retrieve, "t")
+                .await
+                .expect("read");
+        }
+    }
+    assert!(recorder.0.lock().expect("lock").iter().any(|(a, s, p)| {
+        *a == AccessAction::Delete && s.as_deref() == Some(study) && p == "purge"
+    }));
+    assert_eq!(
+        archive
+            .delete_study(study, None, "purge")
+            .await
+            .expect("again"),
+        StudyDeletion::NotFound
+    );
+    assert!(matches!(
+        archive.delete_study("../etc", None, "purge").await,
+        Err(Error::NotFound(_))
+    ));
+
+    // The same instances can be stored again (the writer forgot the deleted series), also across a reopen;
+    // a delete without a source limit takes a study stored by several sources.
+    for bytes in &corpus[..3] {
+        let outcome = archive
+            .store(Bytes::from(bytes.clone()), "dicom:MODALITY")
+            .await
+            .expect("store again");
+        assert!(matches!(outcome, StoreOutcome::Stored(_)));
+    }
+    drop(archive);
+    let archive = Archive::open_folder(dir.path()).await.expect("reopen");
+    assert_eq!(archive.count_instances().await.expect("count"), 5);
+    assert!(matches!(
+        archive
+            .delete_study("1.2.826.0.1.2", None, "admin")
+            .await
+            .expect("delete"),
+        StudyDeletion::Deleted { instances: 1, .. }
+    ));
+    assert_eq!(archive.count_instances().await.expect("count"), 4);
+}
+
+/// Stores running while a study is deleted all commit, and none of them is lost or left without its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_during_a_delete_are_kept_whole() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let archive = Archive::open_folder(dir.path()).await.expect("open");
+    let corpus = common::corpus();
+    for bytes in &corpus[..3] {
+        archive
+            .store(Bytes::from(bytes.clone()), "a")
+            .await
+            .expect("store");
+    }
+    let mut tasks = Vec::new();
+    for n in 0..20u32 {
+        let a = archive.clone();
+        let sop = format!("1.2.826.0.9.1.{n}");
+        let bytes = common::instance(
+            common::CT_SMALL,
+            &common::Spec {
+                patient_name: "Other^Patient",
+                patient_id: "P9",
+                study_uid: "1.2.826.0.9",
+                series_uid: "1.2.826.0.9.1",
+                modality: "CT",
+                sop_uid: &sop,
+                instance_number: n,
+                ..Default::default()
+            },
+        );
+        tasks.push(tokio::spawn(async move {
+            a.store(Bytes::from(bytes), "b").await.expect("store")
+        }));
+    }
+    archive
+        .delete_study("1.2.826.0.1.1", None, "purge")
+        .await
+        .expect("delete");
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let records = archive
+        .instances("1.2.826.0.9", None, None)
+        .await
+        .expect("records");
+    assert_eq!(records.len(), 20);
+    for r in &records {
+        archive
+            .read(r, AccessAction::Retrieve, "t")
+            .await
+            .expect("every indexed instance has its bytes");
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

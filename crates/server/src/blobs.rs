@@ -83,11 +83,72 @@ impl Blobs {
         }
     }
 
+    /// A writer that stores an object written piece by piece (object_store's multipart upload: a staging file
+    /// renamed into place on a folder, a multipart upload on S3); the object exists only once
+    /// [`BlobWriter::finish`] returns.
+    pub async fn writer(&self, key: &str) -> AppResult<BlobWriter> {
+        let upload = self
+            .inner
+            .put_multipart(&ObjectPath::from(key))
+            .await
+            .map_err(AppError::internal)?;
+        Ok(BlobWriter {
+            inner: object_store::WriteMultipart::new(upload),
+        })
+    }
+
+    /// The objects under `prefix` (a folder, e.g. `transfers/`) with their last write time.
+    pub async fn list(
+        &self,
+        prefix: &str,
+    ) -> AppResult<Vec<(String, chrono::DateTime<chrono::Utc>)>> {
+        use futures::TryStreamExt;
+        let prefix = ObjectPath::from(prefix);
+        self.inner
+            .list(Some(&prefix))
+            .map_ok(|m| (m.location.to_string(), m.last_modified))
+            .try_collect()
+            .await
+            .map_err(AppError::internal)
+    }
+
     /// Delete an object; deleting what is not there is not an error.
     pub async fn delete(&self, key: &str) -> AppResult<()> {
         match self.inner.delete(&ObjectPath::from(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(AppError::internal(e)),
+        }
+    }
+}
+
+/// An object being written (see [`Blobs::writer`]). Dropped without [`BlobWriter::finish`], nothing is stored
+/// (call [`BlobWriter::abort`] to also free what an S3 upload holds).
+pub struct BlobWriter {
+    inner: object_store::WriteMultipart,
+}
+
+impl BlobWriter {
+    /// Appends bytes, waiting while two parts are still uploading (so memory stays at a few parts).
+    pub async fn write(&mut self, bytes: &[u8]) -> AppResult<()> {
+        self.inner
+            .wait_for_capacity(2)
+            .await
+            .map_err(AppError::internal)?;
+        self.inner.write(bytes);
+        Ok(())
+    }
+
+    pub async fn finish(self) -> AppResult<()> {
+        self.inner
+            .finish()
+            .await
+            .map(|_| ())
+            .map_err(AppError::internal)
+    }
+
+    pub async fn abort(self) {
+        if let Err(e) = self.inner.abort().await {
+            tracing::warn!(error = %e, "an unfinished blob upload could not be aborted");
         }
     }
 }

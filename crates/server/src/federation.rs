@@ -1849,19 +1849,47 @@ async fn receive_message(st: &AppState, from: &str, b: MessageBody) -> Result<Ef
 // ------------------------------------------------------------------------------------------------------------
 // Retention
 
-/// Purge mirrored cases whose retention period ended: the packet, its patient pseudonym, thread and attachments.
+/// Purge mirrored cases whose retention period ended: the packet, its patient pseudonym, thread and attachments,
+/// and the DICOM studies that came with it and that no other case links (removed from the archive first, see
+/// [`crate::study_transfer::purge_received`]). Also removes this node's study bundles older than the retention
+/// it gives its own packets (no receiver can still use them: their mirror cases are gone).
 pub async fn retention_sweep(st: &AppState, now: DateTime<Utc>) -> AppResult<usize> {
+    if let Some(fed) = st.federation() {
+        let keep = Duration::days(i64::from(fed.cfg.retention_days.clamp(1, 3650)));
+        crate::study_transfer::expire_bundles(st, now - keep).await?;
+    }
     let mut n = 0;
     for fc in st.store().fed_expired_foreign_cases(now, 200).await? {
         let c = st.store().fed_consultation(fc.consultation_id).await?;
         let keys = st.store().fed_case_blob_keys(fc.consultation_id).await?;
-        let audit = vec![system_event(
+        let mut audit = vec![system_event(
             AuditAction::Delete,
             "consultation",
             fc.consultation_id,
             Some(c.patient_id),
             &format!("retention ended for the packet from {}", fc.origin_node),
         )];
+        // The studies go before the case: a crash in between leaves the case (purged again by the next sweep,
+        // which finds its studies already gone), never studies that no case links and no sweep would find.
+        let mut studies_ok = true;
+        for s in st.store().fed_studies_to_purge(fc.consultation_id).await? {
+            match crate::study_transfer::purge_received(st, &s).await {
+                Ok(detail) => audit.push(system_event(
+                    AuditAction::Delete,
+                    "dicom-study",
+                    &s.study_uid,
+                    Some(c.patient_id),
+                    &detail,
+                )),
+                Err(e) => {
+                    tracing::error!(consultation_id = %fc.consultation_id, error = %e.message, "a study of a purged packet could not be removed; the case is kept for the next sweep");
+                    studies_ok = false;
+                }
+            }
+        }
+        if !studies_ok {
+            continue;
+        }
         commit(
             st,
             vec![Change::PurgeForeignCase(fc.consultation_id)],

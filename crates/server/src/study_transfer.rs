@@ -127,7 +127,9 @@ fn chunk_key(id: Uuid, n: usize) -> String {
 // ------------------------------------------------------------------------------------------------------------
 // Sending
 
-/// Packs the instances: the magic line, then per instance its length (u64, big-endian) and its bytes.
+/// Packs the instances: the magic line, then per instance its length (u64, big-endian) and its bytes (what
+/// [`Packer`] writes incrementally; kept for the tests of [`unpack`]).
+#[cfg(test)]
 fn pack(instances: &[Vec<u8>]) -> Vec<u8> {
     let total: usize = instances.iter().map(|i| i.len() + 8).sum();
     let mut out = Vec::with_capacity(MAGIC.len() + total);
@@ -137,6 +139,100 @@ fn pack(instances: &[Vec<u8>]) -> Vec<u8> {
         out.extend_from_slice(i);
     }
     out
+}
+
+/// Builds a bundle one instance at a time: packs, compresses (zlib) and digests (whole and per chunk) as it goes,
+/// so a study is never held in memory whole; the compressed bytes are taken out after each instance
+/// ([`Packer::take`]) and written to the blob store.
+struct Packer {
+    z: flate2::write::ZlibEncoder<Vec<u8>>,
+    plain: u64,
+    count: u32,
+    chunk_bytes: u64,
+    whole: Sha256,
+    chunk: Sha256,
+    in_chunk: u64,
+    chunks: Vec<String>,
+    size: u64,
+}
+
+impl Packer {
+    fn new(chunk_bytes: u64) -> std::io::Result<Self> {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
+        z.write_all(MAGIC)?;
+        Ok(Packer {
+            z,
+            plain: MAGIC.len() as u64,
+            count: 0,
+            chunk_bytes: chunk_bytes.max(1),
+            whole: Sha256::new(),
+            chunk: Sha256::new(),
+            in_chunk: 0,
+            chunks: Vec::new(),
+            size: 0,
+        })
+    }
+
+    fn add(&mut self, instance: &[u8]) -> std::io::Result<()> {
+        self.z.write_all(&(instance.len() as u64).to_be_bytes())?;
+        self.z.write_all(instance)?;
+        self.plain += 8 + instance.len() as u64;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The compressed bytes produced since the last call, digested.
+    fn take(&mut self) -> Vec<u8> {
+        let out = std::mem::take(self.z.get_mut());
+        self.digest(&out);
+        out
+    }
+
+    fn digest(&mut self, mut b: &[u8]) {
+        self.whole.update(b);
+        self.size += b.len() as u64;
+        while !b.is_empty() {
+            let n = (self.chunk_bytes - self.in_chunk).min(b.len() as u64) as usize;
+            self.chunk.update(&b[..n]);
+            self.in_chunk += n as u64;
+            b = &b[n..];
+            if self.in_chunk == self.chunk_bytes {
+                let done = std::mem::replace(&mut self.chunk, Sha256::new());
+                self.chunks.push(hex::encode(done.finalize()));
+                self.in_chunk = 0;
+            }
+        }
+    }
+
+    /// Ends the stream: the last compressed bytes and what the manifest says of the bundle.
+    fn finish(mut self) -> std::io::Result<Packed> {
+        let rest = self.z.finish()?;
+        self.z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
+        self.digest(&rest);
+        if self.in_chunk > 0 {
+            let last = std::mem::replace(&mut self.chunk, Sha256::new());
+            self.chunks.push(hex::encode(last.finalize()));
+        }
+        Ok(Packed {
+            rest,
+            size: self.size,
+            sha256: hex::encode(self.whole.finalize()),
+            chunks: self.chunks,
+            plain_bytes: self.plain,
+            count: self.count,
+        })
+    }
+}
+
+/// A finished bundle: its last compressed bytes, then its size, SHA-256 and chunk digests, its uncompressed size
+/// and its instance count.
+struct Packed {
+    rest: Vec<u8>,
+    size: u64,
+    sha256: String,
+    chunks: Vec<String>,
+    plain_bytes: u64,
+    count: u32,
 }
 
 /// The instances of a bundle (the inverse of [`pack`]); a malformed bundle is an error, never a panic.
@@ -199,76 +295,114 @@ pub(crate) async fn prepare(
             .instances(&s.study_uid, None, None)
             .await
             .map_err(crate::studies::imaging_error)?;
-        let mut raw = Vec::with_capacity(records.len());
-        let mut total = 0u64;
-        for r in &records {
-            total += r.size;
-            if total > MAX_STUDY_BYTES {
-                return Err(AppError::unprocessable(
-                    "error-packet-too-large",
-                    format!(
-                        "study {} is larger than {MAX_STUDY_BYTES} bytes",
-                        s.study_uid
-                    ),
-                ));
-            }
-            let b = im
-                .archive()
-                .read(r, imaging::AccessAction::Retrieve, &who)
-                .await
-                .map_err(crate::studies::imaging_error)?;
-            raw.push(b);
+        let total: u64 = records.iter().map(|r| r.size).sum();
+        if total > MAX_STUDY_BYTES {
+            return Err(AppError::unprocessable(
+                "error-packet-too-large",
+                format!(
+                    "study {} is larger than {MAX_STUDY_BYTES} bytes",
+                    s.study_uid
+                ),
+            ));
         }
         let mut key = [0u8; 32];
         key[..16].copy_from_slice(Uuid::new_v4().as_bytes());
         key[16..].copy_from_slice(Uuid::new_v4().as_bytes());
-        let pseudonym = pseudonym.to_owned();
-        let study_uid = s.study_uid.clone();
-        let (wire_uid, compressed, plain_bytes, count, excluded) =
-            tokio::task::spawn_blocking(move || -> Result<_, String> {
-                let mut deid = imaging::deid::Deidentifier::new(&pseudonym, key);
-                let mut kept = Vec::with_capacity(raw.len());
-                let mut excluded = 0u32;
-                for b in &raw {
+        let mut deid = Some(imaging::deid::Deidentifier::new(pseudonym, key));
+        let id = Uuid::new_v4();
+        let blob = bundle_key(destination, id);
+        // One instance at a time: read, de-identify and compress it (off the async threads), write what the
+        // compressor produced; a study is never in memory whole.
+        let mut packer = Some(Packer::new(chunk_bytes).map_err(AppError::internal)?);
+        let mut writer = st.blobs().writer(&blob).await?;
+        let mut excluded = 0u32;
+        let mut failure = None;
+        for r in &records {
+            let b = match im
+                .archive()
+                .read(r, imaging::AccessAction::Retrieve, &who)
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    failure = Some(crate::studies::imaging_error(e));
+                    break;
+                }
+            };
+            let (Some(mut p), Some(mut deid_now)) = (packer.take(), deid.take()) else {
+                break;
+            };
+            let step = tokio::task::spawn_blocking(move || -> Result<_, String> {
+                    let mut left_out = false;
                     if identity {
-                        kept.push(b.to_vec());
-                        continue;
-                    }
-                    match deid.apply(b) {
-                        Ok(x) => kept.push(x),
-                        Err(e) => {
-                            // The reason names an attribute, never a value.
-                            tracing::warn!(error = %e, "instance left out of a de-identified transfer");
-                            excluded += 1;
+                        p.add(&b).map_err(|e| e.to_string())?;
+                    } else {
+                        match deid_now.apply(&b) {
+                            Ok(x) => p.add(&x).map_err(|e| e.to_string())?,
+                            Err(e) => {
+                                // The reason names an attribute, never a value.
+                                tracing::warn!(error = %e, "instance left out of a de-identified transfer");
+                                left_out = true;
+                            }
                         }
                     }
+                    let out = p.take();
+                    Ok((p, deid_now, left_out, out))
+                })
+                .await;
+            let (p, d, left_out, out) = match step {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    failure = Some(AppError::internal(e));
+                    break;
                 }
-                let wire_uid = if identity {
-                    study_uid
-                } else {
-                    deid.uid(&study_uid)
-                };
-                let plain = pack(&kept);
-                let mut z = flate2::write::ZlibEncoder::new(
-                    Vec::with_capacity(plain.len() / 2),
-                    flate2::Compression::new(6),
-                );
-                z.write_all(&plain).map_err(|e| e.to_string())?;
-                let compressed = z.finish().map_err(|e| e.to_string())?;
-                Ok((wire_uid, compressed, plain.len() as u64, kept.len() as u32, excluded))
-            })
-            .await
-            .map_err(AppError::internal)?
-            .map_err(AppError::internal)?;
+                Err(e) => {
+                    failure = Some(AppError::internal(e));
+                    break;
+                }
+            };
+            deid = Some(d);
+            packer = Some(p);
+            excluded += u32::from(left_out);
+            if let Err(e) = writer.write(&out).await {
+                failure = Some(e);
+                break;
+            }
+        }
+        let finished = match (failure, packer) {
+            (None, Some(p)) => p.finish().map_err(AppError::internal),
+            (Some(e), _) => Err(e),
+            (None, None) => Err(AppError::internal("study bundle: packer lost")),
+        };
+        let Packed {
+            rest,
+            size,
+            sha256,
+            chunks,
+            plain_bytes,
+            count,
+        } = match finished {
+            Ok(v) => v,
+            Err(e) => {
+                writer.abort().await;
+                return Err(e);
+            }
+        };
         if count == 0 {
+            writer.abort().await;
             tracing::warn!(consultation = %c.id, "no instance of a study could be sent");
             continue;
         }
-        let id = Uuid::new_v4();
-        let chunks = compressed
-            .chunks(chunk_bytes as usize)
-            .map(sha_hex)
-            .collect();
+        if let Err(e) = writer.write(&rest).await {
+            writer.abort().await;
+            return Err(e);
+        }
+        writer.finish().await?;
+        let wire_uid = match (identity, deid.as_mut()) {
+            (true, _) => s.study_uid.clone(),
+            (false, Some(d)) => d.uid(&s.study_uid),
+            (false, None) => return Err(AppError::internal("study bundle: UID map lost")),
+        };
         let manifest = StudyManifest {
             id,
             study_uid: wire_uid,
@@ -288,18 +422,93 @@ pub(crate) async fn prepare(
             deidentified: !identity,
             compression: "zlib".into(),
             plain_bytes,
-            size: compressed.len() as u64,
-            sha256: sha_hex(&compressed),
+            size,
+            sha256,
             chunk_bytes,
             chunks,
         };
-        st.blobs()
-            .put(&bundle_key(destination, id), Bytes::from(compressed))
-            .await?;
         tracing::info!(consultation = %c.id, transfer = %id, instances = count, excluded, "study bundle ready");
         out.push(manifest);
     }
     Ok(out)
+}
+
+/// Removes this node's bundles (`transfers/…`) last written before `before`, with an audit event each: a bundle
+/// no receiver confirmed (see [`confirm_received`]) is kept as long as its packet's mirror case may exist.
+pub(crate) async fn expire_bundles(st: &AppState, before: DateTime<Utc>) -> AppResult<usize> {
+    let mut n = 0;
+    for (key, written) in st.blobs().list("transfers/").await? {
+        if written >= before {
+            continue;
+        }
+        let id = key.rsplit('/').next().unwrap_or_default().to_owned();
+        st.blobs().delete(&key).await?;
+        st.store()
+            .append_audit(vec![system_event(
+                AuditAction::Delete,
+                "study-transfer",
+                &id,
+                None,
+                "bundle expired: kept for the retention period, not confirmed by its receiver",
+            )])
+            .await?;
+        tracing::info!(transfer = %id, "expired study bundle removed");
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Removes a study that came with a mirrored case whose retention ended (the case's link is removed by the purge
+/// itself): the chunks of a transfer still running, and the study in the archive if every instance of it was
+/// stored by this transfer's sender (`federation:<origin>`). A study also stored by another sender (over DIMSE,
+/// STOW-RS or by another node) stays in the archive. Returns the audit detail.
+pub(crate) async fn purge_received(st: &AppState, s: &CaseStudy) -> AppResult<String> {
+    if let Some(m) = s
+        .transfer
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<StudyManifest>(t).ok())
+    {
+        for i in 0..m.chunks.len().min(MAX_CHUNKS) {
+            st.blobs().delete(&chunk_key(m.id, i)).await?;
+        }
+    }
+    let Some(im) = st.imaging() else {
+        return Ok("study link removed (no archive on this node)".into());
+    };
+    let origin = s.origin_node.as_deref().unwrap_or_default();
+    let detail = match im
+        .archive()
+        .delete_study(
+            &s.study_uid,
+            Some(&format!("federation:{origin}")),
+            "federation:retention",
+        )
+        .await
+        .map_err(crate::studies::imaging_error)?
+    {
+        imaging::StudyDeletion::Deleted {
+            instances,
+            files_left,
+            ..
+        } => {
+            if files_left > 0 {
+                tracing::warn!(
+                    files_left,
+                    "files of a purged study left behind (unindexed)"
+                );
+            }
+            format!(
+                "removed from the archive at the end of the retention ({instances} instance(s))"
+            )
+        }
+        imaging::StudyDeletion::Kept { other_instances } => format!(
+            "kept in the archive: {other_instances} instance(s) of it were stored by other senders"
+        ),
+        imaging::StudyDeletion::NotFound => {
+            "study link removed; the study was not in the archive".into()
+        }
+    };
+    Ok(detail)
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -308,6 +517,7 @@ pub(crate) async fn prepare(
 pub fn routes(st: &AppState) -> Router<AppState> {
     let guard = Arc::new(MemoryReplayGuard::new(100_000));
     let _ = st;
+    let delete_guard = guard.clone();
     Router::new().route(
         TRANSFER_PATH,
         get(
@@ -315,6 +525,16 @@ pub fn routes(st: &AppState) -> Router<AppState> {
                 let guard = guard.clone();
                 async move {
                     serve(&st, guard.as_ref(), &id, &headers)
+                        .await
+                        .unwrap_or_else(IntoResponse::into_response)
+                }
+            },
+        )
+        .delete(
+            move |State(st): State<AppState>, Path(id): Path<String>, headers: HeaderMap| {
+                let guard = delete_guard.clone();
+                async move {
+                    received(&st, guard.as_ref(), &id, &headers)
                         .await
                         .unwrap_or_else(IntoResponse::into_response)
                 }
@@ -334,12 +554,14 @@ fn parse_range(v: &str, size: u64) -> Option<std::ops::Range<u64>> {
     (a <= b && b < size).then(|| a..b + 1)
 }
 
-async fn serve(
+/// Checks the RFC 9421 signature of a request for transfer `id`; returns the transfer id and the signing node.
+async fn verify(
     st: &AppState,
     guard: &MemoryReplayGuard,
+    method: &str,
     id: &str,
     headers: &HeaderMap,
-) -> AppResult<Response> {
+) -> AppResult<(Uuid, String)> {
     let Some(fed) = st.federation() else {
         return Err(AppError::not_found("transfer"));
     };
@@ -355,7 +577,7 @@ async fn serve(
     let dir = fed.directory();
     let now = Utc::now();
     let parts = RequestParts {
-        method: "GET",
+        method,
         target_uri: &target,
         headers,
         body: b"",
@@ -386,7 +608,43 @@ async fn serve(
             .await
             .map_err(|e| refused(StatusCode::UNAUTHORIZED, format!("signature: {e}")))?;
     }
-    let node = verified.signer.to_string();
+    Ok((id, verified.signer.to_string()))
+}
+
+/// `DELETE /federation/v1/transfers/{id}`, signed by the node the bundle was made for: it has stored the study,
+/// so the bundle is removed (audited). An unknown or already removed bundle is 404.
+async fn received(
+    st: &AppState,
+    guard: &MemoryReplayGuard,
+    id: &str,
+    headers: &HeaderMap,
+) -> AppResult<Response> {
+    let (id, node) = verify(st, guard, "DELETE", id, headers).await?;
+    let key = bundle_key(&node, id);
+    if st.blobs().size(&key).await?.is_none() {
+        return Err(AppError::not_found("transfer"));
+    }
+    st.blobs().delete(&key).await?;
+    st.store()
+        .append_audit(vec![system_event(
+            AuditAction::Delete,
+            "study-transfer",
+            id,
+            None,
+            &format!("bundle removed: {node} confirmed it has the study"),
+        )])
+        .await?;
+    tracing::info!(transfer = %id, to = %node, "study bundle removed after the receiver's confirmation");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn serve(
+    st: &AppState,
+    guard: &MemoryReplayGuard,
+    id: &str,
+    headers: &HeaderMap,
+) -> AppResult<Response> {
+    let (id, node) = verify(st, guard, "GET", id, headers).await?;
     let key = bundle_key(&node, id);
     let size = st
         .blobs()
@@ -519,7 +777,8 @@ async fn fetch_one(st: &AppState, client: &reqwest::Client, mut s: CaseStudy) {
         .as_deref()
         .and_then(|t| serde_json::from_str::<StudyManifest>(t).ok())
     else {
-        return finish(st, s, Err(Stop::Fail("manifest unreadable".into()))).await;
+        finish(st, s, Err(Stop::Fail("manifest unreadable".into()))).await;
+        return;
     };
     let result = run(st, client, &s, &manifest).await;
     if let Err(Stop::Retry(_)) = &result {
@@ -529,7 +788,62 @@ async fn fetch_one(st: &AppState, client: &reqwest::Client, mut s: CaseStudy) {
             manifest.chunks.len()
         );
     }
-    finish(st, s, result).await;
+    let stored = result.is_ok();
+    let origin = s.origin_node.clone();
+    if finish(st, s, result).await && stored {
+        if let Some(origin) = origin {
+            confirm_received(st, client, &origin, manifest.id).await;
+        }
+    }
+}
+
+/// Tells the sending node that the study is stored (a signed `DELETE` of the transfer), so it removes its
+/// bundle. Best effort: a bundle never confirmed expires on the sender after the packet's retention.
+async fn confirm_received(st: &AppState, client: &reqwest::Client, origin: &str, id: Uuid) {
+    let Some(fed) = st.federation() else { return };
+    let base = match NodeId::new(origin)
+        .map_err(|e| e.to_string())
+        .and_then(|node| {
+            fed.directory()
+                .member(&node)
+                .map(|m| m.base_url.clone())
+                .map_err(|e| e.to_string())
+        }) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(transfer = %id, error = %e, "cannot confirm a study transfer");
+            return;
+        }
+    };
+    let url = format!(
+        "{}{}",
+        base.trim_end_matches('/'),
+        TRANSFER_PATH.replace("{id}", &id.to_string())
+    );
+    let mut headers = HeaderMap::new();
+    if let Err(e) = fed
+        .signer()
+        .sign("DELETE", &url, &mut headers, b"", Utc::now().timestamp())
+    {
+        tracing::warn!(transfer = %id, error = %e, "cannot sign a study transfer confirmation");
+        return;
+    }
+    match client
+        .request(Method::DELETE, &url)
+        .headers(headers)
+        .send()
+        .await
+    {
+        Ok(r) if r.status() == StatusCode::NO_CONTENT || r.status() == StatusCode::NOT_FOUND => {
+            tracing::info!(transfer = %id, "study transfer confirmed to its sender");
+        }
+        Ok(r) => {
+            tracing::warn!(transfer = %id, status = r.status().as_u16(), "study transfer confirmation refused")
+        }
+        Err(e) => {
+            tracing::warn!(transfer = %id, error = %e, "study transfer confirmation not sent")
+        }
+    }
 }
 
 async fn have_chunks(st: &AppState, m: &StudyManifest) -> usize {
@@ -549,7 +863,8 @@ async fn have_chunks(st: &AppState, m: &StudyManifest) -> usize {
     n
 }
 
-async fn finish(st: &AppState, mut s: CaseStudy, result: Result<u32, Stop>) {
+/// Saves the outcome of a pass; returns whether it was saved.
+async fn finish(st: &AppState, mut s: CaseStudy, result: Result<u32, Stop>) -> bool {
     let now = Utc::now();
     s.updated_at = now;
     let mut audit = vec![];
@@ -602,8 +917,12 @@ async fn finish(st: &AppState, mut s: CaseStudy, result: Result<u32, Stop>) {
             s.detail = why;
         }
     }
-    if let Err(e) = st.store().apply(vec![Change::LinkStudy(s)], audit).await {
-        tracing::error!(error = %e, "study transfer state not saved");
+    match st.store().apply(vec![Change::LinkStudy(s)], audit).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "study transfer state not saved");
+            false
+        }
     }
 }
 
@@ -748,6 +1067,56 @@ mod tests {
         let mut huge = MAGIC.to_vec();
         huge.extend_from_slice(&u64::MAX.to_be_bytes());
         assert!(unpack(&huge).is_err());
+    }
+
+    #[test]
+    fn the_streaming_packer_writes_the_bundle_its_digests_describe() {
+        // Instances of varied sizes, some incompressible, so the output spans many chunks of an odd size.
+        let mut seed = 7u64;
+        let instances: Vec<Vec<u8>> = (0..6)
+            .map(|i| {
+                (0..(i * 7919 + 13))
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        if i % 2 == 0 {
+                            (seed >> 56) as u8
+                        } else {
+                            b'a'
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut p = Packer::new(1000).unwrap();
+        let mut stream = Vec::new();
+        for i in &instances {
+            p.add(i).unwrap();
+            stream.extend(p.take());
+        }
+        let Packed {
+            rest,
+            size,
+            sha256: sha,
+            chunks,
+            plain_bytes,
+            count,
+        } = p.finish().unwrap();
+        stream.extend(rest);
+        assert_eq!(count, 6);
+        assert_eq!(size, stream.len() as u64);
+        assert_eq!(sha, sha_hex(&stream));
+        let expected: Vec<String> = stream.chunks(1000).map(sha_hex).collect();
+        assert!(expected.len() > 3, "{} chunks", expected.len());
+        assert_eq!(chunks, expected);
+        let mut plain = Vec::new();
+        flate2::read::ZlibDecoder::new(stream.as_slice())
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert_eq!(plain_bytes, plain.len() as u64);
+        assert_eq!(plain, pack(&instances));
+        let back = unpack(&plain).unwrap();
+        assert_eq!(back.len(), 6);
+        assert_eq!(&back[3][..], &instances[3][..]);
     }
 
     #[test]

@@ -587,6 +587,116 @@ async fn a_study_travels_with_the_case_deidentified_and_resumes_after_an_interru
         .iter()
         .any(|r| r.event.detail.starts_with("study received from kashgar-cn")));
     assert!(log.iter().any(|r| r.event.detail == "viewer"));
+
+    // The center confirmed the study: Kashgar removed the bundle it kept for the transfer (audited).
+    let transfer = manifest["id"].as_str().unwrap().to_owned();
+    let bundle = format!("transfers/{}/{transfer}", DemoNode::Center.id());
+    until("the confirmed bundle to be removed", async || {
+        home.blobs()
+            .size(&bundle)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let audit = home.store().audit_page(0, 100_000).await.unwrap();
+    assert!(audit.iter().any(|r| r.event.entity_type == "study-transfer"
+        && r.event.entity_id == transfer
+        && r.event
+            .detail
+            .starts_with("bundle removed: center-kz confirmed")));
+    // A bundle no receiver confirmed stays for the packet's retention, then expires.
+    let stale = format!(
+        "transfers/{}/{}",
+        DemoNode::Center.id(),
+        uuid::Uuid::new_v4()
+    );
+    home.blobs()
+        .put(&stale, bytes::Bytes::from_static(b"unfetched"))
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    caravan_server::federation::retention_sweep(&home, now)
+        .await
+        .unwrap();
+    assert!(home.blobs().size(&stale).await.unwrap().is_some());
+    caravan_server::federation::retention_sweep(&home, now + chrono::Duration::days(91))
+        .await
+        .unwrap();
+    assert!(home.blobs().size(&stale).await.unwrap().is_none());
+
+    // The archive's own DICOMweb at the center shows the received study, and its files are on disk.
+    let archive = center.imaging().unwrap().archive().clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dicomweb = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            imaging::dicomweb::router(imaging::dicomweb::DicomWebState::new(archive)),
+        )
+        .await
+        .unwrap();
+    });
+    let http = reqwest::Client::new();
+    let qido = |http: reqwest::Client, url: String| async move {
+        let r = http.get(url).send().await.unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        (status, body)
+    };
+    let (s, found) = qido(
+        http.clone(),
+        format!("{dicomweb}/studies?StudyInstanceUID={uid}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(found.contains(uid.as_str()), "{found}");
+    let (s, _) = qido(http.clone(), format!("{dicomweb}/studies/{uid}/metadata")).await;
+    assert_eq!(s, StatusCode::OK);
+    let on_disk = net
+        ._dir
+        .path()
+        .join(DemoNode::Center.id())
+        .join("dicom/objects")
+        .join(uid);
+    assert!(on_disk.is_dir(), "{}", on_disk.display());
+
+    // The mirror case's retention ends: the study that came with it (linked to no other case, every instance
+    // stored by the transfer) goes with it, from the index and from the disk; the home node keeps its own.
+    let purged =
+        caravan_server::federation::retention_sweep(&center, now + chrono::Duration::days(400))
+            .await
+            .unwrap();
+    assert!(purged >= 1);
+    assert!(center.store().fed_consultation(cid_m).await.is_err());
+    let (s, found) = qido(
+        http.clone(),
+        format!("{dicomweb}/studies?StudyInstanceUID={uid}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!found.contains(uid.as_str()), "{found}");
+    let (s, _) = qido(http.clone(), format!("{dicomweb}/studies/{uid}/metadata")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(!on_disk.exists(), "the study's files are removed");
+    assert!(center
+        .imaging()
+        .unwrap()
+        .archive()
+        .instances(uid, None, None)
+        .await
+        .unwrap()
+        .is_empty());
+    let audit = center.store().audit_page(0, 100_000).await.unwrap();
+    assert!(
+        audit.iter().any(|r| r.event.entity_type == "dicom-study"
+            && r.event.entity_id == *uid
+            && r.event.detail
+                == "removed from the archive at the end of the retention (1 instance(s))"),
+        "the removal is audited"
+    );
+    assert_eq!(metadata(&wang, &cid, &home_uid).await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1022,6 +1022,20 @@ impl Store for PgStore {
         .collect()
     }
 
+    async fn fed_studies_to_purge(&self, id: ConsultationId) -> Result<Vec<CaseStudy>> {
+        let rows = sqlx::query(
+            "SELECT s.* FROM case_studies s WHERE s.consultation_id = $1 AND s.origin_node IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM case_studies o
+                               WHERE o.study_uid = s.study_uid AND o.consultation_id <> $1)
+             ORDER BY s.created_at, s.study_uid",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(studies::from_row).collect()
+    }
+
     async fn fed_shared_nodes(&self, id: ConsultationId) -> Result<Vec<String>> {
         fed::rows_by(
             &self.pool,

@@ -977,6 +977,20 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn fed_studies_to_purge(&self, id: ConsultationId) -> Result<Vec<CaseStudy>> {
+        let rows = sqlx::query(
+            "SELECT s.* FROM case_studies s WHERE s.consultation_id = ?1 AND s.origin_node IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM case_studies o
+                               WHERE o.study_uid = s.study_uid AND o.consultation_id <> ?1)
+             ORDER BY s.created_at, s.study_uid",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(studies::from_row).collect()
+    }
+
     async fn fed_shared_nodes(&self, id: ConsultationId) -> Result<Vec<String>> {
         fed::strings(
             &self.reader,

@@ -1734,6 +1734,44 @@ async fn case_studies(store: &dyn Store, w: &World) {
         (got.state, got.instances, got.created_at.timestamp()),
         (StudyState::Ready, 7, incoming.created_at.timestamp())
     );
+    // The purge of a mirrored case takes the studies that came with it (not the local one), unless another
+    // case links them too.
+    assert_eq!(
+        store.fed_studies_to_purge(c.id).await.unwrap(),
+        vec![got.clone()]
+    );
+    let other = Consultation::draft(
+        w.hospital_a.id,
+        w.referrer_a.id,
+        w.patient_a.id,
+        "Same CT, second opinion".into(),
+        "fall".into(),
+        "neurology".into(),
+        Urgency::Routine,
+        vec![],
+        now,
+    );
+    store.insert_consultation(&other, vec![]).await.unwrap();
+    store
+        .apply(
+            vec![Change::LinkStudy(CaseStudy {
+                consultation_id: other.id,
+                origin_node: None,
+                ..incoming.clone()
+            })],
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        store.fed_studies_to_purge(c.id).await.unwrap().is_empty(),
+        "a study another case links stays"
+    );
+    assert!(store
+        .fed_studies_to_purge(other.id)
+        .await
+        .unwrap()
+        .is_empty());
 
     // A link to a case that does not exist fails, and takes the rest of its unit of work with it.
     let orphan = CaseStudy {

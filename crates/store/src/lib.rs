@@ -293,6 +293,9 @@ pub trait Store: VisitStore + RxStore + Send + Sync + 'static {
     ) -> Result<Vec<ForeignCase>>;
     /// Blob keys of a case's attachments, whoever may see them (for the retention purge).
     async fn fed_case_blob_keys(&self, id: ConsultationId) -> Result<Vec<String>>;
+    /// The studies that came with a mirrored case from another node (`origin_node` set) and that no other case
+    /// links, whoever may see them: those the retention purge removes from the archive with the case.
+    async fn fed_studies_to_purge(&self, id: ConsultationId) -> Result<Vec<CaseStudy>>;
     /// Nodes the case's packet was sent to.
     async fn fed_shared_nodes(&self, id: ConsultationId) -> Result<Vec<String>>;
     async fn fed_inbox_contains(&self, envelope_id: uuid::Uuid) -> Result<bool>;

@@ -16,6 +16,7 @@
 //! Nothing here panics on bad input: a truncated, corrupt or unsupported slide is a [`WsiError`]
 //! naming the problem (the level, the tile, the byte range).
 
+pub mod bench;
 pub mod cache;
 pub mod dicom;
 pub mod dzi;
