@@ -246,6 +246,20 @@ pub enum Method {
     Tsitouras,
 }
 
+/// How a step's error estimate is reduced to one number (the step is accepted when it is below 1). Both scale
+/// component i of the estimate by atol + rtol·max(|y_i|, |y_new_i|).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorNorm {
+    /// Root mean square over the components (SciPy's and Hairer's choice): a single component may exceed its
+    /// tolerance by up to √dim when the others are well inside theirs.
+    #[default]
+    Rms,
+    /// Largest scaled component: every component must be within its own tolerance. Stricter than `Rms` at the same
+    /// tolerances, so it takes more steps there; at a looser tolerance it can reach a given worst-case error in
+    /// fewer steps (the benchmark measures this, see the crate README).
+    Max,
+}
+
 /// out = y + h·(Σ c_j k_j) over slices re-cut to one length, so the loop has no bounds checks and vectorises.
 macro_rules! combine {
     ($out:expr, $y:expr, $h:expr; $c0:expr => $k0:ident $(, $c:expr => $k:ident)*) => {{
@@ -269,8 +283,8 @@ const BLOCK: usize = 512;
 /// continuous-extension rows are `e` and `p` on the stage derivatives `ks` (only the stages with a nonzero weight
 /// are passed: Dormand–Prince gives k2 none, so it is not read).
 ///
-/// Returns Σ_i (err_i / (atol + max(|y_i|, |y_new_i|)·rtol))² with err = h·Σ_j e_j k_j, and whether y_new is
-/// finite. Eight partial sums instead of one running sum: a single sum is a chain of dependent additions (and
+/// Returns Σ_i (err_i / (atol + max(|y_i|, |y_new_i|)·rtol))² with err = h·Σ_j e_j k_j (with `MAX`, the largest
+/// |err_i / (atol + max(|y_i|, |y_new_i|)·rtol)| instead, NaN if any is NaN), and whether y_new is finite. Eight partial sums instead of one running sum: a single sum is a chain of dependent additions (and
 /// SciPy's BLAS-based norm does not add in index order either).
 ///
 /// It also writes the state at each time of `times` (those of the output grid in (t, t_new]) into consecutive rows
@@ -279,7 +293,7 @@ const BLOCK: usize = 512;
 /// block (a block of every input stays in L1 while all the rows are written). The rows are written before the step
 /// is known to be accepted; after a rejection they are written again by the step that finally covers them.
 #[allow(clippy::too_many_arguments)]
-fn error_and_output<const K: usize>(
+fn error_and_output<const K: usize, const MAX: bool>(
     (h, rtol, atol): (f64, f64, f64),
     (t, t_new): (f64, f64),
     y: &[f64],
@@ -297,8 +311,10 @@ fn error_and_output<const K: usize>(
         let (x1, x2, x3, x4) = (x, x * x, x * x * x, x * x * x * x);
         std::array::from_fn(|j| h * (p[j][0] * x1 + p[j][1] * x2 + p[j][2] * x3 + p[j][3] * x4))
     };
-    let mut acc = [0.0; LANES];
+    let mut acc = [0.0f64; LANES];
     let mut fin = [0.0; LANES];
+    // With MAX: r·0 summed, NaN exactly when some r is (f64::max would drop a NaN).
+    let mut nan = [0.0; LANES];
     let mut start = 0;
     while start < n {
         let end = (start + BLOCK).min(n);
@@ -316,7 +332,12 @@ fn error_and_output<const K: usize>(
                     s += eh[j] * k8[j][l];
                 }
                 let r = s / (atol + y8[l].abs().max(yn8[l].abs()) * rtol);
-                acc[l] += r * r;
+                if MAX {
+                    acc[l] = acc[l].max(r.abs());
+                    nan[l] += r * 0.0;
+                } else {
+                    acc[l] += r * r;
+                }
                 // y_new·0 is NaN exactly when y_new is ±inf or NaN.
                 fin[l] += yn8[l] * 0.0;
             }
@@ -328,7 +349,12 @@ fn error_and_output<const K: usize>(
                 s += eh[j] * kb[j][i];
             }
             let r = s / (atol + yb[i].abs().max(ynb[i].abs()) * rtol);
-            acc[l] += r * r;
+            if MAX {
+                acc[l] = acc[l].max(r.abs());
+                nan[l] += r * 0.0;
+            } else {
+                acc[l] += r * r;
+            }
             fin[l] += ynb[i] * 0.0;
         }
         // Rows two at a time where there are two: one load of each k serves both.
@@ -368,7 +394,12 @@ fn error_and_output<const K: usize>(
         }
         start = end;
     }
-    let total: f64 = acc.iter().sum();
+    let total: f64 = if MAX {
+        let nan: f64 = nan.iter().sum();
+        acc.iter().fold(nan, |m, &a| m.max(a)) + nan
+    } else {
+        acc.iter().sum()
+    };
     let zero: f64 = fin.iter().sum();
     (total, zero == 0.0)
 }
@@ -395,6 +426,7 @@ pub struct SolveStats {
 #[derive(Debug, Clone)]
 pub struct Rk5 {
     method: Method,
+    norm: ErrorNorm,
     rtol: f64,
     atol: f64,
     max_steps: usize,
@@ -429,6 +461,7 @@ impl Rk5 {
         }
         Ok(Rk5 {
             method: Method::DormandPrince,
+            norm: ErrorNorm::Rms,
             rtol,
             atol,
             max_steps: 1_000_000,
@@ -444,6 +477,18 @@ impl Rk5 {
     pub fn with_method(mut self, method: Method) -> Self {
         self.method = method;
         self
+    }
+
+    /// Reduces the error estimate with `norm` instead of the default RMS norm (the initial-step heuristic keeps
+    /// its RMS norms).
+    pub fn with_error_norm(mut self, norm: ErrorNorm) -> Self {
+        self.norm = norm;
+        self
+    }
+
+    /// The error norm of the step-size control.
+    pub fn error_norm(&self) -> ErrorNorm {
+        self.norm
     }
 
     /// The pair this solver steps with.
@@ -632,10 +677,12 @@ impl Rk5 {
                 }
                 let rows = &t_eval[next_out..last];
                 let dst = &mut out[next_out * n..last * n];
-                let (acc, finite) = match self.method {
-                    Method::DormandPrince => error_and_output(
-                        (h, rtol, atol),
-                        (t, t_new),
+                let tol = (h, rtol, atol);
+                let span = (t, t_new);
+                let (acc, finite) = match (self.method, self.norm) {
+                    (Method::DormandPrince, ErrorNorm::Rms) => error_and_output::<6, false>(
+                        tol,
+                        span,
                         y,
                         y_new,
                         [k1, k3, k4, k5, k6, k7],
@@ -643,9 +690,29 @@ impl Rk5 {
                         rows,
                         dst,
                     ),
-                    Method::Tsitouras => error_and_output(
-                        (h, rtol, atol),
-                        (t, t_new),
+                    (Method::DormandPrince, ErrorNorm::Max) => error_and_output::<6, true>(
+                        tol,
+                        span,
+                        y,
+                        y_new,
+                        [k1, k3, k4, k5, k6, k7],
+                        (&DP_E, &DP_P),
+                        rows,
+                        dst,
+                    ),
+                    (Method::Tsitouras, ErrorNorm::Rms) => error_and_output::<7, false>(
+                        tol,
+                        span,
+                        y,
+                        y_new,
+                        [k1, k2, k3, k4, k5, k6, k7],
+                        (&TS_E, &TP),
+                        rows,
+                        dst,
+                    ),
+                    (Method::Tsitouras, ErrorNorm::Max) => error_and_output::<7, true>(
+                        tol,
+                        span,
                         y,
                         y_new,
                         [k1, k2, k3, k4, k5, k6, k7],
@@ -654,7 +721,10 @@ impl Rk5 {
                         dst,
                     ),
                 };
-                let err = (acc / n as f64).sqrt();
+                let err = match self.norm {
+                    ErrorNorm::Rms => (acc / n as f64).sqrt(),
+                    ErrorNorm::Max => acc,
+                };
                 if err < 1.0 {
                     let mut factor = if err == 0.0 {
                         MAX_FACTOR
@@ -911,6 +981,125 @@ mod tests {
         // same tolerance Tsitouras needs fewer.
         assert_ne!(sa.rhs_evals, sb.rhs_evals);
         assert!(sb.steps < sa.steps, "{sa:?} {sb:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn max_norm_bounds_every_component() -> Result<()> {
+        // The reduction itself: for random inputs, error_and_output::<_, true> returns the largest scaled component
+        // and ::<_, false> the sum of squares (checked against a plain loop), over lengths that exercise both the
+        // eight-lane blocks and the tail, and a NaN anywhere in the estimate makes the max NaN (a rejection).
+        let mut seed = 12345u64;
+        let mut rnd = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        for n in [1usize, 7, 8, 9, 515, 1030] {
+            let y: Vec<f64> = (0..n).map(|_| 100.0 * rnd()).collect();
+            let y_new: Vec<f64> = (0..n).map(|_| 100.0 * rnd()).collect();
+            let ks: Vec<Vec<f64>> = (0..7).map(|_| (0..n).map(|_| rnd()).collect()).collect();
+            let kr: [&[f64]; 7] = std::array::from_fn(|j| ks[j].as_slice());
+            let (h, rtol, atol) = (0.7, 1e-3, 1e-4);
+            let scaled: Vec<f64> = (0..n)
+                .map(|i| {
+                    let e: f64 = (0..7).map(|j| h * TS_E[j] * kr[j][i]).sum();
+                    e / (atol + y[i].abs().max(y_new[i].abs()) * rtol)
+                })
+                .collect();
+            let max = scaled.iter().fold(0.0f64, |m, r| m.max(r.abs()));
+            let sq: f64 = scaled.iter().map(|r| r * r).sum();
+            let args = (
+                (h, rtol, atol),
+                (0.0, h),
+                &y[..],
+                &y_new[..],
+                kr,
+                (&TS_E, &TP),
+            );
+            let (m, fin) = error_and_output::<7, true>(
+                args.0,
+                args.1,
+                args.2,
+                args.3,
+                args.4,
+                args.5,
+                &[],
+                &mut [],
+            );
+            assert!(fin);
+            assert!((m - max).abs() <= 1e-12 * max, "n {n}: {m} vs {max}");
+            let (s, _) = error_and_output::<7, false>(
+                args.0,
+                args.1,
+                args.2,
+                args.3,
+                args.4,
+                args.5,
+                &[],
+                &mut [],
+            );
+            assert!((s - sq).abs() <= 1e-12 * sq, "n {n}: {s} vs {sq}");
+            let mut bad = ks.clone();
+            bad[3][n / 2] = f64::NAN;
+            let br: [&[f64]; 7] = std::array::from_fn(|j| bad[j].as_slice());
+            let (m, _) = error_and_output::<7, true>(
+                args.0,
+                args.1,
+                args.2,
+                args.3,
+                br,
+                args.5,
+                &[],
+                &mut [],
+            );
+            assert!(m.is_nan(), "n {n}");
+        }
+        // In a solve: at the same tolerances the max norm is the stricter (more steps, no larger error), and at a
+        // tenfold tolerance it is still a solution of the expected accuracy.
+        let ts: Vec<f64> = (0..=100).map(|i| f64::from(i) * 0.3).collect();
+        let sys = Lotka {
+            declare_quadrature: true,
+        };
+        let y0 = [10.0, 5.0, 0.0];
+        let mut exact = Vec::new();
+        Rk5::new(1e-12, 1e-12)?.solve(&sys, 0.0, &y0, &ts, &mut exact)?;
+        let worst = |out: &[f64]| {
+            out.iter()
+                .zip(&exact)
+                .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+                .fold(0.0f64, f64::max)
+        };
+        for method in [Method::DormandPrince, Method::Tsitouras] {
+            let (mut rms, mut max, mut loose) = (Vec::new(), Vec::new(), Vec::new());
+            let s_rms = Rk5::new(1e-6, 1e-6)?
+                .with_method(method)
+                .solve(&sys, 0.0, &y0, &ts, &mut rms)?;
+            let mut solver = Rk5::new(1e-6, 1e-6)?
+                .with_method(method)
+                .with_error_norm(ErrorNorm::Max);
+            assert_eq!(solver.error_norm(), ErrorNorm::Max);
+            let s_max = solver.solve(&sys, 0.0, &y0, &ts, &mut max)?;
+            assert!(
+                s_max.steps > s_rms.steps,
+                "{method:?}: {s_max:?} vs {s_rms:?}"
+            );
+            assert!(worst(&max) <= worst(&rms), "{method:?}");
+            let s_loose = Rk5::new(1e-5, 1e-5)?
+                .with_method(method)
+                .with_error_norm(ErrorNorm::Max)
+                .solve(&sys, 0.0, &y0, &ts, &mut loose)?;
+            assert!(s_loose.steps < s_max.steps, "{method:?}");
+            assert!(worst(&loose) < 1e-3, "{method:?}: {}", worst(&loose));
+        }
+        // A blow-up is still an error, not a hang, under the max norm.
+        let r = Rk5::new(1e-6, 1e-6).map(|s| {
+            s.with_method(Method::Tsitouras)
+                .with_error_norm(ErrorNorm::Max)
+                .solve(&Blowup, 0.0, &[1.0], &[2.0], &mut Vec::new())
+        });
+        assert!(matches!(r, Ok(Err(ForecastError::Solver { .. }))));
         Ok(())
     }
 

@@ -503,8 +503,8 @@ fn bench_runs_without_the_peer() {
         "--no-peer",
     ])
     .unwrap();
-    // Per coupling: the header, our two solvers, the reference; then the ensemble.
-    assert_eq!(out.lines().count(), 9, "{out}");
+    // Per coupling: the header, our three solvers, the reference; then the ensemble.
+    assert_eq!(out.lines().count(), 11, "{out}");
     assert!(
         out.contains("sparse coupling")
             && out.contains("dense coupling")
@@ -599,6 +599,13 @@ fn bench_matches_scipy_step_for_step() {
                 field(tsit, "error ") <= e_peer && rms(tsit) <= rms(scipy),
                 "{scipy}\n{tsit}"
             );
+            // Tsitouras under the max norm at ten times the tolerances: fewer evaluations still. Its error is
+            // printed (the README compares it with RK45's on the benchmark model; the mapping is calibrated there,
+            // so it is not asserted on these smaller models).
+            let max_norm = out.lines().nth(i + 2).unwrap();
+            assert!(max_norm.contains("max norm at 10 x tol"), "{max_norm}");
+            assert!(evals(max_norm) < evals(tsit), "{tsit}\n{max_norm}");
+            assert!(field(max_norm, "error ") < 1e-3, "{max_norm}");
             checked += 1;
         }
     }
