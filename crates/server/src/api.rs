@@ -1004,6 +1004,24 @@ async fn federation_pings(
     Ok((StatusCode::ACCEPTED, Json(json!({ "enqueued": n }))))
 }
 
+/// The `{name}` placeholders of a route's path, in order.
+fn path_parameters(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+}
+
+/// The JSON schema of a path parameter, by its name (one meaning per name across the API).
+fn path_parameter_schema(name: &str) -> Value {
+    match name {
+        "country" => json!({ "type": "string", "pattern": "^[A-Z]{2}$" }),
+        "table" => {
+            json!({ "type": "string", "enum": caravan_store::rx::RxTable::ALL.map(|t| t.as_str()) })
+        }
+        "id" => json!({ "type": "string", "format": "uuid" }),
+        _ => json!({ "type": "string" }),
+    }
+}
+
 /// OpenAPI 3.1, derived from [`ROUTES`].
 pub fn openapi_document() -> Value {
     let mut paths = serde_json::Map::new();
@@ -1023,11 +1041,11 @@ pub fn openapi_document() -> Value {
         } else {
             op["security"] = json!([]);
         }
-        if path.contains("{id}") {
-            op["parameters"] = json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }]);
-        }
-        if path.contains("{country}") {
-            op["parameters"] = json!([{ "name": "country", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[A-Z]{2}$" } }]);
+        let params: Vec<Value> = path_parameters(path)
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": path_parameter_schema(name) }))
+            .collect();
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
         }
         entry[*method] = op;
     }
@@ -1050,4 +1068,32 @@ pub fn openapi_document() -> Value {
 
 async fn openapi() -> Json<Value> {
     Json(openapi_document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `{name}` of every path is declared as a required path parameter of its operation (schemathesis
+    /// refuses an operation whose template names an undeclared parameter).
+    #[test]
+    fn every_path_placeholder_is_declared() {
+        let doc = openapi_document();
+        let paths = doc["paths"].as_object().expect("paths");
+        for (path, ops) in paths {
+            let wanted: Vec<&str> = path_parameters(path).collect();
+            for (method, op) in ops.as_object().expect("operations") {
+                let declared: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .map(|ps| ps.iter().filter_map(|p| p["name"].as_str()).collect())
+                    .unwrap_or_default();
+                assert_eq!(declared, wanted, "{method} {path}");
+            }
+        }
+        let table = &paths["/api/v1/rx/tables/{table}"]["get"]["parameters"][0]["schema"];
+        assert_eq!(
+            table["enum"],
+            json!(["formulary", "interactions", "allergies"])
+        );
+    }
 }

@@ -216,20 +216,24 @@ async fn append_audit_tx(conn: &mut PgConnection, events: Vec<AuditEvent>) -> Re
 }
 
 async fn write_participants(conn: &mut PgConnection, c: &Consultation) -> Result<()> {
-    sqlx::query("DELETE FROM participants WHERE consultation_id = $1")
-        .bind(c.id.0)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
     let mut users: Vec<Uuid> = vec![c.referrer_id.0];
     users.extend(c.assigned_to.map(|u| u.0));
     users.extend(c.panel.iter().map(|m| m.user_id.0));
     users.sort();
     users.dedup();
+    // Only what changed is written (most events keep the participants), as in the SQLite backend.
+    sqlx::query("DELETE FROM participants WHERE consultation_id = $1 AND NOT (user_id = ANY($2))")
+        .bind(c.id.0)
+        .bind(&users)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
     // One statement for all participants; users unknown to this node are skipped, as in the SQLite backend.
     sqlx::query(
         "INSERT INTO participants (consultation_id, user_id, institution_id)
-         SELECT $1, id, institution_id FROM users WHERE id = ANY($2)",
+         SELECT $1, id, institution_id FROM users WHERE id = ANY($2)
+         ON CONFLICT (consultation_id, user_id) DO UPDATE SET institution_id = EXCLUDED.institution_id
+         WHERE participants.institution_id IS DISTINCT FROM EXCLUDED.institution_id",
     )
     .bind(c.id.0)
     .bind(users)

@@ -207,27 +207,35 @@ async fn backfill_search_names(conn: &mut SqliteConnection) -> Result<()> {
 }
 
 async fn write_participants(conn: &mut SqliteConnection, c: &Consultation) -> Result<()> {
-    sqlx::query("DELETE FROM participants WHERE consultation_id = ?")
-        .bind(c.id.to_string())
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
     let mut users = vec![c.referrer_id];
     users.extend(c.assigned_to);
     users.extend(c.panel.iter().map(|m| m.user_id));
     users.sort();
     users.dedup();
-    for u in users {
-        sqlx::query(
-            "INSERT INTO participants (consultation_id, user_id, institution_id)
-             SELECT ?, id, institution_id FROM users WHERE id = ?",
-        )
-        .bind(c.id.to_string())
-        .bind(u.to_string())
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    }
+    let ids = serde_json::to_string(&users.iter().map(|u| u.to_string()).collect::<Vec<_>>())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // Two statements whatever the panel's size, and only what changed is written: most events (accept, report,
+    // acknowledge, outcome) keep the participants, and then no page of the table or its indexes is touched.
+    sqlx::query(
+        "DELETE FROM participants WHERE consultation_id = ?1 AND user_id NOT IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(c.id.to_string())
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    // Users unknown to this node are skipped; a participant whose institution changed is updated.
+    sqlx::query(
+        "INSERT INTO participants (consultation_id, user_id, institution_id)
+         SELECT ?1, id, institution_id FROM users WHERE id IN (SELECT value FROM json_each(?2))
+         ON CONFLICT (consultation_id, user_id) DO UPDATE SET institution_id = excluded.institution_id
+         WHERE participants.institution_id IS NOT excluded.institution_id",
+    )
+    .bind(c.id.to_string())
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
     Ok(())
 }
 
