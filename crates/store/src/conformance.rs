@@ -11,6 +11,7 @@ pub async fn run_all(store: &dyn Store) {
     let w = World::seed(store).await;
     scoping_of_patients(store, &w).await;
     consultation_lifecycle_and_scoping(store, &w).await;
+    participants_follow_the_case(store, &w).await;
     optimistic_concurrency(store, &w).await;
     sessions_and_tokens(store, &w).await;
     duplicates_are_refused(store, &w).await;
@@ -460,6 +461,59 @@ async fn consultation_lifecycle_and_scoping(store: &dyn Store, w: &World) {
         store.case_bundle(&b, c.id).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// A case's participants follow it (they are rewritten only where they change): the assignee sees the case, and
+/// after declining no longer does; assigned again, they see it again.
+async fn participants_follow_the_case(store: &dyn Store, w: &World) {
+    let referrer = Actor::from(&w.referrer_b);
+    let cons = Actor::from(&w.consultant);
+    let sla = SlaPolicy::default();
+    let now = Utc.with_ymd_and_hms(2026, 3, 3, 9, 0, 0).unwrap();
+    let mut c = Consultation::draft(
+        w.hospital_b.id,
+        w.referrer_b.id,
+        w.patient_b.id,
+        "participants".into(),
+        "history".into(),
+        "cardiology".into(),
+        Urgency::Routine,
+        vec![],
+        now,
+    );
+    store.insert_consultation(&c, vec![]).await.unwrap();
+    let assign = ConsultationEvent::Assign {
+        consultant: w.consultant.id,
+        automatic: true,
+        team: None,
+    };
+    let steps = [
+        (
+            &referrer,
+            ConsultationEvent::Submit { consent: true },
+            false,
+        ),
+        (&referrer, assign.clone(), true),
+        (
+            &cons,
+            ConsultationEvent::Decline {
+                reason: "on leave".into(),
+            },
+            false,
+        ),
+    ];
+    for (actor, ev, consultant_sees) in steps {
+        let v = c.version;
+        c.apply(actor, &ev, now, &sla).unwrap();
+        store.update_consultation(&c, v, vec![]).await.unwrap();
+        assert_eq!(
+            store.get_consultation(&cons, c.id).await.is_ok(),
+            consultant_sees,
+            "after {}",
+            ev.name()
+        );
+        assert!(store.get_consultation(&referrer, c.id).await.is_ok());
+    }
 }
 
 async fn teams_for_routing(store: &dyn Store, w: &World) {
