@@ -18,7 +18,7 @@ use crate::api::parse_id;
 use crate::audit::event;
 use crate::auth::{Principal, UiPrincipal};
 use crate::error::{AppError, AppResult};
-use crate::ui::{ctx, done, render, Ctx};
+use crate::ui::{ctx, done, read_upload_form, render, Ctx};
 use crate::AppState;
 use askama::Template;
 use axum::body::Body;
@@ -616,46 +616,17 @@ async fn upload_submit(
     UiPrincipal(p): UiPrincipal,
     headers: HeaderMap,
     Path(id): Path<String>,
-    mut mp: Multipart,
+    mp: Multipart,
 ) -> Response {
     let r = async {
         let id: ConsultationId = parse_id("consultation", &id)?;
-        // The form puts the CSRF field first; the file is only read once the token is checked.
-        let mut csrf_ok = false;
-        let mut share = false;
-        while let Some(field) = mp
-            .next_field()
-            .await
-            .map_err(|e| AppError::bad_request(format!("malformed upload: {e}")))?
-        {
-            match field.name() {
-                Some("csrf") => {
-                    let v = field
-                        .text()
-                        .await
-                        .map_err(|e| AppError::bad_request(e.to_string()))?;
-                    p.check_csrf(Some(&v))?;
-                    csrf_ok = true;
-                }
-                Some("share") => share = true,
-                Some("file") if csrf_ok => {
-                    let bytes = field.bytes().await.map_err(|e| {
-                        AppError::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "error-too-large",
-                            e.to_string(),
-                        )
-                    })?;
-                    upload_studies(&st, &p, id, bytes, share).await?;
-                    return Ok(
-                        Redirect::to(&format!("/ui/consultations/{id}#studies")).into_response()
-                    );
-                }
-                _ => {}
-            }
-        }
-        p.check_csrf(None)?;
-        Err(AppError::bad_request("the upload has no file"))
+        let form = read_upload_form(&p, mp).await?;
+        let share = form.fields.contains_key("share");
+        let f = form
+            .file
+            .ok_or_else(|| AppError::bad_request("the upload has no file"))?;
+        upload_studies(&st, &p, id, f.bytes, share).await?;
+        Ok(Redirect::to(&format!("/ui/consultations/{id}#studies")).into_response())
     }
     .await;
     done(&st, &p, &headers, r)

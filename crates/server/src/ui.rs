@@ -151,6 +151,70 @@ pub(crate) fn error_page(
     r
 }
 
+/// A file sent with a UI form.
+pub struct UploadedFile {
+    pub filename: String,
+    pub content_type: String,
+    pub bytes: bytes::Bytes,
+}
+
+/// A multipart form of the UI: its text fields by name and its `file`. Every such form sends its CSRF token
+/// first, so the token is checked before anything else is read: a forged request never has its file buffered.
+pub struct UploadForm {
+    pub fields: HashMap<String, String>,
+    pub file: Option<UploadedFile>,
+}
+
+/// Read a UI multipart form (see [`UploadForm`]); an oversized file is a 413, a malformed body a 400.
+pub async fn read_upload_form(p: &Principal, mut mp: Multipart) -> AppResult<UploadForm> {
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        AppError::bad_request(format!("malformed upload: {e}"))
+    };
+    let mut form = UploadForm {
+        fields: HashMap::new(),
+        file: None,
+    };
+    let mut checked = false;
+    while let Some(field) = mp.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if !checked {
+            checked = true;
+            if name == "csrf" {
+                p.check_csrf(Some(&field.text().await.map_err(bad)?))?;
+                continue;
+            }
+            // No token first: only a bearer-token caller (no CSRF) goes on.
+            p.check_csrf(None)?;
+        }
+        if name == "file" {
+            let filename = field.file_name().unwrap_or("upload").to_owned();
+            let content_type = field
+                .content_type()
+                .unwrap_or("application/octet-stream")
+                .to_owned();
+            let bytes = field.bytes().await.map_err(|e| {
+                AppError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "error-too-large",
+                    e.to_string(),
+                )
+            })?;
+            form.file = Some(UploadedFile {
+                filename,
+                content_type,
+                bytes,
+            });
+        } else {
+            let value = field.text().await.map_err(bad)?;
+            form.fields.insert(name, value);
+        }
+    }
+    if !checked {
+        p.check_csrf(None)?;
+    }
+    Ok(form)
+}
+
 pub fn done(st: &AppState, p: &Principal, headers: &HeaderMap, r: AppResult<Response>) -> Response {
     r.unwrap_or_else(|e| error_page(st, Some(p), headers, e))
 }
@@ -1136,48 +1200,16 @@ async fn case_upload(
     UiPrincipal(p): UiPrincipal,
     headers: HeaderMap,
     Path(id): Path<String>,
-    mut mp: Multipart,
+    mp: Multipart,
 ) -> Response {
     let r = async {
         let id: ConsultationId = parse_id("consultation", &id)?;
-        // The form puts the CSRF field first; the file is only read once the token is checked.
-        let mut csrf_ok = false;
-        while let Some(field) = mp
-            .next_field()
-            .await
-            .map_err(|e| AppError::bad_request(format!("malformed upload: {e}")))?
-        {
-            match field.name() {
-                Some("csrf") => {
-                    let v = field
-                        .text()
-                        .await
-                        .map_err(|e| AppError::bad_request(e.to_string()))?;
-                    p.check_csrf(Some(&v))?;
-                    csrf_ok = true;
-                }
-                Some("file") if csrf_ok => {
-                    let filename = field.file_name().unwrap_or("upload").to_owned();
-                    let ct = field
-                        .content_type()
-                        .unwrap_or("application/octet-stream")
-                        .to_owned();
-                    let bytes = field.bytes().await.map_err(|e| {
-                        AppError::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "error-too-large",
-                            e.to_string(),
-                        )
-                    })?;
-                    consult::add_attachment(&st, &p, id, &filename, &ct, bytes).await?;
-                    return Ok(Redirect::to(&format!("/ui/consultations/{id}#attachments"))
-                        .into_response());
-                }
-                _ => {}
-            }
-        }
-        p.check_csrf(None)?;
-        Err(AppError::bad_request("the upload has no file"))
+        let f = read_upload_form(&p, mp)
+            .await?
+            .file
+            .ok_or_else(|| AppError::bad_request("the upload has no file"))?;
+        consult::add_attachment(&st, &p, id, &f.filename, &f.content_type, f.bytes).await?;
+        Ok(Redirect::to(&format!("/ui/consultations/{id}#attachments")).into_response())
     }
     .await;
     done(&st, &p, &headers, r)

@@ -521,3 +521,53 @@ async fn a_coordinator_gives_a_case_to_a_standing_team() {
         .await;
     assert!(s.is_client_error(), "{s} {e}");
 }
+
+/// The UI's multipart forms share one reader: the CSRF token comes first and is checked before the file is read;
+/// a form without it, or with a wrong one, stores nothing.
+#[tokio::test]
+async fn ui_upload_forms_check_the_csrf_token_first() {
+    let node = start().await;
+    let referrer = Client::login(&node, "dr.aliyev").await;
+    let (s, patient) = referrer
+        .post("/api/v1/patients", json!({ "given_name": "Dana", "family_name": "Ospan", "birth_date": "1975-02-01", "sex": "female" }))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{patient}");
+    let pid = patient["id"].as_str().unwrap().to_owned();
+    let (s, case) = referrer
+        .post("/api/v1/consultations", json!({ "patient_id": pid, "question": "Murmur?", "specialty": "cardiology", "urgency": "routine", "languages": ["ru"] }))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{case}");
+    let cid = case["id"].as_str().unwrap().to_owned();
+    let send = |csrf: Option<&str>| {
+        let mut form = reqwest::multipart::Form::new();
+        if let Some(t) = csrf {
+            form = form.text("csrf", t.to_owned());
+        }
+        form = form.part(
+            "file",
+            reqwest::multipart::Part::bytes(b"%PDF-1.4 letter".to_vec())
+                .file_name("letter.pdf")
+                .mime_str("application/pdf")
+                .unwrap(),
+        );
+        referrer
+            .http
+            .post(format!("{}/ui/consultations/{cid}/attachments", node.base))
+            .multipart(form)
+            .send()
+    };
+    let attachments = || async {
+        let (s, v) = referrer.get(&format!("/api/v1/consultations/{cid}")).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["attachments"].as_array().unwrap().len()
+    };
+    assert_eq!(send(None).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(Some("not-the-token")).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(attachments().await, 0);
+    let r = send(Some(&referrer.csrf)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(attachments().await, 1);
+}

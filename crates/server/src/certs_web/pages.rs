@@ -745,32 +745,14 @@ async fn admin_import(
     State(st): State<AppState>,
     UiPrincipal(p): UiPrincipal,
     headers: HeaderMap,
-    mut m: Multipart,
+    m: Multipart,
 ) -> Response {
     let r = async {
         p.require(&[Role::Admin])?;
-        let (mut csrf, mut what, mut country, mut file) =
-            (String::new(), String::new(), String::new(), Vec::new());
-        while let Some(field) = m
-            .next_field()
-            .await
-            .map_err(|e| AppError::bad_request(format!("form: {e}")))?
-        {
-            let name = field.name().unwrap_or_default().to_owned();
-            let bytes = field
-                .bytes()
-                .await
-                .map_err(|e| AppError::bad_request(format!("form: {e}")))?;
-            let text = || String::from_utf8_lossy(&bytes).into_owned();
-            match name.as_str() {
-                "csrf" => csrf = text(),
-                "what" => what = text(),
-                "country" => country = text(),
-                "file" => file = bytes.to_vec(),
-                _ => {}
-            }
-        }
-        p.check_csrf(Some(&csrf))?;
+        let mut form = crate::ui::read_upload_form(&p, m).await?;
+        let what = form.fields.remove("what").unwrap_or_default();
+        let country = form.fields.remove("country").unwrap_or_default();
+        let file = form.file.map(|f| f.bytes.to_vec()).unwrap_or_default();
         let rules = what == "rules";
         let report = if rules {
             st.certs()

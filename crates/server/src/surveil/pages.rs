@@ -764,36 +764,15 @@ async fn report_import(
     State(st): State<AppState>,
     UiPrincipal(p): UiPrincipal,
     headers: HeaderMap,
-    mut mp: Multipart,
+    mp: Multipart,
 ) -> Response {
     let r = async {
-        let mut csrf = String::new();
-        let mut text: Option<String> = None;
-        while let Some(field) = mp
-            .next_field()
-            .await
-            .map_err(|e| AppError::bad_request(format!("form: {e}")))?
-        {
-            match field.name().unwrap_or_default() {
-                "csrf" => {
-                    csrf = field
-                        .text()
-                        .await
-                        .map_err(|e| AppError::bad_request(format!("form: {e}")))?
-                }
-                "file" => {
-                    let bytes = field
-                        .bytes()
-                        .await
-                        .map_err(|e| AppError::bad_request(format!("form: {e}")))?;
-                    text = Some(String::from_utf8(bytes.to_vec()).map_err(|_| {
-                        AppError::unprocessable("error-surv-import", "the file is not UTF-8 text")
-                    })?);
-                }
-                _ => {}
-            }
-        }
-        p.check_csrf(Some(&csrf))?;
+        let text = match crate::ui::read_upload_form(&p, mp).await?.file {
+            Some(f) => Some(String::from_utf8(f.bytes.to_vec()).map_err(|_| {
+                AppError::unprocessable("error-surv-import", "the file is not UTF-8 text")
+            })?),
+            None => None,
+        };
         let res = match text {
             Some(t) => super::import::import(&st, &p, &t).await,
             None => Err(AppError::unprocessable(
