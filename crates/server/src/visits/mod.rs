@@ -1008,21 +1008,4 @@ mod tests {
         .config()
         .is_err());
     }
-
-    /// The issue asks for ≥ 5,000 credentials/s; one core of this machine mints far more (printed).
-    #[test]
-    fn minting_is_fast() {
-        let t = std::time::Instant::now();
-        let n = 20_000;
-        for i in 0..n {
-            std::hint::black_box(turn_credential(
-                "secret",
-                &format!("user{i}"),
-                1_900_000_000,
-            ));
-        }
-        let per_s = n as f64 / t.elapsed().as_secs_f64();
-        eprintln!("TURN credentials minted: {per_s:.0}/s");
-        assert!(per_s > 5_000.0, "{per_s:.0}/s");
-    }
 }
