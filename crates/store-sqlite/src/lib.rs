@@ -743,47 +743,56 @@ impl Store for SqliteStore {
         f: &ConsultationFilter,
     ) -> Result<Vec<ConsultationSummary>> {
         let states: Vec<&str> = f.states.iter().map(|s| s.as_str()).collect();
+        // One row: the page as a JSON array built by SQLite. sqlx hands rows from its worker thread one at a
+        // time over a channel, and a list of 50 cost the request task as many wake-ups as rows.
         let sql = format!(
-            "SELECT c.doc, p.given_name || ' ' || p.family_name AS patient_name, r.display_name AS referrer_name,
-                    a.display_name AS assignee_name
-             FROM consultations c
-             JOIN patients p ON p.id = c.patient_id
-             JOIN users r ON r.id = c.referrer_id
-             LEFT JOIN users a ON a.id = c.assigned_to
-             WHERE ({CONSULTATION_SCOPE})
-               AND (?5 = '' OR instr(?5, ',' || c.state || ',') > 0)
-               AND (?6 IS NULL OR c.assigned_to = ?6)
-               AND (?7 IS NULL OR c.referrer_id = ?7)
-               AND (?8 IS NULL OR c.patient_id = ?8)
-               AND (?9 IS NULL OR (c.state IN ('submitted','assigned','in_progress') AND c.due_at <= ?9))
-             ORDER BY CASE WHEN c.due_at IS NULL THEN 1 ELSE 0 END, c.due_at, c.created_at DESC
-             LIMIT ?10"
+            "SELECT json_group_array(json_array(json(doc), patient_name, referrer_name, assignee_name)
+                      ORDER BY undated, due_at, created_at DESC) AS page
+             FROM (SELECT c.doc, p.given_name || ' ' || p.family_name AS patient_name,
+                          r.display_name AS referrer_name, a.display_name AS assignee_name,
+                          CASE WHEN c.due_at IS NULL THEN 1 ELSE 0 END AS undated, c.due_at, c.created_at
+                   FROM consultations c
+                   JOIN patients p ON p.id = c.patient_id
+                   JOIN users r ON r.id = c.referrer_id
+                   LEFT JOIN users a ON a.id = c.assigned_to
+                   WHERE ({CONSULTATION_SCOPE})
+                     AND (?5 = '' OR instr(?5, ',' || c.state || ',') > 0)
+                     AND (?6 IS NULL OR c.assigned_to = ?6)
+                     AND (?7 IS NULL OR c.referrer_id = ?7)
+                     AND (?8 IS NULL OR c.patient_id = ?8)
+                     AND (?9 IS NULL OR (c.state IN ('submitted','assigned','in_progress') AND c.due_at <= ?9))
+                   ORDER BY undated, c.due_at, c.created_at DESC
+                   LIMIT ?10)"
         );
         let state_list = if states.is_empty() {
             String::new()
         } else {
             format!(",{},", states.join(","))
         };
-        let rows = bind_actor(sqlx::query(&sql), actor)
+        let row = bind_actor(sqlx::query(&sql), actor)
             .bind(state_list)
             .bind(f.assigned_to.map(|u| u.to_string()))
             .bind(f.referrer_id.map(|u| u.to_string()))
             .bind(f.patient_id.map(|u| u.to_string()))
             .bind(f.overdue_at.map(format_audit_time))
             .bind(i64::from(f.limit.unwrap_or(500)))
-            .fetch_all(&self.reader)
+            .fetch_one(&self.reader)
             .await
             .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(ConsultationSummary {
-                    consultation: consultation_from_row(r)?,
-                    patient_name: r.get("patient_name"),
-                    referrer_name: r.get("referrer_name"),
-                    assignee_name: r.get("assignee_name"),
-                })
-            })
-            .collect()
+        let page: String = row.try_get("page").map_err(db_err)?;
+        let rows: Vec<(Consultation, String, String, Option<String>)> =
+            json_doc("consultation list", &page)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(consultation, patient_name, referrer_name, assignee_name)| ConsultationSummary {
+                    consultation,
+                    patient_name,
+                    referrer_name,
+                    assignee_name,
+                },
+            )
+            .collect())
     }
 
     async fn overdue_unescalated(

@@ -2,8 +2,10 @@
 //!
 //! SQLite admits one writer at a time, so every write of the node goes through one connection owned by one task.
 //! Requests arriving while a transaction is being written are gathered into the next transaction: each runs inside
-//! its own `SAVEPOINT` (a failing request is rolled back alone and gets its own error), their audit events are
-//! chained in arrival order, and one `COMMIT` makes the whole group durable. Nobody is answered before the commit
+//! its own `SAVEPOINT` (a failing request is rolled back alone and gets its own error); the audit events of the
+//! requests that succeeded are chained in arrival order and inserted together just before the one `COMMIT` that
+//! makes the whole group durable (if that insert or the commit fails, the whole group is rolled back and every
+//! request refused). Nobody is answered before the commit
 //! that holds their change, so a reply still means "stored". The audit chain head is read once per group, under
 //! the write lock, because other processes (`caravan token create`) may append to the chain too.
 //!
@@ -31,8 +33,7 @@ type Run =
     Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<Output>> + Send>;
 
 struct Job {
-    /// `None` for a job that only appends audit events (a read being recorded): those of a group share one
-    /// multi-row insert and one savepoint instead of three round trips each.
+    /// `None` for a job that only appends audit events (a read being recorded): it needs no savepoint.
     run: Option<Run>,
     audit: Vec<AuditEvent>,
     reply: oneshot::Sender<Result<Output>>,
@@ -86,14 +87,6 @@ impl Writer {
 
 type Head = Option<(i64, String)>;
 
-async fn load_head(conn: &mut SqliteConnection) -> Result<Head> {
-    let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    Ok(row.map(|r| (r.get("seq"), r.get("hash"))))
-}
-
 async fn exec(conn: &mut SqliteConnection, sql: &str) -> Result<()> {
     sqlx::query(sql)
         .execute(&mut *conn)
@@ -102,6 +95,28 @@ async fn exec(conn: &mut SqliteConnection, sql: &str) -> Result<()> {
         .map_err(db_err)
 }
 
+/// Take the write lock and read the audit chain's head, in one round trip to sqlx's worker thread. Another
+/// process (`caravan token create`, `caravan audit ...`) may have appended to the chain since the last group, so
+/// the head is read again once the lock is ours, once per group.
+async fn begin(conn: &mut SqliteConnection) -> Result<Head> {
+    let row = sqlx::query(
+        "BEGIN IMMEDIATE; SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await;
+    match row {
+        Ok(row) => Ok(row.map(|r| (r.get("seq"), r.get("hash")))),
+        Err(e) => {
+            // The BEGIN may have succeeded and the read failed.
+            let _ = exec(conn, "ROLLBACK").await;
+            Err(db_err(e))
+        }
+    }
+}
+
+/// The statements that control a group's transaction are sent together with the next one where they can be
+/// (each `execute` is a round trip to sqlx's worker thread and back): a request's `RELEASE` goes with the next
+/// request's `SAVEPOINT`, or with the group's audit insert and `COMMIT`.
 async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
@@ -111,21 +126,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let mut answers: Vec<(oneshot::Sender<Result<Output>>, Result<Output>)> =
-            Vec::with_capacity(group.len());
-        // Another process (`caravan token create`, `caravan audit ...`) may have appended to the chain since the
-        // last group: read the head again once the write lock is ours (BEGIN IMMEDIATE), once per group.
-        let begun = async {
-            exec(&mut conn, "BEGIN IMMEDIATE").await?;
-            match load_head(&mut conn).await {
-                Ok(h) => Ok(h),
-                Err(e) => {
-                    let _ = exec(&mut conn, "ROLLBACK").await;
-                    Err(e)
-                }
-            }
-        };
-        let mut head = match begun.await {
+        let mut head = match begin(&mut conn).await {
             Ok(h) => h,
             Err(e) => {
                 for job in group {
@@ -134,51 +135,62 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
                 continue;
             }
         };
-        let mut audit_only = Vec::new();
+        let mut answers: Vec<(oneshot::Sender<Result<Output>>, Result<Output>)> =
+            Vec::with_capacity(group.len());
+        // The audit events of the requests that succeeded, in arrival order; one insert at the end of the group.
+        let mut events = Vec::new();
+        // Whether the savepoint of the last request is still to be released.
+        let mut open = false;
+        let mut broken = None;
         for job in group {
             let Some(run) = job.run else {
-                audit_only.push(job);
+                events.extend(job.audit);
+                answers.push((job.reply, Ok(Box::new(()) as Output)));
                 continue;
             };
-            let result = in_savepoint(&mut conn, &mut head, async |conn, head| {
-                let out = run(conn).await?;
-                append_audit(conn, head, job.audit).await.map(|()| out)
-            })
-            .await;
-            answers.push((job.reply, result));
-        }
-        if !audit_only.is_empty() {
-            let mut events = Vec::new();
-            let mut replies = Vec::with_capacity(audit_only.len());
-            for job in audit_only {
-                events.extend(job.audit);
-                replies.push(job.reply);
+            if broken.is_some() {
+                answers.push((job.reply, Ok(Box::new(()) as Output)));
+                continue;
             }
-            // One INSERT statement is atomic by itself (SQLite undoes a failed statement alone), so a batch that
-            // fits in one needs no savepoint: two round trips fewer per group.
-            let result = if events.len() <= AUDIT_ROWS_PER_INSERT {
-                append_audit(&mut conn, &mut head, events).await
+            let sql = if open {
+                "RELEASE request; SAVEPOINT request"
             } else {
-                in_savepoint(&mut conn, &mut head, async |conn, head| {
-                    append_audit(conn, head, events).await
-                })
-                .await
+                "SAVEPOINT request"
             };
-            for reply in replies {
-                let r = match &result {
-                    Ok(()) => Ok(Box::new(()) as Output),
-                    Err(e) => Err(e.clone()),
-                };
-                answers.push((reply, r));
+            if let Err(e) = exec(&mut conn, sql).await {
+                broken = Some(e);
+                answers.push((job.reply, Ok(Box::new(()) as Output)));
+                continue;
+            }
+            open = true;
+            match run(&mut conn).await {
+                Ok(out) => {
+                    events.extend(job.audit);
+                    answers.push((job.reply, Ok(out)));
+                }
+                Err(e) => {
+                    // Undo this request only; the others of the group stay.
+                    open = false;
+                    if let Err(u) = exec(&mut conn, "ROLLBACK TO request; RELEASE request").await {
+                        broken = Some(u);
+                    }
+                    answers.push((job.reply, Err(e)));
+                }
             }
         }
-        match exec(&mut conn, "COMMIT").await {
+        let finished = match broken {
+            Some(e) => Err(e),
+            None => commit(&mut conn, &mut head, events, open).await,
+        };
+        match finished {
             Ok(()) => {
                 for (reply, result) in answers {
                     let _ = reply.send(result);
                 }
             }
             Err(e) => {
+                // A control statement, the audit insert or the COMMIT failed: nothing of the group is kept, and
+                // nobody is told otherwise.
                 tracing::error!(error = %e, "group commit failed; every request of the group is refused");
                 let _ = exec(&mut conn, "ROLLBACK").await;
                 for (reply, _) in answers {
@@ -190,42 +202,15 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     let _ = conn.close().await;
 }
 
-/// Run `f` inside its own savepoint: on failure only its changes are undone and the chain head is put back.
-async fn in_savepoint<T>(
-    conn: &mut SqliteConnection,
-    head: &mut Head,
-    f: impl AsyncFnOnce(&mut SqliteConnection, &mut Head) -> Result<T>,
-) -> Result<T> {
-    let before = head.clone();
-    exec(conn, "SAVEPOINT request").await?;
-    match f(conn, head).await {
-        Ok(out) => exec(conn, "RELEASE request").await.map(|()| out),
-        Err(e) => {
-            *head = before;
-            // Undo this request only; the others of the group stay.
-            let undo = async {
-                exec(conn, "ROLLBACK TO request").await?;
-                exec(conn, "RELEASE request").await
-            };
-            if let Err(u) = undo.await {
-                tracing::error!(error = %u, "could not roll back a failed write");
-            }
-            Err(e)
-        }
-    }
-}
-
-/// Chain `events` after `head` and insert them with one multi-row statement per chunk (a list of 50 cases audits
-/// 50 reads; each statement is a round trip to sqlx's SQLite worker thread). 14 columns x 500 rows stays far below
-/// SQLite's limit of 32,766 bound parameters. `head` advances only if the insert succeeds.
-async fn append_audit(
+/// Chain `events` after `head`, insert them and commit: one round trip when they fit in one multi-row INSERT
+/// (a list of 50 cases audits 50 reads; 14 columns x 500 rows stays far below SQLite's limit of 32,766 bound
+/// parameters), which also releases the last request's savepoint when `open`.
+async fn commit(
     conn: &mut SqliteConnection,
     head: &mut Head,
     events: Vec<AuditEvent>,
+    open: bool,
 ) -> Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
     let mut prev = head.clone();
     let mut records = Vec::with_capacity(events.len());
     for e in events {
@@ -233,29 +218,47 @@ async fn append_audit(
         prev = Some((rec.seq, rec.hash.clone()));
         records.push(rec);
     }
-    for chunk in records.chunks(AUDIT_ROWS_PER_INSERT) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO audit_events (seq, at, actor_user, actor_name, actor_institution, actor_role, action,
-               entity_type, entity_id, patient_id, purpose, detail, prev_hash, hash) ",
-        );
-        q.push_values(chunk, |mut b, rec| {
-            let ev = &rec.event;
-            b.push_bind(rec.seq)
-                .push_bind(format_audit_time(ev.at))
-                .push_bind(ev.actor_user.map(|u| u.to_string()))
-                .push_bind(ev.actor_name.clone())
-                .push_bind(ev.actor_institution.map(|i| i.to_string()))
-                .push_bind(ev.actor_role.map(|r| r.as_str()))
-                .push_bind(ev.action.as_str())
-                .push_bind(ev.entity_type.clone())
-                .push_bind(ev.entity_id.clone())
-                .push_bind(ev.patient_id.map(|p| p.to_string()))
-                .push_bind(ev.purpose.clone())
-                .push_bind(ev.detail.clone())
-                .push_bind(rec.prev_hash.clone())
-                .push_bind(rec.hash.clone());
-        });
+    let mut chunks = records.chunks(AUDIT_ROWS_PER_INSERT).peekable();
+    let mut first = true;
+    loop {
+        let chunk = chunks.next();
+        let last = chunks.peek().is_none();
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
+        if first && open {
+            q.push("RELEASE request; ");
+        }
+        first = false;
+        if let Some(chunk) = chunk {
+            q.push(
+                "INSERT INTO audit_events (seq, at, actor_user, actor_name, actor_institution, actor_role,
+                   action, entity_type, entity_id, patient_id, purpose, detail, prev_hash, hash) ",
+            );
+            q.push_values(chunk, |mut b, rec| {
+                let ev = &rec.event;
+                b.push_bind(rec.seq)
+                    .push_bind(format_audit_time(ev.at))
+                    .push_bind(ev.actor_user.map(|u| u.to_string()))
+                    .push_bind(ev.actor_name.clone())
+                    .push_bind(ev.actor_institution.map(|i| i.to_string()))
+                    .push_bind(ev.actor_role.map(|r| r.as_str()))
+                    .push_bind(ev.action.as_str())
+                    .push_bind(ev.entity_type.clone())
+                    .push_bind(ev.entity_id.clone())
+                    .push_bind(ev.patient_id.map(|p| p.to_string()))
+                    .push_bind(ev.purpose.clone())
+                    .push_bind(ev.detail.clone())
+                    .push_bind(rec.prev_hash.clone())
+                    .push_bind(rec.hash.clone());
+            });
+            q.push("; ");
+        }
+        if last {
+            q.push("COMMIT");
+        }
         q.build().execute(&mut *conn).await.map_err(db_err)?;
+        if last {
+            break;
+        }
     }
     *head = prev;
     Ok(())
