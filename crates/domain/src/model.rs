@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Where an institution sits in the network: the three levels of the seeds' service platform.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InstitutionLevel {
     NationalCenter,
@@ -41,7 +41,9 @@ impl FromStr for InstitutionLevel {
 }
 
 /// An ISO 3166-1 alpha-2 country code, upper case.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct CountryCode(String);
 
@@ -112,7 +114,19 @@ pub struct Institution {
 }
 
 /// The roles a user signs in with. One role per account keeps authorisation auditable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    PartialOrd,
+    Ord,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// A referring clinician: creates cases for patients of their institution.
@@ -171,7 +185,7 @@ impl fmt::Display for Role {
 }
 
 /// Weekly working hours in the practitioner's own time zone.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WorkingHours {
     pub days: Vec<Weekday>,
     pub start: NaiveTime,
@@ -195,7 +209,7 @@ impl Default for WorkingHours {
 }
 
 /// What routing needs to know about a clinician.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 pub struct PractitionerProfile {
     /// Specialty codes (lower-case slugs such as `cardiology`).
     pub specialties: Vec<String>,
@@ -265,7 +279,7 @@ impl From<&User> for Actor {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Sex {
     Female,
@@ -326,7 +340,7 @@ pub fn name_search_key(s: &str) -> String {
 }
 
 /// What a consent covers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConsentScope {
     /// Remote consultation within this node's network of institutions.

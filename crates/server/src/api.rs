@@ -175,7 +175,7 @@ pub(crate) fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> AppResult<T>
         .map_err(|e| AppError::unprocessable("error-bad-json", format!("invalid JSON body: {e}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct LoginBody {
     username: String,
     password: String,
@@ -297,7 +297,7 @@ async fn list_institutions(
     Ok(Json(st.store().list_institutions().await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct NewInstitution {
     pub name: String,
     pub level: InstitutionLevel,
@@ -379,7 +379,7 @@ async fn list_users(
     Ok(Json(st.store().list_users(inst).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct NewUser {
     pub username: String,
     pub display_name: String,
@@ -504,7 +504,7 @@ async fn list_tokens(State(st): State<AppState>, p: Principal) -> AppResult<Json
     Ok(Json(json!(st.store().list_api_tokens(p.user.id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct NewToken {
     name: String,
 }
@@ -650,7 +650,7 @@ async fn list_consents(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct ConsentBody {
     scope: ConsentScope,
     granted: bool,
@@ -810,7 +810,7 @@ async fn candidates(
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct MessageBody {
     body: String,
     #[serde(default)]
@@ -979,7 +979,7 @@ async fn federation_retry(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct PingRequest {
     to: String,
     count: u32,
@@ -1023,7 +1023,100 @@ fn path_parameter_schema(name: &str) -> Value {
 }
 
 /// OpenAPI 3.1, derived from [`ROUTES`].
+/// What an operation's request body is, for the OpenAPI document.
+enum RequestBody {
+    /// JSON described by a Rust type's JSON Schema (schemars, from the same serde attributes that parse it).
+    Json(fn(&mut schemars::SchemaGenerator) -> schemars::Schema),
+    /// Another media type, described in words.
+    Other(&'static str, &'static str),
+    /// A multipart form with a `file` field.
+    Multipart,
+}
+
+fn schema<T: schemars::JsonSchema>(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    g.subschema_for::<T>()
+}
+
+/// The request body of every operation that takes one. A POST/PUT/PATCH route missing here and from
+/// [`NO_BODY`] fails `every_write_declares_its_body`.
+fn request_body(method: &str, path: &str) -> Option<RequestBody> {
+    use crate::{certs_web, monitor, rx, surveil, teams, visits};
+    use RequestBody::*;
+    Some(match (method, path) {
+        ("post", "/api/v1/session") => Json(schema::<LoginBody>),
+        ("post", "/api/v1/institutions") => Json(schema::<NewInstitution>),
+        ("post", "/api/v1/users") => Json(schema::<NewUser>),
+        ("post", "/api/v1/teams") => Json(schema::<teams::NewTeam>),
+        ("post", "/api/v1/tokens") => Json(schema::<NewToken>),
+        ("post", "/api/v1/patients") => Json(schema::<NewPatient>),
+        ("post", "/api/v1/patients/{id}/consents") => Json(schema::<ConsentBody>),
+        ("post", "/api/v1/consultations") => Json(schema::<NewConsultation>),
+        ("post", "/api/v1/consultations/{id}/events") => Json(schema::<EventRequest>),
+        ("post", "/api/v1/consultations/{id}/messages") => Json(schema::<MessageBody>),
+        ("post", "/api/v1/consultations/{id}/attachments") => Multipart,
+        ("post", "/api/v1/federation/pings") => Json(schema::<PingRequest>),
+        ("post", "/api/v1/certs/verify") => Json(schema::<certs_web::VerifyRequest>),
+        ("post", "/api/v1/certs/issue") => Json(schema::<certs_web::IssueRequest>),
+        ("post", "/api/v1/certs/trust") => Other(
+            "application/octet-stream",
+            "A certificate (PEM or DER), a DSC list, a JWKS or a trust-list exchange document",
+        ),
+        ("post", "/api/v1/certs/rules") => Other(
+            "application/json",
+            "CertLogic business rules or value sets (an array, or one rule or value set)",
+        ),
+        ("put", "/api/v1/surveillance/regions") => {
+            Json(schema::<Vec<caravan_store::surveillance::SurvRegion>>)
+        }
+        ("post", "/api/v1/surveillance/reports") => Json(schema::<surveil::api::ReportBody>),
+        ("post", "/api/v1/surveillance/import") => Other(
+            "text/csv",
+            "Cases or aggregates with a header row (see docs/surveillance.md)",
+        ),
+        ("post", "/api/v1/surveillance/alerts/{id}/notes") => {
+            Json(schema::<surveil::api::NoteBody>)
+        }
+        ("post", "/api/v1/visits") => Json(schema::<visits::NewVisit>),
+        ("post", "/api/v1/visits/schedules") => Json(schema::<visits::NewSchedule>),
+        ("post", "/api/v1/visits/schedules/{id}/slots") => Json(schema::<visits::NewSlots>),
+        ("post", "/api/v1/visits/{id}/invitations") => Json(schema::<visits::NewInvitation>),
+        ("post", "/api/v1/rx/tables/{table}") => Other(
+            "text/csv",
+            "The table as CSV with a header row, or as a JSON array of objects (application/json)",
+        ),
+        ("post", "/api/v1/rx/verify") => Json(schema::<rx::api::VerifyBody>),
+        ("post", "/api/v1/rx/check") | ("post", "/api/v1/rx/prescriptions") => {
+            Json(schema::<rx::NewPrescription>)
+        }
+        ("post", "/api/v1/rx/prescriptions/{id}/dispense") => Json(schema::<rx::NewDispense>),
+        ("post", "/api/v1/patients/{id}/allergies") => Json(schema::<rx::NewAllergy>),
+        ("post", "/api/v1/monitoring/patients/{id}/devices") => Json(schema::<monitor::NewDevice>),
+        _ => return None,
+    })
+}
+
+/// Writes that take no body (the path says everything).
+#[cfg(test)]
+const NO_BODY: &[(&str, &str)] = &[
+    ("post", "/api/v1/federation/outbox/{id}/retry"),
+    ("post", "/api/v1/surveillance/alerts/{id}/ack"),
+    ("post", "/api/v1/visits/waiting-room/admit-next"),
+    ("post", "/api/v1/visits/{id}/check-in"),
+    ("post", "/api/v1/visits/{id}/admit"),
+    ("post", "/api/v1/visits/{id}/finish"),
+    ("post", "/api/v1/visits/{id}/cancel"),
+    ("post", "/api/v1/guest/check-in"),
+    ("post", "/api/v1/monitoring/devices/{device}/credentials"),
+    ("post", "/api/v1/monitoring/alerts/{alert}/ack"),
+];
+
 pub fn openapi_document() -> Value {
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| {
+            s.definitions_path = "/components/schemas".into();
+            s.meta_schema = None;
+        })
+        .into_generator();
     let mut paths = serde_json::Map::new();
     for (method, path, summary, roles) in ROUTES {
         let entry = paths.entry((*path).to_owned()).or_insert_with(|| json!({}));
@@ -1047,8 +1140,27 @@ pub fn openapi_document() -> Value {
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }
+        match request_body(method, path) {
+            Some(RequestBody::Json(schema)) => {
+                op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema(&mut generator) } } });
+            }
+            Some(RequestBody::Other(media, description)) => {
+                op["requestBody"] = json!({ "required": true, "description": description, "content": { media: { "schema": { "type": "string" } } } });
+            }
+            Some(RequestBody::Multipart) => {
+                op["requestBody"] = json!({ "required": true, "content": { "multipart/form-data": { "schema": {
+                    "type": "object", "required": ["file"],
+                    "properties": { "file": { "type": "string", "contentMediaType": "application/octet-stream" } } } } } });
+            }
+            None => {}
+        }
         entry[*method] = op;
     }
+    let mut schemas = generator.take_definitions(true);
+    schemas.insert(
+        "Error".into(),
+        json!({ "type": "object", "required": ["error", "message"], "properties": { "error": { "type": "string" }, "message": { "type": "string" } } }),
+    );
     json!({
         "openapi": "3.1.0",
         "info": { "title": "Caravan node API", "version": "1" },
@@ -1059,9 +1171,7 @@ pub fn openapi_document() -> Value {
                 "bearer": { "type": "http", "scheme": "bearer" },
                 "session": { "type": "apiKey", "in": "cookie", "name": auth::SESSION_COOKIE }
             },
-            "schemas": {
-                "Error": { "type": "object", "required": ["error", "message"], "properties": { "error": { "type": "string" }, "message": { "type": "string" } } }
-            }
+            "schemas": schemas
         }
     })
 }
@@ -1076,6 +1186,52 @@ mod tests {
 
     /// Every `{name}` of every path is declared as a required path parameter of its operation (schemathesis
     /// refuses an operation whose template names an undeclared parameter).
+    /// Every write declares its body (or is listed as taking none), and every `$ref` points at a schema of the
+    /// document, so a client generator or a fuzzer (schemathesis) can build valid requests.
+    #[test]
+    fn every_write_declares_its_body() {
+        let doc = openapi_document();
+        for (method, path, _, _) in ROUTES {
+            if !matches!(*method, "post" | "put" | "patch") {
+                continue;
+            }
+            let op = &doc["paths"][*path][*method];
+            let declared = op.get("requestBody").is_some();
+            let none = NO_BODY.contains(&(*method, *path));
+            assert!(
+                declared != none,
+                "{method} {path}: body declared {declared}, listed as bodiless {none}"
+            );
+        }
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        for (i, _) in text.match_indices("\"$ref\":\"#/components/schemas/") {
+            let rest = &text[i + "\"$ref\":\"#/components/schemas/".len()..];
+            let name = &rest[..rest.find('"').expect("end of $ref")];
+            assert!(schemas.contains_key(name), "dangling $ref {name}");
+        }
+        // The consultation body names its required fields and the urgency's values.
+        let nc = &schemas["NewConsultation"];
+        let required: Vec<&str> = nc["required"]
+            .as_array()
+            .expect("required")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert!(
+            required.contains(&"patient_id") && required.contains(&"urgency"),
+            "{nc}"
+        );
+        assert!(
+            !required.contains(&"submit"),
+            "defaulted fields are optional: {nc}"
+        );
+        assert_eq!(
+            schemas["Urgency"]["enum"],
+            json!(["routine", "urgent", "emergency"])
+        );
+    }
+
     #[test]
     fn every_path_placeholder_is_declared() {
         let doc = openapi_document();

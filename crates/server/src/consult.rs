@@ -25,7 +25,7 @@ pub fn not_home(message: &str) -> AppError {
     AppError::new(StatusCode::FORBIDDEN, "error-not-home-institution", message)
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
 pub struct NewPatient {
     pub given_name: String,
     pub family_name: String,
@@ -200,7 +200,7 @@ pub async fn consents(st: &AppState, p: &Principal, patient: PatientId) -> AppRe
     Ok(list)
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
 pub struct NewConsultation {
     pub patient_id: PatientId,
     pub question: String,
@@ -269,7 +269,7 @@ pub async fn create_consultation(
 }
 
 /// An event as a client asks for it (the server fills in what the domain needs, such as the consent state).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventRequest {
     Submit,

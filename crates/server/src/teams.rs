@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// Most members a team may list besides its lead (a panel larger than this is a conference, not a team).
 pub const MAX_MEMBERS: usize = 12;
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
 pub struct NewTeam {
     pub name: String,
     pub specialty: String,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 /// A region of this node's surveillance area, with its population (for forecasting) and the regions of other
 /// countries' nodes it borders.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SurvRegion {
     /// Short stable code, e.g. `KZ-ALM`.
     pub code: String,
@@ -26,7 +26,7 @@ pub struct SurvRegion {
 }
 
 /// A region of another node that borders one of ours (where cross-border alerts go).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SurvNeighbour {
     /// The other country's node id in the federation directory.
     pub node_id: String,

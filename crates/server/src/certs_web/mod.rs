@@ -207,7 +207,7 @@ pub(crate) async fn audit_trust_change(
 // ---------- verifying ----------
 
 /// A verification request (API body; the page builds the same).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct VerifyRequest {
     /// `HC1:…`, `shc:/…`, a compact JWS or a `.smart-health-card` file's content.
     #[serde(default)]
@@ -424,7 +424,7 @@ fn reason_view(
 
 /// An issuing request. The event fields use the DCC's own names (`v`, `t`, `r`: see the eHN DCC schema); `co`
 /// and `is` default to the clinician's institution's country and name, `tg` to COVID-19.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct IssueRequest {
     /// `vaccination`, `test`, `recovery` (EU DCC) or `shc` (a SMART Health Card for an immunization).
     pub kind: String,
@@ -452,7 +452,7 @@ pub struct IssueRequest {
     pub qr: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct PersonIn {
     pub family_name: String,
     #[serde(default)]
@@ -461,7 +461,7 @@ pub struct PersonIn {
     pub dob: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct VaccinationIn {
     #[serde(default)]
     pub tg: Option<String>,
@@ -477,7 +477,7 @@ pub struct VaccinationIn {
     pub is: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct TestIn {
     #[serde(default)]
     pub tg: Option<String>,
@@ -495,7 +495,7 @@ pub struct TestIn {
     pub is: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct RecoveryIn {
     #[serde(default)]
     pub tg: Option<String>,
@@ -508,7 +508,7 @@ pub struct RecoveryIn {
     pub is: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct ImmunizationIn {
     /// CVX vaccine code, e.g. `207` (Moderna COVID-19), `208` (Pfizer-BioNTech COVID-19).
     pub cvx: String,

@@ -899,7 +899,7 @@ pub async fn acknowledge(st: &AppState, p: &Principal, id: i64) -> AppResult<Ale
 // registry
 
 /// A registration request.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct NewDevice {
     pub device_id: String,
     pub kind: String,

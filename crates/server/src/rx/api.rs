@@ -85,8 +85,8 @@ async fn keys(State(st): State<AppState>) -> AppResult<Json<Value>> {
     Ok(Json(super::published_keys(&st)?))
 }
 
-#[derive(Deserialize)]
-struct VerifyBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct VerifyBody {
     code: String,
 }
 

@@ -219,7 +219,7 @@ pub fn check(
 
 // ---------- allergies ----------
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct NewAllergy {
     pub substance: String,
     #[serde(default)]
@@ -302,7 +302,7 @@ pub async fn allergies(
 
 // ---------- prescriptions ----------
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct NewPrescription {
     pub patient_id: String,
     #[serde(default)]
@@ -799,7 +799,7 @@ pub async fn received(st: &AppState, p: &Principal) -> AppResult<Vec<Prescriptio
     Ok(list)
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct NewDispense {
     #[serde(default)]
     pub quantity: Option<u32>,

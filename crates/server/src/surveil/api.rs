@@ -64,8 +64,8 @@ async fn put_regions(
     Ok(Json(st.store().surv_regions().await?))
 }
 
-#[derive(Deserialize)]
-struct ReportBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct ReportBody {
     #[serde(default)]
     cases: Vec<CaseInput>,
     #[serde(default)]
@@ -199,8 +199,8 @@ async fn ack(
     Ok(Json(json!(super::acknowledge(&st, &p, id).await?)))
 }
 
-#[derive(Deserialize)]
-struct NoteBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct NoteBody {
     body: String,
 }
 

@@ -67,7 +67,7 @@ fn invalid(message: impl Into<String>) -> AppError {
 // Inputs
 
 /// A case as entered (form, CSV row, JSON): text fields, validated by [`validate_case`].
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct CaseInput {
     #[serde(default)]
     pub pseudonym: String,
@@ -81,12 +81,14 @@ pub struct CaseInput {
     pub sex: String,
     #[serde(default)]
     pub outcome: String,
+    /// `true`/`false`, or text such as `yes`/`no`.
     #[serde(default, deserialize_with = "bool_or_text")]
+    #[schemars(with = "Option<serde_json::Value>")]
     pub lab_confirmed: String,
 }
 
 /// An aggregate count as entered.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct AggregateInput {
     pub disease: String,
     pub region: String,

@@ -315,7 +315,7 @@ fn parse_time(what: &str, s: &str) -> AppResult<DateTime<Utc>> {
 
 // ---------- schedules and slots ----------
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 pub struct NewSchedule {
     /// The clinician (default: the caller).
     pub practitioner_id: Option<UserId>,
@@ -365,7 +365,7 @@ pub async fn create_schedule(st: &AppState, p: &Principal, n: NewSchedule) -> Ap
     Ok(s)
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 pub struct NewSlots {
     /// First slot's start (RFC 3339).
     pub start: String,
@@ -432,7 +432,7 @@ pub async fn add_slots(
 
 // ---------- booking ----------
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 pub struct NewVisit {
     pub patient_id: PatientId,
     /// A free slot of a schedule; or `practitioner_id` with `start` and `end`.
@@ -628,7 +628,7 @@ pub async fn is_participant(st: &AppState, p: &Principal, v: &Visit) -> AppResul
 
 // ---------- invitations ----------
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 pub struct NewInvitation {
     /// `patient`, `interpreter`, `family` (a token link) or `clinician` (a user of this node, `user_id`).
     pub role: String,
