@@ -112,7 +112,7 @@ pub const ROUTES: &[(&str, &str, &str, Option<&[Role]>)] = &[
     ("post", "/api/v1/monitoring/devices/{device}/credentials", "Rotate a device's MQTT password (shown once)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
     ("get", "/api/v1/monitoring/alerts", "NEWS2 alerts of patients I may see (open=true: unacknowledged), with their escalation tier", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
     ("post", "/api/v1/monitoring/alerts/{alert}/ack", "Acknowledge an alert (stops its escalation)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
-    ("get", "/api/v1/monitoring/broker", "Mosquitto password file and ACL for the registered devices (as written to DATA/monitoring-broker)", Some(&[Role::Admin])),
+    ("get", "/api/v1/monitoring/broker", "Mosquitto password file and ACL for the registered devices (as written to DATA/monitoring-broker) and the last SIGHUP reload (--mqtt-broker-pid-file)", Some(&[Role::Admin])),
     ("get", "/api/v1/openapi.json", "This document", None),
 ];
 
