@@ -10,6 +10,7 @@ nav-institutions = المؤسسات
 nav-users = المستخدمون
 nav-access-log = سجل الوصول
 nav-tokens = رموز الواجهة البرمجية
+nav-pharmacy = الصيدلية
 signed-in-as = مسجل الدخول باسم { $name }
 sign-out = تسجيل الخروج
 language = اللغة
@@ -31,6 +32,7 @@ role-coordinator = المنسق
 role-public_health_officer = مسؤول الصحة العامة
 role-admin = مدير العقدة
 role-patient = المريض
+role-pharmacist = صيدلي
 
 ## Columns
 col-patient = المريض

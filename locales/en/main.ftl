@@ -10,6 +10,7 @@ nav-institutions = Institutions
 nav-users = Users
 nav-access-log = Access log
 nav-tokens = API tokens
+nav-pharmacy = Pharmacy
 signed-in-as = Signed in as { $name }
 sign-out = Sign out
 language = Language
@@ -31,6 +32,7 @@ role-coordinator = Coordinator
 role-public_health_officer = Public-health officer
 role-admin = Node administrator
 role-patient = Patient
+role-pharmacist = Pharmacist
 
 ## Columns
 col-patient = Patient

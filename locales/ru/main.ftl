@@ -10,6 +10,7 @@ nav-institutions = Учреждения
 nav-users = Пользователи
 nav-access-log = Журнал доступа
 nav-tokens = API-токены
+nav-pharmacy = Аптека
 signed-in-as = Вы вошли как { $name }
 sign-out = Выйти
 language = Язык
@@ -31,6 +32,7 @@ role-coordinator = Координатор
 role-public_health_officer = Специалист общественного здравоохранения
 role-admin = Администратор узла
 role-patient = Пациент
+role-pharmacist = Фармацевт
 
 ## Columns
 col-patient = Пациент

@@ -10,6 +10,7 @@ nav-institutions = 机构
 nav-users = 用户
 nav-access-log = 访问记录
 nav-tokens = API 令牌
+nav-pharmacy = 药房
 signed-in-as = 当前用户：{ $name }
 sign-out = 退出
 language = 语言
@@ -31,6 +32,7 @@ role-coordinator = 协调员
 role-public_health_officer = 公共卫生官员
 role-admin = 节点管理员
 role-patient = 患者
+role-pharmacist = 药剂师
 
 ## Columns
 col-patient = 患者

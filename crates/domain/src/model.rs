@@ -141,16 +141,20 @@ pub enum Role {
     Admin,
     /// A patient: sees their own record and who accessed it.
     Patient,
+    /// A pharmacist: verifies a printed prescription, looks one up by its id or signed code, records its dispense
+    /// and reads the formulary. Never browses patients, consultations, cases, monitoring or imaging.
+    Pharmacist,
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Referrer,
         Role::Consultant,
         Role::Coordinator,
         Role::PublicHealthOfficer,
         Role::Admin,
         Role::Patient,
+        Role::Pharmacist,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -160,11 +164,17 @@ impl Role {
             Role::PublicHealthOfficer => "public_health_officer",
             Role::Admin => "admin",
             Role::Patient => "patient",
+            Role::Pharmacist => "pharmacist",
         }
     }
-    /// Clinicians may see patient data of their institution.
+    /// Clinicians may see patient data of their institution. A pharmacist is not one: they see a prescription
+    /// only when it is presented to them, never the patient's record.
     pub fn is_clinical(self) -> bool {
         matches!(self, Role::Referrer | Role::Consultant | Role::Coordinator)
+    }
+    /// Records dispenses of prescriptions (FHIR MedicationDispense).
+    pub fn dispenses(self) -> bool {
+        matches!(self, Role::Pharmacist)
     }
 }
 
@@ -469,5 +479,22 @@ mod tests {
             assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
         }
         assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn a_pharmacist_dispenses_but_is_not_a_clinician() {
+        assert_eq!("pharmacist".parse::<Role>().unwrap(), Role::Pharmacist);
+        assert!(!Role::Pharmacist.is_clinical());
+        assert!(Role::Pharmacist.dispenses());
+        let dispensers: Vec<Role> = Role::ALL.into_iter().filter(|r| r.dispenses()).collect();
+        assert_eq!(
+            dispensers,
+            [Role::Pharmacist],
+            "clinicians prescribe, pharmacists dispense"
+        );
+        assert_eq!(
+            serde_json::to_string(&Role::Pharmacist).unwrap(),
+            "\"pharmacist\""
+        );
     }
 }

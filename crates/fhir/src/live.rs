@@ -21,6 +21,9 @@
 //!   `doseAndRate.doseQuantity` with the UCUM code when the unit is one, `route` with its SNOMED CT code when it is
 //!   a common one; the dispense quantity and course length are in `dispenseRequest`.
 //! - `MedicationRequest.encounter` is the visit the prescription was written after (`visit_id` in the JSON API).
+//! - A pharmacist reads `MedicationRequest/{id}`, `MedicationDispense/{id}` and
+//!   `MedicationDispense?prescription=` (any prescription of this node, as it is presented at the pharmacy) and
+//!   the `Medication`s; searching by patient or encounter is refused (403): the pharmacy does not browse patients.
 
 use crate::error::{FhirError, FhirResult};
 use crate::handlers::Params;
@@ -579,7 +582,8 @@ pub async fn read(st: &AppState, p: &Principal, rtype: &str, raw: &str) -> FhirR
             }
         }
         "MedicationRequest" => {
-            p.require(rx::READERS)?;
+            // Read by id: its patient's readers, and a pharmacist (shown the prescription, never the patient).
+            p.require(rx::PRESCRIPTION_READERS)?;
             let (x, _) = rx::prescription(st, p, uuid_of(rtype, raw)?)
                 .await
                 .map_err(FhirError::from)
@@ -588,7 +592,7 @@ pub async fn read(st: &AppState, p: &Principal, rtype: &str, raw: &str) -> FhirR
             Resource::MedicationRequest(Box::new(medication_request(&x, &f)))
         }
         "MedicationDispense" => {
-            p.require(rx::READERS)?;
+            p.require(rx::PRESCRIPTION_READERS)?;
             let store = st.store();
             let d = store
                 .rx_dispense(uuid_of(rtype, raw)?)
@@ -933,7 +937,9 @@ pub(crate) async fn search(
                 .collect()
         }
         "MedicationDispense" => {
-            p.require(rx::READERS)?;
+            // By prescription: whoever may read the prescription (a pharmacist too); by patient: only the
+            // patient's readers (`rx::prescriptions` refuses a pharmacist with 403: no browsing by patient).
+            p.require(rx::PRESCRIPTION_READERS)?;
             let f = Formulary::load(st).await?;
             let mut out = Vec::new();
             if let Some(v) = params.get("prescription") {

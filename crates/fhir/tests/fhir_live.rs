@@ -437,8 +437,41 @@ async fn visits_and_prescriptions_are_fhir_resources() {
     .await
     .is_empty());
 
-    // Dispensed: MedicationDispense, and the request is completed.
-    let (s, disp) = doc
+    // Dispensed by the pharmacy (a clinician may not): MedicationDispense, and the request is completed.
+    let (s, refused) = doc
+        .api(
+            Method::POST,
+            &format!("/api/v1/rx/prescriptions/{rxid}/dispense"),
+            Some(json!({ "performer": "Dr Aliyev" })),
+        )
+        .await;
+    assert_eq!(s, 403, "{refused}");
+    let pharmacist = Client::login(&node, "pharmacist").await;
+    // The pharmacy is shown the prescription: it reads it by id, never by its patient or visit.
+    assert_eq!(
+        read(&pharmacist, &format!("MedicationRequest/{rxid}")).await["id"],
+        rxid.as_str()
+    );
+    for q in [
+        format!("MedicationRequest?patient=Patient/{aigerim}"),
+        format!("MedicationRequest?encounter=Encounter/{vid}"),
+        format!("MedicationDispense?patient=Patient/{aigerim}"),
+        format!("Patient/{aigerim}"),
+        "Patient".to_owned(),
+        format!("Encounter/{vid}"),
+        format!("Appointment?patient={aigerim}"),
+        "Practitioner".to_owned(),
+        format!("Observation?patient=Patient/{aigerim}"),
+        format!("Device?patient=Patient/{aigerim}"),
+        "ServiceRequest".to_owned(),
+    ] {
+        assert_outcome(&pharmacist.get(&format!("/fhir/{q}")).await, 403, &q);
+    }
+    assert_eq!(
+        ids(&search(&pharmacist, "Medication", "code=198440").await),
+        ["198440"]
+    );
+    let (s, disp) = pharmacist
         .api(
             Method::POST,
             &format!("/api/v1/rx/prescriptions/{rxid}/dispense"),
@@ -454,6 +487,19 @@ async fn visits_and_prescriptions_are_fhir_resources() {
     )
     .await;
     assert_eq!(ids(&disps), [did.as_str()]);
+    assert_eq!(
+        search(
+            &pharmacist,
+            "MedicationDispense",
+            &format!("prescription=MedicationRequest/{rxid}"),
+        )
+        .await,
+        disps
+    );
+    assert_eq!(
+        read(&pharmacist, &format!("MedicationDispense/{did}")).await,
+        disps[0]
+    );
     let md = read(&doc, &format!("MedicationDispense/{did}")).await;
     assert_eq!(md, disps[0]);
     assert_eq!(md["status"], "completed");
@@ -464,7 +510,8 @@ async fn visits_and_prescriptions_are_fhir_resources() {
         format!("MedicationRequest/{rxid}")
     );
     assert_eq!(md["context"]["reference"], format!("Encounter/{vid}"));
-    assert_eq!(audited(&doc, &aigerim, "dispense", &did).await, 1);
+    // Read once by the prescriber and once by the pharmacy, each in the patient's access log.
+    assert_eq!(audited(&doc, &aigerim, "dispense", &did).await, 2);
     assert_eq!(
         read(&doc, &format!("MedicationRequest/{rxid}")).await["status"],
         "completed"

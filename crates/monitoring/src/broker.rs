@@ -146,6 +146,12 @@ pub struct MosquittoConfig {
     pub max_inflight_messages: u32,
     /// Log file.
     pub log_file: Option<PathBuf>,
+    /// Where Mosquitto writes its process id (`pid_file`): the node reads it to send SIGHUP after it rewrote the
+    /// password file and ACL (`caravan serve --mqtt-broker-pid-file`).
+    pub pid_file: Option<PathBuf>,
+    /// The user Mosquitto runs as when started as root (`user`; its default is `mosquitto`). That user re-reads
+    /// the password file and ACL on SIGHUP, so it must be able to read them (`root` keeps root: tests only).
+    pub user: Option<String>,
 }
 
 impl MosquittoConfig {
@@ -158,6 +164,8 @@ impl MosquittoConfig {
             max_queued_messages: 1_000_000,
             max_inflight_messages: 5000,
             log_file: None,
+            pid_file: None,
+            user: None,
         }
     }
 
@@ -187,6 +195,12 @@ impl MosquittoConfig {
             None => s.push_str("log_dest none\n"),
         }
         s.push_str("log_type error\nlog_type warning\nlog_type notice\n");
+        if let Some(p) = &self.pid_file {
+            let _ = writeln!(s, "pid_file {}", p.display());
+        }
+        if let Some(u) = &self.user {
+            let _ = writeln!(s, "user {u}");
+        }
         s
     }
 }
@@ -331,6 +345,12 @@ mod tests {
         assert!(s.contains("max_inflight_messages 5000"));
         assert!(s.contains("allow_anonymous false"));
         assert!(s.contains("acl_file /x/acl"));
+        assert!(!s.contains("pid_file") && !s.contains("\nuser "));
+        c.pid_file = Some("/run/x/mosquitto.pid".into());
+        c.user = Some("root".into());
+        let s = c.render();
+        assert!(s.contains("\npid_file /run/x/mosquitto.pid\n"), "{s}");
+        assert!(s.contains("\nuser root\n"), "{s}");
     }
 
     #[test]

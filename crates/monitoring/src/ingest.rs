@@ -554,6 +554,9 @@ pub struct ServiceConfig {
     pub policy: AlertPolicy,
     /// Seconds between escalation checks.
     pub escalation_interval: Duration,
+    /// Whether the service escalates overdue alerts itself. The node turns this off: its own escalation loop
+    /// moves them and records each move in its audit chain.
+    pub escalate: bool,
     /// Signalled by whoever changes the device registry in the same database (the node's registry API): the
     /// ingest re-reads it before taking the next messages, instead of within ten escalation ticks.
     pub registry_changed: Option<Arc<tokio::sync::Notify>>,
@@ -572,6 +575,7 @@ impl ServiceConfig {
             max_batch: 5000,
             policy: AlertPolicy::default(),
             escalation_interval: Duration::from_secs(1),
+            escalate: true,
             registry_changed: None,
         }
     }
@@ -625,8 +629,10 @@ pub async fn run_service(
             _ = &mut shutdown => break Ok(()),
             // Before the messages: under a constant stream `biased` would otherwise never reach the tick.
             _ = tick.tick() => {
-                if let Err(e) = ingestor.escalate_due(Utc::now()).await {
-                    tracing::warn!(error = %e, "escalation check failed");
+                if cfg.escalate {
+                    if let Err(e) = ingestor.escalate_due(Utc::now()).await {
+                        tracing::warn!(error = %e, "escalation check failed");
+                    }
                 }
                 // Devices registered or rebound by the node are picked up within ten ticks.
                 ticks += 1;

@@ -434,6 +434,44 @@ impl Store {
         Ok(done)
     }
 
+    /// Undo an [`Store::escalate`] made at `at` to `tier` that could not be recorded where it must be (the node's
+    /// audit chain): back to `from_tier` since `from_since`, and its `escalated` event removed, so the next check
+    /// escalates it again. False (nothing changed) if the alert was acknowledged or moved meanwhile.
+    pub async fn undo_escalation(
+        &self,
+        id: i64,
+        tier: u8,
+        at: DateTime<Utc>,
+        from_tier: u8,
+        from_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE alerts SET tier = ?, tier_since_ms = ?
+             WHERE id = ? AND acknowledged_at_ms IS NULL AND tier = ? AND tier_since_ms = ?",
+        )
+        .bind(i64::from(from_tier))
+        .bind(ms(&from_since))
+        .bind(id)
+        .bind(i64::from(tier))
+        .bind(ms(&at))
+        .execute(&mut *tx)
+        .await?;
+        let done = r.rows_affected() == 1;
+        if done {
+            sqlx::query(
+                "DELETE FROM alert_events WHERE alert_id = ? AND event = 'escalated' AND tier = ? AND at_ms = ?",
+            )
+            .bind(id)
+            .bind(i64::from(tier))
+            .bind(ms(&at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
     /// Acknowledge an alert; false if unknown or already acknowledged.
     pub async fn acknowledge(
         &self,

@@ -200,6 +200,62 @@ async fn dedup_gaps_and_quarantine_reasons() {
     assert_eq!((r.stored_messages, r.duplicates), (0, 1));
 }
 
+/// An escalation that the node could not record in its audit chain is undone exactly: the tier and its start come
+/// back, its event is gone, and the next check escalates it again. An acknowledged alert is not undone.
+#[tokio::test]
+async fn an_escalation_is_undone_exactly_and_not_after_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = setup(dir.path()).await;
+    let mut ing = Ingestor::open(store.clone(), AlertPolicy::default())
+        .await
+        .unwrap();
+    ing.process(&[incoming(
+        "ox-1",
+        &msg("ox-1", 1, full_set(26.0, 91.0, 115.0)),
+    )])
+    .await
+    .unwrap();
+    let id: i64 = sqlx::query_scalar("SELECT MAX(id) FROM alerts")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let before = store.alert(id).await.unwrap().unwrap();
+    assert_eq!(before.tier, 1);
+    let at = Utc::now() + Duration::minutes(6);
+    assert!(store.escalate(id, 2, at).await.unwrap());
+    // Not the escalation made (another time or tier): nothing changes.
+    assert!(!store
+        .undo_escalation(id, 2, at + Duration::seconds(1), 1, before.tier_since)
+        .await
+        .unwrap());
+    assert!(!store
+        .undo_escalation(id, 3, at, 1, before.tier_since)
+        .await
+        .unwrap());
+    assert_eq!(store.alert(id).await.unwrap().unwrap().tier, 2);
+    assert!(store
+        .undo_escalation(id, 2, at, 1, before.tier_since)
+        .await
+        .unwrap());
+    let after = store.alert(id).await.unwrap().unwrap();
+    assert_eq!((after.tier, after.tier_since), (1, before.tier_since));
+    let events: Vec<String> = sqlx::query_scalar("SELECT event FROM alert_events ORDER BY id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(events, ["raised"]);
+    // The next check escalates it again; once acknowledged, an undo changes nothing.
+    assert_eq!(ing.escalate_due(at).await.unwrap(), 1);
+    let moved = store.alert(id).await.unwrap().unwrap();
+    assert_eq!(moved.tier, 2);
+    assert!(store.acknowledge(id, "nurse", at).await.unwrap());
+    assert!(!store
+        .undo_escalation(id, 2, moved.tier_since, 1, before.tier_since)
+        .await
+        .unwrap());
+    assert_eq!(store.alert(id).await.unwrap().unwrap().tier, 2);
+}
+
 #[tokio::test]
 async fn alerts_suppress_escalate_and_acknowledge() {
     let dir = tempfile::tempdir().unwrap();

@@ -43,7 +43,7 @@ pub fn user_event(
 fn purpose_of(u: &User) -> &'static str {
     use caravan_domain::Role::*;
     match u.role {
-        Referrer | Consultant | Coordinator => "treatment",
+        Referrer | Consultant | Coordinator | Pharmacist => "treatment",
         PublicHealthOfficer => "public_health",
         Admin => "operations",
         Patient => "self",

@@ -33,6 +33,10 @@ pub const DEMO_LOGINS: &[(&str, &str)] = &[
     ("radio.zhang", "consultant, radiology (CN)"),
     ("infect.haddad", "consultant, infectious diseases (KZ)"),
     ("officer", "public-health officer (KZ)"),
+    (
+        "pharmacist",
+        "pharmacist, Taldykorgan District Hospital (KZ): looks up and dispenses prescriptions",
+    ),
     ("patient", "patient Aigerim Nurlanova (KZ)"),
 ];
 
@@ -339,8 +343,19 @@ pub async fn seed(store: &dyn Store, sla: &SlaPolicy) -> Result<bool, StoreError
         None,
         "ru",
     );
+    // The pharmacy of the district hospital: looks prescriptions up by their code or id and records the
+    // dispensing; sees no patient record.
+    let pharmacist = mk(
+        "pharmacist",
+        "Saule Bekova",
+        &taldykorgan,
+        Role::Pharmacist,
+        None,
+        "ru",
+    );
     let users = [
         &admin,
+        &pharmacist,
         &coordinator,
         &aliyev,
         &wang,

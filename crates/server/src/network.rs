@@ -154,17 +154,29 @@ impl DemoNode {
                 ("cardio.nurlanov", "consultant, cardiology"),
                 ("pulm.petrova", "consultant, pulmonology"),
                 ("officer", "public-health officer"),
+                (
+                    "pharmacist",
+                    "pharmacist: dispenses prescriptions sent here",
+                ),
             ],
             DemoNode::Kashgar => &[
                 ("admin", "node administrator"),
                 ("coordinator", "coordinator"),
                 ("dr.wang", "referring clinician"),
                 ("officer", "public-health officer"),
+                (
+                    "pharmacist",
+                    "pharmacist: dispenses prescriptions sent here",
+                ),
             ],
             DemoNode::Samarkand => &[
                 ("admin", "node administrator"),
                 ("dr.karimova", "referring clinician"),
                 ("officer", "public-health officer"),
+                (
+                    "pharmacist",
+                    "pharmacist: dispenses prescriptions sent here",
+                ),
             ],
         }
     }
@@ -249,7 +261,11 @@ pub async fn seed(store: &dyn Store, node: DemoNode) -> Result<bool, StoreError>
             capacity: 20,
         })
     };
-    let mut users = vec![user("admin", "Node Administrator", Role::Admin, None, "en")];
+    let mut users = vec![
+        user("admin", "Node Administrator", Role::Admin, None, "en"),
+        // Each node's pharmacy dispenses what is prescribed there or sent there for dispensing.
+        user("pharmacist", "Node Pharmacy", Role::Pharmacist, None, "en"),
+    ];
     let mut patients = Vec::new();
     match node {
         DemoNode::Center => {

@@ -483,6 +483,7 @@ async fn inbox(
             ],
             Role::Consultant => return Ok(Redirect::to("/ui/worklist").into_response()),
             Role::Coordinator => return Ok(Redirect::to("/ui/routing").into_response()),
+            Role::Pharmacist => return Ok(Redirect::to("/ui/rx/pharmacy").into_response()),
             Role::Patient => {
                 intro = Some(tr.t("inbox-patient-intro"));
                 vec![

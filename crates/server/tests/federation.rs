@@ -1186,7 +1186,7 @@ async fn surveillance_envelopes_from_non_neighbours_have_no_effect() {
 async fn a_prescription_is_dispensed_abroad_and_reported_back() {
     let net = start().await;
     let wang = net.login(DemoNode::Kashgar, "dr.wang").await;
-    let pharmacist = net.login(DemoNode::Center, "cardio.nurlanov").await;
+    let pharmacist = net.login(DemoNode::Center, "pharmacist").await;
     let pid = patient_id(&wang, "Tursun").await;
     let body = json!({ "patient_id": pid, "medication": "198440", "dose": "500", "times_per_day": 3,
                        "duration_days": 5, "destination": "center-kz" });
@@ -1233,6 +1233,22 @@ async fn a_prescription_is_dispensed_abroad_and_reported_back() {
     .unwrap();
     assert_eq!(payload.id, id);
 
+    // Clinicians there neither list it nor dispense it: that is the pharmacy's.
+    let clinician = net.login(DemoNode::Center, "cardio.nurlanov").await;
+    assert_eq!(
+        clinician.get("/api/v1/rx/received").await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        clinician
+            .post(
+                &format!("/api/v1/rx/prescriptions/{id}/dispense"),
+                json!({ "performer": "Dr Nurlanov" }),
+            )
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
     let (s, d) = pharmacist
         .post(
             &format!("/api/v1/rx/prescriptions/{id}/dispense"),

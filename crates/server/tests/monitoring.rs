@@ -324,11 +324,51 @@ async fn seeded_readings_ward_alerts_escalation_pages_and_audit() {
     assert_eq!(coord.len(), alerts.len(), "{coord:?}");
     assert!(coord.iter().all(|a| a["needs_me"] == false));
 
-    // Nobody acknowledges: after the high-risk timeout (5 min) the alerts move to the medical team.
-    let moved = monitor::escalate_now(&m, chrono::Utc::now() + chrono::Duration::minutes(6))
+    // Nobody acknowledges: after the high-risk timeout (5 min) the alerts move to the medical team. Each move is
+    // an event of the patient's audit chain by the system, in her access log.
+    let escalations = |log: &[Value]| -> Vec<Value> {
+        log.iter()
+            .filter(|r| {
+                r["event"]["entity_type"] == "monitoring_alert"
+                    && r["event"]["action"] == "update"
+                    && r["event"]["actor_user"].is_null()
+            })
+            .cloned()
+            .collect()
+    };
+    assert!(escalations(&access_log(&aliyev, &nurlanova).await).is_empty());
+    let moved = monitor::escalate_now(&state, chrono::Utc::now() + chrono::Duration::minutes(6))
         .await
         .unwrap();
     assert!(moved >= 1);
+    let log = access_log(&aliyev, &nurlanova).await;
+    let escalated = escalations(&log);
+    assert_eq!(escalated.len(), moved, "{log:?}");
+    for e in &escalated {
+        assert_eq!(e["event"]["actor_name"], "system", "{e}");
+        assert_eq!(e["event"]["patient_id"], nurlanova.as_str());
+        assert_eq!(e["event"]["detail"], "escalated to tier 2 (medical_team)");
+    }
+    // The same check again moves nothing and records nothing.
+    assert_eq!(
+        monitor::escalate_now(&state, chrono::Utc::now() + chrono::Duration::minutes(6))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        escalations(&access_log(&aliyev, &nurlanova).await).len(),
+        moved
+    );
+    // Her own access log page shows them like every other event.
+    let herself = Client::login(&node, "patient").await;
+    let (s, page) = herself.get("/ui/me/access-log").await;
+    assert_eq!(s, StatusCode::OK);
+    let page = page.as_str().unwrap().to_owned();
+    assert!(
+        page.contains("<td dir=\"auto\">system</td>") && page.contains("monitoring_alert"),
+        "{page}"
+    );
     let (_, coord) = coordinator.get("/api/v1/monitoring/alerts?open=true").await;
     let high = coord
         .as_array()
@@ -375,7 +415,7 @@ async fn seeded_readings_ward_alerts_escalation_pages_and_audit() {
         .post("/api/v1/monitoring/alerts/999999/ack", json!({}))
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let later = monitor::escalate_now(&m, chrono::Utc::now() + chrono::Duration::hours(2))
+    let later = monitor::escalate_now(&state, chrono::Utc::now() + chrono::Duration::hours(2))
         .await
         .unwrap();
     let (_, all) = aliyev.get("/api/v1/monitoring/alerts").await;
@@ -430,7 +470,6 @@ async fn seeded_readings_ward_alerts_escalation_pages_and_audit() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     // The patient (Aigerim's own account) sees her readings and alerts, read-only.
-    let herself = Client::login(&node, "patient").await;
     let (s, page) = herself
         .get(&format!("/ui/monitoring/patients/{nurlanova}"))
         .await;
@@ -457,7 +496,23 @@ async fn seeded_readings_ward_alerts_escalation_pages_and_audit() {
     assert!(count_events(&log, "monitoring", "read") >= 2);
     assert!(count_events(&log, "monitoring", "search") >= 2);
     assert!(count_events(&log, "monitoring_alerts", "read") >= 3);
-    assert_eq!(count_events(&log, "monitoring_alert", "update"), 1);
+    // The acknowledgement is an event by the coordinator who made it; the escalations are the system's.
+    let acks: Vec<&Value> = log
+        .iter()
+        .filter(|r| {
+            r["event"]["entity_type"] == "monitoring_alert"
+                && r["event"]["action"] == "update"
+                && r["event"]["detail"] == "acknowledged"
+        })
+        .collect();
+    assert_eq!(acks.len(), 1, "{log:?}");
+    assert_eq!(acks[0]["event"]["actor_user"], coordinator.id().as_str());
+    assert_eq!(acks[0]["event"]["entity_id"], id.to_string());
+    assert_eq!(
+        count_events(&log, "monitoring_alert", "update"),
+        1 + escalations(&log).len()
+    );
+    assert_eq!(escalations(&log).len(), moved + later);
     assert_eq!(count_events(&log, "monitoring_device", "create"), 2);
 }
 
@@ -483,6 +538,47 @@ fn mqtt_enabled() -> bool {
     }
 }
 
+/// Whether the broker accepts a connection with these credentials (a fresh client id each time, so an existing
+/// session is not taken over).
+async fn connects(port: u16, user: &str, password: &str) -> bool {
+    use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet};
+    let id = format!("probe-{}", uuid::Uuid::new_v4().simple());
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_credentials(user, password);
+    let (c, mut ev) = AsyncClient::new(o, 10);
+    let first = tokio::time::timeout(Duration::from_secs(5), ev.poll()).await;
+    let ok = matches!(first, Ok(Ok(Event::Incoming(Packet::ConnAck(ref a)))) if a.code == ConnectReturnCode::Success);
+    if ok {
+        c.disconnect().await.ok();
+        let _ = tokio::time::timeout(Duration::from_secs(1), ev.poll()).await;
+    }
+    ok
+}
+
+/// Poll until the broker accepts (`true`) or refuses (`false`) these credentials; the broker applies the node's
+/// SIGHUP asynchronously, and without it the state would never change.
+async fn until_broker(
+    port: u16,
+    user: &str,
+    password: &str,
+    accepted: bool,
+    log: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while connects(port, user, password).await != accepted {
+        assert!(
+            Instant::now() < deadline,
+            "{user} still {} by the broker: {}",
+            if accepted { "refused" } else { "accepted" },
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The broker runs before any device exists. A device registered afterwards connects and publishes without a
+/// restart of the broker (the node rewrote its password file and ACL and sent it SIGHUP, `--mqtt-broker-pid-file`);
+/// a rotated password replaces the old one and an unbound device is refused from then on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_published_by_a_registered_device_reach_the_node() {
     use monitoring::broker::{free_port, MosquittoConfig, MosquittoProcess};
@@ -492,31 +588,55 @@ async fn readings_published_by_a_registered_device_reach_the_node() {
         return;
     }
     let port = free_port().unwrap();
+    let run = tempfile::tempdir().unwrap();
+    let pid_file = run.path().join("mosquitto.pid");
     let args = MonitorArgs {
         mqtt: Some(format!("mqtt://127.0.0.1:{port}")),
         mqtt_user: "caravan-ingest".into(),
         mqtt_password: Some("ingest-secret-0123".into()),
         mqtt_client_id: format!("node-test-{port}"),
+        mqtt_broker_pid_file: Some(pid_file.clone()),
     };
     let (node, _state) = start_full(config(), None, Some(args)).await;
     let aliyev = Client::login(&node, "dr.aliyev").await;
+    let admin = Client::login(&node, "admin").await;
     let abenova = patient_id(&aliyev, "Abenova").await;
-    let (s, cred) = aliyev
-        .post(
-            &format!("/api/v1/monitoring/patients/{abenova}/devices"),
-            json!({ "device_id": "ox-mqtt-1", "kind": "pulse_oximeter" }),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{cred}");
+    // The node wrote the files at start but no broker ran yet: the failed reload is reported, nothing else failed.
+    let (s, b) = admin.get("/api/v1/monitoring/broker").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["reload"]["pid_file"], pid_file.display().to_string());
+    assert!(
+        b["reload"]["last"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("pid file"),
+        "{b}"
+    );
 
-    // Mosquitto with the node's own files: the node's user and the device, each confined by the ACL.
+    // Mosquitto with the node's own files (only the node's user in them yet), writing its pid file. Started as
+    // root it would re-read the files on SIGHUP as user `mosquitto`, who cannot enter the test's private folders.
     let broker_dir = node.dir.path().join("monitoring-broker");
-    let run = tempfile::tempdir().unwrap();
     let mut cfg = MosquittoConfig::new(port);
     cfg.password_file = Some(broker_dir.join("passwd"));
     cfg.acl_file = Some(broker_dir.join("acl"));
     cfg.log_file = Some(run.path().join("mosquitto.log"));
+    cfg.pid_file = Some(pid_file.clone());
+    cfg.user = Some("root".into());
     let broker = MosquittoProcess::start(run.path(), &cfg).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pid_file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no pid file: {}",
+            broker.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid: i64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -531,6 +651,26 @@ async fn readings_published_by_a_registered_device_reach_the_node() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Registered while the broker runs: the node signals it, and the new password is accepted without a restart.
+    let (s, cred) = aliyev
+        .post(
+            &format!("/api/v1/monitoring/patients/{abenova}/devices"),
+            json!({ "device_id": "ox-mqtt-1", "kind": "pulse_oximeter" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{cred}");
+    let (_, b) = admin.get("/api/v1/monitoring/broker").await;
+    assert_eq!(b["reload"]["last"]["pid"], pid, "{b}");
+    assert!(b["reload"]["last"]["error"].is_null(), "{b}");
+    until_broker(
+        port,
+        "ox-mqtt-1",
+        cred["password"].as_str().unwrap(),
+        true,
+        || broker.log_tail(),
+    )
+    .await;
 
     // A wrong password is refused by the broker.
     let mut bad = MqttOptions::new("intruder", "127.0.0.1", port);
@@ -631,5 +771,33 @@ async fn readings_published_by_a_registered_device_reach_the_node() {
     assert_eq!(row["news2"]["total"], 2);
     client.disconnect().await.ok();
     events.abort();
+
+    // A rotated password replaces the old one in the running broker.
+    let (s, rotated) = aliyev
+        .post(
+            "/api/v1/monitoring/devices/ox-mqtt-1/credentials",
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{rotated}");
+    let new_password = rotated["password"].as_str().unwrap().to_owned();
+    until_broker(port, "ox-mqtt-1", &new_password, true, || broker.log_tail()).await;
+    assert!(!connects(port, "ox-mqtt-1", cred["password"].as_str().unwrap()).await);
+    // Unbound: refused from then on, still without a restart (the broker process is the same).
+    let (s, d) = aliyev
+        .send(Method::DELETE, "/api/v1/monitoring/devices/ox-mqtt-1", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    until_broker(port, "ox-mqtt-1", &new_password, false, || {
+        broker.log_tail()
+    })
+    .await;
+    let (_, b) = admin.get("/api/v1/monitoring/broker").await;
+    assert_eq!(b["reload"]["last"]["pid"], pid, "{b}");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        pid.to_string(),
+        "the same broker process throughout"
+    );
     drop(broker);
 }

@@ -168,8 +168,20 @@ async fn warnings_override_qr_and_dispense() {
         }
     }
 
-    // Dispensing completes it; a second dispense is refused; FHIR shows both resources.
-    let (s, d) = doc
+    // The prescriber does not dispense; the pharmacy does, which completes it; a second dispense is refused;
+    // FHIR shows both resources.
+    let (s, e) = doc
+        .post(
+            &format!("/api/v1/rx/prescriptions/{id}/dispense"),
+            json!({ "performer": "Dr Aliyev" }),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("error-forbidden"))
+    );
+    let pharmacy = Client::login(&node, "pharmacist").await;
+    let (s, d) = pharmacy
         .post(
             &format!("/api/v1/rx/prescriptions/{id}/dispense"),
             json!({ "performer": "Pharmacy No. 7, Taldykorgan" }),
@@ -177,7 +189,7 @@ async fn warnings_override_qr_and_dispense() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{d}");
     assert_eq!(d["quantity"], 21);
-    let (s, e) = doc
+    let (s, e) = pharmacy
         .post(
             &format!("/api/v1/rx/prescriptions/{id}/dispense"),
             json!({ "performer": "again" }),
@@ -434,4 +446,235 @@ async fn a_prescription_follows_a_visit() {
     assert!(html(format!("/ui/rx/{id}"))
         .await
         .contains(&format!("href=\"/ui/visits/{held}\"")));
+}
+
+/// Location of a redirect.
+fn location(r: &reqwest::Response) -> String {
+    r.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// The pharmacy: verifies the QR code, looks the prescription up by its code or its id (an altered code finds
+/// nothing), reads the formulary and records the dispense (by default as the signed-in pharmacist) — and sees
+/// nothing of the patient's record. Each look-up and the dispense are in the patient's access log; an expired
+/// prescription is not dispensed.
+#[tokio::test]
+async fn the_pharmacy_looks_up_and_dispenses_but_browses_no_patient() {
+    let (node, state) = start_full(
+        caravan_server::NodeConfig {
+            secure_cookies: false,
+            ..Default::default()
+        },
+        None,
+        None,
+    )
+    .await;
+    let doc = Client::login(&node, "dr.aliyev").await;
+    let pharmacy = Client::login(&node, "pharmacist").await;
+    let pid = aigerim(&doc).await;
+    let (s, written) = doc
+        .post("/api/v1/rx/prescriptions", rx(&pid, "198440"))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{written}");
+    let id = written["id"].as_str().unwrap().to_owned();
+    let token = written["token"].as_str().unwrap().to_owned();
+    let code = sign::qr_text(&token);
+
+    // Verify the printed code (this node's keys; nothing kept), then look it up by the code, the bare token, the id.
+    let (s, v) = pharmacy
+        .post("/api/v1/rx/verify", json!({ "code": code }))
+        .await;
+    assert_eq!((s, &v["valid"]), (StatusCode::OK, &json!(true)), "{v}");
+    for c in [code.clone(), token.clone(), id.clone()] {
+        let (s, found) = pharmacy
+            .post("/api/v1/rx/lookup", json!({ "code": c }))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{found}");
+        assert_eq!(found["prescription"]["id"], id.as_str());
+        assert_eq!(found["prescription"]["patient_name"], "Aigerim Nurlanova");
+        assert_eq!(found["dispenses"], json!([]));
+        assert!(found["valid_until"].is_string(), "{found}");
+    }
+    let (s, _) = pharmacy
+        .get(&format!("/api/v1/rx/prescriptions/{id}"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // An altered code (another quantity, the signature kept) and an unknown id find nothing; garbage says why.
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut payload: Value = serde_json::from_slice(
+        &caravan_federation::keys::b64url_decode(parts[1], "payload").unwrap(),
+    )
+    .unwrap();
+    payload["q"] = json!(210);
+    let forged = format!(
+        "RX1:{}.{}.{}",
+        parts[0],
+        caravan_federation::keys::b64url(payload.to_string().as_bytes()),
+        parts[2]
+    );
+    for c in [forged.as_str(), "0190b3a2-0000-7000-8000-000000000000"] {
+        let (s, e) = pharmacy
+            .post("/api/v1/rx/lookup", json!({ "code": c }))
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{c}: {e}");
+    }
+    for c in ["", "  ", "hello", "RX1:a.b"] {
+        let (s, e) = pharmacy
+            .post("/api/v1/rx/lookup", json!({ "code": c }))
+            .await;
+        assert_eq!(
+            (s, e["error"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("error-rx-lookup")),
+            "{c:?}: {e}"
+        );
+    }
+
+    // Not the pharmacy's: the patient, her lists, consultations, visits, monitoring, the access log.
+    for path in [
+        "/api/v1/patients".to_owned(),
+        format!("/api/v1/patients/{pid}"),
+        format!("/api/v1/patients/{pid}/prescriptions"),
+        format!("/api/v1/patients/{pid}/allergies"),
+        format!("/api/v1/patients/{pid}/access-log"),
+        "/api/v1/consultations".to_owned(),
+        "/api/v1/visits".to_owned(),
+        "/api/v1/monitoring/patients".to_owned(),
+        format!("/api/v1/monitoring/patients/{pid}"),
+        "/api/v1/monitoring/alerts".to_owned(),
+        "/ui/patients".to_owned(),
+        format!("/ui/patients/{pid}/rx"),
+        "/ui/visits".to_owned(),
+        "/ui/monitoring".to_owned(),
+    ] {
+        let (s, _) = pharmacy.get(&path).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}");
+    }
+    // The formulary is.
+    let (s, f) = pharmacy.get("/api/v1/rx/formulary?q=paracetamol").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(f.as_array().unwrap().iter().any(|i| i["code"] == "198440"));
+
+    // Pages: the inbox is the pharmacy; its form finds the prescription by the scanned text and opens it, with the
+    // dispense form (the pharmacist as performer) and no link to the patient's visit or record.
+    let get = |path: String| {
+        let http = pharmacy.http.clone();
+        let url = format!("{}{path}", node.base);
+        async move { http.get(url).send().await.unwrap() }
+    };
+    let r = get("/ui/inbox".into()).await;
+    assert!(r.status().is_redirection());
+    assert_eq!(location(&r), "/ui/rx/pharmacy");
+    let page = get("/ui/rx/pharmacy?q=paracetamol".into()).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("action=\"/ui/rx/pharmacy\""), "{page}");
+    assert!(page.contains("<code>198440</code>"), "formulary search");
+    assert!(page.contains("href=\"/ui/rx/pharmacy\""), "nav link");
+    let post = |c: String| {
+        let http = pharmacy.http.clone();
+        let url = format!("{}/ui/rx/pharmacy", node.base);
+        let csrf = pharmacy.csrf.clone();
+        async move {
+            http.post(url)
+                .form(&[("csrf", csrf.as_str()), ("code", c.as_str())])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = post(code.clone()).await;
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert_eq!(location(&r), format!("/ui/rx/{id}"));
+    let r = post(forged.clone()).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.text().await.unwrap().contains("id=\"rx-lookup-error\""));
+    let page = get(format!("/ui/rx/{id}")).await.text().await.unwrap();
+    assert!(page.contains("id=\"rx-dispense\""), "{page}");
+    assert!(page.contains("value=\"Saule Bekova, Taldykorgan District Hospital\""));
+    assert!(!page.contains("/ui/patients/") && !page.contains("/ui/visits/"));
+
+    // Dispensed with the default performer; then completed, and not twice.
+    let (s, d) = pharmacy
+        .post(
+            &format!("/api/v1/rx/prescriptions/{id}/dispense"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    assert_eq!(
+        d["performer"],
+        "Saule Bekova, Taldykorgan District Hospital"
+    );
+    let (_, found) = pharmacy
+        .post("/api/v1/rx/lookup", json!({ "code": code }))
+        .await;
+    assert_eq!(found["prescription"]["status"], "completed");
+    assert_eq!(found["dispenses"][0]["id"], d["id"]);
+    let page = get(format!("/ui/rx/{id}")).await.text().await.unwrap();
+    assert!(!page.contains("id=\"rx-dispense\""), "no second dispense");
+
+    // The patient's access log (read by her home referrer) names the pharmacist's look-ups and the dispense.
+    let (_, log) = doc.get(&format!("/api/v1/patients/{pid}/access-log")).await;
+    let by_pharmacy: Vec<&Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"]["actor_role"] == "pharmacist")
+        .collect();
+    let count = |etype: &str, action: &str, detail: &str| {
+        by_pharmacy
+            .iter()
+            .filter(|r| {
+                r["event"]["entity_type"] == etype
+                    && r["event"]["action"] == action
+                    && r["event"]["detail"].as_str().unwrap().starts_with(detail)
+            })
+            .count()
+    };
+    assert_eq!(
+        count("prescription", "read", "lookup by code"),
+        4,
+        "{by_pharmacy:?}"
+    );
+    assert_eq!(count("prescription", "read", "lookup by id"), 1);
+    assert_eq!(count("dispense", "create", "prescription "), 1);
+    assert!(by_pharmacy
+        .iter()
+        .all(|r| r["event"]["purpose"] == "treatment" && r["event"]["patient_id"] == pid.as_str()));
+
+    // A prescription past its validity (written 60 days ago for 7 days) is shown as expired and not dispensed.
+    let mut old: caravan_store::Prescription = serde_json::from_value(written.clone()).unwrap();
+    old.id = uuid::Uuid::now_v7();
+    old.status = caravan_store::RxStatus::Active;
+    old.created_at = chrono::Utc::now() - chrono::Duration::days(60);
+    state
+        .store()
+        .apply(
+            vec![caravan_store::Change::Rx(
+                caravan_store::RxChange::InsertPrescription(Box::new(old.clone())),
+            )],
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (s, e) = pharmacy
+        .post(
+            &format!("/api/v1/rx/prescriptions/{}/dispense", old.id),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (StatusCode::CONFLICT, Some("error-rx-expired")),
+        "{e}"
+    );
+    let page = get(format!("/ui/rx/{}", old.id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("id=\"rx-valid-until\" class=\"rx-high\""),
+        "{page}"
+    );
+    assert!(!page.contains("id=\"rx-dispense\""));
 }

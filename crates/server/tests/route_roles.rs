@@ -16,6 +16,7 @@ const USERS: &[(Role, &str)] = &[
     (Role::PublicHealthOfficer, "officer"),
     (Role::Admin, "admin"),
     (Role::Patient, "patient"),
+    (Role::Pharmacist, "pharmacist"),
 ];
 
 /// UI pages: (path template, roles allowed).
@@ -29,6 +30,7 @@ const UI_PAGES: &[(&str, &[Role])] = &[
             Role::PublicHealthOfficer,
             Role::Admin,
             Role::Patient,
+            Role::Pharmacist,
         ],
     ),
     ("/ui/worklist", &[Role::Consultant]),
@@ -83,6 +85,7 @@ const UI_PAGES: &[(&str, &[Role])] = &[
             Role::PublicHealthOfficer,
             Role::Admin,
             Role::Patient,
+            Role::Pharmacist,
         ],
     ),
     ("/ui/certs/issue", &[Role::Referrer, Role::Consultant]),
@@ -113,10 +116,9 @@ const UI_PAGES: &[(&str, &[Role])] = &[
             Role::Patient,
         ],
     ),
-    (
-        "/ui/rx/received",
-        &[Role::Referrer, Role::Consultant, Role::Coordinator],
-    ),
+    // The pharmacy's pages: the received list now lives on the pharmacy page.
+    ("/ui/rx/received", &[Role::Pharmacist]),
+    ("/ui/rx/pharmacy", &[Role::Pharmacist]),
     (
         "/ui/rx/verify",
         &[
@@ -126,6 +128,7 @@ const UI_PAGES: &[(&str, &[Role])] = &[
             Role::PublicHealthOfficer,
             Role::Admin,
             Role::Patient,
+            Role::Pharmacist,
         ],
     ),
     ("/ui/rx/admin", &[Role::Admin]),
@@ -155,6 +158,7 @@ const UI_PAGES: &[(&str, &[Role])] = &[
             Role::PublicHealthOfficer,
             Role::Admin,
             Role::Patient,
+            Role::Pharmacist,
         ],
     ),
 ];

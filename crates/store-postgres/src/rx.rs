@@ -171,14 +171,15 @@ impl RxStore for PgStore {
 
     async fn rx_prescription(&self, actor: &Actor, id: Uuid) -> Result<Prescription> {
         let p = self.rx_prescription_unscoped(id).await?;
-        let visible = match p.patient_id {
-            Some(pid) => match self.get_patient(actor, pid).await {
-                Ok(_) => true,
-                Err(StoreError::NotFound(_)) => false,
-                Err(e) => return Err(e),
-            },
-            None => rx_clinician(actor.role),
-        };
+        let visible = rx_dispenser(actor.role)
+            || match p.patient_id {
+                Some(pid) => match self.get_patient(actor, pid).await {
+                    Ok(_) => true,
+                    Err(StoreError::NotFound(_)) => false,
+                    Err(e) => return Err(e),
+                },
+                None => false,
+            };
         if visible {
             Ok(p)
         } else {
@@ -187,7 +188,7 @@ impl RxStore for PgStore {
     }
 
     async fn rx_received(&self, actor: &Actor, limit: u32) -> Result<Vec<Prescription>> {
-        if !rx_clinician(actor.role) {
+        if !rx_dispenser(actor.role) {
             return Ok(Vec::new());
         }
         let rows = sqlx::query(

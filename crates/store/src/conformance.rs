@@ -1865,8 +1865,8 @@ fn rx_item(code: &str, ingredient: &str, classes: &[&str]) -> FormularyItem {
 }
 
 /// e-Prescription: imported tables replace wholesale, allergies and prescriptions follow the patient's scope, a
-/// received prescription is visible to clinicians only, dispenses need their prescription, and a status change
-/// sticks.
+/// pharmacist reads a prescription by its id but never the patient, a received prescription is visible to
+/// pharmacists only, dispenses need their prescription, and a status change sticks.
 async fn rx_records(store: &dyn Store, w: &World) {
     let a = Actor::from(&w.referrer_a);
     let b = Actor::from(&w.referrer_b);
@@ -2002,7 +2002,35 @@ async fn rx_records(store: &dyn Store, w: &World) {
         Err(StoreError::Duplicate(_))
     ));
 
-    // A received prescription (no local patient): clinicians see it, a patient does not.
+    // A pharmacist (of another institution) is shown a prescription by its id, but never its patient, the
+    // patient's allergies or the patient's list of prescriptions.
+    let pharmacist = Actor {
+        user_id: UserId::new(),
+        institution_id: w.hospital_b.id,
+        role: Role::Pharmacist,
+        patient_id: None,
+    };
+    assert_eq!(store.rx_prescription(&pharmacist, rx.id).await.unwrap(), rx);
+    assert!(matches!(
+        store.get_patient(&pharmacist, w.patient_a.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.rx_prescriptions(&pharmacist, w.patient_a.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.rx_allergies(&pharmacist, w.patient_a.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .rx_prescription(&pharmacist, uuid::Uuid::now_v7())
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // A received prescription (no local patient): the pharmacy sees it; clinicians and patients do not.
     let mut received = rx.clone();
     received.id = uuid::Uuid::now_v7();
     received.patient_id = None;
@@ -2017,9 +2045,21 @@ async fn rx_records(store: &dyn Store, w: &World) {
         .await
         .unwrap();
     assert_eq!(
-        store.rx_received(&a, 10).await.unwrap(),
+        store.rx_received(&pharmacist, 10).await.unwrap(),
         vec![received.clone()]
     );
+    assert_eq!(
+        store
+            .rx_prescription(&pharmacist, received.id)
+            .await
+            .unwrap(),
+        received
+    );
+    assert!(store.rx_received(&a, 10).await.unwrap().is_empty());
+    assert!(matches!(
+        store.rx_prescription(&a, received.id).await,
+        Err(StoreError::NotFound(_))
+    ));
     let patient_actor = Actor {
         user_id: UserId::new(),
         institution_id: w.hospital_a.id,

@@ -295,9 +295,10 @@ pub trait RxStore: Send + Sync {
         actor: &Actor,
         patient: PatientId,
     ) -> Result<Vec<Prescription>>;
-    /// One prescription, if the actor may see it (`NotFound("prescription")` otherwise).
+    /// One prescription, if the actor may see it (`NotFound("prescription")` otherwise): when they may see its
+    /// patient, and for a dispenser ([`rx_dispenser`]) any prescription by its id, received ones included.
     async fn rx_prescription(&self, actor: &Actor, id: Uuid) -> Result<Prescription>;
-    /// Prescriptions received from other nodes for dispensing here (clinicians only; empty for other roles).
+    /// Prescriptions received from other nodes for dispensing here (dispensers only; empty for other roles).
     async fn rx_received(&self, actor: &Actor, limit: u32) -> Result<Vec<Prescription>>;
     /// One prescription without actor scoping: for the node's own federation work only.
     async fn rx_prescription_unscoped(&self, id: Uuid) -> Result<Prescription>;
@@ -308,9 +309,11 @@ pub trait RxStore: Send + Sync {
     async fn rx_dispense(&self, id: Uuid) -> Result<Dispense>;
 }
 
-/// Whether an actor of this role may see prescriptions received for dispensing.
-pub fn rx_clinician(role: Role) -> bool {
-    matches!(role, Role::Referrer | Role::Consultant | Role::Coordinator)
+/// Whether an actor of this role dispenses (a pharmacist): they read any prescription of the node by its id, as
+/// it is presented at the pharmacy, and the list of prescriptions received for dispensing here, but never a
+/// patient's record or a patient's list of prescriptions.
+pub fn rx_dispenser(role: Role) -> bool {
+    role.dispenses()
 }
 
 #[cfg(test)]

@@ -148,7 +148,8 @@ async fn ack(
     Ok(Json(super::acknowledge(&st, &p, id).await?))
 }
 
-/// The broker files, for the operator of Mosquitto (also written to `DATA/monitoring-broker/`).
+/// The broker files, for the operator of Mosquitto (also written to `DATA/monitoring-broker/`), and the last
+/// attempt to make the broker re-read them (`--mqtt-broker-pid-file`).
 async fn broker(State(st): State<AppState>, p: Principal) -> AppResult<Json<Value>> {
     p.require(&[Role::Admin])?;
     let m = super::monitor(&st)?;
@@ -159,5 +160,9 @@ async fn broker(State(st): State<AppState>, p: Principal) -> AppResult<Json<Valu
         "folder": m.broker_dir().display().to_string(),
         "password_file": passwd,
         "acl_file": acl,
+        "reload": {
+            "pid_file": m.broker_pid_file().map(|f| f.display().to_string()),
+            "last": m.last_reload(),
+        },
     })))
 }

@@ -11,10 +11,14 @@
 //! - Escalation: tier 1 (responsible clinician) is the referring and consulting clinicians who see the patient,
 //!   tier 2 (medical team) adds the coordinator of the institution, tier 3 (critical-care outreach) every
 //!   clinical user who sees the patient. An unacknowledged alert moves up one tier per timeout (5 min high,
-//!   15 min medium, 30 min low–medium), checked every few seconds by the node whether or not MQTT is on.
+//!   15 min medium, 30 min low–medium), checked every few seconds by the node whether or not MQTT is on (the
+//!   ingest's own escalation is off in the node). Each move is an audit event of the alert's patient by the
+//!   system (in the patient's access log); a move whose event cannot be appended is undone and retried at the
+//!   next check. Each acknowledgement is an audit event by the clinician who acknowledged.
 //! - Broker: the node writes the Mosquitto password file and ACL for the registered devices (plus its own ingest
 //!   user when `--mqtt-password` is given) to `DATA/monitoring-broker/` after every registry change; Mosquitto
-//!   re-reads them on SIGHUP.
+//!   re-reads them on SIGHUP, which the node sends after each rewrite when `--mqtt-broker-pid-file` names the
+//!   broker's `pid_file` (a failure is logged, never fatal: the files are written and the registry changed).
 //!
 //! Two databases: the registry and the readings live in the monitoring crate's own SQLite file (its ingest
 //! commits there before it acknowledges to the broker, at ≥ 10,000 observations/s); the node's store keeps the
@@ -26,7 +30,7 @@ pub mod chart;
 pub mod demo;
 pub mod pages;
 
-use crate::audit::event;
+use crate::audit::{event, system_event};
 use crate::auth::Principal;
 use crate::consult::{not_home, PATIENT_READERS};
 use crate::error::{AppError, AppResult};
@@ -73,6 +77,11 @@ pub struct MonitorArgs {
         default_value = "caravan-node-ingest"
     )]
     pub mqtt_client_id: String,
+    /// Mosquitto's pid file (its `pid_file` setting). After every rewrite of DATA/monitoring-broker/passwd and acl
+    /// (start, device registered, password rotated, device unbound) the node sends that process SIGHUP, on which
+    /// Mosquitto re-reads both files; without it the broker must be reloaded by hand. A failure is logged.
+    #[arg(long, env = "CARAVAN_MQTT_BROKER_PID_FILE")]
+    pub mqtt_broker_pid_file: Option<PathBuf>,
 }
 
 /// What the ingest is doing, for the ward page.
@@ -97,6 +106,79 @@ pub struct Monitor {
     policy: AlertPolicy,
     state: Mutex<IngestState>,
     broker_url: Option<String>,
+    /// `--mqtt-broker-pid-file`.
+    broker_pid_file: Option<PathBuf>,
+    /// The last attempt to make the broker re-read its files.
+    last_reload: Mutex<Option<BrokerReload>>,
+}
+
+/// The outcome of telling the broker to re-read its password file and ACL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BrokerReload {
+    pub at: DateTime<Utc>,
+    /// The broker's process id, when it was signalled.
+    pub pid: Option<i32>,
+    /// Why it was not (no patient data: paths, process ids and system errors only).
+    pub error: Option<String>,
+}
+
+/// Why the broker could not be told to reload.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("cannot read the broker's pid file {path}: {source}")]
+    PidFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the broker's pid file {0} does not hold a process id above 1")]
+    NotAPid(String),
+    #[error("process {0} is not mosquitto (a stale pid file?); it was not signalled")]
+    NotMosquitto(i32),
+    #[error("SIGHUP to process {pid}: {source}")]
+    Signal { pid: i32, source: std::io::Error },
+    #[error("signalling the broker needs a Unix system")]
+    Unsupported,
+}
+
+/// Send SIGHUP to the Mosquitto whose process id is in `pid_file`; returns the pid. Never signals a process
+/// group, init or every process (0, 1 and negative ids are refused: `kill(0|-1|-n)` would), nor, on Linux, a
+/// process that is not mosquitto (a pid file left by a broker that died may name a reused id, and SIGHUP ends
+/// most programs).
+pub fn signal_broker(pid_file: &Path) -> Result<i32, ReloadError> {
+    let text = std::fs::read_to_string(pid_file).map_err(|source| ReloadError::PidFile {
+        path: pid_file.display().to_string(),
+        source,
+    })?;
+    let pid = text
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|p| *p > 1)
+        .ok_or_else(|| ReloadError::NotAPid(pid_file.display().to_string()))?;
+    #[cfg(target_os = "linux")]
+    if let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        if !comm.trim().contains("mosquitto") {
+            return Err(ReloadError::NotMosquitto(pid));
+        }
+    }
+    send_hup(pid)
+}
+
+#[cfg(unix)]
+fn send_hup(pid: i32) -> Result<i32, ReloadError> {
+    use rustix::process::{kill_process, Pid, Signal};
+    // `rustix` (already in the dependency tree) rather than `libc::kill`: a safe call, no `unsafe` here.
+    let target = Pid::from_raw(pid).ok_or(ReloadError::Unsupported)?;
+    kill_process(target, Signal::HUP).map_err(|e| ReloadError::Signal {
+        pid,
+        source: e.into(),
+    })?;
+    Ok(pid)
+}
+
+#[cfg(not(unix))]
+fn send_hup(_pid: i32) -> Result<i32, ReloadError> {
+    Err(ReloadError::Unsupported)
 }
 
 impl Monitor {
@@ -122,6 +204,14 @@ impl Monitor {
     /// Where the password file and ACL are written.
     pub fn broker_dir(&self) -> &Path {
         &self.broker_dir
+    }
+    /// `--mqtt-broker-pid-file`, if given.
+    pub fn broker_pid_file(&self) -> Option<&Path> {
+        self.broker_pid_file.as_deref()
+    }
+    /// The last attempt to make the broker re-read its files (None: never tried, or no pid file configured).
+    pub fn last_reload(&self) -> Option<BrokerReload> {
+        self.last_reload.lock().ok().and_then(|g| g.clone())
     }
     fn set_state(&self, s: IngestState) {
         if let Ok(mut g) = self.state.lock() {
@@ -151,7 +241,8 @@ impl Monitor {
         self.registry_changed.notify_one();
         self.write_broker_files().await
     }
-    /// Write `passwd` and `acl` into [`Monitor::broker_dir`] (atomically, each by a rename).
+    /// Write `passwd` and `acl` into [`Monitor::broker_dir`] (atomically, each by a rename), then tell the broker
+    /// to re-read them ([`Monitor::reload_broker`]).
     pub async fn write_broker_files(&self) -> AppResult<()> {
         let (passwd, acl) = self.broker_files().await?;
         let dir = self.broker_dir.clone();
@@ -162,7 +253,47 @@ impl Monitor {
         })
         .await
         .map_err(AppError::internal)?
-        .map_err(AppError::internal)
+        .map_err(AppError::internal)?;
+        self.reload_broker().await;
+        Ok(())
+    }
+    /// With `--mqtt-broker-pid-file`, send the broker SIGHUP so it re-reads the password file and ACL. A failure
+    /// is logged (paths and process ids only) and kept for the administrators' broker view; it does not fail the
+    /// registry change, which is written and audited (the broker then keeps its old files until reloaded).
+    pub async fn reload_broker(&self) -> Option<BrokerReload> {
+        let path = self.broker_pid_file.clone()?;
+        let at = Utc::now();
+        let signalled = tokio::task::spawn_blocking(move || signal_broker(&path)).await;
+        let outcome = match signalled {
+            Ok(Ok(pid)) => {
+                tracing::info!(pid, "MQTT broker told to re-read its password file and ACL");
+                BrokerReload {
+                    at,
+                    pid: Some(pid),
+                    error: None,
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "MQTT broker not reloaded: devices registered, rotated or unbound since its last reload are not in force there");
+                BrokerReload {
+                    at,
+                    pid: None,
+                    error: Some(e.to_string()),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "MQTT broker reload task failed");
+                BrokerReload {
+                    at,
+                    pid: None,
+                    error: Some(e.to_string()),
+                }
+            }
+        };
+        if let Ok(mut g) = self.last_reload.lock() {
+            *g = Some(outcome.clone());
+        }
+        Some(outcome)
     }
 }
 
@@ -193,17 +324,20 @@ pub async fn start(
     .await?;
     let m = Arc::new(Monitor {
         broker_url: broker.as_ref().map(BrokerAddr::url),
+        broker_pid_file: args.mqtt_broker_pid_file.clone(),
         ..m
     });
     state.attach_monitoring(m.clone());
     m.write_broker_files().await.map_err(|e| e.message)?;
-    let mut tasks = vec![tokio::spawn(escalation_loop(m.clone()))];
+    let mut tasks = vec![tokio::spawn(escalation_loop(state.clone()))];
     if let Some(addr) = broker {
         let mut cfg = ServiceConfig::new(addr, data.join("monitoring.sqlite"));
         cfg.username = Some(args.mqtt_user.clone());
         cfg.password = args.mqtt_password.clone();
         cfg.client_id = args.mqtt_client_id.clone();
         cfg.registry_changed = Some(m.registry_changed.clone());
+        // The node escalates (and audits each move) in its own loop.
+        cfg.escalate = false;
         tasks.push(tokio::spawn(ingest_loop(m, cfg)));
     }
     Ok(tasks)
@@ -236,6 +370,8 @@ pub async fn open(data: &Path, ingest_user: Option<(&str, &str)>) -> Result<Moni
         policy: AlertPolicy::default(),
         state: Mutex::new(IngestState::Off),
         broker_url: None,
+        broker_pid_file: None,
+        last_reload: Mutex::new(None),
     })
 }
 
@@ -264,30 +400,55 @@ async fn ingest_loop(m: Arc<Monitor>, cfg: ServiceConfig) {
     }
 }
 
-async fn escalation_loop(m: Arc<Monitor>) {
+async fn escalation_loop(st: AppState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {
         tick.tick().await;
-        if let Err(e) = escalate_now(&m, Utc::now()).await {
+        if let Err(e) = escalate_now(&st, Utc::now()).await {
             tracing::warn!(error = %e.message, "monitoring escalation check failed");
         }
     }
 }
 
-/// Move every unacknowledged alert whose timeout passed to its next tier; returns how many moved.
-pub async fn escalate_now(m: &Monitor, now: DateTime<Utc>) -> AppResult<usize> {
+/// Move every unacknowledged alert whose timeout passed to its next tier; returns how many moved. Each move is an
+/// audit event of the alert's patient, by the system, with the tier reached; if that event cannot be appended the
+/// move is undone (the next check tries again) and the error returned.
+pub async fn escalate_now(st: &AppState, now: DateTime<Utc>) -> AppResult<usize> {
+    let m = monitor(st)?;
     let mut moved = 0;
-    for a in m.store.open_alerts().await.map_err(AppError::internal)? {
-        if let Some(tier) = escalation_due(&m.policy, a.level, a.tier, a.tier_since, now) {
-            if m.store
-                .escalate(a.id, tier, now)
-                .await
-                .map_err(AppError::internal)?
-            {
-                tracing::info!(alert = a.id, tier, "monitoring alert escalated");
-                moved += 1;
-            }
+    for a in m.store.open_alerts().await.map_err(db)? {
+        let Some(tier) = escalation_due(&m.policy, a.level, a.tier, a.tier_since, now) else {
+            continue;
+        };
+        if !m.store.escalate(a.id, tier, now).await.map_err(db)? {
+            continue; // acknowledged meanwhile
         }
+        // The alert names the patient by the node's id; a reference that is not one (written by `caravan
+        // monitor` tools into the same database) is audited without a patient.
+        let patient = m
+            .store
+            .alert(a.id)
+            .await
+            .map_err(db)?
+            .and_then(|r| r.patient.parse::<PatientId>().ok());
+        let audit = system_event(
+            AuditAction::Update,
+            "monitoring_alert",
+            a.id,
+            patient,
+            &format!("escalated to tier {tier} ({})", tier_name(tier)),
+        );
+        if let Err(e) = st.store().append_audit(vec![audit]).await {
+            let undone = m
+                .store
+                .undo_escalation(a.id, tier, now, a.tier, a.tier_since)
+                .await;
+            tracing::error!(alert = a.id, tier, error = %e, undone = matches!(undone, Ok(true)),
+                "monitoring escalation not audited; undone");
+            return Err(e.into());
+        }
+        tracing::info!(alert = a.id, tier, "monitoring alert escalated");
+        moved += 1;
     }
     Ok(moved)
 }
@@ -1193,4 +1354,39 @@ pub async fn unbind(st: &AppState, p: &Principal, device_id: &str) -> AppResult<
         .map_err(db)?
         .ok_or_else(|| AppError::not_found("device"))?;
     Ok(device_view(&d))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The pid file is checked before anything is signalled: missing, not a number, 0/1/negative (a process group,
+    /// init or every process), and on Linux a process that is not mosquitto (here: this test process, which
+    /// SIGHUP would end).
+    #[test]
+    fn only_a_mosquitto_named_by_a_sane_pid_file_is_signalled() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("mosquitto.pid");
+        assert!(matches!(
+            signal_broker(&f),
+            Err(ReloadError::PidFile { .. })
+        ));
+        for bad in ["", "abc", "0", "1", "-1", "-4242", "12 13"] {
+            std::fs::write(&f, bad).unwrap();
+            assert!(
+                matches!(signal_broker(&f), Err(ReloadError::NotAPid(_))),
+                "{bad:?}"
+            );
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let me = i32::try_from(std::process::id()).unwrap();
+            std::fs::write(&f, format!("{me}\n")).unwrap();
+            assert!(matches!(
+                signal_broker(&f),
+                Err(ReloadError::NotMosquitto(p)) if p == me
+            ));
+        }
+    }
 }

@@ -21,6 +21,7 @@ pub fn routes() -> Router<AppState> {
         .route("/rx/tables/{table}", get(get_table).post(import_table))
         .route("/rx/keys", get(keys))
         .route("/rx/verify", post(verify))
+        .route("/rx/lookup", post(lookup))
         .route("/rx/check", post(check))
         .route("/rx/prescriptions", post(prescribe))
         .route("/rx/prescriptions/{id}", get(get_prescription))
@@ -136,12 +137,33 @@ async fn prescribe(
     ))
 }
 
+#[derive(Deserialize)]
+struct LookupBody {
+    code: String,
+}
+
+/// A prescription by its id or its QR code's text (what a pharmacy is shown), with its dispenses; audited.
+async fn lookup(
+    State(st): State<AppState>,
+    p: Principal,
+    headers: HeaderMap,
+    raw: axum::body::Bytes,
+) -> AppResult<Json<Value>> {
+    p.require(super::PRESCRIPTION_READERS)?;
+    p.check_csrf(csrf(&headers))?;
+    let b: LookupBody = body(&raw)?;
+    let (rx, dispenses) = super::lookup(&st, &p, &b.code).await?;
+    Ok(Json(
+        json!({ "prescription": rx, "dispenses": dispenses, "valid_until": super::valid_until(&rx) }),
+    ))
+}
+
 async fn get_prescription(
     State(st): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
 ) -> AppResult<Json<Value>> {
-    p.require(super::READERS)?;
+    p.require(super::PRESCRIPTION_READERS)?;
     let (rx, dispenses) = super::prescription(&st, &p, parse_id("prescription", &id)?).await?;
     Ok(Json(json!({ "prescription": rx, "dispenses": dispenses })))
 }
@@ -151,7 +173,7 @@ async fn get_fhir(
     p: Principal,
     Path(id): Path<String>,
 ) -> AppResult<Json<Value>> {
-    p.require(super::READERS)?;
+    p.require(super::PRESCRIPTION_READERS)?;
     let (rx, dispenses) = super::prescription(&st, &p, parse_id("prescription", &id)?).await?;
     Ok(Json(super::fhir::bundle(&rx, &dispenses)))
 }
@@ -163,7 +185,7 @@ async fn dispense(
     Path(id): Path<String>,
     raw: axum::body::Bytes,
 ) -> AppResult<(StatusCode, Json<caravan_store::Dispense>)> {
-    p.require(super::CLINICIANS)?;
+    p.require(super::DISPENSERS)?;
     p.check_csrf(csrf(&headers))?;
     let id = parse_id("prescription", &id)?;
     let d: NewDispense = body(&raw)?;

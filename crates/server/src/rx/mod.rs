@@ -36,10 +36,22 @@ use uuid::Uuid;
 
 /// Who writes prescriptions.
 pub const PRESCRIBERS: &[Role] = &[Role::Referrer, Role::Consultant];
-/// Who records allergies and dispenses.
+/// Who records allergies.
 pub const CLINICIANS: &[Role] = &[Role::Referrer, Role::Consultant, Role::Coordinator];
+/// Who records dispenses (MedicationDispense) and sees the prescriptions received for dispensing here: the
+/// pharmacy. Clinicians prescribe; they do not dispense.
+pub const DISPENSERS: &[Role] = &[Role::Pharmacist];
 /// Who reads a patient's allergies and prescriptions (subject to the patient's scope).
 pub const READERS: &[Role] = PATIENT_READERS;
+/// Who reads one prescription by its id or its signed code: the readers of its patient (by the patient's scope),
+/// and pharmacists, who are shown the prescription (any of this node's) but never list a patient's.
+pub const PRESCRIPTION_READERS: &[Role] = &[
+    Role::Referrer,
+    Role::Consultant,
+    Role::Coordinator,
+    Role::Patient,
+    Role::Pharmacist,
+];
 
 /// How long a printed prescription stays valid after its course would have ended.
 const VALID_EXTRA_DAYS: i64 = 30;
@@ -524,8 +536,7 @@ pub fn published_keys(st: &AppState) -> AppResult<Value> {
 }
 
 fn payload(rx: &Prescription, issuer: &str) -> sign::RxPayload {
-    let exp = rx.created_at
-        + chrono::Duration::days(i64::from(rx.dosage.duration_days) + VALID_EXTRA_DAYS);
+    let exp = valid_until(rx);
     sign::RxPayload {
         v: 1,
         iss: issuer.to_owned(),
@@ -753,14 +764,29 @@ pub async fn prescriptions(
     Ok(list)
 }
 
-/// One prescription and its dispenses.
+/// One prescription and its dispenses (the store's scope: its patient's readers, or a pharmacist).
 pub async fn prescription(
     st: &AppState,
     p: &Principal,
     id: Uuid,
 ) -> AppResult<(Prescription, Vec<Dispense>)> {
-    p.require(READERS)?;
+    read_one(st, p, id, None, "").await
+}
+
+/// Read a prescription (and, when `token` is given, only if it is exactly the stored token), with its
+/// dispenses; one audited read.
+async fn read_one(
+    st: &AppState,
+    p: &Principal,
+    id: Uuid,
+    token: Option<&str>,
+    detail: &str,
+) -> AppResult<(Prescription, Vec<Dispense>)> {
+    p.require(PRESCRIPTION_READERS)?;
     let rx = st.store().rx_prescription(&p.actor(), id).await?;
+    if token.is_some_and(|t| t != rx.token) {
+        return Err(AppError::not_found("prescription"));
+    }
     let dispenses = st.store().rx_dispenses(id).await?;
     st.store()
         .append_audit(vec![event(
@@ -769,14 +795,52 @@ pub async fn prescription(
             "prescription",
             id,
             rx.patient_id,
-            "",
+            detail,
         )])
         .await?;
     Ok((rx, dispenses))
 }
 
+/// Look a prescription up by what the pharmacy is shown: its id, or the code of its QR (`RX1:` + the JWS, or the
+/// bare JWS). A code must be exactly the token stored with the prescription (signed here, or verified with its
+/// origin's keys when it was received), so an altered code finds nothing. Not found is 404, as for any record out
+/// of scope. Audited as a read of the prescription.
+pub async fn lookup(
+    st: &AppState,
+    p: &Principal,
+    code: &str,
+) -> AppResult<(Prescription, Vec<Dispense>)> {
+    p.require(PRESCRIPTION_READERS)?;
+    let code = code.trim();
+    if code.is_empty() || code.len() > 4096 {
+        return Err(bad(
+            "error-rx-lookup",
+            "give the prescription's id or the text of its QR code",
+        ));
+    }
+    if let Ok(id) = code.parse::<Uuid>() {
+        return read_one(st, p, id, None, "lookup by id").await;
+    }
+    let (token, id) = sign::claimed_id(code).ok_or_else(|| {
+        bad(
+            "error-rx-lookup",
+            "neither a prescription id nor a prescription code (RX1: and a compact JWS)",
+        )
+    })?;
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| AppError::not_found("prescription"))?;
+    read_one(st, p, id, Some(token), "lookup by code").await
+}
+
+/// The day after which a prescription is no longer dispensed (the printed code's `exp`).
+pub fn valid_until(rx: &Prescription) -> DateTime<Utc> {
+    rx.created_at + chrono::Duration::days(i64::from(rx.dosage.duration_days) + VALID_EXTRA_DAYS)
+}
+
+/// Prescriptions received from other nodes for dispensing here: the pharmacy's list.
 pub async fn received(st: &AppState, p: &Principal) -> AppResult<Vec<Prescription>> {
-    p.require(CLINICIANS)?;
+    p.require(DISPENSERS)?;
     let list = st.store().rx_received(&p.actor(), 200).await?;
     if !list.is_empty() {
         st.store()
@@ -803,25 +867,43 @@ pub async fn received(st: &AppState, p: &Principal) -> AppResult<Vec<Prescriptio
 pub struct NewDispense {
     #[serde(default)]
     pub quantity: Option<u32>,
+    /// Who dispensed (FHIR `MedicationDispense.performer`); by default the signed-in pharmacist and their
+    /// institution.
+    #[serde(default)]
     pub performer: String,
     #[serde(default)]
     pub note: String,
 }
 
-/// Record a dispense (here, or of a prescription received from another node, which is then told).
+/// The performer a pharmacist's dispense names when none is given.
+pub async fn default_performer(st: &AppState, p: &Principal) -> AppResult<String> {
+    let inst = st.store().get_institution(p.user.institution_id).await?;
+    Ok(format!("{}, {}", p.user.display_name, inst.name))
+}
+
+/// Record a dispense (here, or of a prescription received from another node, which is then told). Pharmacists
+/// only; an expired prescription (past the printed code's validity) is not dispensed.
 pub async fn dispense(
     st: &AppState,
     p: &Principal,
     id: Uuid,
     d: NewDispense,
 ) -> AppResult<Dispense> {
-    p.require(CLINICIANS)?;
+    p.require(DISPENSERS)?;
     let rx = st.store().rx_prescription(&p.actor(), id).await?;
     if rx.status != RxStatus::Active {
         return Err(AppError::new(
             StatusCode::CONFLICT,
             "error-rx-not-active",
             format!("the prescription is {}", rx.status.as_str()),
+        ));
+    }
+    let until = valid_until(&rx);
+    if Utc::now() > until {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            "error-rx-expired",
+            format!("the prescription expired on {}", until.format("%Y-%m-%d")),
         ));
     }
     let quantity = d.quantity.unwrap_or(rx.dosage.quantity);
@@ -831,9 +913,9 @@ pub async fn dispense(
             format!("quantity must be 1 to {}", rx.dosage.quantity),
         ));
     }
-    let performer: String = d.performer.trim().chars().take(200).collect();
+    let mut performer: String = d.performer.trim().chars().take(200).collect();
     if performer.is_empty() {
-        return Err(bad("error-rx-dispense", "who dispensed is required"));
+        performer = default_performer(st, p).await?.chars().take(200).collect();
     }
     let dispense = Dispense {
         id: Uuid::now_v7(),

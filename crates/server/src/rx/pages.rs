@@ -1,7 +1,8 @@
 //! Pages: a patient's allergies and prescriptions with the prescribing form (`/ui/patients/{id}/rx`), a
 //! prescription with its QR code and the dispense form (`/ui/rx/{id}`), its printable form (`/ui/rx/{id}/print`,
-//! print CSS), prescriptions received from other nodes (`/ui/rx/received`), the offline verifier (`/ui/rx/verify`)
-//! and the administrators' table import (`/ui/rx/admin`). All work without JavaScript.
+//! print CSS), the pharmacy (`/ui/rx/pharmacy`: look a prescription up by its id or QR code, the prescriptions
+//! received from other nodes for dispensing here, the formulary), the offline verifier (`/ui/rx/verify`) and the
+//! administrators' table import (`/ui/rx/admin`). All work without JavaScript.
 
 use super::{NewAllergy, NewDispense, NewPrescription};
 use crate::api::parse_id;
@@ -28,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/ui/patients/{id}/rx/allergies", post(allergy_submit))
         .route("/ui/rx/received", get(received_page))
+        .route("/ui/rx/pharmacy", get(pharmacy_page).post(pharmacy_lookup))
         .route("/ui/rx/verify", get(verify_page).post(verify_submit))
         .route("/ui/rx/admin", get(admin_page).post(admin_submit))
         .route("/ui/rx/{id}", get(prescription_page))
@@ -373,6 +375,13 @@ struct PrescriptionPage<'a> {
     dispenses: Vec<Dispense>,
     qr: String,
     can_dispense: bool,
+    /// The last day it may be dispensed, and whether that has passed.
+    valid_until: String,
+    expired: bool,
+    /// Who the dispense names by default (the pharmacist and their institution).
+    performer: String,
+    /// Whether the viewer may open the visit it follows (the pharmacy may not).
+    show_visit: bool,
 }
 
 async fn load<'a>(
@@ -382,15 +391,25 @@ async fn load<'a>(
     id: &str,
     title: &str,
 ) -> AppResult<PrescriptionPage<'a>> {
-    p.require(super::READERS)?;
+    p.require(super::PRESCRIPTION_READERS)?;
     let (rx, dispenses) = super::prescription(st, p, parse_id("prescription", id)?).await?;
     let c = ctx(st, Some(p), headers, title, &format!("/ui/rx/{id}"));
     let qr = super::sign::qr_svg(&rx.token).map_err(AppError::internal)?;
+    let until = super::valid_until(&rx);
+    let expired = chrono::Utc::now() > until;
+    let dispenser = super::DISPENSERS.contains(&p.role());
     Ok(PrescriptionPage {
         rx: row(&c, &rx),
         warnings: warning_views(&c, &rx.warnings),
-        can_dispense: super::CLINICIANS.contains(&p.role())
-            && rx.status == caravan_store::RxStatus::Active,
+        can_dispense: dispenser && rx.status == caravan_store::RxStatus::Active && !expired,
+        valid_until: until.format("%Y-%m-%d").to_string(),
+        expired,
+        performer: if dispenser {
+            super::default_performer(st, p).await?
+        } else {
+            String::new()
+        },
+        show_visit: crate::visits::VISIT_READERS.contains(&p.role()),
         rx_full: rx,
         dispenses,
         qr,
@@ -448,7 +467,7 @@ async fn dispense_submit(
 ) -> Response {
     let r = async {
         p.check_csrf(Some(&f.csrf))?;
-        p.require(super::CLINICIANS)?;
+        p.require(super::DISPENSERS)?;
         let rid = parse_id("prescription", &id)?;
         let quantity = if f.quantity.trim().is_empty() {
             None
@@ -475,30 +494,116 @@ async fn dispense_submit(
 // ---------- received, verify, admin ----------
 
 #[derive(Template)]
-#[template(path = "rx_received.html")]
-struct ReceivedPage<'a> {
+#[template(path = "rx_pharmacy.html")]
+struct PharmacyPage<'a> {
     ctx: Ctx<'a>,
+    code: String,
+    error: Option<String>,
     rows: Vec<RxRow>,
+    q: String,
+    formulary: Vec<FormularyItem>,
 }
 
+#[derive(Default, Deserialize)]
+struct FormularySearch {
+    #[serde(default)]
+    q: String,
+}
+
+/// Most formulary entries the pharmacy page lists for a search.
+const FORMULARY_SHOWN: usize = 50;
+
+async fn pharmacy_view<'a>(
+    st: &'a AppState,
+    p: &Principal,
+    headers: &HeaderMap,
+    q: &str,
+) -> AppResult<PharmacyPage<'a>> {
+    let list = super::received(st, p).await?;
+    let c = ctx(st, Some(p), headers, "rx-pharmacy-title", "/ui/rx/pharmacy");
+    let rows = list.iter().map(|x| row(&c, x)).collect();
+    let q = q.trim().to_lowercase();
+    let formulary = if q.is_empty() {
+        Vec::new()
+    } else {
+        super::formulary(st)
+            .await?
+            .into_iter()
+            .filter(|i| {
+                i.display.to_lowercase().contains(&q) || i.ingredient.contains(&q) || i.code == q
+            })
+            .take(FORMULARY_SHOWN)
+            .collect()
+    };
+    Ok(PharmacyPage {
+        ctx: c,
+        code: String::new(),
+        error: None,
+        rows,
+        q,
+        formulary,
+    })
+}
+
+/// The pharmacist's page: look a prescription up, the prescriptions received for dispensing here, the formulary.
+async fn pharmacy_page(
+    State(st): State<AppState>,
+    UiPrincipal(p): UiPrincipal,
+    headers: HeaderMap,
+    Query(f): Query<FormularySearch>,
+) -> Response {
+    let r = async { Ok(render(&pharmacy_view(&st, &p, &headers, &f.q).await?)) }.await;
+    done(&st, &p, &headers, r)
+}
+
+#[derive(Deserialize)]
+struct LookupForm {
+    csrf: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// Find the prescription by its id or QR text and open it; a code that finds nothing comes back with the reason.
+async fn pharmacy_lookup(
+    State(st): State<AppState>,
+    UiPrincipal(p): UiPrincipal,
+    headers: HeaderMap,
+    Form(f): Form<LookupForm>,
+) -> Response {
+    let r = async {
+        p.check_csrf(Some(&f.csrf))?;
+        p.require(super::DISPENSERS)?;
+        match super::lookup(&st, &p, &f.code).await {
+            Ok((rx, _)) => Ok(Redirect::to(&format!("/ui/rx/{}", rx.id)).into_response()),
+            Err(e) if e.status.is_client_error() && e.code != "error-forbidden" => {
+                let mut page = pharmacy_view(&st, &p, &headers, "").await?;
+                let code = if e.status == axum::http::StatusCode::NOT_FOUND {
+                    "rx-lookup-none"
+                } else {
+                    e.code
+                };
+                page.error = Some(page.ctx.tr.t(code));
+                page.code = f.code.chars().take(4096).collect();
+                let mut resp = render(&page);
+                *resp.status_mut() = e.status;
+                Ok(resp)
+            }
+            Err(e) => Err(e),
+        }
+    }
+    .await;
+    done(&st, &p, &headers, r)
+}
+
+/// The received list lives on the pharmacy page.
 async fn received_page(
     State(st): State<AppState>,
     UiPrincipal(p): UiPrincipal,
     headers: HeaderMap,
 ) -> Response {
-    let r = async {
-        let list = super::received(&st, &p).await?;
-        let c = ctx(
-            &st,
-            Some(&p),
-            &headers,
-            "rx-received-title",
-            "/ui/rx/received",
-        );
-        let rows = list.iter().map(|x| row(&c, x)).collect();
-        Ok(render(&ReceivedPage { ctx: c, rows }))
-    }
-    .await;
+    let r = p
+        .require(super::DISPENSERS)
+        .map(|()| Redirect::to("/ui/rx/pharmacy").into_response());
     done(&st, &p, &headers, r)
 }
 
@@ -510,6 +615,8 @@ struct VerifyPage<'a> {
     valid: Option<bool>,
     reason: String,
     payload: Option<super::sign::RxPayload>,
+    /// A pharmacist may open a valid one for dispensing.
+    can_dispense: bool,
 }
 
 async fn verify_page(
@@ -523,6 +630,7 @@ async fn verify_page(
         valid: None,
         reason: String::new(),
         payload: None,
+        can_dispense: false,
     })
 }
 
@@ -556,6 +664,7 @@ async fn verify_submit(
             valid: Some(valid),
             reason,
             payload,
+            can_dispense: super::DISPENSERS.contains(&p.role()),
         }))
     }
     .await;

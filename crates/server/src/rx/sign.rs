@@ -204,6 +204,22 @@ pub fn verify(
     Ok(payload)
 }
 
+/// The token of a QR text (or a bare JWS) and the prescription id its payload claims, without checking the
+/// signature: for looking the prescription up, where the whole token must then equal the stored one.
+pub fn claimed_id(text: &str) -> Option<(&str, String)> {
+    let t = text.trim();
+    let token = t.strip_prefix(QR_PREFIX).unwrap_or(t);
+    let mut parts = token.split('.');
+    let (Some(_), Some(p), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let payload: Value = serde_json::from_slice(&b64url_decode(p, "payload").ok()?).ok()?;
+    let id = payload.get("id")?.as_str()?.to_owned();
+    Some((token, id))
+}
+
 /// The QR code as an SVG document (the `qrcode` crate, through the health-certificate crate's renderer).
 pub fn qr_svg(token: &str) -> Result<String, String> {
     certs::qr::render_svg(&qr_text(token)).map_err(|e| e.to_string())
@@ -274,5 +290,26 @@ mod tests {
             Err(VerifyError::Expired(_))
         ));
         assert!(qr_svg(&token).unwrap().contains("<svg"));
+    }
+
+    #[test]
+    fn the_claimed_id_is_read_from_a_code_with_or_without_its_prefix() {
+        let ring = Keyring::generate(None, Utc::now());
+        let token = sign(ring.active(), &payload()).unwrap();
+        assert_eq!(
+            claimed_id(&format!(" {} ", qr_text(&token))),
+            Some((token.as_str(), "x".to_owned()))
+        );
+        assert_eq!(claimed_id(&token), Some((token.as_str(), "x".to_owned())));
+        for bad in [
+            "",
+            "RX1:",
+            "a.b",
+            "a.b.c.d",
+            "RX1:e30.!!.x",
+            "RX1:e30.e30.x",
+        ] {
+            assert_eq!(claimed_id(bad), None, "{bad:?}");
+        }
     }
 }
