@@ -1086,6 +1086,7 @@ fn request_body(method: &str, path: &str) -> Option<RequestBody> {
             "The table as CSV with a header row, or as a JSON array of objects (application/json)",
         ),
         ("post", "/api/v1/rx/verify") => Json(schema::<rx::api::VerifyBody>),
+        ("post", "/api/v1/rx/lookup") => Json(schema::<rx::api::LookupBody>),
         ("post", "/api/v1/rx/check") | ("post", "/api/v1/rx/prescriptions") => {
             Json(schema::<rx::NewPrescription>)
         }

@@ -137,8 +137,8 @@ async fn prescribe(
     ))
 }
 
-#[derive(Deserialize)]
-struct LookupBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct LookupBody {
     code: String,
 }
 
