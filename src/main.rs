@@ -143,6 +143,11 @@ struct ServeArgs {
     /// Blob store URL: a folder, file:///path or s3://bucket/prefix (default: DATA/blobs).
     #[arg(long, env = "CARAVAN_BLOBS")]
     blobs: Option<String>,
+    /// Largest case attachment in bytes (whole-slide images run to gigabytes). Attachments are streamed into the
+    /// blob store, so this bounds storage, not memory; other request bodies stay limited to 20 MB. On S3 at most
+    /// 5 GB.
+    #[arg(long, default_value_t = caravan_server::config::DEFAULT_MAX_ATTACHMENT_BYTES, env = "CARAVAN_MAX_ATTACHMENT_BYTES")]
+    max_attachment_bytes: u64,
     /// Name shown in the page header.
     #[arg(long, default_value = "Caravan", env = "CARAVAN_NODE_NAME")]
     node_name: String,
@@ -251,6 +256,7 @@ async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
             emergency_minutes: args.sla_emergency_minutes,
         },
         secure_cookies: !(args.insecure_cookies || demo),
+        max_attachment_bytes: args.max_attachment_bytes,
         certs_dir: Some(args.data.join("certs")),
         tls: args.tls.load(federation.is_some())?,
         surveillance_method: args

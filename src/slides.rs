@@ -4,8 +4,9 @@
 //! Where slides come from:
 //! - DICOM WSI (VL Whole Slide Microscopy) arrives like any image, through the archive (STOW-RS, C-STORE); a
 //!   slide is one series (`dcm-{study}-{series}`), listed on `/ui/slides`.
-//! - A tiled TIFF / Aperio SVS is a case attachment (`image/tiff`, sniffed, within the node's upload limit) in the
-//!   blob store; the case page links it to the viewer (`att-{attachment id}`), and the case's access rules apply.
+//! - A tiled TIFF / Aperio SVS is a case attachment (`image/tiff`, sniffed, within the node's attachment limit,
+//!   4 GiB by default) in the blob store, read by range (never whole); the case page links it to the viewer
+//!   (`att-{attachment id}`), and the case's access rules apply.
 //!
 //! Routes: `/ui/slides` (list), `/ui/slides/{id}` (viewer page), `/ui/slides/viewer.js` (the viewer, ~200 lines,
 //! `script-src 'self'`), `/slides/{id}.dzi` (descriptor) and `/slides/{id}_files/{level}/{col}_{row}.jpeg` (tiles).
@@ -42,6 +43,10 @@ use std::time::{Duration, Instant};
 
 /// Who may view slides: the clinical roles (as for DICOMweb).
 const SLIDE_ROLES: &[Role] = &[Role::Referrer, Role::Consultant, Role::Coordinator];
+
+/// What an open TIFF/SVS read by range counts for in the open-slide cache: its structure (tile offset tables)
+/// and a read block, not its file.
+const RANGE_READ_SLIDE_BYTES: usize = 8 << 20;
 
 /// Tile reads by one user of one slide are audited at most this often.
 const TILE_AUDIT_EVERY: Duration = Duration::from_secs(600);
@@ -172,12 +177,14 @@ impl Slides {
             return Ok(s);
         }
         let principal = format!("{} {}", p.user.id, p.user.display_name);
+        // A TIFF/SVS is read by range from the blob store (a file of the folder store, range requests on S3):
+        // its structure now, each tile when asked for, so a slide of gigabytes is never in memory whole.
+        let mut file = None;
         let (sources, size): (Vec<Bytes>, usize) = match id {
             SlideId::Attachment(a) => {
                 let a = st.store().get_attachment(&p.actor(), *a).await?;
-                let bytes = st.blobs().get(&a.blob_key).await?;
-                let n = bytes.len();
-                (vec![bytes], n)
+                file = Some(st.blobs().random_access(&a.blob_key).await?);
+                (Vec::new(), RANGE_READ_SLIDE_BYTES)
             }
             SlideId::Dicom { study, series } => {
                 let records = self
@@ -201,13 +208,9 @@ impl Slides {
                 (out, n)
             }
         };
-        let dicom = matches!(id, SlideId::Dicom { .. });
-        let slide = tokio::task::spawn_blocking(move || {
-            if dicom {
-                Slide::open_dicom(&sources)
-            } else {
-                Slide::open_tiff(sources.into_iter().next().unwrap_or_default())
-            }
+        let slide = tokio::task::spawn_blocking(move || match file {
+            Some(file) => imaging::wsi::tiff::open_source(file),
+            None => Slide::open_dicom(&sources),
         })
         .await
         .map_err(AppError::internal)?

@@ -26,10 +26,15 @@ impl Drop for Running {
 }
 
 fn start(data: &Path) -> Running {
+    start_with(data, &[])
+}
+
+fn start_with(data: &Path, extra: &[&str]) -> Running {
     let mut child = Command::new(BIN)
         .args(["demo", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .args(["--insecure-cookies", "--dicom-listen", "127.0.0.1:0"])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -356,5 +361,290 @@ async fn slides_are_served_as_deep_zoom_behind_sign_in_and_audited() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Side of the tiles of [`big_tiff`].
+const TILE: u32 = 256;
+
+/// The base colour of tile `k` of [`big_tiff`] (its pixels add noise of 0..=40 to it).
+fn tile_colour(k: u32) -> [u8; 3] {
+    [
+        (k * 37 % 200) as u8,
+        (k * 91 % 200) as u8,
+        (k * 53 % 200) as u8,
+    ]
+}
+
+/// A tiled RGB TIFF, uncompressed, `across` × `down` tiles of 256 × 256 written by hand: tile `k` is
+/// [`tile_colour`]`(k)` plus pseudo-random noise, so the file is as large as its pixels.
+fn big_tiff(across: u32, down: u32) -> Vec<u8> {
+    let n = (across * down) as usize;
+    let tile_bytes = (TILE * TILE * 3) as usize;
+    let entries: u32 = 11;
+    let ifd = 8u32;
+    let bits = ifd + 2 + entries * 12 + 4;
+    let offsets = bits + 6;
+    let counts = offsets + 4 * n as u32;
+    let first_tile = counts + 4 * n as u32;
+    let mut f = Vec::with_capacity(first_tile as usize + n * tile_bytes);
+    f.extend_from_slice(b"II*\0");
+    f.extend_from_slice(&ifd.to_le_bytes());
+    f.extend_from_slice(&(entries as u16).to_le_bytes());
+    let mut entry = |tag: u16, kind: u16, count: u32, value: u32| {
+        f.extend_from_slice(&tag.to_le_bytes());
+        f.extend_from_slice(&kind.to_le_bytes());
+        f.extend_from_slice(&count.to_le_bytes());
+        f.extend_from_slice(&value.to_le_bytes());
+    };
+    let (short, long) = (3u16, 4u16);
+    entry(256, long, 1, across * TILE); // ImageWidth
+    entry(257, long, 1, down * TILE); // ImageLength
+    entry(258, short, 3, bits); // BitsPerSample 8,8,8
+    entry(259, short, 1, 1); // Compression: none
+    entry(262, short, 1, 2); // PhotometricInterpretation: RGB
+    entry(277, short, 1, 3); // SamplesPerPixel
+    entry(284, short, 1, 1); // PlanarConfiguration: chunky
+    entry(322, long, 1, TILE); // TileWidth
+    entry(323, long, 1, TILE); // TileLength
+    entry(324, long, n as u32, offsets); // TileOffsets
+    entry(325, long, n as u32, counts); // TileByteCounts
+    f.extend_from_slice(&0u32.to_le_bytes());
+    for _ in 0..3 {
+        f.extend_from_slice(&8u16.to_le_bytes());
+    }
+    for k in 0..n {
+        f.extend_from_slice(&(first_tile + (k * tile_bytes) as u32).to_le_bytes());
+    }
+    for _ in 0..n {
+        f.extend_from_slice(&(tile_bytes as u32).to_le_bytes());
+    }
+    assert_eq!(f.len(), first_tile as usize);
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    for k in 0..n as u32 {
+        let base = tile_colour(k);
+        for i in 0..tile_bytes {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            f.push(base[i % 3] + ((seed >> 33) % 41) as u8);
+        }
+    }
+    f
+}
+
+#[tokio::test]
+async fn a_tiff_larger_than_the_body_limit_streams_in_through_the_form_and_the_api_and_is_read_by_range(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    // 12 × 11 tiles: a 26 MB file, over the 20 MB body limit; attachments may be up to 30 MB here.
+    let limit: u64 = 30_000_000;
+    let node = start_with(dir.path(), &["--max-attachment-bytes", &limit.to_string()]);
+    let (across, down) = (12u32, 11u32);
+    let tiff = big_tiff(across, down);
+    assert!(tiff.len() > 20 * 1024 * 1024, "{} bytes", tiff.len());
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let session: Value = http
+        .post(format!("{}/api/v1/session", node.base))
+        .json(&serde_json::json!({ "username": "dr.aliyev", "password": caravan_server::demo::DEMO_PASSWORD }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = session["csrf_token"].as_str().unwrap().to_owned();
+    let cases: Value = http
+        .get(format!("{}/api/v1/consultations?mine=true", node.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let case = cases[0]["consultation"]["id"].as_str().unwrap().to_owned();
+    let part = |bytes: Vec<u8>, name: &str, mime: &str| {
+        reqwest::multipart::Part::bytes(bytes)
+            .file_name(name.to_owned())
+            .mime_str(mime)
+            .unwrap()
+    };
+    let attachments = || async {
+        let v: Value = http
+            .get(format!("{}/api/v1/consultations/{case}", node.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["attachments"].as_array().unwrap().clone()
+    };
+
+    // The case page's form (CSRF token first), as a browser sends an .svs: application/octet-stream.
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.clone())
+        .part(
+            "file",
+            part(tiff.clone(), "large.svs", "application/octet-stream"),
+        );
+    let r = http
+        .post(format!("{}/ui/consultations/{case}/attachments", node.base))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let listed = attachments().await;
+    let by_form = listed
+        .iter()
+        .find(|a| a["filename"] == "large.svs")
+        .expect("the form's upload is listed");
+    assert_eq!(by_form["content_type"], "image/tiff");
+    assert_eq!(by_form["size"], tiff.len() as u64);
+    // The JSON API, the same bytes under another name: stored once (content-addressed).
+    let form =
+        reqwest::multipart::Form::new().part("file", part(tiff.clone(), "large.tif", "image/tiff"));
+    let r = http
+        .post(format!(
+            "{}/api/v1/consultations/{case}/attachments",
+            node.base
+        ))
+        .header("x-csrf-token", &csrf)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let by_api: Value = r.json().await.unwrap();
+    assert_eq!(by_api["sha256"], by_form["sha256"]);
+    assert_eq!(by_api["size"], tiff.len() as u64);
+
+    // Both open as slides; Deep Zoom tiles show the tiles' own pixels, read by range.
+    for a in [
+        by_form["id"].as_str().unwrap(),
+        by_api["id"].as_str().unwrap(),
+    ] {
+        let id = format!("att-{a}");
+        let r = http
+            .get(format!("{}/slides/{id}.dzi", node.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let xml = r.text().await.unwrap();
+        assert!(
+            xml.contains(&format!(
+                "<Size Width=\"{}\" Height=\"{}\"/>",
+                across * TILE,
+                down * TILE
+            )),
+            "{xml}"
+        );
+        // Deep Zoom level 12 is full resolution (3072 wide); its tiles are 254 px plus a 1 px overlap.
+        for (c, r) in [(0u32, 0u32), (6, 5), (11, 10)] {
+            let resp = http
+                .get(format!("{}/slides/{id}_files/12/{c}_{r}.jpeg", node.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let img = image::load_from_memory(&resp.bytes().await.unwrap())
+                .unwrap()
+                .to_rgb8();
+            // The source tile under the Deep Zoom tile's centre, and the mean of the pixels that lie in it
+            // (8 px away from its edges, where JPEG blocks mix in the neighbours).
+            let (x0, y0) = (c * 254 - u32::from(c > 0), r * 254 - u32::from(r > 0));
+            let (cx, cy) = (
+                (x0 + img.width() / 2) / TILE,
+                (y0 + img.height() / 2) / TILE,
+            );
+            let k = cy * across + cx;
+            let (mut sum, mut n) = ([0u64; 3], 0u64);
+            for (x, y, p) in img.enumerate_pixels() {
+                let (sx, sy) = (x0 + x, y0 + y);
+                let inside = |s: u32, t: u32| s >= t * TILE + 8 && s < (t + 1) * TILE - 8;
+                if inside(sx, cx) && inside(sy, cy) {
+                    for (s, v) in sum.iter_mut().zip(p.0) {
+                        *s += u64::from(v);
+                    }
+                    n += 1;
+                }
+            }
+            assert!(n > 10_000, "{n} pixels in tile {k}");
+            let base = tile_colour(k);
+            for ch in 0..3 {
+                let mean = sum[ch] as f64 / n as f64;
+                let want = f64::from(base[ch]) + 20.0;
+                assert!(
+                    (mean - want).abs() < 6.0,
+                    "Deep Zoom tile ({c}, {r}) channel {ch}: mean {mean:.1}, source tile {k} has {want}"
+                );
+            }
+        }
+    }
+    // The download streams the bytes back unchanged.
+    let r = http
+        .get(format!(
+            "{}/api/v1/attachments/{}",
+            node.base,
+            by_api["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-length"].to_str().unwrap(),
+        tiff.len().to_string()
+    );
+    assert!(r.bytes().await.unwrap() == tiff, "the download differs");
+
+    // Over the attachment limit: 413, and nothing of it is stored.
+    let mut over = tiff.clone();
+    over.resize(limit as usize + 1, 0);
+    let form = reqwest::multipart::Form::new().part("file", part(over, "over.svs", "image/tiff"));
+    let r = http
+        .post(format!(
+            "{}/api/v1/consultations/{case}/attachments",
+            node.base
+        ))
+        .header("x-csrf-token", &csrf)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(attachments().await.len(), listed.len() + 1);
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.path().join("blobs")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(e.path());
+            } else {
+                files.push(e.path());
+            }
+        }
+    }
+    let stored: Vec<_> = files
+        .iter()
+        .filter(|f| std::fs::metadata(f).unwrap().len() >= tiff.len() as u64)
+        .collect();
+    assert_eq!(
+        stored.len(),
+        1,
+        "one blob for the two uploads, none for the refused one: {files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .all(|f| !f.to_string_lossy().contains("incoming")),
+        "no staging file is left: {files:?}"
     );
 }

@@ -5,7 +5,7 @@ use crate::auth::{self, Principal};
 use crate::consult::{self, EventRequest, NewConsultation, NewPatient};
 use crate::error::{AppError, AppResult};
 use crate::AppState;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -835,52 +835,24 @@ async fn post_message(
     ))
 }
 
-/// Read the first `file` field of a multipart body.
-pub async fn read_file_field(mut mp: Multipart) -> AppResult<(String, String, bytes::Bytes)> {
-    while let Some(field) = mp
-        .next_field()
-        .await
-        .map_err(|e| AppError::bad_request(format!("malformed multipart body: {e}")))?
-    {
-        if field.name() == Some("file") {
-            let filename = field.file_name().unwrap_or("upload").to_owned();
-            let content_type = field
-                .content_type()
-                .unwrap_or("application/octet-stream")
-                .to_owned();
-            let bytes = field.bytes().await.map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    AppError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "error-too-large",
-                        "the file is too large",
-                    )
-                } else {
-                    AppError::bad_request(format!("upload interrupted or malformed: {e}"))
-                }
-            })?;
-            return Ok((filename, content_type, bytes));
-        }
-    }
-    Err(AppError::bad_request(
-        "the multipart body has no `file` field",
-    ))
-}
-
+/// `POST /api/v1/consultations/{id}/attachments`: the multipart field `file`, streamed into the blob store (see
+/// [`crate::upload`]; the node's body limit does not apply, the attachment limit does).
 async fn upload(
     State(st): State<AppState>,
     p: Principal,
     h: HeaderMap,
     Path(id): Path<String>,
-    mp: Multipart,
+    body: axum::body::Body,
 ) -> AppResult<(StatusCode, Json<caravan_store::Attachment>)> {
     p.check_csrf(csrf(&h))?;
     p.require(&[Role::Referrer, Role::Consultant, Role::Coordinator])?;
     let id = parse_id("consultation", &id)?;
-    let (filename, content_type, bytes) = read_file_field(mp).await?;
+    let limit = st.config().max_attachment_bytes;
+    let file = crate::upload::file(&p, crate::upload::Csrf::Checked, &h, body, limit).await?;
+    let (filename, content_type) = (file.filename.clone(), file.content_type.clone());
     Ok((
         StatusCode::CREATED,
-        Json(consult::add_attachment(&st, &p, id, &filename, &content_type, bytes).await?),
+        Json(consult::add_attachment_stream(&st, &p, id, &filename, &content_type, file).await?),
     ))
 }
 
@@ -901,7 +873,8 @@ async fn consultation_audit(
 
 pub async fn download_response(st: &AppState, p: &Principal, id: &str) -> AppResult<Response> {
     p.require(&[Role::Referrer, Role::Consultant, Role::Coordinator])?;
-    let (a, bytes) = consult::attachment_content(st, p, parse_id("attachment", id)?).await?;
+    // Streamed: a slide of gigabytes is sent piece by piece.
+    let (a, size, stream) = consult::attachment_stream(st, p, parse_id("attachment", id)?).await?;
     let disposition = format!(
         "attachment; filename=\"{}\"",
         a.filename.replace(['"', '\\', '\r', '\n'], "_")
@@ -911,8 +884,9 @@ pub async fn download_response(st: &AppState, p: &Principal, id: &str) -> AppRes
             (header::CONTENT_TYPE, a.content_type),
             (header::CONTENT_DISPOSITION, disposition),
             (header::CACHE_CONTROL, "private, no-store".to_owned()),
+            (header::CONTENT_LENGTH, size.to_string()),
         ],
-        bytes,
+        axum::body::Body::from_stream(stream),
     )
         .into_response())
 }

@@ -3,6 +3,8 @@
 
 use crate::error::{AppError, AppResult};
 use bytes::Bytes;
+use futures::stream::BoxStream;
+use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload};
 use std::sync::Arc;
@@ -10,12 +12,22 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Blobs {
     inner: Arc<dyn ObjectStore>,
+    /// The same store when it is a local folder: its objects are files that can be opened directly.
+    local: Option<Arc<LocalFileSystem>>,
+}
+
+fn not_found_or_internal(e: object_store::Error) -> AppError {
+    match e {
+        object_store::Error::NotFound { .. } => AppError::not_found("file"),
+        other => AppError::internal(other),
+    }
 }
 
 impl Blobs {
     /// `file:///abs/dir`, a plain directory path, `s3://bucket/prefix` (credentials from the usual AWS_* variables)
     /// or `memory://`.
     pub fn open(spec: &str) -> Result<Self, String> {
+        let mut local = None;
         let inner: Arc<dyn ObjectStore> = if spec == "memory://" {
             Arc::new(object_store::memory::InMemory::new())
         } else if spec.starts_with("s3://") {
@@ -35,12 +47,14 @@ impl Blobs {
         } else {
             let dir = spec.strip_prefix("file://").unwrap_or(spec);
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {dir}: {e}"))?;
-            Arc::new(
-                object_store::local::LocalFileSystem::new_with_prefix(dir)
+            let fs = Arc::new(
+                LocalFileSystem::new_with_prefix(dir)
                     .map_err(|e| format!("cannot open {dir}: {e}"))?,
-            )
+            );
+            local = Some(fs.clone());
+            fs
         };
-        Ok(Self { inner })
+        Ok(Self { inner, local })
     }
 
     pub async fn put(&self, key: &str, bytes: Bytes) -> AppResult<()> {
@@ -56,11 +70,21 @@ impl Blobs {
             .inner
             .get(&ObjectPath::from(key))
             .await
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => AppError::not_found("file"),
-                other => AppError::internal(other),
-            })?;
+            .map_err(not_found_or_internal)?;
         r.bytes().await.map_err(AppError::internal)
+    }
+
+    /// An object as a stream of pieces (a download of any size in bounded memory), with its size.
+    pub async fn get_stream(
+        &self,
+        key: &str,
+    ) -> AppResult<(u64, BoxStream<'static, Result<Bytes, object_store::Error>>)> {
+        let r = self
+            .inner
+            .get(&ObjectPath::from(key))
+            .await
+            .map_err(not_found_or_internal)?;
+        Ok((r.meta.size, r.into_stream()))
     }
 
     /// Bytes `range` of an object (a study transfer's chunk).
@@ -68,10 +92,52 @@ impl Blobs {
         self.inner
             .get_range(&ObjectPath::from(key), range)
             .await
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => AppError::not_found("file"),
-                other => AppError::internal(other),
-            })
+            .map_err(not_found_or_internal)
+    }
+
+    /// An object opened for reads by range, off the async threads (a slide: its structure, then tile by tile):
+    /// a folder store's file is read directly, another store's object with one range request per read. Its
+    /// reads block: call them from blocking threads (`spawn_blocking`), inside the node's runtime.
+    pub async fn random_access(
+        &self,
+        key: &str,
+    ) -> AppResult<Arc<dyn imaging::wsi::source::RandomAccess>> {
+        let location = ObjectPath::from(key);
+        if let Some(fs) = &self.local {
+            let path = fs
+                .path_to_filesystem(&location)
+                .map_err(AppError::internal)?;
+            let file =
+                tokio::task::spawn_blocking(move || imaging::wsi::source::FileSource::open(&path))
+                    .await
+                    .map_err(AppError::internal)?
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound => AppError::not_found("file"),
+                        _ => AppError::internal(e),
+                    })?;
+            return Ok(Arc::new(file));
+        }
+        let size = self
+            .inner
+            .head(&location)
+            .await
+            .map_err(not_found_or_internal)?
+            .size;
+        Ok(Arc::new(RangedObject {
+            store: self.inner.clone(),
+            location,
+            size,
+            runtime: tokio::runtime::Handle::current(),
+        }))
+    }
+
+    /// Moves an object to another key (a file rename on a folder, a copy and a delete on S3, where one copy
+    /// takes at most 5 GB).
+    pub async fn rename(&self, from: &str, to: &str) -> AppResult<()> {
+        self.inner
+            .rename(&ObjectPath::from(from), &ObjectPath::from(to))
+            .await
+            .map_err(AppError::internal)
     }
 
     /// The size of an object, or `None` when there is no such object.
@@ -93,7 +159,7 @@ impl Blobs {
             .await
             .map_err(AppError::internal)?;
         Ok(BlobWriter {
-            inner: object_store::WriteMultipart::new(upload),
+            inner: Some(object_store::WriteMultipart::new(upload)),
         })
     }
 
@@ -121,34 +187,154 @@ impl Blobs {
     }
 }
 
-/// An object being written (see [`Blobs::writer`]). Dropped without [`BlobWriter::finish`], nothing is stored
-/// (call [`BlobWriter::abort`] to also free what an S3 upload holds).
+/// An object being written (see [`Blobs::writer`]). Dropped without [`BlobWriter::finish`] (an error, a
+/// request cancelled by its client), nothing is stored: the upload is aborted, in the background if it was
+/// not by [`BlobWriter::abort`].
 pub struct BlobWriter {
-    inner: object_store::WriteMultipart,
+    /// `None` once finished or aborted.
+    inner: Option<object_store::WriteMultipart>,
 }
 
 impl BlobWriter {
+    fn upload(&mut self) -> AppResult<&mut object_store::WriteMultipart> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| AppError::internal("blob upload already ended"))
+    }
+
     /// Appends bytes, waiting while two parts are still uploading (so memory stays at a few parts).
     pub async fn write(&mut self, bytes: &[u8]) -> AppResult<()> {
-        self.inner
+        let upload = self.upload()?;
+        upload
             .wait_for_capacity(2)
             .await
             .map_err(AppError::internal)?;
-        self.inner.write(bytes);
+        upload.write(bytes);
         Ok(())
     }
 
-    pub async fn finish(self) -> AppResult<()> {
-        self.inner
+    pub async fn finish(mut self) -> AppResult<()> {
+        let upload = self
+            .inner
+            .take()
+            .ok_or_else(|| AppError::internal("blob upload already ended"))?;
+        upload
             .finish()
             .await
             .map(|_| ())
             .map_err(AppError::internal)
     }
 
-    pub async fn abort(self) {
-        if let Err(e) = self.inner.abort().await {
-            tracing::warn!(error = %e, "an unfinished blob upload could not be aborted");
+    pub async fn abort(mut self) {
+        if let Some(upload) = self.inner.take() {
+            if let Err(e) = upload.abort().await {
+                tracing::warn!(error = %e, "an unfinished blob upload could not be aborted");
+            }
         }
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if let (Some(upload), Ok(rt)) = (self.inner.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(async move {
+                if let Err(e) = upload.abort().await {
+                    tracing::warn!(error = %e, "an abandoned blob upload could not be aborted");
+                }
+            });
+        }
+    }
+}
+
+/// An object of a remote store read by range (see [`Blobs::random_access`]).
+struct RangedObject {
+    store: Arc<dyn ObjectStore>,
+    location: ObjectPath,
+    size: u64,
+    runtime: tokio::runtime::Handle,
+}
+
+impl imaging::wsi::source::RandomAccess for RangedObject {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        let end = offset.saturating_add(len as u64).min(self.size);
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        self.runtime
+            .block_on(self.store.get_range(&self.location, offset..end))
+            .map_err(std::io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn slide_file(name: &str) -> Bytes {
+        Bytes::from(
+            std::fs::read(format!(
+                "{}/../imaging/tests/data/wsi/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap(),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slides_open_by_range_from_a_folder_and_from_an_object_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = Blobs::open(dir.path().to_str().unwrap()).unwrap();
+        let memory = Blobs::open("memory://").unwrap();
+        for name in ["aperio-jpeg.svs", "pyramid-deflate.tiff"] {
+            let bytes = slide_file(name);
+            let whole = imaging::wsi::Slide::open_tiff(bytes.clone()).unwrap();
+            let want = whole.read_region(0, 100, 50, 300, 200).unwrap();
+            let shape = (whole.dimensions(), whole.levels().len());
+            for blobs in [&folder, &memory] {
+                blobs.put("attachments/s", bytes.clone()).await.unwrap();
+                let source = blobs.random_access("attachments/s").await.unwrap();
+                assert_eq!(source.size(), bytes.len() as u64);
+                let got = tokio::task::spawn_blocking(move || {
+                    let slide = imaging::wsi::tiff::open_source(source).unwrap();
+                    assert_eq!((slide.dimensions(), slide.levels().len()), shape);
+                    slide.read_region(0, 100, 50, 300, 200).unwrap()
+                })
+                .await
+                .unwrap();
+                assert!(got == want, "{name}: the region read by range differs");
+                blobs.delete("attachments/s").await.unwrap();
+                let missing = blobs.random_access("attachments/s").await.err().unwrap();
+                assert_eq!(missing.status, axum::http::StatusCode::NOT_FOUND);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(dir.path().to_str().unwrap()).unwrap();
+        let mut w = blobs.writer("attachments/incoming/a").await.unwrap();
+        w.write(&[1u8; 100_000]).await.unwrap();
+        w.abort().await;
+        let mut w = blobs.writer("attachments/incoming/b").await.unwrap();
+        w.write(&[1u8; 100_000]).await.unwrap();
+        drop(w);
+        // The dropped one is aborted in the background.
+        for _ in 0..100 {
+            if blobs.list("attachments/").await.unwrap().is_empty()
+                && std::fs::read_dir(dir.path().join("attachments/incoming"))
+                    .map(|d| d.count() == 0)
+                    .unwrap_or(true)
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("a staging file was left behind");
     }
 }

@@ -2,6 +2,9 @@
 
 use caravan_domain::SlaPolicy;
 
+/// Default of [`NodeConfig::max_attachment_bytes`]: 4 GiB.
+pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 4 << 30;
+
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     /// Shown in the page header.
@@ -9,8 +12,13 @@ pub struct NodeConfig {
     pub sla: SlaPolicy,
     /// Assign the best-ranked consultant automatically on submit and after a decline.
     pub auto_assign: bool,
-    /// Largest accepted attachment.
+    /// Largest request body, and largest file of the forms read in memory (study uploads, imports). Attachments
+    /// have their own limit.
     pub max_upload_bytes: usize,
+    /// Largest case attachment (whole-slide images run to gigabytes). Attachments stream into the blob store as
+    /// they arrive, so this bounds storage, not memory; the node's body limit is lifted on the two attachment
+    /// upload routes only. On S3 at most 5 GB (the stored file is moved to its content address with one copy).
+    pub max_attachment_bytes: u64,
     /// Set the `Secure` flag on cookies. On by default; the demo on plain http://127.0.0.1 turns it off.
     pub secure_cookies: bool,
     /// Default UI language when neither the user, a cookie nor the browser says otherwise.
@@ -36,6 +44,7 @@ impl Default for NodeConfig {
             sla: SlaPolicy::default(),
             auto_assign: true,
             max_upload_bytes: 20 * 1024 * 1024,
+            max_attachment_bytes: DEFAULT_MAX_ATTACHMENT_BYTES,
             secure_cookies: true,
             default_locale: "en".into(),
             sweep_every: std::time::Duration::from_secs(60),

@@ -764,6 +764,33 @@ pub async fn add_attachment(
     content_type: &str,
     bytes: Bytes,
 ) -> AppResult<Attachment> {
+    let body = futures::stream::iter([Ok(bytes)]);
+    add_attachment_stream(st, p, id, filename, content_type, body).await
+}
+
+/// Bytes read before an attachment's type is decided: enough for every signature [`sniff_ok`] checks (DICOM's
+/// lies at byte 128).
+const SNIFF_BYTES: usize = 4096;
+
+/// Adds an attachment whose bytes arrive as a stream (an upload of any size up to
+/// [`crate::NodeConfig::max_attachment_bytes`]), in bounded memory: the role, the case's scope and the name are
+/// checked before anything is read; the first bytes decide and check the type; then every piece is digested
+/// (SHA-256), counted and written to a staging blob (a multipart upload). The finished blob is moved to its
+/// content address (`attachments/ab/<sha256>`, or dropped when that exists already) before the row is
+/// written; a file over the limit is a 413 and leaves nothing behind (the upload is aborted), and a failed row
+/// write removes the blob this upload created.
+pub async fn add_attachment_stream<S>(
+    st: &AppState,
+    p: &Principal,
+    id: ConsultationId,
+    filename: &str,
+    content_type: &str,
+    mut body: S,
+) -> AppResult<Attachment>
+where
+    S: futures::Stream<Item = AppResult<Bytes>> + Unpin,
+{
+    use futures::StreamExt;
     p.require(CLINICAL)?;
     let c = st.store().get_consultation(&p.actor(), id).await?;
     may_write(p, &c, true)?;
@@ -772,24 +799,34 @@ pub async fn add_attachment(
         filename.rsplit(['/', '\\']).next().unwrap_or(filename),
         255,
     )?;
-    if bytes.is_empty() {
+    let limit = st.config().max_attachment_bytes;
+    let too_large = || {
+        AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "error-too-large",
+            format!("the file is larger than {limit} bytes"),
+        )
+    };
+    let mut head = Vec::new();
+    while head.len() < SNIFF_BYTES {
+        match body.next().await {
+            Some(piece) => head.extend_from_slice(&piece?),
+            None => break,
+        }
+    }
+    if head.is_empty() {
         return Err(AppError::unprocessable(
             "error-empty-file",
             "the file is empty",
         ));
     }
-    let limit = st.config().max_upload_bytes;
-    if bytes.len() > limit {
-        return Err(AppError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "error-too-large",
-            format!("the file is larger than {limit} bytes"),
-        ));
+    if head.len() as u64 > limit {
+        return Err(too_large());
     }
     // Browsers send .svs (often .tif too) as application/octet-stream: a slide is known by its name and content.
     let lower = filename.to_ascii_lowercase();
     let content_type = if [".svs", ".tif", ".tiff"].iter().any(|e| lower.ends_with(e))
-        && sniff_ok("image/tiff", &bytes)
+        && sniff_ok("image/tiff", &head)
     {
         "image/tiff"
     } else {
@@ -805,23 +842,72 @@ pub async fn add_attachment(
             ),
         ));
     }
-    if !sniff_ok(content_type, &bytes) {
-        return Err(AppError::unprocessable(
+    let not_content = || {
+        AppError::unprocessable(
             "error-file-content",
             format!("the file's content is not {content_type}"),
-        ));
+        )
+    };
+    // Text is checked as it arrives (UTF-8 throughout); the other types by their first bytes.
+    let mut text = (content_type == "text/plain").then(Utf8Check::default);
+    if text.is_none() && !sniff_ok(content_type, &head) {
+        return Err(not_content());
     }
-    let sha = hex::encode(Sha256::digest(&bytes));
+    let staging = format!("attachments/incoming/{}", uuid::Uuid::new_v4());
+    let mut writer = st.blobs().writer(&staging).await?;
+    let mut sha = Sha256::new();
+    let mut size = 0u64;
+    let mut piece = Bytes::from(head);
+    let received: AppResult<()> = loop {
+        size += piece.len() as u64;
+        if size > limit {
+            break Err(too_large());
+        }
+        if text.as_mut().is_some_and(|t| !t.feed(&piece)) {
+            break Err(not_content());
+        }
+        sha.update(&piece);
+        if let Err(e) = writer.write(&piece).await {
+            break Err(e);
+        }
+        piece = match body.next().await {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => break Err(e),
+            None if text.as_ref().is_some_and(|t| !t.complete()) => break Err(not_content()),
+            None => break Ok(()),
+        };
+    };
+    if let Err(e) = received {
+        writer.abort().await;
+        return Err(e);
+    }
+    writer.finish().await?;
+    let sha = hex::encode(sha.finalize());
     let key = format!("attachments/{}/{}", &sha[..2], sha);
-    let size = i64::try_from(bytes.len()).map_err(AppError::internal)?;
     // Bytes first, row second: a crash in between leaves an unreferenced blob, never a row without its bytes.
-    st.blobs().put(&key, bytes).await?;
+    let created = match st.blobs().size(&key).await {
+        Ok(Some(_)) => false,
+        Ok(None) => match st.blobs().rename(&staging, &key).await {
+            Ok(()) => true,
+            Err(e) => {
+                discard(st, &staging).await;
+                return Err(e);
+            }
+        },
+        Err(e) => {
+            discard(st, &staging).await;
+            return Err(e);
+        }
+    };
+    if !created {
+        discard(st, &staging).await;
+    }
     let a = Attachment {
         id: AttachmentId::new(),
         consultation_id: id,
         filename,
         content_type: content_type.to_owned(),
-        size,
+        size: i64::try_from(size).map_err(AppError::internal)?,
         sha256: sha,
         blob_key: key,
         uploaded_by: p.user.id,
@@ -835,8 +921,58 @@ pub async fn add_attachment(
         Some(c.patient_id),
         "",
     )];
-    st.store().insert_attachment(&a, audit).await?;
+    if let Err(e) = st.store().insert_attachment(&a, audit).await {
+        // The row is not there: the bytes this upload stored go too (bytes stored earlier by another
+        // attachment with the same content stay, that row names them).
+        if created {
+            discard(st, &a.blob_key).await;
+        }
+        return Err(e.into());
+    }
     Ok(a)
+}
+
+/// Deletes a blob that no row names; a failure is logged (the blob stays unreferenced).
+async fn discard(st: &AppState, key: &str) {
+    if let Err(e) = st.blobs().delete(key).await {
+        tracing::warn!(error = %e.message, "an unreferenced attachment blob could not be removed");
+    }
+}
+
+/// UTF-8 validation of a text arriving in pieces: a character may be split between two pieces.
+#[derive(Default)]
+struct Utf8Check {
+    /// The start of a character cut at the end of the last piece (at most 3 bytes).
+    carry: Vec<u8>,
+}
+
+impl Utf8Check {
+    /// Whether the text is valid so far.
+    fn feed(&mut self, piece: &[u8]) -> bool {
+        let joined;
+        let data: &[u8] = if self.carry.is_empty() {
+            piece
+        } else {
+            let mut j = std::mem::take(&mut self.carry);
+            j.extend_from_slice(piece);
+            joined = j;
+            &joined
+        };
+        match std::str::from_utf8(data) {
+            Ok(_) => true,
+            // Cut at the end: keep the start of the character for the next piece.
+            Err(e) if e.error_len().is_none() => {
+                self.carry = data[e.valid_up_to()..].to_vec();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the text ended on a whole character.
+    fn complete(&self) -> bool {
+        self.carry.is_empty()
+    }
 }
 
 pub async fn attachment_content(
@@ -844,6 +980,35 @@ pub async fn attachment_content(
     p: &Principal,
     id: AttachmentId,
 ) -> AppResult<(Attachment, Bytes)> {
+    let (a, patient) = readable_attachment(st, p, id).await?;
+    let bytes = st.blobs().get(&a.blob_key).await?;
+    audit_attachment_read(st, p, &a, patient).await?;
+    Ok((a, bytes))
+}
+
+/// An attachment's bytes as a stream (a download of any size in bounded memory), with its size; audited like
+/// [`attachment_content`].
+pub async fn attachment_stream(
+    st: &AppState,
+    p: &Principal,
+    id: AttachmentId,
+) -> AppResult<(
+    Attachment,
+    u64,
+    futures::stream::BoxStream<'static, Result<Bytes, object_store::Error>>,
+)> {
+    let (a, patient) = readable_attachment(st, p, id).await?;
+    let (size, stream) = st.blobs().get_stream(&a.blob_key).await?;
+    audit_attachment_read(st, p, &a, patient).await?;
+    Ok((a, size, stream))
+}
+
+/// An attachment the principal may read, with its case's patient.
+async fn readable_attachment(
+    st: &AppState,
+    p: &Principal,
+    id: AttachmentId,
+) -> AppResult<(Attachment, PatientId)> {
     // Visible only through a consultation the principal may see (the store scopes both reads).
     let a = st.store().get_attachment(&p.actor(), id).await?;
     let c = st
@@ -851,18 +1016,26 @@ pub async fn attachment_content(
         .get_consultation(&p.actor(), a.consultation_id)
         .await
         .map_err(|_| AppError::not_found("attachment"))?;
-    let bytes = st.blobs().get(&a.blob_key).await?;
+    Ok((a, c.patient_id))
+}
+
+async fn audit_attachment_read(
+    st: &AppState,
+    p: &Principal,
+    a: &Attachment,
+    patient: PatientId,
+) -> AppResult<()> {
     st.store()
         .append_audit(vec![event(
             p,
             AuditAction::Read,
             "attachment",
             a.id,
-            Some(c.patient_id),
+            Some(patient),
             "",
         )])
         .await?;
-    Ok((a, bytes))
+    Ok(())
 }
 
 /// Escalate every case whose SLA clock ran out: flag it for coordinators, once.

@@ -22,6 +22,7 @@ pub mod teams;
 pub mod throttle;
 pub mod tls;
 pub mod ui;
+pub mod upload;
 pub mod visits;
 
 use axum::http::{header, HeaderValue};
@@ -139,6 +140,9 @@ pub fn router(state: AppState) -> Router {
 /// The node's router plus `extra` routes from capability crates (FHIR, DICOMweb, ...), which get the same
 /// state, security headers and body limit.
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
+    // Every buffering extractor (`Json`, `Form`, `Bytes`, `Multipart`) is held to the node's body limit. The two
+    // attachment upload routes read the raw body instead, so the limit is lifted there only; `upload` bounds it
+    // (`max_attachment_bytes` for the file, 1 MiB for the rest of the form).
     let limit = state.config().max_upload_bytes + 64 * 1024;
     Router::new()
         .route("/healthz", get(healthz))

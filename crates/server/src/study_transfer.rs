@@ -15,9 +15,11 @@
 //! - **Receiving (expert node)**: the packet links each study to the mirror case as `pending` with its manifest.
 //!   A fetcher task requests the chunks it does not have yet, checks each chunk's SHA-256, keeps each verified
 //!   chunk as a blob (`incoming/<id>/<n>`), so an interrupted transfer (a dropped connection, a truncated body,
-//!   a node restart) resumes at the first missing chunk. When all chunks are there it checks the bundle's
-//!   SHA-256, inflates it, stores every instance into its archive (refusing any that is not of the announced
-//!   study) and marks the link `ready`, with an audit event in the mirror patient's log.
+//!   a node restart) resumes at the first missing chunk. The bundle's SHA-256 and structure are checked as the
+//!   chunks go by (inflated on the fly, nothing kept); then the kept chunks are inflated again and every
+//!   instance is stored into the archive as soon as it is whole (refusing any that is not of the announced
+//!   study), and the link is marked `ready`, with an audit event in the mirror patient's log. Memory stays
+//!   bounded whatever the study's size: one chunk, the inflater, one instance (see `run`).
 
 use crate::audit::system_event;
 use crate::error::{AppError, AppResult};
@@ -40,7 +42,7 @@ use caravan_store::{CaseStudy, Change, StudyState};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -52,6 +54,8 @@ const MAGIC: &[u8] = b"CARAVAN-STUDY-1\n";
 const MAX_STUDY_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Most chunks a manifest may list (with the chunk size, this bounds what a packet can make a node fetch).
 const MAX_CHUNKS: usize = 100_000;
+/// Largest chunk a manifest may ask for (a receiver holds one chunk in memory at a time).
+pub const MAX_CHUNK_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What the case packet says of one study (see the module documentation).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +94,11 @@ impl StudyManifest {
                 self.compression
             ));
         }
-        if self.chunk_bytes == 0 || self.chunks.is_empty() || self.chunks.len() > MAX_CHUNKS {
+        if self.chunk_bytes == 0
+            || self.chunk_bytes > MAX_CHUNK_BYTES
+            || self.chunks.is_empty()
+            || self.chunks.len() > MAX_CHUNKS
+        {
             return Err("manifest: bad chunking".into());
         }
         if self.size.div_ceil(self.chunk_bytes) != self.chunks.len() as u64 {
@@ -235,28 +243,13 @@ struct Packed {
     count: u32,
 }
 
-/// The instances of a bundle (the inverse of [`pack`]); a malformed bundle is an error, never a panic.
+/// The instances of a bundle (the inverse of [`pack`]), through the streaming [`Unbundler`] fed in one piece.
+#[cfg(test)]
 fn unpack(plain: &[u8]) -> Result<Vec<Bytes>, String> {
-    let rest = plain
-        .strip_prefix(MAGIC)
-        .ok_or_else(|| "bundle: bad magic".to_string())?;
-    let mut out = Vec::new();
-    let mut at = 0usize;
-    while at < rest.len() {
-        let head = rest
-            .get(at..at + 8)
-            .ok_or_else(|| "bundle: truncated length".to_string())?;
-        let mut n = [0u8; 8];
-        n.copy_from_slice(head);
-        let len = usize::try_from(u64::from_be_bytes(n)).map_err(|_| "bundle: bad length")?;
-        at += 8;
-        let body = rest
-            .get(at..at.checked_add(len).ok_or("bundle: bad length")?)
-            .ok_or_else(|| "bundle: truncated instance".to_string())?;
-        out.push(Bytes::copy_from_slice(body));
-        at += len;
-    }
-    Ok(out)
+    let mut u = Unbundler::new(plain.len() as u64, true);
+    u.push(plain)?;
+    u.finish()?;
+    Ok(u.done)
 }
 
 /// Builds and stores the bundles of the studies of `c` marked for sharing, for `destination`. Called while
@@ -287,7 +280,7 @@ pub(crate) async fn prepare(
         .filter(|s| s.share && s.state == StudyState::Ready)
         .collect();
     let who = format!("federation:{destination}");
-    let chunk_bytes = fed.config().study_chunk_bytes.max(1024);
+    let chunk_bytes = fed.config().study_chunk_bytes.clamp(1024, MAX_CHUNK_BYTES);
     let mut out = Vec::new();
     for s in studies {
         let records = im
@@ -764,6 +757,7 @@ pub(crate) fn start_fetcher(st: &AppState) -> tokio::task::JoinHandle<()> {
 }
 
 /// Why a pass over one transfer stopped.
+#[derive(Debug)]
 enum Stop {
     /// Try again on the next pass (network, the other node down, a chunk that did not verify).
     Retry(String),
@@ -926,7 +920,22 @@ async fn finish(st: &AppState, mut s: CaseStudy, result: Result<u32, Stop>) -> b
     }
 }
 
-/// One pass: fetch the missing chunks, then (all there) assemble and store. Returns the instances stored.
+/// One pass over a transfer, in bounded memory, whatever the study's size. Returns the instances stored.
+///
+/// 1. **Fetch and check**: chunk by chunk in order, a chunk kept by an earlier pass is used if it still
+///    verifies, a missing one is fetched (one signed range request) and kept once its SHA-256 verifies; each is
+///    added to the bundle's digest and inflated through [`Unbundler`], which only checks the bundle's structure
+///    (magic, instance framing, the uncompressed size and instance count the manifest gives). A network failure
+///    or a chunk that does not verify stops the pass: the next one resumes at the first missing chunk.
+/// 2. **Store**: with the bundle's digest and structure verified, the kept chunks are read again (each verified
+///    again) and inflated a slice at a time; every instance is stored into the archive as soon as it is whole
+///    (refused unless it belongs to the announced study).
+///
+/// So the refusals are today's: no instance is stored from a bundle whose chunk digests, bundle digest, size,
+/// structure or instance count do not match its manifest. Memory: one chunk (the manifest's chunk size, at
+/// most [`MAX_CHUNK_BYTES`]; 1 MiB by default), the inflater's window and buffer, the instance being
+/// assembled, and the instances completed by one [`INFLATE_SLICE`] of compressed input (deflate expands at
+/// most ~1032 times: 16.5 MiB). The price is inflating twice.
 async fn run(
     st: &AppState,
     client: &reqwest::Client,
@@ -957,103 +966,330 @@ async fn run(
         base.trim_end_matches('/'),
         TRANSFER_PATH.replace("{id}", &m.id.to_string())
     );
-    let signer = fed.signer();
-    let mut parts = Vec::with_capacity(m.chunks.len());
+    // 1. Every chunk there and verified; the bundle's digest and structure checked on the way.
+    let mut whole = Sha256::new();
+    let mut size = 0u64;
+    let mut check = Inflater::new(Unbundler::new(m.plain_bytes, false));
     for (n, want) in m.chunks.iter().enumerate() {
         let key = chunk_key(m.id, n);
         // Resume: a chunk kept by an earlier pass is used if it still verifies.
-        if let Ok(b) = st.blobs().get(&key).await {
-            if sha_hex(&b) == *want {
-                parts.push(b);
-                continue;
+        let chunk = match st.blobs().get(&key).await {
+            Ok(b) if sha_hex(&b) == *want => b,
+            _ => {
+                let body = fetch_chunk(fed, client, &url, m, n).await?;
+                st.blobs()
+                    .put(&key, body.clone())
+                    .await
+                    .map_err(|e| Stop::Retry(e.message))?;
+                body
             }
-        }
-        let range = m.chunk_range(n);
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::RANGE,
-            header::HeaderValue::from_str(&format!("bytes={}-{}", range.start, range.end - 1))
-                .map_err(|e| Stop::Fail(e.to_string()))?,
-        );
-        signer
-            .sign("GET", &url, &mut headers, b"", Utc::now().timestamp())
-            .map_err(|e| Stop::Retry(format!("signing: {e}")))?;
-        let resp = client
-            .request(Method::GET, &url)
-            .headers(headers)
-            .send()
-            .await
-            .map_err(|e| Stop::Retry(format!("chunk {n}: {e}")))?;
-        let status = resp.status();
-        if status == StatusCode::NOT_FOUND {
-            return Err(Stop::Fail(
-                "the sending node no longer has the study".into(),
-            ));
-        }
-        if status != StatusCode::PARTIAL_CONTENT {
-            return Err(Stop::Retry(format!("chunk {n}: HTTP {}", status.as_u16())));
-        }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| Stop::Retry(format!("chunk {n}: {e}")))?;
-        if sha_hex(&body) != *want {
-            return Err(Stop::Retry(format!(
-                "chunk {n}: digest mismatch ({} bytes)",
-                body.len()
-            )));
-        }
-        st.blobs()
-            .put(&key, body.clone())
-            .await
-            .map_err(|e| Stop::Retry(e.message))?;
-        parts.push(body);
+        };
+        whole.update(&chunk);
+        size += chunk.len() as u64;
+        check = check.feed_all(chunk).await?;
     }
-    let total: usize = parts.iter().map(Bytes::len).sum();
-    let mut bundle = Vec::with_capacity(total);
-    for p in &parts {
-        bundle.extend_from_slice(p);
-    }
-    if bundle.len() as u64 != m.size || sha_hex(&bundle) != m.sha256 {
+    if size != m.size || hex::encode(whole.finalize()) != m.sha256 {
         return Err(Stop::Fail("bundle digest mismatch".into()));
     }
-    let limit = m.plain_bytes;
-    let instances = tokio::task::spawn_blocking(move || -> Result<Vec<Bytes>, String> {
-        let mut plain = Vec::with_capacity(limit.min(MAX_STUDY_BYTES) as usize);
-        flate2::read::ZlibDecoder::new(bundle.as_slice())
-            .take(limit + 1)
-            .read_to_end(&mut plain)
-            .map_err(|e| format!("bundle: {e}"))?;
-        if plain.len() as u64 != limit {
-            return Err("bundle: size differs from the manifest".into());
-        }
-        unpack(&plain)
-    })
-    .await
-    .map_err(|e| Stop::Retry(e.to_string()))?
-    .map_err(Stop::Fail)?;
-    if instances.len() != m.instances as usize {
+    let checked = check.finish().await?;
+    if checked.count != m.instances {
         return Err(Stop::Fail(
             "bundle: instance count differs from the manifest".into(),
         ));
     }
+    // 2. The verified bundle again, stored instance by instance.
     let who = format!("federation:{origin}");
-    for b in instances {
-        im.archive()
-            .store_checked(b, Some(&m.study_uid), &who)
+    let store = async |instances: Vec<Bytes>| -> Result<(), Stop> {
+        for b in instances {
+            im.archive()
+                .store_checked(b, Some(&m.study_uid), &who)
+                .await
+                .map_err(|e| match e {
+                    imaging::Error::Rejected(r) => Stop::Fail(format!("instance refused: {r}")),
+                    other => Stop::Retry(other.to_string()),
+                })?;
+        }
+        Ok(())
+    };
+    let mut inflater = Inflater::new(Unbundler::new(m.plain_bytes, true));
+    for (n, want) in m.chunks.iter().enumerate() {
+        let chunk = st
+            .blobs()
+            .get(&chunk_key(m.id, n))
             .await
-            .map_err(|e| match e {
-                imaging::Error::Rejected(r) => Stop::Fail(format!("instance refused: {r}")),
-                other => Stop::Retry(other.to_string()),
-            })?;
+            .map_err(|e| Stop::Retry(format!("chunk {n}: {}", e.message)))?;
+        if sha_hex(&chunk) != *want {
+            return Err(Stop::Retry(format!(
+                "chunk {n} changed since it was checked"
+            )));
+        }
+        let mut at = 0;
+        while at < chunk.len() {
+            let (next, used, instances) = inflater.feed_some(chunk.clone(), at).await?;
+            inflater = next;
+            at = used;
+            store(instances).await?;
+        }
     }
+    let mut last = inflater.finish().await?;
+    store(std::mem::take(&mut last.done)).await?;
     Ok(m.instances)
+}
+
+/// Fetches chunk `n` (one signed range request), reading no more than the range, and checks its digest.
+async fn fetch_chunk(
+    fed: &Federation,
+    client: &reqwest::Client,
+    url: &str,
+    m: &StudyManifest,
+    n: usize,
+) -> Result<Bytes, Stop> {
+    let range = m.chunk_range(n);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::RANGE,
+        header::HeaderValue::from_str(&format!("bytes={}-{}", range.start, range.end - 1))
+            .map_err(|e| Stop::Fail(e.to_string()))?,
+    );
+    fed.signer()
+        .sign("GET", url, &mut headers, b"", Utc::now().timestamp())
+        .map_err(|e| Stop::Retry(format!("signing: {e}")))?;
+    let mut resp = client
+        .request(Method::GET, url)
+        .headers(headers)
+        .send()
+        .await
+        .map_err(|e| Stop::Retry(format!("chunk {n}: {e}")))?;
+    let status = resp.status();
+    if status == StatusCode::NOT_FOUND {
+        return Err(Stop::Fail(
+            "the sending node no longer has the study".into(),
+        ));
+    }
+    if status != StatusCode::PARTIAL_CONTENT {
+        return Err(Stop::Retry(format!("chunk {n}: HTTP {}", status.as_u16())));
+    }
+    let expected = range.end - range.start;
+    let mut body = bytes::BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
+    while let Some(piece) = resp
+        .chunk()
+        .await
+        .map_err(|e| Stop::Retry(format!("chunk {n}: {e}")))?
+    {
+        if body.len() as u64 + piece.len() as u64 > expected {
+            return Err(Stop::Retry(format!("chunk {n}: longer than its range")));
+        }
+        body.extend_from_slice(&piece);
+    }
+    let body = body.freeze();
+    if sha_hex(&body) != m.chunks[n] {
+        return Err(Stop::Retry(format!(
+            "chunk {n}: digest mismatch ({} bytes)",
+            body.len()
+        )));
+    }
+    Ok(body)
+}
+
+/// Compressed bytes inflated at a time while storing (see [`run`]).
+const INFLATE_SLICE: usize = 16 * 1024;
+
+/// The zlib inflater feeding an [`Unbundler`], run off the async threads (it moves into a blocking task and
+/// back for every step).
+struct Inflater(flate2::write::ZlibDecoder<Unbundler>);
+
+impl Inflater {
+    fn new(u: Unbundler) -> Self {
+        Inflater(flate2::write::ZlibDecoder::new(u))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        f: impl FnOnce() -> Result<T, String> + Send + 'static,
+    ) -> Result<T, Stop> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| Stop::Retry(e.to_string()))?
+            .map_err(Stop::Fail)
+    }
+
+    /// Inflates all of `chunk` (checking only: the unbundler keeps no instance).
+    async fn feed_all(self, chunk: Bytes) -> Result<Self, Stop> {
+        let mut me = self;
+        Self::blocking(move || {
+            me.0.write_all(&chunk).map_err(|e| bundle_error(&e))?;
+            Ok(me)
+        })
+        .await
+    }
+
+    /// Inflates `chunk` from `at`, a slice at a time, until some instances are whole or the chunk is used up;
+    /// returns where it stopped and the whole instances.
+    async fn feed_some(self, chunk: Bytes, at: usize) -> Result<(Self, usize, Vec<Bytes>), Stop> {
+        let mut me = self;
+        Self::blocking(move || {
+            let mut at = at;
+            while at < chunk.len() && me.0.get_ref().done.is_empty() {
+                let end = (at + INFLATE_SLICE).min(chunk.len());
+                me.0.write_all(&chunk[at..end])
+                    .map_err(|e| bundle_error(&e))?;
+                at = end;
+            }
+            let done = std::mem::take(&mut me.0.get_mut().done);
+            Ok((me, at, done))
+        })
+        .await
+    }
+
+    /// Ends the stream: the unbundler, with its last instances, once the bundle proved whole.
+    async fn finish(self) -> Result<Unbundler, Stop> {
+        Self::blocking(move || {
+            let u = self.0.finish().map_err(|e| bundle_error(&e))?;
+            u.finish()?;
+            Ok(u)
+        })
+        .await
+    }
+}
+
+/// The message of an inflater failure: the unbundler's own refusal, or the zlib stream's.
+fn bundle_error(e: &std::io::Error) -> String {
+    let m = e.to_string();
+    if m.starts_with("bundle:") {
+        m
+    } else {
+        format!("bundle: {m}")
+    }
+}
+
+/// Splits an uncompressed bundle (see [`Packer`]) into its instances as it arrives, in any pieces: the magic
+/// line, then per instance its length and bytes. Refuses more bytes than the manifest's `plain_bytes` (a
+/// decompression bomb stops there) and an instance longer than what may follow. With `keep`, whole instances
+/// collect in `done` for the caller to take; without, they are only counted.
+struct Unbundler {
+    limit: u64,
+    keep: bool,
+    plain: u64,
+    magic: usize,
+    len: [u8; 8],
+    len_have: usize,
+    /// The instance being read: bytes still to come, bytes so far (with `keep`).
+    current: Option<(u64, Vec<u8>)>,
+    done: Vec<Bytes>,
+    count: u32,
+}
+
+impl Unbundler {
+    fn new(limit: u64, keep: bool) -> Self {
+        Unbundler {
+            limit,
+            keep,
+            plain: 0,
+            magic: 0,
+            len: [0; 8],
+            len_have: 0,
+            current: None,
+            done: Vec::new(),
+            count: 0,
+        }
+    }
+
+    fn push(&mut self, mut b: &[u8]) -> Result<(), String> {
+        let n = b.len() as u64;
+        if self.plain + n > self.limit {
+            return Err("bundle: size differs from the manifest".into());
+        }
+        // What may still follow `b`'s first byte.
+        let mut left = self.limit - self.plain;
+        self.plain += n;
+        while !b.is_empty() {
+            let used = if self.magic < MAGIC.len() {
+                let k = (MAGIC.len() - self.magic).min(b.len());
+                if b[..k] != MAGIC[self.magic..self.magic + k] {
+                    return Err("bundle: bad magic".into());
+                }
+                self.magic += k;
+                k
+            } else if let Some((rest, bytes)) = &mut self.current {
+                let k = usize::try_from(*rest).unwrap_or(usize::MAX).min(b.len());
+                if self.keep {
+                    bytes.extend_from_slice(&b[..k]);
+                }
+                *rest -= k as u64;
+                if *rest == 0 {
+                    self.complete();
+                }
+                k
+            } else {
+                let k = (8 - self.len_have).min(b.len());
+                self.len[self.len_have..self.len_have + k].copy_from_slice(&b[..k]);
+                self.len_have += k;
+                if self.len_have == 8 {
+                    self.len_have = 0;
+                    let len = u64::from_be_bytes(self.len);
+                    if len > left - k as u64 {
+                        return Err("bundle: truncated instance".into());
+                    }
+                    let bytes = if self.keep {
+                        Vec::with_capacity(usize::try_from(len).map_err(|_| "bundle: bad length")?)
+                    } else {
+                        Vec::new()
+                    };
+                    self.current = Some((len, bytes));
+                    if len == 0 {
+                        self.complete();
+                    }
+                }
+                k
+            };
+            b = &b[used..];
+            left -= used as u64;
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self) {
+        if let Some((_, bytes)) = self.current.take() {
+            self.count += 1;
+            if self.keep {
+                self.done.push(Bytes::from(bytes));
+            }
+        }
+    }
+
+    /// The end of the bundle: it must end on an instance boundary, at the manifest's size.
+    fn finish(&self) -> Result<(), String> {
+        if self.magic < MAGIC.len() {
+            return Err("bundle: bad magic".into());
+        }
+        if self.len_have > 0 {
+            return Err("bundle: truncated length".into());
+        }
+        if self.current.is_some() {
+            return Err("bundle: truncated instance".into());
+        }
+        if self.plain != self.limit {
+            return Err("bundle: size differs from the manifest".into());
+        }
+        Ok(())
+    }
+}
+
+impl Write for Unbundler {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.push(b).map_err(std::io::Error::other)?;
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn bundles_round_trip_and_bad_ones_are_refused() {
@@ -1120,6 +1356,108 @@ mod tests {
     }
 
     #[test]
+    fn the_unbundler_splits_a_bundle_arriving_in_any_pieces_and_refuses_malformed_ones() {
+        let instances: Vec<Vec<u8>> =
+            vec![vec![1u8; 10], vec![], b"DICM".to_vec(), vec![7u8; 3000]];
+        let packed = pack(&instances);
+        let len = packed.len() as u64;
+        let want: Vec<Bytes> = instances.iter().cloned().map(Bytes::from).collect();
+        for piece in [1, 3, 7, 8, 9, 17, 100, packed.len()] {
+            let mut u = Unbundler::new(len, true);
+            let mut got = Vec::new();
+            for c in packed.chunks(piece) {
+                u.push(c).unwrap();
+                got.append(&mut u.done);
+            }
+            u.finish().unwrap();
+            assert_eq!(got, want, "pieces of {piece}");
+            let mut count = Unbundler::new(len, false);
+            for c in packed.chunks(piece) {
+                count.push(c).unwrap();
+            }
+            count.finish().unwrap();
+            assert_eq!((count.count, count.done.len()), (4, 0));
+        }
+        // More than the manifest says: refused as it arrives.
+        assert!(Unbundler::new(len - 1, true).push(&packed).is_err());
+        // Cut short: in an instance, in a length, in the magic line.
+        for cut in [packed.len() - 1, MAGIC.len() + 3, 5] {
+            // Where the manifest agrees with the cut bundle (an instance then claims more than may follow), and
+            // where it does not (the bundle ends early).
+            let mut u = Unbundler::new(cut as u64, true);
+            assert!(
+                u.push(&packed[..cut]).and_then(|_| u.finish()).is_err(),
+                "cut at {cut}"
+            );
+            let mut u = Unbundler::new(len, true);
+            u.push(&packed[..cut]).unwrap();
+            assert!(u.finish().is_err(), "cut at {cut}");
+        }
+        // A length beyond what may follow is refused before anything is allocated for it.
+        let mut huge = MAGIC.to_vec();
+        huge.extend_from_slice(&u64::MAX.to_be_bytes());
+        let mut u = Unbundler::new(huge.len() as u64 + 100, true);
+        assert_eq!(
+            u.push(&huge).unwrap_err(),
+            "bundle: truncated instance".to_string()
+        );
+        assert!(Unbundler::new(100, true)
+            .push(b"CARAVAN-STUDY-2\n")
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn the_inflater_hands_instances_over_a_slice_at_a_time() {
+        // Incompressible instances, several larger than a slice, others small.
+        let mut seed = 11u64;
+        let instances: Vec<Vec<u8>> = (0..8)
+            .map(|i| {
+                (0..(i * 9000 + 1))
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        (seed >> 56) as u8
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut p = Packer::new(5000).unwrap();
+        let mut stream = Vec::new();
+        for i in &instances {
+            p.add(i).unwrap();
+            stream.extend(p.take());
+        }
+        let packed = p.finish().unwrap();
+        stream.extend(packed.rest);
+        let mut inflater = Inflater::new(Unbundler::new(packed.plain_bytes, true));
+        let mut got = Vec::new();
+        let mut steps = 0;
+        for chunk in stream.chunks(5000) {
+            let chunk = Bytes::copy_from_slice(chunk);
+            let mut at = 0;
+            while at < chunk.len() {
+                let (next, used, mut done) = inflater.feed_some(chunk.clone(), at).await.unwrap();
+                assert!(done.len() <= 3, "a slice completes few instances");
+                inflater = next;
+                at = used;
+                got.append(&mut done);
+                steps += 1;
+            }
+        }
+        let mut last = inflater.finish().await.unwrap();
+        got.append(&mut last.done);
+        assert_eq!(got.len(), 8);
+        assert!(steps > 8, "{steps} steps");
+        for (g, w) in got.iter().zip(&instances) {
+            assert_eq!(&g[..], &w[..]);
+        }
+        // A cut zlib stream is refused at the end.
+        let cut = Bytes::copy_from_slice(&stream[..stream.len() - 10]);
+        let inflater = Inflater::new(Unbundler::new(packed.plain_bytes, false));
+        let inflater = inflater.feed_all(cut).await.unwrap();
+        assert!(inflater.finish().await.is_err());
+    }
+
+    #[test]
     fn ranges_are_one_closed_range_inside_the_object() {
         assert_eq!(parse_range("bytes=0-9", 10), Some(0..10));
         assert_eq!(parse_range("bytes=5-5", 10), Some(5..6));
@@ -1161,6 +1499,14 @@ mod tests {
         assert!(bad.check().is_err());
         let bad = StudyManifest {
             compression: "zstd".into(),
+            ..m.clone()
+        };
+        assert!(bad.check().is_err());
+        // A chunk larger than a receiver holds at once.
+        let bad = StudyManifest {
+            chunk_bytes: MAX_CHUNK_BYTES + 1,
+            size: MAX_CHUNK_BYTES + 1,
+            chunks: vec!["b".repeat(64)],
             ..m
         };
         assert!(bad.check().is_err());

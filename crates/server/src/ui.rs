@@ -1196,20 +1196,22 @@ async fn case_message(
     done(&st, &p, &headers, r)
 }
 
+/// The case page's attachment form: the file is streamed into the blob store (see [`crate::upload`]; the node's
+/// body limit does not apply, the attachment limit does), after its CSRF token.
 async fn case_upload(
     State(st): State<AppState>,
     UiPrincipal(p): UiPrincipal,
     headers: HeaderMap,
     Path(id): Path<String>,
-    mp: Multipart,
+    body: axum::body::Body,
 ) -> Response {
     let r = async {
         let id: ConsultationId = parse_id("consultation", &id)?;
-        let f = read_upload_form(&p, mp)
-            .await?
-            .file
-            .ok_or_else(|| AppError::bad_request("the upload has no file"))?;
-        consult::add_attachment(&st, &p, id, &f.filename, &f.content_type, f.bytes).await?;
+        let limit = st.config().max_attachment_bytes;
+        let f =
+            crate::upload::file(&p, crate::upload::Csrf::FirstField, &headers, body, limit).await?;
+        let (filename, content_type) = (f.filename.clone(), f.content_type.clone());
+        consult::add_attachment_stream(&st, &p, id, &filename, &content_type, f).await?;
         Ok(Redirect::to(&format!("/ui/consultations/{id}#attachments")).into_response())
     }
     .await;

@@ -75,4 +75,37 @@ async fn attachments_round_trip_through_s3() {
         listing.contains(att["sha256"].as_str().unwrap()),
         "{listing} / {att}"
     );
+
+    // A file of several multipart parts (5 MB each): streamed into a staging upload, copied to its content
+    // address, the staging object removed.
+    let mut big = b"%PDF-1.7\n".to_vec();
+    let mut seed = 1u64;
+    while big.len() < 12 * 1024 * 1024 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        big.push((seed >> 56) as u8);
+    }
+    let (s, att) = referrer
+        .upload(&cid, "scan.pdf", "application/pdf", big.clone())
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{att}");
+    assert_eq!(
+        referrer.download(att["id"].as_str().unwrap()).await,
+        (StatusCode::OK, big)
+    );
+    let listing = reqwest::Client::new()
+        .get(format!("{endpoint}/{bucket}?list-type=2&prefix=node-a/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        listing.contains(att["sha256"].as_str().unwrap()),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains("incoming"),
+        "a staging object is left: {listing}"
+    );
 }

@@ -764,3 +764,173 @@ async fn an_ecg_attachment_is_drawn_on_paper_with_its_measurements() {
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_study_many_fetch_ranges_long_arrives_instance_by_instance() {
+    use dicom_dictionary_std::tags;
+    // No interruption this time.
+    let (net, proxy) = start(usize::MAX).await;
+    let wang = net.login(DemoNode::Kashgar, "dr.wang").await;
+    let expert = net.login(DemoNode::Center, "cardio.nurlanov").await;
+    let (_, v) = wang.get("/api/v1/patients?name=Tursun").await;
+    let pid = v[0]["id"].as_str().unwrap().to_owned();
+    let (s, case) = wang
+        .post(
+            "/api/v1/consultations",
+            json!({ "patient_id": pid, "question": "Cardiac MR series", "specialty": "cardiology",
+                    "urgency": "urgent", "languages": ["en"] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{case}");
+    let cid = case["id"].as_str().unwrap().to_owned();
+
+    // Eight instances of one series with random pixels (the bundle does not compress): each spans many fetch
+    // ranges of the test pace's 4 KiB chunks, and chunk boundaries fall inside instances.
+    let mut seed = 3u64;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let mut sizes = Vec::new();
+    for i in 0..8u32 {
+        let mut obj = dicom_object::open_file(format!(
+            "{}/../imaging/tests/data/pixels/emri_small.dcm",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let len = obj
+            .element(tags::PIXEL_DATA)
+            .unwrap()
+            .value()
+            .to_bytes()
+            .unwrap()
+            .len();
+        let pixels: Vec<u8> = (0..len)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (seed >> 56) as u8
+            })
+            .collect();
+        obj.put(dicom_core::DataElement::new(
+            tags::PIXEL_DATA,
+            dicom_core::VR::OW,
+            dicom_core::PrimitiveValue::U8(pixels.into()),
+        ));
+        let uid = format!("2.25.98765432101234567890{i}");
+        obj.put(dicom_core::DataElement::new(
+            tags::SOP_INSTANCE_UID,
+            dicom_core::VR::UI,
+            dicom_core::PrimitiveValue::from(uid.as_str()),
+        ));
+        obj.put(dicom_core::DataElement::new(
+            tags::INSTANCE_NUMBER,
+            dicom_core::VR::IS,
+            dicom_core::PrimitiveValue::from((i + 1).to_string()),
+        ));
+        obj.update_meta(|m| m.media_storage_sop_instance_uid = uid.clone());
+        let mut out = Vec::new();
+        obj.write_all(&mut out).unwrap();
+        sizes.push(out.len());
+        zip.start_file(
+            format!("IMG/{i:04}.dcm"),
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        zip.write_all(&out).unwrap();
+    }
+    assert!(sizes.iter().all(|&s| s > 16 * 4096), "{sizes:?}");
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", wang.csrf.clone())
+        .text("share", "1")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(zip.finish().unwrap().into_inner())
+                .file_name("series.zip"),
+        );
+    let r = wang
+        .http
+        .post(format!(
+            "{}/ui/consultations/{cid}/studies/upload",
+            wang.base
+        ))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let (_, html) = page(&wang, &format!("/ui/consultations/{cid}")).await;
+    let marker = format!("/ui/consultations/{cid}/studies/");
+    let at = html.find(&marker).expect("the case page links the study");
+    let home_uid: String = html[at + marker.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let home_meta = metadata(&wang, &cid, &home_uid).await;
+    assert_eq!(home_meta.len(), 8);
+
+    let (s, c) = wang
+        .post(
+            &format!("/api/v1/consultations/{cid}/events"),
+            json!({ "type": "submit" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    let mirror = until("the mirror case", async || {
+        let (_, v) = expert.get("/api/v1/consultations").await;
+        v.as_array()?.first()?["consultation"]["id"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await;
+    let center = net.node(DemoNode::Center).state.clone();
+    let cid_m: caravan_domain::ConsultationId = mirror.parse().unwrap();
+    let actor = caravan_domain::Actor::from(
+        &center
+            .store()
+            .get_user(expert.id().parse().unwrap())
+            .await
+            .unwrap(),
+    );
+    let linked = until("the study to arrive", async || {
+        let l = center.store().list_case_studies(&actor, cid_m).await.ok()?;
+        l.into_iter()
+            .find(|s| s.state != caravan_store::StudyState::Pending)
+    })
+    .await;
+    assert_eq!(
+        linked.state,
+        caravan_store::StudyState::Ready,
+        "{:?}",
+        linked.detail
+    );
+    assert_eq!(linked.instances, 8);
+    // Many ranges, each fetched once.
+    let served = proxy.served.lock().unwrap().clone();
+    assert!(served.len() > 8 * 16, "{} ranges", served.len());
+    let mut unique = served.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), served.len(), "no range was fetched twice");
+
+    // Every instance arrived whole: the same pixels, frame by frame, matched by instance number.
+    let meta = metadata(&expert, &mirror, &linked.study_uid).await;
+    assert_eq!(meta.len(), 8);
+    let frames = async |c: &Client, case: &str, study: &str, meta: &[Value]| {
+        let mut out = std::collections::BTreeMap::new();
+        for m in meta {
+            let base = format!(
+                "/ui/consultations/{case}/dicomweb/studies/{study}/series/{}/instances/{}",
+                tag(m, "0020000E"),
+                tag(m, "00080018")
+            );
+            out.insert(tag(m, "00200013"), frame(c, &base).await);
+        }
+        out
+    };
+    let there = frames(&expert, &mirror, &linked.study_uid, &meta).await;
+    let here = frames(&wang, &cid, &home_uid, &home_meta).await;
+    assert_eq!(there.len(), 8);
+    assert!(there == here, "the pixels of every instance are unchanged");
+}

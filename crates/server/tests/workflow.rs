@@ -303,9 +303,17 @@ async fn bad_input_gets_a_clear_4xx() {
             .status(),
         StatusCode::UNPROCESSABLE_ENTITY
     );
-    let mut big = b"%PDF-".to_vec();
+    // Attachments have their own limit (`large_attachments_stream_in_within_their_own_limit`); every other body
+    // keeps the node's 20 MB limit.
+    let mut big = br#"{"given_name": ""#.to_vec();
     big.resize(21 * 1024 * 1024, b'x');
-    let s = upload(big, "big.pdf", "application/pdf")
+    let s = c
+        .http
+        .post(format!("{}/api/v1/patients", node.base))
+        .header("x-csrf-token", &c.csrf)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
         .await
         .map(|r| r.status());
     assert!(
@@ -524,6 +532,168 @@ async fn a_coordinator_gives_a_case_to_a_standing_team() {
 
 /// The UI's multipart forms share one reader: the CSRF token comes first and is checked before the file is read;
 /// a form without it, or with a wrong one, stores nothing.
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(e.path());
+            } else {
+                files.push(e.path());
+            }
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn large_attachments_stream_in_within_their_own_limit() {
+    // Attachments up to 1 MiB on this node; the body limit of other requests stays at its default.
+    let limit = 1024 * 1024;
+    let node = start_with(caravan_server::NodeConfig {
+        secure_cookies: false,
+        max_attachment_bytes: limit,
+        ..caravan_server::NodeConfig::default()
+    })
+    .await;
+    let c = Client::login(&node, "dr.aliyev").await;
+    let (s, patient) = c
+        .post("/api/v1/patients", json!({ "given_name": "Aru", "family_name": "Nurova", "birth_date": "1980-05-05", "sex": "female" }))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{patient}");
+    let (s, case) = c
+        .post("/api/v1/consultations", json!({ "patient_id": patient["id"], "question": "Biopsy?", "specialty": "pathology", "urgency": "routine", "languages": ["ru"] }))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{case}");
+    let cid = case["id"].as_str().unwrap().to_owned();
+    let attachments = || async {
+        let (s, v) = c.get(&format!("/api/v1/consultations/{cid}")).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["attachments"].as_array().unwrap().clone()
+    };
+    let blobs = node.dir.path().join("blobs");
+    let ui_form = |bytes: Vec<u8>, name: &str, mime: &str| {
+        let form = reqwest::multipart::Form::new()
+            .text("csrf", c.csrf.clone())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes)
+                    .file_name(name.to_owned())
+                    .mime_str(mime)
+                    .unwrap(),
+            );
+        c.http
+            .post(format!("{}/ui/consultations/{cid}/attachments", node.base))
+            .multipart(form)
+            .send()
+    };
+
+    // Exactly the limit: stored, digested and sized as it streamed in; the download gives it back.
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    let mut seed = 5u64;
+    while pdf.len() < limit as usize {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        pdf.push((seed >> 56) as u8);
+    }
+    let (s, a) = c
+        .upload(&cid, "scan.pdf", "application/pdf", pdf.clone())
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    assert_eq!(a["size"], limit);
+    let sha = a["sha256"].as_str().unwrap().to_owned();
+    let blob = blobs.join("attachments").join(&sha[..2]).join(&sha);
+    assert_eq!(
+        std::fs::read(&blob).unwrap(),
+        pdf,
+        "stored at its content address"
+    );
+    let r = c
+        .http
+        .get(format!(
+            "{}/api/v1/attachments/{}",
+            node.base,
+            a["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-length"], limit.to_string().as_str());
+    assert!(r.bytes().await.unwrap() == pdf);
+
+    // One byte over, through the API and through the form: 413, and nothing of it is stored.
+    let mut over = pdf.clone();
+    over.push(b'x');
+    let (s, e) = c
+        .upload(&cid, "over.pdf", "application/pdf", over.clone())
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+    assert_eq!(e["error"], "error-too-large");
+    let r = ui_form(over, "over.pdf", "application/pdf").await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(attachments().await.len(), 1);
+
+    // Text is checked as UTF-8 all through: multi-byte characters split between pieces pass, a bad byte far
+    // past the first bytes is refused (422) and leaves nothing behind.
+    let text = "Заключение: 病理 ✓\n".repeat(20_000);
+    assert!(text.len() < limit as usize);
+    let r = ui_form(text.clone().into_bytes(), "report.txt", "text/plain")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let mut bad = text.into_bytes();
+    let at = bad.len() - 1000;
+    bad[at] = 0xFF;
+    let (s, e) = c.upload(&cid, "bad.txt", "text/plain", bad).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["error"], "error-file-content");
+    let (s, e) = c
+        .upload(&cid, "empty.pdf", "application/pdf", Vec::new())
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["error"], "error-empty-file");
+
+    // The same bytes again: a second attachment, one blob.
+    let (s, again) = c
+        .upload(&cid, "scan-copy.pdf", "application/pdf", pdf)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{again}");
+    assert_eq!(again["sha256"], sha.as_str());
+    assert_eq!(attachments().await.len(), 3);
+    let files = files_under(&blobs);
+    assert_eq!(
+        files.len(),
+        2,
+        "the PDF once and the text, nothing staged: {files:?}"
+    );
+
+    // Other request bodies keep the node's body limit, and a form is not read past its bounds.
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", c.csrf.clone())
+        .text("note", "x".repeat(2 * 1024 * 1024))
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"%PDF-1.4".to_vec()).file_name("a.pdf"),
+        );
+    let r = c
+        .http
+        .post(format!("{}/ui/consultations/{cid}/attachments", node.base))
+        .multipart(form)
+        .send()
+        .await
+        .map(|r| r.status());
+    assert!(
+        matches!(r, Ok(StatusCode::PAYLOAD_TOO_LARGE)) || r.is_err(),
+        "{r:?}"
+    );
+    assert_eq!(attachments().await.len(), 3);
+}
+
 #[tokio::test]
 async fn ui_upload_forms_check_the_csrf_token_first() {
     let node = start().await;

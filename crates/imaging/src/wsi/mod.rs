@@ -20,6 +20,7 @@ pub mod bench;
 pub mod cache;
 pub mod dicom;
 pub mod dzi;
+pub mod source;
 pub mod tiff;
 
 use std::num::NonZeroUsize;

@@ -10,14 +10,14 @@
 //! Pyramid levels are the tiled IFDs with the first one's aspect ratio, largest first; stripped
 //! IFDs (Aperio's thumbnail, label and macro images) are skipped.
 
-use std::io::Cursor;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use image::RgbImage;
 use tiff::decoder::{Decoder, DecodingResult, Limits};
 use tiff::tags::Tag;
 
+use super::source::{RandomAccess, SourceCursor};
 use super::{decode_jpeg, to_rgb, LevelInfo, Slide, SlideFormat, TileReader, WsiError, WsiResult};
 
 /// Most IFDs followed (a guard against long chains in corrupt files; the `tiff` crate already
@@ -35,10 +35,10 @@ struct TiffLevel {
 }
 
 struct TiffReader {
-    bytes: Bytes,
+    source: Arc<dyn RandomAccess>,
     levels: Vec<TiffLevel>,
     infos: Vec<LevelInfo>,
-    decoder: Mutex<Decoder<Cursor<Bytes>>>,
+    decoder: Mutex<Decoder<SourceCursor>>,
 }
 
 fn tiff_error(e: tiff::TiffError, context: &str) -> WsiError {
@@ -54,14 +54,23 @@ fn tiff_error(e: tiff::TiffError, context: &str) -> WsiError {
     }
 }
 
-fn tag_u64(d: &mut Decoder<Cursor<Bytes>>, tag: Tag, ifd: usize) -> WsiResult<Option<u64>> {
+fn tag_u64(d: &mut Decoder<SourceCursor>, tag: Tag, ifd: usize) -> WsiResult<Option<u64>> {
     d.find_tag_unsigned::<u64>(tag)
         .map_err(|e| tiff_error(e, &format!("IFD {ifd} tag {tag:?}")))
 }
 
 /// Opens a tiled TIFF / SVS held in memory.
 pub fn open(bytes: Bytes) -> WsiResult<Slide> {
-    if bytes.len() < 8 || !(bytes.starts_with(b"II") || bytes.starts_with(b"MM")) {
+    open_source(Arc::new(bytes))
+}
+
+/// Opens a tiled TIFF / SVS read by range from `source` (a file, a blob): only its structure is read now,
+/// each tile when it is asked for. Blocks on the source's reads.
+pub fn open_source(source: Arc<dyn RandomAccess>) -> WsiResult<Slide> {
+    let head = source
+        .read_at(0, 8)
+        .map_err(|e| WsiError::Truncated(format!("TIFF header: {e}")))?;
+    if head.len() < 8 || !(head.starts_with(b"II") || head.starts_with(b"MM")) {
         return Err(WsiError::NotASlide(
             "no TIFF byte-order mark (II or MM) at the start".into(),
         ));
@@ -69,7 +78,7 @@ pub fn open(bytes: Bytes) -> WsiResult<Slide> {
     let mut limits = Limits::default();
     // A 200,000-pixel-wide level in 256-pixel tiles has ~600,000 tile offsets (BigTIFF: 8 bytes).
     limits.ifd_value_size = 64 << 20;
-    let mut d = Decoder::new(Cursor::new(bytes.clone()))
+    let mut d = Decoder::new(SourceCursor::new(source.clone()))
         .map_err(|e| tiff_error(e, "TIFF header or first IFD"))?
         .with_limits(limits);
     let mut found = Vec::new();
@@ -81,7 +90,7 @@ pub fn open(bytes: Bytes) -> WsiResult<Slide> {
                 description = v.into_string().unwrap_or_default();
             }
         }
-        if let Some(level) = inspect(&mut d, ifd, bytes.len() as u64)? {
+        if let Some(level) = inspect(&mut d, ifd, source.size())? {
             found.push(level);
         }
         if !d.more_images() {
@@ -105,7 +114,7 @@ pub fn open(bytes: Bytes) -> WsiResult<Slide> {
     };
     Slide::new(
         Box::new(TiffReader {
-            bytes,
+            source,
             levels,
             infos,
             decoder: Mutex::new(d),
@@ -116,7 +125,7 @@ pub fn open(bytes: Bytes) -> WsiResult<Slide> {
 
 /// Reads the current IFD; `None` when it is not a tiled image (strips: thumbnails, labels).
 fn inspect(
-    d: &mut Decoder<Cursor<Bytes>>,
+    d: &mut Decoder<SourceCursor>,
     ifd: usize,
     file_len: u64,
 ) -> WsiResult<Option<TiffLevel>> {
@@ -147,7 +156,7 @@ fn inspect(
             "IFD {ifd} stores colour planes separately (PlanarConfiguration {planar})"
         )));
     }
-    let read_vec = |d: &mut Decoder<Cursor<Bytes>>, tag: Tag| {
+    let read_vec = |d: &mut Decoder<SourceCursor>, tag: Tag| {
         d.get_tag_u64_vec(tag)
             .map_err(|e| tiff_error(e, &format!("IFD {ifd} {tag:?}")))
     };
@@ -274,7 +283,19 @@ impl TileReader for TiffReader {
         if c == 0 {
             return Ok(None);
         }
-        let data = &self.bytes[o..o + c];
+        let data = self
+            .source
+            .read_at(o as u64, c)
+            .map_err(|e| e.to_string())
+            .and_then(|d| {
+                if d.len() == c {
+                    Ok(d)
+                } else {
+                    Err("the file ends early".into())
+                }
+            })
+            .map_err(|e| WsiError::Truncated(format!("{}: bytes {o}..{}: {e}", what(), o + c)))?;
+        let data = &data[..];
         let (tw, th) = (l.info.tile_width, l.info.tile_height);
         if l.compression == 7 {
             let img = match &l.jpeg_tables {
