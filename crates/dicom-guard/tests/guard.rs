@@ -300,6 +300,36 @@ fn a_data_set_cut_between_fragments_or_inside_a_header_is_cut_short() {
 }
 
 #[test]
+fn megabytes_of_backslashes_are_refused_for_what_they_would_cost() {
+    // One UC value of 4 MiB of backslashes: dicom-parser makes one String per (empty) value, about 58
+    // bytes each once collected — some 240 MB for a 4 MB input.
+    let n = 4 << 20;
+    let mut b = meta(EXPLICIT_LE);
+    b.extend(long_header(0x0009, 0x1010, b"UC", n as u32));
+    b.extend(std::iter::repeat_n(b'\\', n));
+    let e = check_part10(&b).unwrap_err();
+    assert!(
+        matches!(e, GuardError::TooCostly { values, .. } if values == n + 1),
+        "{e:?}"
+    );
+    // The same bytes as binary weigh what they are.
+    let mut b = meta(EXPLICIT_LE);
+    b.extend(long_header(0x0009, 0x1010, b"OB", n as u32));
+    b.extend(std::iter::repeat_n(b'\\', n));
+    check_part10(&b).unwrap();
+    // Contour-like decimal strings ("-123.45\" per value) of the same size pass.
+    // Contour Data (3006,0050) is DS: one String per value here too.
+    let text: Vec<u8> = std::iter::repeat_n(*b"-123.45\\", n / 8)
+        .flatten()
+        .collect();
+    let mut implicit = meta(IMPLICIT_LE);
+    implicit.extend_from_slice(&[0x06, 0x30, 0x50, 0x00]);
+    implicit.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    implicit.extend_from_slice(&text);
+    check_part10(&implicit).unwrap();
+}
+
+#[test]
 fn not_part10_is_named() {
     assert!(matches!(
         check_part10(b"hello").unwrap_err(),
