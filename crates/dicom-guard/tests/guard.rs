@@ -329,6 +329,54 @@ fn megabytes_of_backslashes_are_refused_for_what_they_would_cost() {
     check_part10(&implicit).unwrap();
 }
 
+fn deflate(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(bytes).unwrap();
+    z.finish().unwrap()
+}
+
+#[test]
+fn deflated_data_sets_are_walked_after_inflation_within_a_cap() {
+    const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
+    // A well-formed deflated data set parses.
+    let mut ds = short_header(0x0008, 0x0060, b"CS", 2);
+    ds.extend_from_slice(b"EC");
+    let mut b = meta(DEFLATED);
+    b.extend(deflate(&ds));
+    let p = open_part10(&b).unwrap();
+    assert_eq!(
+        p.object
+            .element(dicom_core::Tag(0x0008, 0x0060))
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "EC"
+    );
+    // A hostile length inside the compressed stream is found in the inflated bytes.
+    let mut ds = long_header(0x0009, 0x0010, b"OB", 0xFFFF_FFF0);
+    ds.extend_from_slice(&[1, 2, 3, 4]);
+    let mut b = meta(DEFLATED);
+    b.extend(deflate(&ds));
+    let e = refusal(&b);
+    assert!(
+        e.contains("of the inflated data set") && e.contains("only 4 remain"),
+        "{e}"
+    );
+    // 80 MiB of zeros (one honest OB value) compress to ~80 KB: past the inflation cap (64 MiB here).
+    let n = 80 << 20;
+    let mut ds = long_header(0x0009, 0x0010, b"OB", n as u32);
+    ds.resize(ds.len() + n, 0);
+    let mut b = meta(DEFLATED);
+    b.extend(deflate(&ds));
+    drop(ds);
+    assert!(b.len() < 200_000);
+    assert!(matches!(
+        check_part10(&b).unwrap_err(),
+        GuardError::InflatesTooFar { .. }
+    ));
+}
+
 #[test]
 fn not_part10_is_named() {
     assert!(matches!(
