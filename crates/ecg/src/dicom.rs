@@ -5,7 +5,7 @@ use std::path::Path;
 
 use dicom_core::value::PrimitiveValue;
 use dicom_dictionary_std::tags;
-use dicom_object::{InMemDicomObject, OpenFileOptions};
+use dicom_object::InMemDicomObject;
 use serde::Serialize;
 
 use crate::error::{EcgError, Result};
@@ -75,22 +75,17 @@ pub fn read_dicom_file(path: &Path) -> Result<DicomEcg> {
     read_dicom_bytes(&bytes)
 }
 
-/// Reads a DICOM Part 10 file held in memory (with or without the 128-byte preamble).
+/// Reads a DICOM Part 10 file held in memory (with or without the 128-byte preamble). The bytes go
+/// through the shared guard (crate `caravan-dicom-guard`): every declared length is checked against what
+/// remains before dicom-rs reads (and allocates) it.
 pub fn read_dicom_bytes(bytes: &[u8]) -> Result<DicomEcg> {
-    let body = if is_dicom(bytes) {
-        &bytes[128..]
-    } else if bytes.starts_with(b"DICM") {
-        bytes
-    } else {
-        return Err(EcgError::Dicom(
-            "not a DICOM Part 10 file (no \"DICM\" magic)".into(),
-        ));
-    };
-    crate::dicom_guard::check_declared_lengths(body)?;
-    let obj = OpenFileOptions::new()
-        .from_reader(body)
-        .map_err(dicom_err)?;
-    parse_object(&obj)
+    let part10 = caravan_dicom_guard::open_part10(bytes).map_err(|e| match e {
+        caravan_dicom_guard::GuardError::NotPart10(_) => {
+            EcgError::Dicom("not a DICOM Part 10 file (no \"DICM\" magic)".into())
+        }
+        other => dicom_err(other),
+    })?;
+    parse_object(&part10.object)
 }
 
 fn str_of(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {

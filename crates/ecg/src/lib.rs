@@ -5,7 +5,6 @@
 pub mod aecg;
 pub mod cli;
 pub mod dicom;
-mod dicom_guard;
 pub mod dsp;
 pub mod error;
 pub mod load;

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
-use dicom_object::{InMemDicomObject, OpenFileOptions};
+use dicom_object::InMemDicomObject;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload};
@@ -234,221 +234,25 @@ fn data_set_offset(bytes: &[u8]) -> Result<u64, RejectReason> {
     Ok(offset)
 }
 
-/// Walks the element structure of a data set and checks that every declared length fits in
-/// what encloses it, before dicom-rs parses it. Written by hand because the parser trusts
-/// declared lengths: a corrupt length of 4 GB makes it allocate and zero 4 GB before noticing the
-/// input is short, which took up to a minute per instance under fuzzing. Deflated data sets are
-/// left to the parser (their bytes are compressed).
-fn check_structure(data: &[u8], ts: &str) -> Result<(), RejectReason> {
-    let (explicit, big_endian) = match ts {
-        "1.2.840.10008.1.2" => (false, false),
-        "1.2.840.10008.1.2.2" => (true, true),
-        "1.2.840.10008.1.2.1.99" => return Ok(()),
-        _ => (true, false),
-    };
-    let walker = Walker {
-        data,
-        explicit,
-        big_endian,
-    };
-    walker.dataset(0, data.len(), 0).map(|_| ())
-}
-
-struct Walker<'a> {
-    data: &'a [u8],
-    explicit: bool,
-    big_endian: bool,
-}
-
-const UNDEFINED: u32 = 0xFFFF_FFFF;
-const KNOWN_VRS: &[&[u8; 2]] = &[
-    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"OB",
-    b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM",
-    b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV",
-];
-const MAX_DEPTH: usize = 64;
-
-impl Walker<'_> {
-    fn u16_at(&self, pos: usize) -> u16 {
-        let b = [self.data[pos], self.data[pos + 1]];
-        if self.big_endian {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        }
-    }
-
-    fn u32_at(&self, pos: usize) -> u32 {
-        let b = [
-            self.data[pos],
-            self.data[pos + 1],
-            self.data[pos + 2],
-            self.data[pos + 3],
-        ];
-        if self.big_endian {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        }
-    }
-
-    fn fail(&self, pos: usize, what: String) -> RejectReason {
-        RejectReason::Unparseable(format!("at byte {pos} of the data set: {what}"))
-    }
-
-    /// Walks elements from `pos` to `end`, or to an item delimiter when `end` is unknown
-    /// (undefined-length item). Returns the position after the data set.
-    fn dataset(&self, mut pos: usize, end: usize, depth: usize) -> Result<usize, RejectReason> {
-        if depth > MAX_DEPTH {
-            return Err(self.fail(pos, "sequences nested too deeply".into()));
-        }
-        while pos < end {
-            if end - pos < 8 {
-                return Err(self.fail(pos, "element header cut short".into()));
-            }
-            // Item and sequence delimiters are always little/implicit-style: tag + 4-byte length.
-            let group = self.u16_at(pos);
-            let element = self.u16_at(pos + 2);
-            if group == 0xFFFE {
-                if element == 0xE00D {
-                    return Ok(pos + 8);
-                }
-                return Err(self.fail(
-                    pos,
-                    format!("unexpected (FFFE,{element:04X}) in a data set"),
-                ));
-            }
-            let (vr, length, header) = if self.explicit {
-                let vr = [self.data[pos + 4], self.data[pos + 5]];
-                // An unknown VR would be read by the parser with a 4-byte length that this walk
-                // did not check, so it is refused here.
-                if !KNOWN_VRS.contains(&&vr) {
-                    return Err(self.fail(
-                        pos,
-                        format!(
-                            "({group:04X},{element:04X}) has an unknown VR {:?}",
-                            String::from_utf8_lossy(&vr)
-                        ),
-                    ));
-                }
-                if matches!(
-                    &vr,
-                    b"OB"
-                        | b"OD"
-                        | b"OF"
-                        | b"OL"
-                        | b"OV"
-                        | b"OW"
-                        | b"SQ"
-                        | b"SV"
-                        | b"UC"
-                        | b"UN"
-                        | b"UR"
-                        | b"UT"
-                        | b"UV"
-                ) {
-                    if end - pos < 12 {
-                        return Err(self.fail(pos, "element header cut short".into()));
-                    }
-                    (Some(vr), self.u32_at(pos + 8), 12)
-                } else {
-                    (Some(vr), u32::from(self.u16_at(pos + 6)), 8)
-                }
-            } else {
-                (None, self.u32_at(pos + 4), 8)
-            };
-            pos += header;
-            if length == UNDEFINED {
-                let is_sq = vr.is_none_or(|v| &v == b"SQ" || &v == b"UN")
-                    || (group, element) == (0x7FE0, 0x0010);
-                if !is_sq {
-                    return Err(self.fail(pos, format!("({group:04X},{element:04X}) has an undefined length but is not a sequence")));
-                }
-                pos = self.items(pos, end, depth + 1, None)?;
-            } else {
-                let length = length as usize;
-                if length > end - pos {
-                    return Err(self.fail(
-                        pos,
-                        format!(
-                        "({group:04X},{element:04X}) declares {length} bytes but only {} remain",
-                        end - pos
-                    ),
-                    ));
-                }
-                if vr.is_some_and(|v| &v == b"SQ") {
-                    self.items(pos, pos + length, depth + 1, Some(pos + length))?;
-                }
-                pos += length;
-            }
-        }
-        Ok(pos)
-    }
-
-    /// Walks the items of a sequence (or the fragments of encapsulated pixel data). With a
-    /// known `defined_end` the sequence ends there; otherwise at a sequence delimiter.
-    fn items(
-        &self,
-        mut pos: usize,
-        end: usize,
-        depth: usize,
-        defined_end: Option<usize>,
-    ) -> Result<usize, RejectReason> {
-        loop {
-            if defined_end == Some(pos) {
-                return Ok(pos);
-            }
-            if end.saturating_sub(pos) < 8 {
-                return Err(self.fail(pos, "sequence cut short".into()));
-            }
-            let group = self.u16_at(pos);
-            let element = self.u16_at(pos + 2);
-            let length = self.u32_at(pos + 4);
-            pos += 8;
-            match (group, element) {
-                (0xFFFE, 0xE0DD) => return Ok(pos),
-                (0xFFFE, 0xE000) if length == UNDEFINED => {
-                    pos = self.dataset(pos, end, depth)?;
-                }
-                (0xFFFE, 0xE000) => {
-                    let length = length as usize;
-                    if length > end - pos {
-                        return Err(self.fail(
-                            pos,
-                            format!("item declares {length} bytes but only {} remain", end - pos),
-                        ));
-                    }
-                    // Item contents are either a nested data set or a pixel data fragment; a
-                    // fragment is opaque, so only its length can be checked.
-                    pos += length;
-                }
-                _ => {
-                    return Err(self.fail(
-                        pos - 8,
-                        format!("expected an item, found ({group:04X},{element:04X})"),
-                    ))
-                }
-            }
-        }
-    }
-}
-
-/// Parses Part-10 bytes (with the 128-byte preamble) after checking their structure; returns
-/// the object and the offset of its data set.
+/// Parses Part-10 bytes (with the 128-byte preamble) through the node's DICOM guard (crate
+/// `caravan-dicom-guard`), which checks every declared length — file meta group, elements, sequence items,
+/// encapsulated fragments and offset tables, nesting — against the bytes that remain before dicom-rs reads
+/// and allocates it (dicom-rs trusts declared lengths: a 441-byte instance could make it reserve 2.4 GB).
+/// Returns the object and the offset of its data set, which must be where the group length says:
+/// C-MOVE sends the stored data set bytes from there.
 pub fn checked_open(
     bytes: &[u8],
 ) -> Result<(dicom_object::FileDicomObject<InMemDicomObject>, u64), RejectReason> {
     let data_offset = data_set_offset(bytes)?;
-    // The transfer syntax is read from the meta group before the full parse so the structure
-    // check knows how the data set is encoded.
-    let meta = dicom_object::meta::FileMetaTable::from_reader(&bytes[128..])
-        .map_err(|e| RejectReason::Unparseable(error_chain(&e)))?;
-    let meta_ts = meta.transfer_syntax().trim_end_matches('\0').to_string();
-    check_structure(&bytes[data_offset as usize..], &meta_ts)?;
-    let file = OpenFileOptions::new()
-        .from_reader(bytes)
-        .map_err(|e| RejectReason::Unparseable(error_chain(&e)))?;
-    Ok((file, data_offset))
+    let part10 = caravan_dicom_guard::open_part10(bytes)
+        .map_err(|e| RejectReason::Unparseable(e.to_string()))?;
+    if part10.data_set_offset as u64 != data_offset {
+        return Err(RejectReason::Unparseable(format!(
+            "the file meta group length puts the data set at byte {data_offset}, but the group's elements end at byte {}",
+            part10.data_set_offset
+        )));
+    }
+    Ok((part10.object, data_offset))
 }
 
 /// Parses and checks Part-10 bytes. The whole object is read so that truncated or corrupt data

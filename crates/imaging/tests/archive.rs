@@ -106,6 +106,27 @@ async fn malformed_instances_are_rejected_precisely_and_lose_nothing() {
             "not a DICOM instance",
         ),
         (
+            // Small, but one of its elements declares 2 GB inside a sequence item of defined length.
+            "a hostile declared length",
+            common::with_hostile_length(&good),
+            common::HOSTILE_REASON,
+        ),
+        (
+            // The transfer syntax UID given a long-form VR and a 4 GB length: dicom-object's meta reader
+            // would reserve it for a "UID".
+            "a hostile length in the file meta group",
+            {
+                let mut b = vec![0u8; 128];
+                b.extend_from_slice(b"DICM");
+                b.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0, 16, 0, 0, 0]);
+                b.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'N', 0, 0]);
+                b.extend_from_slice(&0xFFFF_FF00u32.to_le_bytes());
+                b.extend_from_slice(b"1.2\0");
+                b
+            },
+            "file meta element (0002,0010) at byte 28 declares 4294967040 bytes but only 4 remain",
+        ),
+        (
             "missing study UID",
             common::instance(
                 common::CT_SMALL,

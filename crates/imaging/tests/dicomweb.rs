@@ -152,6 +152,47 @@ async fn stow_reports_failures_precisely() {
 }
 
 #[tokio::test]
+async fn stow_refuses_a_hostile_length_with_a_409_and_keeps_what_is_stored() {
+    let (app, _) = loaded().await;
+    // A new instance 32 bytes longer than a valid one, one header of which declares 2 GB.
+    let good = common::instance(
+        common::CT_SMALL,
+        &common::Spec {
+            study_uid: "1.2.6",
+            series_uid: "1.2.6.1",
+            sop_uid: "1.2.6.1.1",
+            ..Default::default()
+        },
+    );
+    let hostile = common::with_hostile_length(&good);
+    let (ct, body) = multipart(&[("application/dicom", &hostile)]);
+    let req = Request::post("/studies")
+        .header("content-type", ct)
+        .body(Body::from(body))
+        .expect("req");
+    let (status, _, body) = call(&app, req).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let v = json(&body);
+    let failed = v["00081198"]["Value"].as_array().expect("failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["00081197"]["Value"][0], 0xC000);
+    let comment = failed[0]["00000902"]["Value"][0].as_str().expect("comment");
+    assert!(
+        comment.contains(common::HOSTILE_REASON)
+            && comment.contains("declares 2147483648 bytes but only 0 remain"),
+        "{comment}"
+    );
+    // Nothing stored was lost, nothing was added, and an instance still reads back whole.
+    let (_, _, body) = call(&app, get("/studies")).await;
+    assert_eq!(json(&body).as_array().expect("studies").len(), 3);
+    let (_, _, body) = call(&app, get("/studies/1.2.6/instances")).await;
+    assert!(body.is_empty() || json(&body).as_array().is_none_or(|a| a.is_empty()));
+    let (status, _, body) = call(&app, get("/studies/1.2.826.0.1.1")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.len() > 39_000);
+}
+
+#[tokio::test]
 async fn qido_table() {
     let (app, _) = loaded().await;
     // (uri, expected number of results)

@@ -226,6 +226,59 @@ async fn malformed_c_store_gets_a_failure_status_and_loses_nothing() {
 }
 
 #[tokio::test]
+async fn hostile_c_store_gets_a_failure_status_and_loses_nothing() {
+    let (archive, scp, addr) = start(ScpConfig::default()).await;
+    let corpus = common::corpus();
+    scu::store_files(&addr, "TESTSCU", "CARAVAN", &corpus[..1])
+        .await
+        .expect("store");
+    let good = corpus[1].clone();
+    let rec = Archive::in_memory()
+        .await
+        .expect("a")
+        .store(good.clone().into(), "t")
+        .await
+        .expect("s")
+        .record()
+        .clone();
+    // The data set of instance 2 with 32 more bytes, one of which headers declares 2 GB.
+    let hostile = common::with_hostile_length(&good);
+    let mut session = scu::StoreSession::open(
+        &addr,
+        "TESTSCU",
+        "CARAVAN",
+        [(rec.sop_class_uid.as_str(), rec.transfer_syntax.as_str())].into_iter(),
+    )
+    .await
+    .expect("open");
+    let status = session
+        .store_part10(&rec, &hostile, None)
+        .await
+        .expect("response");
+    assert_eq!(status, 0xC000, "Cannot understand");
+    assert_eq!(archive.count_instances().await.expect("count"), 1);
+    // The association is still usable and the first instance still readable.
+    let status = session
+        .store_part10(&rec, &good, None)
+        .await
+        .expect("response");
+    assert_eq!(status, 0);
+    session.release().await;
+    assert_eq!(archive.count_instances().await.expect("count"), 2);
+    for r in archive
+        .instances("1.2.826.0.1.1", None, None)
+        .await
+        .expect("list")
+    {
+        archive
+            .read(&r, imaging::AccessAction::Retrieve, "t")
+            .await
+            .expect("bytes still there");
+    }
+    scp.stop().await;
+}
+
+#[tokio::test]
 async fn called_ae_title_can_be_enforced() {
     let (_archive, scp, addr) = start(ScpConfig {
         require_called_ae_title: true,

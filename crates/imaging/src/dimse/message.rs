@@ -131,7 +131,8 @@ pub fn decode_dataset(bytes: &[u8], ts: &str) -> Result<InMemDicomObject> {
     let ts = TransferSyntaxRegistry
         .get(ts)
         .ok_or_else(|| Error::Encoding(format!("unknown transfer syntax {ts}")))?;
-    InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| Error::Encoding(error_chain(&e)))
+    // Through the guard: a peer's command set or identifier declares its own lengths.
+    caravan_dicom_guard::read_dataset(bytes, ts).map_err(|e| Error::Encoding(e.to_string()))
 }
 
 /// Sends a command and, if given, its data set. Data sets are split into P-DATA PDUs no larger

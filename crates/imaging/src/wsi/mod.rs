@@ -6,7 +6,8 @@
 //!   `TILED_FULL` or `TILED_SPARSE`, frames encapsulated as JPEG / JPEG 2000 or native), as the
 //!   archive stores it;
 //! - [`tiff`]: a tiled pyramidal TIFF or Aperio SVS (one IFD per level, JPEG tiles with shared
-//!   `JPEGTables`, or any compression the `tiff` crate decodes).
+//!   `JPEGTables`, Aperio JPEG 2000 tiles (compression 33003 YCbCr / 33005 RGB, see `jp2k.rs`), or
+//!   any compression the `tiff` crate decodes).
 //!
 //! [`dzi`] turns a slide into the Deep Zoom tiles a pan-and-zoom viewer asks for: the `.dzi`
 //! descriptor and `{level}/{col}_{row}.jpeg` tiles, each read from the best source level and
@@ -20,6 +21,7 @@ pub mod bench;
 pub mod cache;
 pub mod dicom;
 pub mod dzi;
+mod jp2k;
 pub mod source;
 pub mod tiff;
 

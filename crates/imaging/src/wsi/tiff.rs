@@ -5,7 +5,8 @@
 //! decoded here instead, with the IFD's shared `JPEGTables` spliced in front: the `tiff` crate
 //! forces an RGB colour transform whenever `PhotometricInterpretation` is RGB, but Aperio writes
 //! YCbCr-coded JPEG tiles under that tag (libtiff and OpenSlide let libjpeg follow the stream's own
-//! markers, which is what [`super::decode_jpeg`] does).
+//! markers, which is what [`super::decode_jpeg`] does). Aperio's JPEG 2000 tiles (compression 33003,
+//! YCbCr, and 33005, RGB) are cut out the same way and decoded by [`super::jp2k`].
 //!
 //! Pyramid levels are the tiled IFDs with the first one's aspect ratio, largest first; stripped
 //! IFDs (Aperio's thumbnail, label and macro images) are skipped.
@@ -17,6 +18,7 @@ use image::RgbImage;
 use tiff::decoder::{Decoder, DecodingResult, Limits};
 use tiff::tags::Tag;
 
+use super::jp2k::{self, Components};
 use super::source::{RandomAccess, SourceCursor};
 use super::{decode_jpeg, to_rgb, LevelInfo, Slide, SlideFormat, TileReader, WsiError, WsiResult};
 
@@ -208,11 +210,8 @@ fn inspect(
                 "IFD {ifd} uses old-style JPEG (compression 6)"
             )))
         }
-        33003 | 33005 => {
-            return Err(WsiError::Unsupported(format!(
-                "IFD {ifd} uses Aperio JPEG 2000 tiles (compression {compression})"
-            )))
-        }
+        // Aperio's JPEG 2000 tiles: YCbCr (33003) or RGB (33005) codestreams.
+        33003 | 33005 => {}
         c => {
             return Err(WsiError::Unsupported(format!(
                 "IFD {ifd} uses TIFF compression {c}"
@@ -319,6 +318,15 @@ impl TileReader for TiffReader {
                 }
                 _ => decode_jpeg(data, &what)?,
             };
+            return Ok(Some(pad(img, tw, th)));
+        }
+        if l.compression == 33003 || l.compression == 33005 {
+            let components = if l.compression == 33003 {
+                Components::YCbCr
+            } else {
+                Components::Rgb
+            };
+            let img = jp2k::decode_tile(data, components, tw, th, &what)?;
             return Ok(Some(pad(img, tw, th)));
         }
         let mut d = self.decoder.lock().map_err(|_| {

@@ -147,3 +147,20 @@ pub fn corpus() -> Vec<Vec<u8>> {
         .map(|(base, spec)| instance(base, spec))
         .collect()
 }
+
+/// A copy of `part10` (explicit VR little endian) with a Digital Signatures Sequence appended whose one item,
+/// of defined length, holds an element declaring 2 GB: 32 bytes more than the valid instance. dicom-rs alone
+/// reserves and zero-fills the 2 GB before it finds the input short; the guard refuses it at the header.
+pub fn with_hostile_length(part10: &[u8]) -> Vec<u8> {
+    let mut out = part10.to_vec();
+    out.extend_from_slice(&[0xFA, 0xFF, 0xFA, 0xFF, b'S', b'Q', 0, 0]);
+    out.extend_from_slice(&20u32.to_le_bytes());
+    out.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+    out.extend_from_slice(&12u32.to_le_bytes());
+    out.extend_from_slice(&[0x09, 0x00, 0x10, 0x10, b'U', b'N', 0, 0]);
+    out.extend_from_slice(&0x8000_0000u32.to_le_bytes());
+    out
+}
+
+/// What the guard says about [`with_hostile_length`]'s element.
+pub const HOSTILE_REASON: &str = "element (0009,1010) UN";
