@@ -218,14 +218,19 @@ enum Kernel {
     Dense,
 }
 
-/// Column indices of the ELLPACK layout, slot-major like its values (entry l of every row, then entry l + 1: index
-/// `l·n + row`), so that consecutive rows are consecutive in memory and the loop over rows vectorises, several rows
-/// per instruction. With at most 2^16 regions they are 16-bit and the gathered vector is a `[f64; 2^16]` array, so
-/// every index is in bounds by its type and the gather has no bounds checks (without `unsafe`); otherwise `u32`
-/// into a slice.
+/// Column indices of the ELLPACK layout (its values are laid out the same way). With at most 2^16 regions they
+/// are 16-bit and the gathered vector is a `[f64; 2^16]` array, so every index is in bounds by its type and the
+/// gather has no bounds checks (without `unsafe`); otherwise `u32` into a slice, row by row.
+///
+/// The 16-bit indices come in the layout that suits the build the right-hand side runs in (`crate::simd`): row by
+/// row, packed four to a `u64` (ceil(width/4) words per row: one load fetches four indices) for the portable
+/// build, whose gather goes one row at a time; slot-major (entry l of every row, then entry l + 1: index
+/// `l·n + row`) for the AVX2 build, whose gather goes four rows at a time, their sums in one register. Both add each
+/// row's terms in the same order, so they give the same bits.
 #[derive(Debug, Clone)]
 enum Cols {
-    Short(Vec<u16>),
+    Packed(Vec<u64>),
+    SlotMajor(Vec<u16>),
     Long(Vec<u32>),
 }
 
@@ -236,7 +241,9 @@ const SHORT: usize = 1 << 16;
 const MAX_ELL_WIDTH: usize = 8;
 
 impl Kernel {
-    fn new(coupling: &Coupling) -> Result<Self> {
+    /// The layout of `coupling` for the right-hand side; `slot_major`: the AVX2 build's ELLPACK layout (see
+    /// [`Cols`]).
+    fn new(coupling: &Coupling, slot_major: bool) -> Result<Self> {
         let Coupling::Sparse(m) = coupling else {
             return Ok(Kernel::Dense);
         };
@@ -265,18 +272,30 @@ impl Kernel {
         let width = rows.iter().map(Vec::len).max().unwrap_or(0);
         // Padding costs a multiply-add per padded slot: take the fixed width only when it adds at most a quarter.
         if (1..=MAX_ELL_WIDTH).contains(&width) && 4 * width * n <= 5 * off {
-            // Slot-major: entry l of every row, then entry l + 1.
+            let slot_major = slot_major && n <= SHORT;
             let mut cols = Vec::with_capacity(width * n);
             let mut vals = Vec::with_capacity(width * n);
-            for l in 0..width {
-                for (i, row) in rows.iter().enumerate() {
-                    let (c, v) = row.get(l).copied().unwrap_or((i as u32, 0.0));
-                    cols.push(c);
-                    vals.push(v);
-                }
+            let mut entry = |i: usize, l: usize| {
+                let (c, v) = rows[i].get(l).copied().unwrap_or((i as u32, 0.0));
+                cols.push(c);
+                vals.push(v);
+            };
+            if slot_major {
+                (0..width).for_each(|l| (0..n).for_each(|i| entry(i, l)));
+            } else {
+                (0..n).for_each(|i| (0..width).for_each(|l| entry(i, l)));
             }
-            let cols = if n <= SHORT {
-                Cols::Short(cols.iter().map(|&c| c as u16).collect())
+            let cols = if slot_major {
+                Cols::SlotMajor(cols.iter().map(|&c| c as u16).collect())
+            } else if n <= SHORT {
+                let words = width.div_ceil(4);
+                let mut packed = vec![0u64; words * n];
+                for (i, row) in cols.chunks_exact(width).enumerate() {
+                    for (l, &c) in row.iter().enumerate() {
+                        packed[i * words + l / 4] |= u64::from(c) << (16 * (l % 4));
+                    }
+                }
+                Cols::Packed(packed)
             } else {
                 Cols::Long(cols)
             };
@@ -310,7 +329,7 @@ impl Kernel {
     fn x_len(&self, n: usize) -> usize {
         match self {
             Kernel::Ell {
-                cols: Cols::Short(_),
+                cols: Cols::Packed(_) | Cols::SlotMajor(_),
                 ..
             } => SHORT.max(n),
             _ => n,
@@ -325,7 +344,7 @@ impl Kernel {
             Kernel::Ell {
                 diag,
                 width,
-                cols: Cols::Short(cols),
+                cols: Cols::Packed(cols),
                 vals,
             } => {
                 let Ok(xa) = <&[f64; SHORT]>::try_from(&x[..SHORT]) else {
@@ -333,14 +352,35 @@ impl Kernel {
                 };
                 let (diag, x) = (&diag[..n], &x[..n]);
                 match width {
-                    1 => ell16::<1>(diag, cols, vals, x, xa, foi),
-                    2 => ell16::<2>(diag, cols, vals, x, xa, foi),
-                    3 => ell16::<3>(diag, cols, vals, x, xa, foi),
-                    4 => ell16::<4>(diag, cols, vals, x, xa, foi),
-                    5 => ell16::<5>(diag, cols, vals, x, xa, foi),
-                    6 => ell16::<6>(diag, cols, vals, x, xa, foi),
-                    7 => ell16::<7>(diag, cols, vals, x, xa, foi),
-                    _ => ell16::<MAX_ELL_WIDTH>(diag, cols, vals, x, xa, foi),
+                    1 => ell16::<1, 1>(diag, cols, vals, x, xa, foi),
+                    2 => ell16::<2, 1>(diag, cols, vals, x, xa, foi),
+                    3 => ell16::<3, 1>(diag, cols, vals, x, xa, foi),
+                    4 => ell16::<4, 1>(diag, cols, vals, x, xa, foi),
+                    5 => ell16::<5, 2>(diag, cols, vals, x, xa, foi),
+                    6 => ell16::<6, 2>(diag, cols, vals, x, xa, foi),
+                    7 => ell16::<7, 2>(diag, cols, vals, x, xa, foi),
+                    _ => ell16::<MAX_ELL_WIDTH, 2>(diag, cols, vals, x, xa, foi),
+                }
+            }
+            Kernel::Ell {
+                diag,
+                width,
+                cols: Cols::SlotMajor(cols),
+                vals,
+            } => {
+                let Ok(xa) = <&[f64; SHORT]>::try_from(&x[..SHORT]) else {
+                    return;
+                };
+                let (diag, x) = (&diag[..n], &x[..n]);
+                match width {
+                    1 => ell16_slots::<1>(diag, cols, vals, x, xa, foi),
+                    2 => ell16_slots::<2>(diag, cols, vals, x, xa, foi),
+                    3 => ell16_slots::<3>(diag, cols, vals, x, xa, foi),
+                    4 => ell16_slots::<4>(diag, cols, vals, x, xa, foi),
+                    5 => ell16_slots::<5>(diag, cols, vals, x, xa, foi),
+                    6 => ell16_slots::<6>(diag, cols, vals, x, xa, foi),
+                    7 => ell16_slots::<7>(diag, cols, vals, x, xa, foi),
+                    _ => ell16_slots::<MAX_ELL_WIDTH>(diag, cols, vals, x, xa, foi),
                 }
             }
             Kernel::Ell {
@@ -382,12 +422,33 @@ impl Kernel {
     }
 }
 
-/// foi_i = d_i·x_i + Σ_l v_il·x_{c_il} over exactly W entries per row, added in that order; the slot-major layout
-/// (entry l of row i at `l·n + i`) lets the loop over rows vectorise (several rows' sums in one register, each
-/// still added in the same order, so the result is the same as row by row). `xa` is `x` padded to 2^16 entries so
-/// that a 16-bit index needs no bounds check.
+/// foi_i = d_i·x_i + Σ_l v_il·x_{c_il} over exactly W entries per row, added in that order, row by row (the inner
+/// loop is unrolled); `xa` is `x` padded to 2^16 entries so that a 16-bit index needs no bounds check; WORDS =
+/// ceil(W/4) packed index words a row.
 #[inline(always)]
-fn ell16<const W: usize>(
+fn ell16<const W: usize, const WORDS: usize>(
+    diag: &[f64],
+    cols: &[u64],
+    vals: &[f64],
+    x: &[f64],
+    xa: &[f64; SHORT],
+    foi: &mut [f64],
+) {
+    let rows = cols.chunks_exact(WORDS).zip(vals.chunks_exact(W));
+    for ((f, (c, v)), (&d, &xi)) in foi.iter_mut().zip(rows).zip(diag.iter().zip(x)) {
+        let mut acc = d * xi;
+        for l in 0..W {
+            let j = (c[l / 4] >> (16 * (l % 4))) as u16;
+            acc += v[l] * xa[usize::from(j)];
+        }
+        *f = acc;
+    }
+}
+
+/// As [`ell16`] on the slot-major layout (entry l of row i at `l·n + i`): the loop over rows vectorises (several
+/// rows' sums in one register, each still added in the same order, so the result is the same as row by row).
+#[inline(always)]
+fn ell16_slots<const W: usize>(
     diag: &[f64],
     cols: &[u16],
     vals: &[f64],
@@ -411,16 +472,13 @@ fn ell16<const W: usize>(
 /// As [`ell16`] with `u32` indices (bounds-checked).
 #[inline(always)]
 fn ell32<const W: usize>(diag: &[f64], cols: &[u32], vals: &[f64], x: &[f64], foi: &mut [f64]) {
-    let n = foi.len();
-    let (diag, x) = (&diag[..n], &x[..n]);
-    let c: [&[u32]; W] = std::array::from_fn(|l| &cols[l * n..(l + 1) * n]);
-    let v: [&[f64]; W] = std::array::from_fn(|l| &vals[l * n..(l + 1) * n]);
-    for i in 0..n {
-        let mut acc = diag[i] * x[i];
+    let rows = cols.chunks_exact(W).zip(vals.chunks_exact(W));
+    for ((f, (c, v)), (&d, &xi)) in foi.iter_mut().zip(rows).zip(diag.iter().zip(x)) {
+        let mut acc = d * xi;
         for l in 0..W {
-            acc += v[l][i] * x[c[l][i] as usize];
+            acc += v[l] * x[c[l] as usize];
         }
-        foi[i] = acc;
+        *f = acc;
     }
 }
 
@@ -471,7 +529,7 @@ impl MetaSeir {
                 why: "sigma and gamma must be > 0",
             });
         }
-        let kernel = Kernel::new(&coupling)?;
+        let kernel = Kernel::new(&coupling, crate::simd::avx2_available())?;
         let x_len = kernel.x_len(n);
         Ok(MetaSeir {
             kernel,
@@ -490,6 +548,11 @@ impl MetaSeir {
     /// always in the portable one; the results are the same bit for bit (see [`crate::simd`]).
     pub fn with_simd(mut self, enabled: bool) -> Self {
         self.simd = enabled;
+        // The coupling's layout for that build (the one of `new` when it cannot be rebuilt, which cannot happen:
+        // `new` built it from the same matrix).
+        if let Ok(kernel) = Kernel::new(&self.coupling, enabled && crate::simd::avx2_available()) {
+            self.kernel = kernel;
+        }
         self
     }
 
@@ -1049,14 +1112,20 @@ mod tests {
                 couplings.push(Coupling::Dense(c));
             }
             for coupling in couplings {
-                let model = MetaSeir::new(pop.clone(), beta.clone(), 0.2, 0.1, coupling)?;
-                let mut got = vec![0.0; 4 * n];
-                model.rhs(0.0, &y, &mut got);
-                for (k, (a, b)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        (a - b).abs() <= 1e-12 * b.abs().max(1e-3),
-                        "n {n}, links {links}, component {k}: {a} vs {b}"
-                    );
+                // Both builds' layouts (slot-major ELLPACK for AVX2 where the CPU has it, packed row by row for
+                // the portable build).
+                for simd in [true, false] {
+                    let model =
+                        MetaSeir::new(pop.clone(), beta.clone(), 0.2, 0.1, coupling.clone())?
+                            .with_simd(simd);
+                    let mut got = vec![0.0; 4 * n];
+                    model.rhs(0.0, &y, &mut got);
+                    for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-12 * b.abs().max(1e-3),
+                            "n {n}, links {links}, simd {simd}, component {k}: {a} vs {b}"
+                        );
+                    }
                 }
             }
         }
