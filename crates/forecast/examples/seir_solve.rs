@@ -1,5 +1,6 @@
 //! Times the metapopulation SEIR solve of the benchmark alone (for profiling with perf or callgrind):
-//! `cargo run --release -p forecast --example seir_solve -- [REPEATS] [dense] [tsit] [max] [reuse] [rhs]`.
+//! `cargo run --release -p forecast --example seir_solve -- [REPEATS] [dense] [tsit] [max] [reuse] [rhs] [portable]`
+//! (`portable`: the portable build of the loops even where the CPU has AVX2, see `forecast::simd`).
 
 use forecast::bench::benchmark_model;
 use forecast::ode::{ErrorNorm, Method, Rk5};
@@ -14,7 +15,9 @@ fn main() -> forecast::Result<()> {
         .find_map(|a| a.strip_prefix("regions="))
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
+    let simd = !args.iter().any(|a| a == "portable");
     let (model, y0) = benchmark_model(regions, 5, dense, 42)?;
+    let model = model.with_simd(simd);
     let method = if args.iter().any(|a| a == "tsit") {
         Method::Tsitouras
     } else {
@@ -27,7 +30,8 @@ fn main() -> forecast::Result<()> {
             .with_error_norm(ErrorNorm::Max)
     } else {
         Rk5::new(1e-6, 1e-6)?.with_method(method)
-    };
+    }
+    .with_simd(simd);
     let mut best = f64::INFINITY;
     let mut checksum = 0.0;
     let mut steps = 0;

@@ -350,6 +350,11 @@ fn best_cpu(times: &[(f64, f64)]) -> f64 {
     times.iter().map(|t| t.1).fold(f64::INFINITY, f64::min)
 }
 
+/// Largest CPU time of the (wall, cpu) pairs.
+fn worst_cpu(times: &[(f64, f64)]) -> f64 {
+    times.iter().map(|t| t.1).fold(0.0, f64::max)
+}
+
 /// Median of the (wall, cpu) pairs, each taken separately.
 fn median(times: &[(f64, f64)]) -> (f64, f64) {
     let med = |mut v: Vec<f64>| -> f64 {
@@ -402,6 +407,8 @@ struct Contender {
     label: &'static str,
     method: Method,
     norm: ErrorNorm,
+    /// Whether its loops may run in their AVX2 build (`crate::simd`); false: always the portable one.
+    simd: bool,
     solver: Rk5,
     times: Vec<(f64, f64)>,
     stats: SolveStats,
@@ -412,8 +419,9 @@ struct Contender {
 ///
 /// Per coupling variant: SciPy's RK45, our Dormand–Prince (the same method, controller and steps as RK45) and our
 /// Tsitouras 5(4) pair, all at the same tolerances on the same model (and the Tsitouras pair under a max norm at
-/// [`MAX_NORM_TOL_FACTOR`] times them), timed in `repeats` interleaved rounds (one
-/// run of each per round, so load on the shared machine hits them alike) and reported by median; each with its
+/// [`MAX_NORM_TOL_FACTOR`] times them, and in its portable build without AVX2, see [`crate::simd`]), timed in
+/// `repeats` interleaved rounds (one run of each per round, so load on the shared machine hits them alike) and
+/// reported by median and range; each with its
 /// right-hand-side evaluations and its error against a tight reference solution, so that a method cannot look
 /// faster by being less accurate.
 pub fn run(cfg: &BenchConfig, out: &mut dyn Write) -> Result<()> {
@@ -434,6 +442,10 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn Write) -> Result<()> {
     let variants: &[bool] = if cfg.dense { &[false, true] } else { &[false] };
     for &dense in variants {
         let (model, y0) = benchmark_model(cfg.regions, cfg.links, dense, cfg.seed)?;
+        // The same model with its right-hand side always in the portable build, for the portable contender.
+        let portable = benchmark_model(cfg.regions, cfg.links, dense, cfg.seed)?
+            .0
+            .with_simd(false);
         let label = if dense {
             format!("dense coupling ({} x {})", cfg.regions, cfg.regions)
         } else {
@@ -449,36 +461,54 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn Write) -> Result<()> {
                 Method::DormandPrince,
                 ErrorNorm::Rms,
                 1.0,
+                true,
             ),
-            ("Tsitouras 5(4)", Method::Tsitouras, ErrorNorm::Rms, 1.0),
+            (
+                "Tsitouras 5(4)",
+                Method::Tsitouras,
+                ErrorNorm::Rms,
+                1.0,
+                true,
+            ),
             (
                 "Tsitouras 5(4), max norm at 10 x tol",
                 Method::Tsitouras,
                 ErrorNorm::Max,
                 MAX_NORM_TOL_FACTOR,
+                true,
+            ),
+            (
+                "Tsitouras 5(4), portable build (no AVX2)",
+                Method::Tsitouras,
+                ErrorNorm::Rms,
+                1.0,
+                false,
             ),
         ]
-        .map(|(label, method, norm, factor)| {
+        .map(|(label, method, norm, factor, simd)| {
             Rk5::new(factor * cfg.rtol, factor * cfg.atol).map(|s| Contender {
                 label,
                 method,
                 norm,
-                solver: s.with_method(method).with_error_norm(norm),
+                simd,
+                solver: s.with_method(method).with_error_norm(norm).with_simd(simd),
                 times: Vec::with_capacity(rounds),
                 stats: SolveStats::default(),
                 trajectory: Vec::new(),
             })
         });
+        let model_of = |c: &Contender| if c.simd { &model } else { &portable };
         // One untimed run each (warms caches and the allocator, as the peer's first solve does).
         for c in ours.iter_mut().flatten() {
-            let (traj, stats) = model.simulate(&y0, cfg.days, &mut c.solver)?;
+            let (traj, stats) = model_of(c).simulate(&y0, cfg.days, &mut c.solver)?;
             c.trajectory = traj;
             c.stats = stats;
         }
         let mut peer_times = Vec::with_capacity(rounds);
         for _ in 0..rounds {
             for c in ours.iter_mut().flatten() {
-                let (t, _) = timed(|| model.simulate(&y0, cfg.days, &mut c.solver))?;
+                let m = model_of(c);
+                let (t, _) = timed(|| m.simulate(&y0, cfg.days, &mut c.solver))?;
                 c.times.push(t);
             }
             if let Some(p) = peer.as_mut() {
@@ -495,7 +525,7 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn Write) -> Result<()> {
         w(
             out,
             format!(
-                "metapop SEIR {} regions, {label}, {} days, rtol {:e}, atol {:e}: median of {rounds} interleaved rounds, process cpu time (wall); error = max |y - ref| / max(|ref|, 1) over the {} x {} daily trajectory, and its rms in units of atol + rtol |ref|",
+                "metapop SEIR {} regions, {label}, {} days, rtol {:e}, atol {:e}: median of {rounds} interleaved rounds, process cpu time (its range; median wall); error = max |y - ref| / max(|ref|, 1) over the {} x {} daily trajectory, and its rms in units of atol + rtol |ref|",
                 cfg.regions,
                 cfg.days,
                 cfg.rtol,
@@ -511,11 +541,12 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn Write) -> Result<()> {
                 w(
                     out,
                     format!(
-                        "  {} solve_ivp RK45: {:.2} ms ({:.2} ms wall, best {:.2} ms), {} rhs evals, error {max:.1e} max, {rms:.2} rms",
+                        "  {} solve_ivp RK45: {:.2} ms ({:.2}-{:.2} ms; {:.2} ms wall), {} rhs evals, error {max:.1e} max, {rms:.2} rms",
                         p.versions,
                         cpu * 1e3,
-                        wall * 1e3,
                         best_cpu(&peer_times) * 1e3,
+                        worst_cpu(&peer_times) * 1e3,
+                        wall * 1e3,
                         p.nfev
                     ),
                 )?;
@@ -527,11 +558,12 @@ pub fn run(cfg: &BenchConfig, out: &mut dyn Write) -> Result<()> {
             let (wall, cpu) = median(&c.times);
             let (max, rms) = trajectory_error(&c.trajectory, reference, cfg.rtol, cfg.atol);
             let mut line = format!(
-                "  forecast {}: {:.2} ms ({:.2} ms wall, best {:.2} ms), {} rhs evals, {} steps, error {max:.1e} max, {rms:.2} rms",
+                "  forecast {}: {:.2} ms ({:.2}-{:.2} ms; {:.2} ms wall), {} rhs evals, {} steps, error {max:.1e} max, {rms:.2} rms",
                 c.label,
                 cpu * 1e3,
-                wall * 1e3,
                 best_cpu(&c.times) * 1e3,
+                worst_cpu(&c.times) * 1e3,
+                wall * 1e3,
                 c.stats.rhs_evals,
                 c.stats.steps
             );

@@ -19,6 +19,7 @@ pub mod ode;
 pub mod regional;
 pub mod rt;
 pub mod sim;
+pub mod simd;
 pub mod special;
 pub mod svg;
 

@@ -138,6 +138,7 @@ impl Coupling {
         Ok(Coupling::Sparse(Csr::from_triplets(m.n, &t)?))
     }
 
+    #[inline(always)]
     fn apply(&self, n: usize, x: &[f64], y: &mut [f64]) {
         match self {
             Coupling::Sparse(m) => m.matvec(x, y),
@@ -152,6 +153,7 @@ impl Coupling {
 
 /// Dot product with eight independent accumulators (over exact chunks) so the compiler can vectorise it (a single running sum would
 /// force strictly sequential floating-point additions).
+#[inline(always)]
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     let mut acc = [0.0; 8];
     let ca = a.chunks_exact(8);
@@ -170,6 +172,14 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     acc.iter().sum::<f64>() + tail
 }
 
+/// x_i = i_i·inv_n_i (I/N for the coupling).
+#[inline(always)]
+fn scaled(i: &[f64], inv_n: &[f64], x: &mut [f64]) {
+    for ((xk, &ik), &inv) in x.iter_mut().zip(i).zip(inv_n) {
+        *xk = ik * inv;
+    }
+}
+
 /// A metapopulation SEIR. State layout: S of all regions, then E, then I, then R (4n values).
 #[derive(Debug)]
 pub struct MetaSeir {
@@ -181,6 +191,8 @@ pub struct MetaSeir {
     coupling: Coupling,
     kernel: Kernel,
     scratch: RefCell<(Vec<f64>, Vec<f64>)>,
+    /// Whether the right-hand side's loops run in their AVX2 build where the CPU has it ([`crate::simd`]).
+    simd: bool,
 }
 
 /// The coupling matrix re-laid out for the right-hand side: the diagonal (every row has one, the share of contacts
@@ -206,13 +218,19 @@ enum Kernel {
     Dense,
 }
 
-/// Column indices of the ELLPACK layout. With at most 2^16 regions they are 16-bit, packed four to a `u64`
-/// (ceil(width/4) words per row: one load fetches four indices), and the gathered vector is a `[f64; 2^16]` array,
-/// so every index is in bounds by its type and the gather has no bounds checks (without `unsafe`); otherwise `u32`
-/// into a slice.
+/// Column indices of the ELLPACK layout (its values are laid out the same way). With at most 2^16 regions they
+/// are 16-bit and the gathered vector is a `[f64; 2^16]` array, so every index is in bounds by its type and the
+/// gather has no bounds checks (without `unsafe`); otherwise `u32` into a slice, row by row.
+///
+/// The 16-bit indices come in the layout that suits the build the right-hand side runs in (`crate::simd`): row by
+/// row, packed four to a `u64` (ceil(width/4) words per row: one load fetches four indices) for the portable
+/// build, whose gather goes one row at a time; slot-major (entry l of every row, then entry l + 1: index
+/// `l·n + row`) for the AVX2 build, whose gather goes four rows at a time, their sums in one register. Both add each
+/// row's terms in the same order, so they give the same bits.
 #[derive(Debug, Clone)]
 enum Cols {
-    Short(Vec<u64>),
+    Packed(Vec<u64>),
+    SlotMajor(Vec<u16>),
     Long(Vec<u32>),
 }
 
@@ -223,7 +241,9 @@ const SHORT: usize = 1 << 16;
 const MAX_ELL_WIDTH: usize = 8;
 
 impl Kernel {
-    fn new(coupling: &Coupling) -> Result<Self> {
+    /// The layout of `coupling` for the right-hand side; `slot_major`: the AVX2 build's ELLPACK layout (see
+    /// [`Cols`]).
+    fn new(coupling: &Coupling, slot_major: bool) -> Result<Self> {
         let Coupling::Sparse(m) = coupling else {
             return Ok(Kernel::Dense);
         };
@@ -252,16 +272,22 @@ impl Kernel {
         let width = rows.iter().map(Vec::len).max().unwrap_or(0);
         // Padding costs a multiply-add per padded slot: take the fixed width only when it adds at most a quarter.
         if (1..=MAX_ELL_WIDTH).contains(&width) && 4 * width * n <= 5 * off {
+            let slot_major = slot_major && n <= SHORT;
             let mut cols = Vec::with_capacity(width * n);
             let mut vals = Vec::with_capacity(width * n);
-            for (i, row) in rows.iter().enumerate() {
-                for l in 0..width {
-                    let (c, v) = row.get(l).copied().unwrap_or((i as u32, 0.0));
-                    cols.push(c);
-                    vals.push(v);
-                }
+            let mut entry = |i: usize, l: usize| {
+                let (c, v) = rows[i].get(l).copied().unwrap_or((i as u32, 0.0));
+                cols.push(c);
+                vals.push(v);
+            };
+            if slot_major {
+                (0..width).for_each(|l| (0..n).for_each(|i| entry(i, l)));
+            } else {
+                (0..n).for_each(|i| (0..width).for_each(|l| entry(i, l)));
             }
-            let cols = if n <= SHORT {
+            let cols = if slot_major {
+                Cols::SlotMajor(cols.iter().map(|&c| c as u16).collect())
+            } else if n <= SHORT {
                 let words = width.div_ceil(4);
                 let mut packed = vec![0u64; words * n];
                 for (i, row) in cols.chunks_exact(width).enumerate() {
@@ -269,7 +295,7 @@ impl Kernel {
                         packed[i * words + l / 4] |= u64::from(c) << (16 * (l % 4));
                     }
                 }
-                Cols::Short(packed)
+                Cols::Packed(packed)
             } else {
                 Cols::Long(cols)
             };
@@ -303,7 +329,7 @@ impl Kernel {
     fn x_len(&self, n: usize) -> usize {
         match self {
             Kernel::Ell {
-                cols: Cols::Short(_),
+                cols: Cols::Packed(_) | Cols::SlotMajor(_),
                 ..
             } => SHORT.max(n),
             _ => n,
@@ -311,13 +337,14 @@ impl Kernel {
     }
 
     /// foi = C·x over the first n entries of `x` (`x` is `x_len(n)` long).
+    #[inline(always)]
     fn apply(&self, coupling: &Coupling, x: &[f64], foi: &mut [f64]) {
         let n = foi.len();
         match self {
             Kernel::Ell {
                 diag,
                 width,
-                cols: Cols::Short(cols),
+                cols: Cols::Packed(cols),
                 vals,
             } => {
                 let Ok(xa) = <&[f64; SHORT]>::try_from(&x[..SHORT]) else {
@@ -333,6 +360,27 @@ impl Kernel {
                     6 => ell16::<6, 2>(diag, cols, vals, x, xa, foi),
                     7 => ell16::<7, 2>(diag, cols, vals, x, xa, foi),
                     _ => ell16::<MAX_ELL_WIDTH, 2>(diag, cols, vals, x, xa, foi),
+                }
+            }
+            Kernel::Ell {
+                diag,
+                width,
+                cols: Cols::SlotMajor(cols),
+                vals,
+            } => {
+                let Ok(xa) = <&[f64; SHORT]>::try_from(&x[..SHORT]) else {
+                    return;
+                };
+                let (diag, x) = (&diag[..n], &x[..n]);
+                match width {
+                    1 => ell16_slots::<1>(diag, cols, vals, x, xa, foi),
+                    2 => ell16_slots::<2>(diag, cols, vals, x, xa, foi),
+                    3 => ell16_slots::<3>(diag, cols, vals, x, xa, foi),
+                    4 => ell16_slots::<4>(diag, cols, vals, x, xa, foi),
+                    5 => ell16_slots::<5>(diag, cols, vals, x, xa, foi),
+                    6 => ell16_slots::<6>(diag, cols, vals, x, xa, foi),
+                    7 => ell16_slots::<7>(diag, cols, vals, x, xa, foi),
+                    _ => ell16_slots::<MAX_ELL_WIDTH>(diag, cols, vals, x, xa, foi),
                 }
             }
             Kernel::Ell {
@@ -374,8 +422,10 @@ impl Kernel {
     }
 }
 
-/// foi_i = d_i·x_i + Σ_l v_il·x_{c_il} over exactly W entries per row (the inner loop is unrolled); `xa` is `x`
-/// padded to 2^16 entries so that a 16-bit index needs no bounds check; WORDS = ceil(W/4) packed index words a row.
+/// foi_i = d_i·x_i + Σ_l v_il·x_{c_il} over exactly W entries per row, added in that order, row by row (the inner
+/// loop is unrolled); `xa` is `x` padded to 2^16 entries so that a 16-bit index needs no bounds check; WORDS =
+/// ceil(W/4) packed index words a row.
+#[inline(always)]
 fn ell16<const W: usize, const WORDS: usize>(
     diag: &[f64],
     cols: &[u64],
@@ -395,7 +445,32 @@ fn ell16<const W: usize, const WORDS: usize>(
     }
 }
 
+/// As [`ell16`] on the slot-major layout (entry l of row i at `l·n + i`): the loop over rows vectorises (several
+/// rows' sums in one register, each still added in the same order, so the result is the same as row by row).
+#[inline(always)]
+fn ell16_slots<const W: usize>(
+    diag: &[f64],
+    cols: &[u16],
+    vals: &[f64],
+    x: &[f64],
+    xa: &[f64; SHORT],
+    foi: &mut [f64],
+) {
+    let n = foi.len();
+    let (diag, x) = (&diag[..n], &x[..n]);
+    let c: [&[u16]; W] = std::array::from_fn(|l| &cols[l * n..(l + 1) * n]);
+    let v: [&[f64]; W] = std::array::from_fn(|l| &vals[l * n..(l + 1) * n]);
+    for i in 0..n {
+        let mut acc = diag[i] * x[i];
+        for l in 0..W {
+            acc += v[l][i] * xa[usize::from(c[l][i])];
+        }
+        foi[i] = acc;
+    }
+}
+
 /// As [`ell16`] with `u32` indices (bounds-checked).
+#[inline(always)]
 fn ell32<const W: usize>(diag: &[f64], cols: &[u32], vals: &[f64], x: &[f64], foi: &mut [f64]) {
     let rows = cols.chunks_exact(W).zip(vals.chunks_exact(W));
     for ((f, (c, v)), (&d, &xi)) in foi.iter_mut().zip(rows).zip(diag.iter().zip(x)) {
@@ -454,7 +529,7 @@ impl MetaSeir {
                 why: "sigma and gamma must be > 0",
             });
         }
-        let kernel = Kernel::new(&coupling)?;
+        let kernel = Kernel::new(&coupling, crate::simd::avx2_available())?;
         let x_len = kernel.x_len(n);
         Ok(MetaSeir {
             kernel,
@@ -465,7 +540,20 @@ impl MetaSeir {
             gamma,
             coupling,
             scratch: RefCell::new((vec![0.0; x_len], vec![0.0; n])),
+            simd: true,
         })
+    }
+
+    /// Whether the right-hand side's loops run in their AVX2 build where the CPU has it (`true`, the default) or
+    /// always in the portable one; the results are the same bit for bit (see [`crate::simd`]).
+    pub fn with_simd(mut self, enabled: bool) -> Self {
+        self.simd = enabled;
+        // The coupling's layout for that build (the one of `new` when it cannot be rebuilt, which cannot happen:
+        // `new` built it from the same matrix).
+        if let Ok(kernel) = Kernel::new(&self.coupling, enabled && crate::simd::avx2_available()) {
+            self.kernel = kernel;
+        }
+        self
     }
 
     /// Populations of the regions.
@@ -564,15 +652,18 @@ impl OdeSystem for MetaSeir {
     }
 
     fn rhs(&self, _t: f64, y: &[f64], d: &mut [f64]) {
-        let n = self.population.len();
-        let mut guard = self.scratch.borrow_mut();
-        let (x, foi) = &mut *guard;
-        let i = &y[2 * n..3 * n];
-        for ((xk, &ik), &inv) in x.iter_mut().zip(i).zip(&self.inv_n) {
-            *xk = ik * inv;
-        }
-        self.kernel.apply(&self.coupling, x, &mut foi[..n]);
-        self.derivatives(foi, y, d);
+        crate::simd::with_avx2(
+            self.simd,
+            #[inline(always)]
+            || {
+                let n = self.population.len();
+                let mut guard = self.scratch.borrow_mut();
+                let (x, foi) = &mut *guard;
+                scaled(&y[2 * n..3 * n], &self.inv_n, &mut x[..n]);
+                self.kernel.apply(&self.coupling, x, &mut foi[..n]);
+                self.derivatives(foi, y, d);
+            },
+        );
     }
 
     /// The stage values formed while f is evaluated: a first pass forms the infectious stage values (kept in
@@ -589,23 +680,28 @@ impl OdeSystem for MetaSeir {
         stage: &mut [f64],
         dydt: &mut [f64],
     ) {
-        match a.len().min(ks.len()) {
-            1 => self.fused_stage::<1>(y, h, a, ks, stage, dydt),
-            2 => self.fused_stage::<2>(y, h, a, ks, stage, dydt),
-            3 => self.fused_stage::<3>(y, h, a, ks, stage, dydt),
-            4 => self.fused_stage::<4>(y, h, a, ks, stage, dydt),
-            5 => self.fused_stage::<5>(y, h, a, ks, stage, dydt),
-            _ => {
-                let m = self.feedback_dim().min(stage.len());
-                combine_into(&mut stage[..m], y, h, a, ks);
-                self.rhs(t, stage, dydt);
-            }
-        }
+        crate::simd::with_avx2(
+            self.simd,
+            #[inline(always)]
+            || match a.len().min(ks.len()) {
+                1 => self.fused_stage::<1>(y, h, a, ks, stage, dydt),
+                2 => self.fused_stage::<2>(y, h, a, ks, stage, dydt),
+                3 => self.fused_stage::<3>(y, h, a, ks, stage, dydt),
+                4 => self.fused_stage::<4>(y, h, a, ks, stage, dydt),
+                5 => self.fused_stage::<5>(y, h, a, ks, stage, dydt),
+                _ => {
+                    let m = self.feedback_dim().min(stage.len());
+                    combine_into(&mut stage[..m], y, h, a, ks);
+                    self.rhs(t, stage, dydt);
+                }
+            },
+        );
     }
 }
 
 impl MetaSeir {
     /// dS = −β S λ, dE = β S λ − σE, dI = σE − γI, dR = γI with λ = `foi` (C·I/N) and S, E, I read from `y`.
+    #[inline(always)]
     fn derivatives(&self, foi: &[f64], y: &[f64], d: &mut [f64]) {
         let n = self.population.len();
         let (s, rest) = y.split_at(n);
@@ -629,6 +725,7 @@ impl MetaSeir {
     }
 
     /// [`OdeSystem::rhs_stage`] with J stage terms.
+    #[inline(always)]
     fn fused_stage<const J: usize>(
         &self,
         y: &[f64],
@@ -647,36 +744,73 @@ impl MetaSeir {
         let block =
             |b: usize| -> [&[f64]; J] { std::array::from_fn(|j| &ks[j][b * n..(b + 1) * n]) };
         // Infectious stage values, and x = I/N for the coupling.
-        {
-            let (yi, ki, si) = (&y[2 * n..3 * n], block(2), &mut stage[2 * n..3 * n]);
-            let (inv_n, x) = (&self.inv_n[..n], &mut x[..n]);
-            for r in 0..n {
-                let v = stage_value(yi[r], h, a, std::array::from_fn(|j| ki[j][r]));
-                si[r] = v;
-                x[r] = v * inv_n[r];
-            }
-        }
+        let si = &mut stage[2 * n..3 * n];
+        infectious_stage((h, a), &y[2 * n..3 * n], block(2), &self.inv_n, si, x);
         self.kernel.apply(&self.coupling, x, &mut foi[..n]);
-        let (ys, ye) = (&y[..n], &y[n..2 * n]);
-        let (ks_, ke) = (block(0), block(1));
-        let si = &stage[2 * n..3 * n];
         let (ds, rest) = d.split_at_mut(n);
         let (de, rest) = rest.split_at_mut(n);
         let (di, dr) = rest.split_at_mut(n);
-        let (sigma, gamma) = (self.sigma, self.gamma);
-        let (beta, foi) = (&self.beta[..n], &foi[..n]);
-        let (ds, de, di, dr) = (&mut ds[..n], &mut de[..n], &mut di[..n], &mut dr[..n]);
-        for r in 0..n {
-            let s = stage_value(ys[r], h, a, std::array::from_fn(|j| ks_[j][r]));
-            let e = stage_value(ye[r], h, a, std::array::from_fn(|j| ke[j][r]));
-            let inf = beta[r] * s * foi[r];
-            let prog = sigma * e;
-            let rec = gamma * si[r];
-            ds[r] = -inf;
-            de[r] = inf - prog;
-            di[r] = prog - rec;
-            dr[r] = rec;
-        }
+        stage_derivatives(
+            (h, a, self.sigma, self.gamma),
+            (&y[..n], &y[n..2 * n], &stage[2 * n..3 * n]),
+            (&self.beta, foi),
+            (block(0), block(1)),
+            (ds, de),
+            (di, dr),
+        );
+    }
+}
+
+// The loops of the fused stage evaluation, each a function of its own whose written slices are parameters: so the
+// compiler knows they alias nothing else (also once inlined into the AVX2 build, see `crate::simd`) and the loops
+// vectorise without run-time overlap checks.
+
+/// si = y_I + h·Σ_j a_j·k_j,I (the infectious stage values) and x = si/N.
+#[inline(always)]
+fn infectious_stage<const J: usize>(
+    (h, a): (f64, &[f64; J]),
+    yi: &[f64],
+    ki: [&[f64]; J],
+    inv_n: &[f64],
+    si: &mut [f64],
+    x: &mut [f64],
+) {
+    let n = si.len();
+    let (yi, inv_n, x) = (&yi[..n], &inv_n[..n], &mut x[..n]);
+    let ki: [&[f64]; J] = std::array::from_fn(|j| &ki[j][..n]);
+    for r in 0..n {
+        let v = stage_value(yi[r], h, a, std::array::from_fn(|j| ki[j][r]));
+        si[r] = v;
+        x[r] = v * inv_n[r];
+    }
+}
+
+/// The derivatives at a stage: S and E stage values formed from y and the stage derivatives `ks` (`ke`) on the
+/// fly, the infectious ones `si` read, λ = `foi`.
+#[inline(always)]
+fn stage_derivatives<const J: usize>(
+    (h, a, sigma, gamma): (f64, &[f64; J], f64, f64),
+    (ys, ye, si): (&[f64], &[f64], &[f64]),
+    (beta, foi): (&[f64], &[f64]),
+    (ks, ke): ([&[f64]; J], [&[f64]; J]),
+    (ds, de): (&mut [f64], &mut [f64]),
+    (di, dr): (&mut [f64], &mut [f64]),
+) {
+    let n = ds.len();
+    let (ys, ye, si, beta, foi) = (&ys[..n], &ye[..n], &si[..n], &beta[..n], &foi[..n]);
+    let ks: [&[f64]; J] = std::array::from_fn(|j| &ks[j][..n]);
+    let ke: [&[f64]; J] = std::array::from_fn(|j| &ke[j][..n]);
+    let (de, di, dr) = (&mut de[..n], &mut di[..n], &mut dr[..n]);
+    for r in 0..n {
+        let s = stage_value(ys[r], h, a, std::array::from_fn(|j| ks[j][r]));
+        let e = stage_value(ye[r], h, a, std::array::from_fn(|j| ke[j][r]));
+        let inf = beta[r] * s * foi[r];
+        let prog = sigma * e;
+        let rec = gamma * si[r];
+        ds[r] = -inf;
+        de[r] = inf - prog;
+        di[r] = prog - rec;
+        dr[r] = rec;
     }
 }
 
@@ -773,6 +907,7 @@ pub fn importation_risk_along(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ode::{ErrorNorm, Method};
 
     #[test]
     fn fused_stage_evaluation_equals_stage_value_then_rhs() -> Result<()> {
@@ -799,6 +934,38 @@ mod tests {
                 model.rhs(0.0, &formed, &mut plain);
                 assert_eq!(fused, plain, "{terms} terms, dense {dense}");
                 assert_ne!(plain, vec![0.0; dim]);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn avx2_and_portable_builds_agree_bit_for_bit() -> Result<()> {
+        // The solver and the right-hand side in their AVX2 build (where this CPU has it, see `crate::simd`) and in
+        // the portable one: the same steps and the same trajectory to the last bit, for both pairs and both norms,
+        // on sparse (ELLPACK, a row count that is not a multiple of four) and dense coupling.
+        if !crate::simd::avx2_available() {
+            eprintln!("no AVX2 on this CPU: both runs use the portable build");
+        }
+        for (regions, dense) in [(301, false), (60, true)] {
+            let (model, y0) = crate::bench::benchmark_model(regions, 5, dense, 11)?;
+            let portable = crate::bench::benchmark_model(regions, 5, dense, 11)?
+                .0
+                .with_simd(false);
+            let t: Vec<f64> = (0..=120).map(f64::from).collect();
+            for method in [Method::DormandPrince, Method::Tsitouras] {
+                for norm in [ErrorNorm::Rms, ErrorNorm::Max] {
+                    let solver = Rk5::new(1e-6, 1e-6)?
+                        .with_method(method)
+                        .with_error_norm(norm);
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    let sa = solver.clone().solve(&model, 0.0, &y0, &t, &mut a)?;
+                    let sb = solver
+                        .with_simd(false)
+                        .solve(&portable, 0.0, &y0, &t, &mut b)?;
+                    assert_eq!(sa, sb, "{method:?} {norm:?} dense {dense}");
+                    assert!(a == b, "{method:?} {norm:?} dense {dense}");
+                }
             }
         }
         Ok(())
@@ -945,14 +1112,20 @@ mod tests {
                 couplings.push(Coupling::Dense(c));
             }
             for coupling in couplings {
-                let model = MetaSeir::new(pop.clone(), beta.clone(), 0.2, 0.1, coupling)?;
-                let mut got = vec![0.0; 4 * n];
-                model.rhs(0.0, &y, &mut got);
-                for (k, (a, b)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        (a - b).abs() <= 1e-12 * b.abs().max(1e-3),
-                        "n {n}, links {links}, component {k}: {a} vs {b}"
-                    );
+                // Both builds' layouts (slot-major ELLPACK for AVX2 where the CPU has it, packed row by row for
+                // the portable build).
+                for simd in [true, false] {
+                    let model =
+                        MetaSeir::new(pop.clone(), beta.clone(), 0.2, 0.1, coupling.clone())?
+                            .with_simd(simd);
+                    let mut got = vec![0.0; 4 * n];
+                    model.rhs(0.0, &y, &mut got);
+                    for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-12 * b.abs().max(1e-3),
+                            "n {n}, links {links}, simd {simd}, component {k}: {a} vs {b}"
+                        );
+                    }
                 }
             }
         }

@@ -66,7 +66,9 @@ pub fn stage_value<const J: usize>(y: f64, h: f64, a: &[f64; J], k: [f64; J]) ->
 
 /// out_i = y_i + h·Σ_j a_j·ks_j,i for i < out.len() (the other vectors are at least that long; `a` and `ks` have
 /// 1 to 6 entries, more are ignored).
+#[inline(always)]
 pub fn combine_into(out: &mut [f64], y: &[f64], h: f64, a: &[f64], ks: &[&[f64]]) {
+    #[inline(always)]
     fn fixed<const J: usize>(out: &mut [f64], y: &[f64], h: f64, a: &[f64], ks: &[&[f64]]) {
         let (Ok(a), Some(ks)) = (<&[f64; J]>::try_from(&a[..J]), ks.get(..J)) else {
             return;
@@ -260,20 +262,6 @@ pub enum ErrorNorm {
     Max,
 }
 
-/// out = y + h·(Σ c_j k_j) over slices re-cut to one length, so the loop has no bounds checks and vectorises.
-macro_rules! combine {
-    ($out:expr, $y:expr, $h:expr; $c0:expr => $k0:ident $(, $c:expr => $k:ident)*) => {{
-        let n = $out.len();
-        let out: &mut [f64] = &mut $out[..n];
-        let y: &[f64] = &$y[..n];
-        let $k0: &[f64] = &$k0[..n];
-        $( let $k: &[f64] = &$k[..n]; )*
-        for i in 0..n {
-            out[i] = y[i] + $h * ($c0 * $k0[i] $(+ $c * $k[i])*);
-        }
-    }};
-}
-
 /// Elements per block of the error norm (eight independent partial sums, so the loop vectorises) and of the
 /// dense output (a block of the seven input vectors stays in L1 while every output row of the step is written).
 const LANES: usize = 8;
@@ -292,8 +280,31 @@ const BLOCK: usize = 512;
 /// (q_j(x) = Σ_m p_j[m]·x^(m+1), x = (time − t)/h). Both read the same vectors, so they share one pass, block by
 /// block (a block of every input stays in L1 while all the rows are written). The rows are written before the step
 /// is known to be accepted; after a rejection they are written again by the step that finally covers them.
+///
+/// Runs in the AVX2 build when `simd` and the CPU allow ([`crate::simd`]).
 #[allow(clippy::too_many_arguments)]
 fn error_and_output<const K: usize, const MAX: bool>(
+    simd: bool,
+    tol: (f64, f64, f64),
+    span: (f64, f64),
+    y: &[f64],
+    y_new: &[f64],
+    ks: [&[f64]; K],
+    ep: (&[f64; K], &[[f64; 4]; K]),
+    times: &[f64],
+    dst: &mut [f64],
+) -> (f64, bool) {
+    crate::simd::with_avx2(
+        simd,
+        #[inline(always)]
+        || error_and_output_body::<K, MAX>(tol, span, y, y_new, ks, ep, times, dst),
+    )
+}
+
+/// [`error_and_output`]'s work, inlined into both builds.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn error_and_output_body<const K: usize, const MAX: bool>(
     (h, rtol, atol): (f64, f64, f64),
     (t, t_new): (f64, f64),
     y: &[f64],
@@ -404,11 +415,24 @@ fn error_and_output<const K: usize, const MAX: bool>(
     (total, zero == 0.0)
 }
 
+/// [`combine_into`] in the AVX2 build when `simd` and the CPU allow ([`crate::simd`]).
+fn combine(simd: bool, out: &mut [f64], y: &[f64], h: f64, a: &[f64], ks: &[&[f64]]) {
+    crate::simd::with_avx2(
+        simd,
+        #[inline(always)]
+        || combine_into(out, y, h, a, ks),
+    );
+}
+
 /// Dormand–Prince error weights and dense-output rows of k1, k3..k7 (k2 has none).
 const DP_E: [f64; 6] = [E1, E3, E4, E5, E6, E7];
 const DP_P: [[f64; 4]; 6] = [P[0], P[2], P[3], P[4], P[5], P[6]];
+/// Dormand–Prince fifth-order weights of k1, k3..k6 (k2 has none).
+const DP_B: [f64; 5] = [B1, B3, B4, B5, B6];
 /// Tsitouras error weights of k1..k7.
 const TS_E: [f64; 7] = [TE1, TE2, TE3, TE4, TE5, TE6, TE7];
+/// Tsitouras fifth-order weights of k1..k6.
+const TS_B: [f64; 6] = [TB1, TB2, TB3, TB4, TB5, TB6];
 
 /// Work counters of one solve.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -435,6 +459,8 @@ pub struct Rk5 {
     y: Vec<f64>,
     y_new: Vec<f64>,
     tmp: Vec<f64>,
+    /// Whether the AVX2 build of the stepper is used where the CPU has it ([`crate::simd`]).
+    simd: bool,
 }
 
 /// The former name of [`Rk5`] (kept so code written against it still builds; `Rk5::new` still steps with
@@ -470,6 +496,7 @@ impl Rk5 {
             y: Vec::new(),
             y_new: Vec::new(),
             tmp: Vec::new(),
+            simd: true,
         })
     }
 
@@ -483,6 +510,13 @@ impl Rk5 {
     /// its RMS norms).
     pub fn with_error_norm(mut self, norm: ErrorNorm) -> Self {
         self.norm = norm;
+        self
+    }
+
+    /// Whether the stepper's loops run in their AVX2 build where the CPU has it (`true`, the default) or always in
+    /// the portable one; the results are the same bit for bit (see [`crate::simd`]), only the speed differs.
+    pub fn with_simd(mut self, enabled: bool) -> Self {
+        self.simd = enabled;
         self
     }
 
@@ -654,7 +688,7 @@ impl Rk5 {
                         sys.rhs_stage(t + C5 * h, y, h, &a5, &[k1, k2, k3, k4], tmp, k5);
                         let a6 = [A61, A62, A63, A64, A65];
                         sys.rhs_stage(t + h, y, h, &a6, &[k1, k2, k3, k4, k5], tmp, k6);
-                        combine!(y_new, y, h; B1 => k1, B3 => k3, B4 => k4, B5 => k5, B6 => k6);
+                        combine(self.simd, y_new, y, h, &DP_B, &[k1, k3, k4, k5, k6]);
                     }
                     Method::Tsitouras => {
                         sys.rhs_stage(t + TC2 * h, y, h, &[TA21], &[k1], tmp, k2);
@@ -665,7 +699,7 @@ impl Rk5 {
                         sys.rhs_stage(t + TC5 * h, y, h, &a5, &[k1, k2, k3, k4], tmp, k5);
                         let a6 = [TA61, TA62, TA63, TA64, TA65];
                         sys.rhs_stage(t + h, y, h, &a6, &[k1, k2, k3, k4, k5], tmp, k6);
-                        combine!(y_new, y, h; TB1 => k1, TB2 => k2, TB3 => k3, TB4 => k4, TB5 => k5, TB6 => k6);
+                        combine(self.simd, y_new, y, h, &TS_B, &[k1, k2, k3, k4, k5, k6]);
                     }
                 }
                 sys.rhs(t + h, y_new, k7);
@@ -681,6 +715,7 @@ impl Rk5 {
                 let span = (t, t_new);
                 let (acc, finite) = match (self.method, self.norm) {
                     (Method::DormandPrince, ErrorNorm::Rms) => error_and_output::<6, false>(
+                        self.simd,
                         tol,
                         span,
                         y,
@@ -691,6 +726,7 @@ impl Rk5 {
                         dst,
                     ),
                     (Method::DormandPrince, ErrorNorm::Max) => error_and_output::<6, true>(
+                        self.simd,
                         tol,
                         span,
                         y,
@@ -701,6 +737,7 @@ impl Rk5 {
                         dst,
                     ),
                     (Method::Tsitouras, ErrorNorm::Rms) => error_and_output::<7, false>(
+                        self.simd,
                         tol,
                         span,
                         y,
@@ -711,6 +748,7 @@ impl Rk5 {
                         dst,
                     ),
                     (Method::Tsitouras, ErrorNorm::Max) => error_and_output::<7, true>(
+                        self.simd,
                         tol,
                         span,
                         y,
@@ -1019,6 +1057,7 @@ mod tests {
                 (&TS_E, &TP),
             );
             let (m, fin) = error_and_output::<7, true>(
+                true,
                 args.0,
                 args.1,
                 args.2,
@@ -1031,6 +1070,7 @@ mod tests {
             assert!(fin);
             assert!((m - max).abs() <= 1e-12 * max, "n {n}: {m} vs {max}");
             let (s, _) = error_and_output::<7, false>(
+                true,
                 args.0,
                 args.1,
                 args.2,
@@ -1045,6 +1085,7 @@ mod tests {
             bad[3][n / 2] = f64::NAN;
             let br: [&[f64]; 7] = std::array::from_fn(|j| bad[j].as_slice());
             let (m, _) = error_and_output::<7, true>(
+                true,
                 args.0,
                 args.1,
                 args.2,

@@ -503,8 +503,8 @@ fn bench_runs_without_the_peer() {
         "--no-peer",
     ])
     .unwrap();
-    // Per coupling: the header, our three solvers, the reference; then the ensemble.
-    assert_eq!(out.lines().count(), 11, "{out}");
+    // Per coupling: the header, our four solvers, the reference; then the ensemble.
+    assert_eq!(out.lines().count(), 13, "{out}");
     assert!(
         out.contains("sparse coupling")
             && out.contains("dense coupling")
@@ -606,6 +606,13 @@ fn bench_matches_scipy_step_for_step() {
             assert!(max_norm.contains("max norm at 10 x tol"), "{max_norm}");
             assert!(evals(max_norm) < evals(tsit), "{tsit}\n{max_norm}");
             assert!(field(max_norm, "error ") < 1e-3, "{max_norm}");
+            // Tsitouras in the portable build: the same steps and the same error as in the AVX2 build (the same
+            // results bit for bit; only the time differs).
+            let portable = out.lines().nth(i + 3).unwrap();
+            assert!(portable.contains("portable build"), "{portable}");
+            assert_eq!(evals(portable), evals(tsit), "{tsit}\n{portable}");
+            assert_eq!(field(portable, "error "), field(tsit, "error "));
+            assert_eq!(rms(portable), rms(tsit));
             checked += 1;
         }
     }
