@@ -202,8 +202,11 @@ export async function selectedCandidateTypes(page) {
     const types = [];
     for (const p of window.caravanCall.peers.values()) {
       const stats = await p.pc.getStats();
+      // The transport's selected pair (a pair is marked nominated only a moment later).
+      let selected = null;
+      stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) selected = r.selectedCandidatePairId; });
       stats.forEach((r) => {
-        if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') {
+        if (r.type === 'candidate-pair' && (selected ? r.id === selected : (r.nominated && r.state === 'succeeded'))) {
           types.push(stats.get(r.localCandidateId).candidateType, stats.get(r.remoteCandidateId).candidateType);
         }
       });
@@ -276,9 +279,11 @@ export async function visit(base, { browser, patientBrowser = browser, relay, sl
 }
 
 /// A network namespace joined to this one by a veth pair, each direction shaped by `tc ... tbf` to `rate`
-/// (e.g. '256kbit'). The host end is `hostIp`, the namespace's `nsIp` (a /24 of their own). Returns null (with
-/// the reason) where namespaces cannot be made (not root, no `ip`); removed at exit.
-export function netnsWithCap({ name = `cvn${process.pid % 100000}`, rate = '256kbit', hostIp = '10.213.0.1', nsIp = '10.213.0.2' } = {}) {
+/// (e.g. '256kbit'). The host end is `<subnet>.1`, the namespace's `<subnet>.2` (a /24 per process, so two runs
+/// do not collide). Returns `{ error }` where namespaces cannot be made (not root, no `ip`); removed at exit.
+export function netnsWithCap({ name = `cvn${process.pid % 100000}`, rate = '256kbit', subnet = `10.213.${process.pid % 250}` } = {}) {
+  const hostIp = `${subnet}.1`;
+  const nsIp = `${subnet}.2`;
   const run = (...a) => execFileSync(a[0], a.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   const host = `${name}h`;
   const inner = `${name}n`;

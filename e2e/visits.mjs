@@ -4,7 +4,8 @@
 // its own node:
 // (1) peer to peer: manual audio-only; screen sharing (the patient receives the shared screen, then the camera
 //     again); a capped sender bitrate switches the call to audio-only by itself, and back when lifted;
-// (2) relay-only through a private coturn started here, with TURN REST credentials minted by the node;
+// (2) relay-only through a private coturn started here, with TURN REST credentials minted by the node; the
+//     patient comes back after the clinician's credential expired and the call is rebuilt with a fresh one;
 // (3) the wrong TURN secret and (4) an expired credential: the pre-call check and the call show the relay's
 //     refusal, and no media flows;
 // (5) as root: the patient's browser in a network namespace behind a 256 kbit/s `tc` shaper; the call connects
@@ -15,7 +16,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import {
-  autoAudioOnly, clinician, freePort, inboundAudioBytes, inboundVideo, inboundVideoBytes, inboundVideoSize, launchBrowser,
+  autoAudioOnly, clinician, connected, freePort, inboundAudioBytes, inboundVideo, inboundVideoBytes, inboundVideoSize, launchBrowser,
   netnsWithCap, outboundVideoBytes, patient, selectedCandidateTypes, startCoturn, startNode, tcStats, turnCredential,
   visit as visitWith,
 } from './visit-lib.mjs';
@@ -111,16 +112,36 @@ const results = {};
   await pat.context.close();
 }
 
-// 2. Relay only, through a private coturn with credentials minted by the node.
+// 2. Relay only, through a private coturn with credentials minted by the node. Their lifetime is 3 s here: the
+// patient leaves and comes back after the clinician's page's credential has expired, and the call is rebuilt
+// through the relay with a fresh one.
 const secret = `s${Math.random().toString(36).slice(2)}`;
 const turn = await startCoturn(secret);
 {
-  const base = await startNode(BIN, ['--turn-url', turn.url, '--turn-secret', secret,
-    '--turn-ttl', '600', '--turn-relay-only']);
+  const base = await startNode(BIN, ['--turn-url', turn.url, '--turn-secret', secret, '--turn-ttl', '3', '--turn-relay-only']);
   const { doc, pat, setupMs, admitMs } = await visit(base, { relay: true });
   const types = await selectedCandidateTypes(pat.page);
   results.relay = { setupMs, admitMs, candidates: types };
   assert.ok(types.length && types.every((t) => t === 'relay'), `relay only: ${types}`);
+  const minted = await doc.page.evaluate(() => window.caravanCall.config.iceServers.find((s) => s.username).username);
+  const expires = Number(minted.split(':')[0]);
+  await pat.page.waitForTimeout(Math.max(0, expires * 1000 - Date.now()) + 1000);
+  const before = await doc.page.evaluate(() => [...window.caravanCall.peers.keys()]);
+  await pat.page.reload();
+  await connected(pat.page);
+  await doc.page.waitForFunction((old) => {
+    const peers = [...window.caravanCall.peers.values()];
+    return peers.length === 1 && !old.includes(peers[0].id) && peers[0].pc.connectionState === 'connected';
+  }, before, { timeout: 20000, polling: 50 })
+    .catch(async () => assert.fail(`no call after the rejoin: ${await doc.page.textContent('#call-error')}`));
+  const again = await selectedCandidateTypes(pat.page);
+  assert.ok(again.length && again.every((t) => t === 'relay'), `relay again: ${again}`);
+  const b0 = await inboundVideoBytes(doc.page);
+  await doc.page.waitForTimeout(1000);
+  assert.ok((await inboundVideoBytes(doc.page)) > b0, 'video flows again');
+  const refreshed = await doc.page.evaluate(() => window.caravanCall.config.iceServers.find((s) => s.username).username);
+  assert.ok(Number(refreshed.split(':')[0]) > expires, `the clinician's page took a fresh credential: ${minted} → ${refreshed}`);
+  results.relay.rejoinAfterExpiry = { expired: minted.split(':')[0], fresh: refreshed.split(':')[0] };
   await doc.context.close();
   await pat.context.close();
 }

@@ -133,6 +133,17 @@
       return;
     }
     const rtcConfig = { iceServers: ice.iceServers, iceTransportPolicy: ice.iceTransportPolicy };
+    // The TURN credential minted when the page loaded expires after the node's --turn-ttl; a peer that joins
+    // (or comes back) later gets its connection built with a fresh one.
+    async function freshIce() {
+      if (!ice.expires || Date.now() / 1000 < ice.expires - Math.min(30, (ice.ttl || 0) / 2)) return;
+      try {
+        ice = await getJson(root.dataset.ice);
+        rtcConfig.iceServers = ice.iceServers;
+      } catch (e) {
+        // Keep the old one: if the relay refuses it, the call says so.
+      }
+    }
     let local;
     try {
       local = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: { ideal: 640 }, height: { ideal: 480 } } });
@@ -267,6 +278,7 @@
         } else if (m.type === 'peer-left') {
           dropPeer(m.id);
         } else if (m.type === 'signal') {
+          if (!peers.has(m.from)) await freshIce();
           await onSignal(m.from, m.data);
           const p = peers.get(m.from);
           if (p && names.has(m.from)) p.caption.textContent = names.get(m.from);
