@@ -172,13 +172,26 @@ export async function autoAudioOnly(page, timeout = 30000) {
   });
 }
 
-/// Bytes of video the page has sent so far (all connections).
-export async function outboundVideoBytes(page) {
-  return page.evaluate(async () => {
-    let b = 0;
-    for (const p of window.caravanCall.peers.values()) (await p.pc.getStats()).forEach((r) => { if (r.type === 'outbound-rtp' && r.kind === 'video') b += r.bytesSent; });
-    return b;
-  });
+/// Bytes of video the page sent over `ms` while audio-only (by hand or automatically). A window in which the
+/// mode changed (a trial of video, a recovery) does not count: it waits for audio-only again, up to 3 times.
+export async function videoSentWhileAudioOnly(page, ms = 1000) {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    await page.waitForSelector('#call-mode[data-mode^="audio-only"]', { timeout: 30000 });
+    const r = await page.evaluate(async (ms) => {
+      const bytes = async () => {
+        let b = 0;
+        for (const p of window.caravanCall.peers.values()) (await p.pc.getStats()).forEach((x) => { if (x.type === 'outbound-rtp' && x.kind === 'video') b += x.bytesSent; });
+        return b;
+      };
+      const n = window.caravanCall.state.switches.length;
+      const b0 = await bytes();
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      const b1 = await bytes();
+      return { sent: b1 - b0, whole: window.caravanCall.state.switches.length === n && window.caravanCall.state.audioOnly };
+    }, ms);
+    if (r.whole) return r.sent;
+  }
+  throw new Error('audio-only never lasted a whole window');
 }
 
 /// Frame size of the first inbound video stream (what the other side sends: camera or screen).
