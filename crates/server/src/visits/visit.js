@@ -163,9 +163,11 @@
     const peers = new Map();
     const names = new Map();
     const rule = ice.audioOnly;
+    const TRIAL_S = 10; // the first trial of video after an automatic switch to audio-only, in seconds
     const state = {
-      audioOnly: false, auto: false, samples: [], highSince: null, hold: rule.seconds,
-      recoveredAt: 0, switches: [], kbps: null, availableKbps: null, videoTargetKbps: null, connectedAt: null,
+      audioOnly: false, auto: false, samples: [], highSince: null, hold: rule.seconds, trialAfter: TRIAL_S,
+      recoveredAt: 0, judgeFrom: null, switches: [], kbps: null, availableKbps: null, videoTargetKbps: null,
+      connectedAt: null,
     };
     // For troubleshooting and the browser tests: the connections and the audio-only state, read-only in spirit.
     window.caravanCall = { peers, state, config: rtcConfig, setAudioOnly: (on) => setAudioOnly(on, false) };
@@ -320,6 +322,7 @@
       state.auto = on && auto;
       state.samples = [];
       state.highSince = null;
+      if (!on) state.judgeFrom = Date.now() + 1000;
       state.switches.push({ at: Date.now(), audioOnly: on, auto, kbps: state.kbps, availableKbps: state.availableKbps, videoTargetKbps: state.videoTargetKbps });
       for (const p of peers.values()) p.videoSender.replaceTrack(currentVideo());
       send({ type: 'mode', audioOnly: on });
@@ -371,19 +374,15 @@
     // Judging starts a second after connecting or resuming video: the estimate is the browser's start value
     // until its first probe. Sampled twice a second.
     const TICK_MS = 500;
-    const TRIAL_S = 10;
-    state.trialAfter = TRIAL_S;
-    state.judgeFrom = Infinity;
     function toVideo(now) {
       state.recoveredAt = now;
-      state.judgeFrom = now + 1000;
       setAudioOnly(false, true);
     }
     async function tick() {
       const { sent, available, target } = await measure();
       const now = Date.now();
       if (!state.connectedAt) return;
-      if (state.judgeFrom === Infinity) state.judgeFrom = state.connectedAt + 1000;
+      if (state.judgeFrom == null) state.judgeFrom = state.connectedAt + 1000;
       if (!state.audioOnly) {
         if (now < state.judgeFrom || !currentVideo()) return;
         const value = available == null && target == null ? sent : Math.min(available == null ? Infinity : available, target == null ? Infinity : target);
