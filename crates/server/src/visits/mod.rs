@@ -45,6 +45,13 @@ pub const VISIT_READERS: &[Role] = &[
 pub const MAX_PEERS: usize = 4;
 /// The longest TURN credential the node mints (RFC 8489 deployments and the TURN REST draft advise short ones).
 pub const MAX_TURN_TTL_SECS: u64 = 3600;
+/// The audio-only rule's defaults. Under a 256 kbit/s link Chromium estimates 180–300 kbit/s of uplink and gives
+/// video 50–250 of it (320×240 at a few frames per second, audio squeezed): below 300 kbit/s for video the call
+/// goes on as audio. Two seconds of averaging keep a dip from switching, and let the switch come within 5 s of
+/// connecting (the goal; measured by e2e/visits-bench.mjs).
+pub const DEFAULT_AUDIO_ONLY_BELOW_KBPS: u32 = 300;
+pub const DEFAULT_AUDIO_ONLY_AFTER_SECONDS: u32 = 2;
+pub const DEFAULT_VIDEO_BACK_ABOVE_KBPS: u32 = 500;
 /// The cookie that carries a guest's invitation token (HttpOnly; only the visit pages and socket read it).
 pub const GUEST_COOKIE: &str = "caravan_visit";
 
@@ -58,8 +65,10 @@ pub struct VisitsConfig {
     pub turn_ttl_secs: u64,
     /// Force every call through the relay (`iceTransportPolicy: 'relay'`): hides participants' addresses.
     pub relay_only: bool,
-    /// Audio-only switch: below `low_kbps` of outgoing bitrate for `low_seconds`, video stops; it comes back
-    /// after `recover_kbps` of available bitrate for as long.
+    /// Audio-only switch (run by each browser, visit.js): when the bitrate video can have — the lower of the
+    /// browser's uplink estimate and its video encoder's target — averages below `low_kbps` over `low_seconds`,
+    /// video stops; it comes back after `recover_kbps` of estimated uplink for as long, or when a trial of video
+    /// (after 10 s of audio-only, doubling on each relapse up to a minute) holds.
     pub low_kbps: u32,
     pub recover_kbps: u32,
     pub low_seconds: u32,
@@ -74,9 +83,9 @@ impl Default for VisitsConfig {
             turn_secret: None,
             turn_ttl_secs: MAX_TURN_TTL_SECS,
             relay_only: false,
-            low_kbps: 120,
-            recover_kbps: 300,
-            low_seconds: 5,
+            low_kbps: DEFAULT_AUDIO_ONLY_BELOW_KBPS,
+            recover_kbps: DEFAULT_VIDEO_BACK_ABOVE_KBPS,
+            low_seconds: DEFAULT_AUDIO_ONLY_AFTER_SECONDS,
             invitation_grace_hours: 2,
         }
     }
@@ -97,13 +106,15 @@ pub struct VisitArgs {
     /// Force video visits through the TURN relay (browsers use only relay candidates).
     #[arg(long, env = "CARAVAN_TURN_RELAY_ONLY")]
     pub turn_relay_only: bool,
-    /// Switch a call to audio-only when the outgoing bitrate stays below this many kbit/s ...
-    #[arg(long, default_value_t = 120)]
+    /// Switch a call to audio-only when the bitrate a browser can give video (its uplink estimate or its video
+    /// encoder's target, the lower) averages below this many kbit/s ...
+    #[arg(long, default_value_t = DEFAULT_AUDIO_ONLY_BELOW_KBPS)]
     pub audio_only_below_kbps: u32,
-    /// ... for this many seconds (and back to video after as long above --video-back-above-kbps).
-    #[arg(long, default_value_t = 5)]
+    /// ... over this many seconds (and back to video after as long above --video-back-above-kbps).
+    #[arg(long, default_value_t = DEFAULT_AUDIO_ONLY_AFTER_SECONDS)]
     pub audio_only_after_seconds: u32,
-    #[arg(long, default_value_t = 300)]
+    /// Back to video once the browser's uplink estimate stays at this many kbit/s or more.
+    #[arg(long, default_value_t = DEFAULT_VIDEO_BACK_ABOVE_KBPS)]
     pub video_back_above_kbps: u32,
 }
 

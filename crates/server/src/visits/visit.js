@@ -133,6 +133,17 @@
       return;
     }
     const rtcConfig = { iceServers: ice.iceServers, iceTransportPolicy: ice.iceTransportPolicy };
+    // The TURN credential minted when the page loaded expires after the node's --turn-ttl; a peer that joins
+    // (or comes back) later gets its connection built with a fresh one.
+    async function freshIce() {
+      if (!ice.expires || Date.now() / 1000 < ice.expires - Math.min(30, (ice.ttl || 0) / 2)) return;
+      try {
+        ice = await getJson(root.dataset.ice);
+        rtcConfig.iceServers = ice.iceServers;
+      } catch (e) {
+        // Keep the old one: if the relay refuses it, the call says so.
+      }
+    }
     let local;
     try {
       local = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: { ideal: 640 }, height: { ideal: 480 } } });
@@ -152,9 +163,11 @@
     const peers = new Map();
     const names = new Map();
     const rule = ice.audioOnly;
+    const TRIAL_S = 10; // the first trial of video after an automatic switch to audio-only, in seconds
     const state = {
-      audioOnly: false, auto: false, lowSince: null, highSince: null, hold: rule.seconds,
-      recoveredAt: 0, switches: [], kbps: null, availableKbps: null, connectedAt: null,
+      audioOnly: false, auto: false, samples: [], highSince: null, hold: rule.seconds, trialAfter: TRIAL_S,
+      recoveredAt: 0, judgeFrom: null, switches: [], kbps: null, availableKbps: null, videoTargetKbps: null,
+      connectedAt: null,
     };
     // For troubleshooting and the browser tests: the connections and the audio-only state, read-only in spirit.
     window.caravanCall = { peers, state, config: rtcConfig, setAudioOnly: (on) => setAudioOnly(on, false) };
@@ -198,7 +211,11 @@
       p.fig = fig; p.caption = cap;
       pc.ontrack = ({ track }) => { p.stream.addTrack(track); };
       pc.onicecandidate = ({ candidate }) => { if (candidate) send({ type: 'signal', to: id, data: { candidate } }); };
-      pc.onicecandidateerror = (e) => { p.iceErrors.push(e.errorCode); };
+      pc.onicecandidateerror = (e) => {
+        p.iceErrors.push(e.errorCode);
+        // Relay only: a refused credential (wrong secret, expired) means no media at all; say so at once.
+        if (e.errorCode === 401 && rtcConfig.iceTransportPolicy === 'relay') fail(text(root, 'tFailed') + ' (TURN 401)');
+      };
       pc.onconnectionstatechange = () => {
         fig.dataset.state = pc.connectionState;
         if (pc.connectionState === 'failed' && p.iceErrors.includes(401)) fail(text(root, 'tFailed') + ' (TURN 401)');
@@ -263,6 +280,7 @@
         } else if (m.type === 'peer-left') {
           dropPeer(m.id);
         } else if (m.type === 'signal') {
+          if (!peers.has(m.from)) await freshIce();
           await onSignal(m.from, m.data);
           const p = peers.get(m.from);
           if (p && names.has(m.from)) p.caption.textContent = names.get(m.from);
@@ -289,7 +307,7 @@
       try { ws.close(); } catch (e) { /* already closed */ }
     }
 
-    // ----- audio-only: manual, and automatic on low outgoing bitrate -----
+    // ----- audio-only: manual, and automatic when the uplink cannot carry video -----
 
     function showMode() {
       const key = !state.audioOnly ? 'tVideo' : (state.auto ? 'tAudioAuto' : 'tAudioManual');
@@ -302,67 +320,93 @@
     function setAudioOnly(on, auto) {
       state.audioOnly = on;
       state.auto = on && auto;
-      state.lowSince = null;
+      state.samples = [];
       state.highSince = null;
-      state.switches.push({ at: Date.now(), audioOnly: on, auto });
+      if (!on) state.judgeFrom = Date.now() + 1000;
+      state.switches.push({ at: Date.now(), audioOnly: on, auto, kbps: state.kbps, availableKbps: state.availableKbps, videoTargetKbps: state.videoTargetKbps });
       for (const p of peers.values()) p.videoSender.replaceTrack(currentVideo());
       send({ type: 'mode', audioOnly: on });
       showMode();
     }
 
+    // Per tick, of the worst connected peer: what was sent (kbit/s, from bytesSent), the uplink the congestion
+    // controller estimates (availableOutgoingBitrate of the selected candidate pair) and the bitrate it gives the
+    // video encoder (targetBitrate; it also reflects a sender's maxBitrate). Browsers without the last two
+    // (Firefox has neither) are judged on what they sent.
     const lastBytes = new Map();
     async function measure() {
-      let worst = null;
+      let sent = null;
       let available = null;
+      let target = null;
       const now = performance.now();
+      const min = (a, b) => (a == null ? b : Math.min(a, b));
       for (const p of peers.values()) {
         if (p.pc.connectionState !== 'connected') continue;
         const stats = await p.pc.getStats();
         let bytes = 0;
+        let pairId = null;
         stats.forEach((r) => {
           if (r.type === 'outbound-rtp') bytes += r.bytesSent || 0;
-          if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded' && r.availableOutgoingBitrate) {
-            available = Math.min(available == null ? Infinity : available, r.availableOutgoingBitrate / 1000);
+          if (r.type === 'outbound-rtp' && r.kind === 'video' && r.targetBitrate) target = min(target, r.targetBitrate / 1000);
+          if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+        });
+        stats.forEach((r) => {
+          const selected = pairId ? r.id === pairId : (r.nominated && r.state === 'succeeded');
+          if (r.type === 'candidate-pair' && selected && r.availableOutgoingBitrate) {
+            available = min(available, r.availableOutgoingBitrate / 1000);
           }
         });
         const prev = lastBytes.get(p.id);
         lastBytes.set(p.id, { bytes, at: now });
-        if (prev && now > prev.at) {
-          const kbps = ((bytes - prev.bytes) * 8) / (now - prev.at);
-          worst = worst == null ? kbps : Math.min(worst, kbps);
-        }
+        if (prev && now > prev.at) sent = min(sent, ((bytes - prev.bytes) * 8) / (now - prev.at));
       }
-      state.kbps = worst;
+      state.kbps = sent;
       state.availableKbps = available;
-      return { sent: worst, available };
+      state.videoTargetKbps = target;
+      return { sent, available, target };
     }
 
+    // The rule: video stops when, over the last `seconds`, the bitrate video can have (the lower of the uplink
+    // estimate and the encoder's target) averages below `lowKbps`. It comes back when the estimate has stayed at
+    // `recoverKbps` or more for `hold` seconds, or, since an audio-only sender hardly probes the link and its
+    // estimate then stays where it was, on trial after `trialAfter` seconds: video resumes and the same rule
+    // judges it again. A relapse within 30 s doubles both waits (up to a minute): no flapping.
+    // Judging starts a second after connecting or resuming video: the estimate is the browser's start value
+    // until its first probe. Sampled twice a second.
+    const TICK_MS = 500;
+    function toVideo(now) {
+      state.recoveredAt = now;
+      setAudioOnly(false, true);
+    }
     async function tick() {
-      const { sent, available } = await measure();
+      const { sent, available, target } = await measure();
       const now = Date.now();
-      // Give the bandwidth estimator a moment after connecting before judging it.
-      if (sent == null || !state.connectedAt || now - state.connectedAt < 3000) return;
+      if (!state.connectedAt) return;
+      if (state.judgeFrom == null) state.judgeFrom = state.connectedAt + 1000;
       if (!state.audioOnly) {
-        const measured = available == null ? sent : Math.min(sent, available);
-        if (measured < rule.lowKbps) {
-          state.lowSince = state.lowSince || now;
-          if (now - state.lowSince >= rule.seconds * 1000) {
-            // Falling back soon after a recovery: wait longer before trying video again (no flapping).
-            state.hold = now - state.recoveredAt < 30000 ? Math.min(state.hold * 2, 60) : rule.seconds;
-            setAudioOnly(true, true);
-          }
-        } else state.lowSince = null;
+        if (now < state.judgeFrom || !currentVideo()) return;
+        const value = available == null && target == null ? sent : Math.min(available == null ? Infinity : available, target == null ? Infinity : target);
+        if (value == null) return;
+        state.samples.push({ at: now, value });
+        while (state.samples.length && state.samples[0].at < now - rule.seconds * 1000) state.samples.shift();
+        const span = now - state.samples[0].at;
+        const mean = state.samples.reduce((a, x) => a + x.value, 0) / state.samples.length;
+        if (span >= rule.seconds * 1000 - TICK_MS && mean < rule.lowKbps) {
+          const relapse = now - state.recoveredAt < 30000;
+          state.hold = relapse ? Math.min(state.hold * 2, 60) : rule.seconds;
+          state.trialAfter = relapse ? Math.min(state.trialAfter * 2, 60) : TRIAL_S;
+          setAudioOnly(true, true);
+        }
       } else if (state.auto) {
+        const since = state.switches[state.switches.length - 1].at;
         if (available != null && available >= rule.recoverKbps) {
           state.highSince = state.highSince || now;
-          if (now - state.highSince >= state.hold * 1000) {
-            state.recoveredAt = now;
-            setAudioOnly(false, true);
-          }
+          if (now - state.highSince >= state.hold * 1000) toVideo(now);
         } else state.highSince = null;
+        if (state.audioOnly && now - since >= state.trialAfter * 1000) toVideo(now);
       }
     }
-    setInterval(() => { tick().catch(() => {}); }, 1000);
+    setInterval(() => { tick().catch(() => {}); }, TICK_MS);
 
     // ----- controls -----
 
