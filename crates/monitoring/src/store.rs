@@ -504,6 +504,39 @@ impl Store {
         Ok(done)
     }
 
+    /// Take back an acknowledgement that the node could not record in its audit chain: only the one made `by` at
+    /// `at` (a later or another acknowledgement is left alone). Escalation resumes from the alert's tier.
+    pub async fn undo_acknowledgement(
+        &self,
+        id: i64,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE alerts SET acknowledged_at_ms = NULL, acknowledged_by = NULL
+             WHERE id = ? AND acknowledged_at_ms = ? AND acknowledged_by = ?",
+        )
+        .bind(id)
+        .bind(ms(&at))
+        .bind(by)
+        .execute(&mut *tx)
+        .await?;
+        let done = r.rows_affected() == 1;
+        if done {
+            sqlx::query(
+                "DELETE FROM alert_events WHERE alert_id = ? AND event = 'acknowledged' AND at_ms = ? AND actor = ?",
+            )
+            .bind(id)
+            .bind(ms(&at))
+            .bind(by)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
     /// Row counts of the main tables, for reports and tests.
     pub async fn counts(&self) -> Result<Counts, StoreError> {
         let one = |sql: &'static str| {

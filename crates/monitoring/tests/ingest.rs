@@ -254,6 +254,34 @@ async fn an_escalation_is_undone_exactly_and_not_after_acknowledgement() {
         .await
         .unwrap());
     assert_eq!(store.alert(id).await.unwrap().unwrap().tier, 2);
+    // An acknowledgement the node could not audit is taken back: only the one made by that person at that time.
+    assert!(!store
+        .undo_acknowledgement(id, "nurse", at + Duration::seconds(1))
+        .await
+        .unwrap());
+    assert!(!store.undo_acknowledgement(id, "doctor", at).await.unwrap());
+    assert!(store
+        .alert(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .acknowledged
+        .is_some());
+    assert!(store.undo_acknowledgement(id, "nurse", at).await.unwrap());
+    assert!(store
+        .alert(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .acknowledged
+        .is_none());
+    let events: Vec<String> = sqlx::query_scalar("SELECT event FROM alert_events ORDER BY id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert!(!events.iter().any(|e| e == "acknowledged"), "{events:?}");
+    // And it can be acknowledged again.
+    assert!(store.acknowledge(id, "nurse", at).await.unwrap());
 }
 
 #[tokio::test]

@@ -1030,14 +1030,18 @@ pub async fn acknowledge(st: &AppState, p: &Principal, id: i64) -> AppResult<Ale
         .await
         .map_err(|_| AppError::not_found("alert"))?;
     let by = format!("{} ({})", p.user.display_name, p.user.id);
-    if !m.store.acknowledge(id, &by, Utc::now()).await.map_err(db)? {
+    let at = Utc::now();
+    if !m.store.acknowledge(id, &by, at).await.map_err(db)? {
         return Err(AppError::new(
             StatusCode::CONFLICT,
             "error-monitoring-acknowledged",
             format!("alert {id} is already acknowledged"),
         ));
     }
-    st.store()
+    // The acknowledgement lives in the monitoring database, its audit event in the node's: if the event cannot be
+    // written, the acknowledgement is taken back (as an escalation is), so none stands unaudited.
+    let audited = st
+        .store()
         .append_audit(vec![event(
             p,
             AuditAction::Update,
@@ -1046,7 +1050,13 @@ pub async fn acknowledge(st: &AppState, p: &Principal, id: i64) -> AppResult<Ale
             Some(pat.id),
             "acknowledged",
         )])
-        .await?;
+        .await;
+    if let Err(e) = audited {
+        if let Err(u) = m.store.undo_acknowledgement(id, &by, at).await {
+            tracing::error!(alert = id, error = %u, "could not take back an unaudited acknowledgement");
+        }
+        return Err(e.into());
+    }
     let a = m
         .store
         .alert(id)
