@@ -325,6 +325,7 @@ end
                 "requests": report.requests, "errors": report.non_2xx + report.socket_errors, "requests_per_second": report.per_second,
                 "p50_ms": report.p50_ms, "p99_ms": report.p99_ms,
                 "node_cpu_ms_per_request": node_cpu.map(|c| c * 1000.0 / report.requests.max(1) as f64),
+                "wal_bytes_after": std::fs::metadata(node._dir.path().join("caravan.sqlite-wal")).map(|m| m.len()).ok(),
                 "goal": "2500 req/s with p99 < 50 ms" })
     );
     if report.non_2xx + report.socket_errors > 0 {

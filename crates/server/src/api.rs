@@ -724,7 +724,7 @@ async fn list_consultations(
     State(st): State<AppState>,
     p: Principal,
     Query(q): Query<ConsultationQuery>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<Vec<caravan_store::ConsultationSummary>>> {
     let states = q
         .state
         .as_deref()
@@ -753,7 +753,7 @@ async fn list_consultations(
             _ => {}
         }
     }
-    Ok(Json(json!(consult::list(&st, &p, &f).await?)))
+    Ok(Json(consult::list(&st, &p, &f).await?))
 }
 
 async fn create_consultation(
@@ -775,7 +775,7 @@ async fn get_consultation(
     State(st): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-) -> AppResult<Json<consult::CaseView>> {
+) -> AppResult<Json<consult::CaseView<caravan_store::RawThread>>> {
     p.require(&[
         Role::Referrer,
         Role::Consultant,
@@ -783,7 +783,7 @@ async fn get_consultation(
         Role::Patient,
     ])?;
     Ok(Json(
-        consult::view(&st, &p, parse_id("consultation", &id)?).await?,
+        consult::view_raw(&st, &p, parse_id("consultation", &id)?).await?,
     ))
 }
 

@@ -14,6 +14,12 @@ pub struct Blobs {
     inner: Arc<dyn ObjectStore>,
     /// The same store when it is a local folder: its objects are files that can be opened directly.
     local: Option<Arc<LocalFileSystem>>,
+    /// The folder, when the store is one (for the sweep of interrupted uploads, which object_store cannot list).
+    root: Option<std::path::PathBuf>,
+    /// Attachment content is shared by every row with the same bytes: an upload holds this for reading from the
+    /// moment it looks for existing content until its row is committed, the sweep of unreferenced content holds
+    /// it for writing, so the sweep never removes content an upload is about to name.
+    attachment_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 fn not_found_or_internal(e: object_store::Error) -> AppError {
@@ -28,6 +34,7 @@ impl Blobs {
     /// or `memory://`.
     pub fn open(spec: &str) -> Result<Self, String> {
         let mut local = None;
+        let mut root = None;
         let inner: Arc<dyn ObjectStore> = if spec == "memory://" {
             Arc::new(object_store::memory::InMemory::new())
         } else if spec.starts_with("s3://") {
@@ -52,9 +59,63 @@ impl Blobs {
                     .map_err(|e| format!("cannot open {dir}: {e}"))?,
             );
             local = Some(fs.clone());
+            root = Some(std::path::PathBuf::from(dir));
             fs
         };
-        Ok(Self { inner, local })
+        Ok(Self {
+            inner,
+            local,
+            root,
+            attachment_gate: Arc::default(),
+        })
+    }
+
+    /// See the field `attachment_gate`.
+    pub fn attachment_gate(&self) -> &tokio::sync::RwLock<()> {
+        &self.attachment_gate
+    }
+
+    /// Removes the parts of uploads interrupted before they finished (a crash, a kill) last written before
+    /// `before`: on a folder, object_store writes an upload to `NAME#N` beside its destination and renames it at
+    /// the end, and hides such files from listings, so they are found here by walking the folder. (On S3 an
+    /// unfinished multipart upload is removed by the bucket's lifecycle rule `AbortIncompleteMultipartUpload`.)
+    /// Returns how many were removed.
+    pub async fn sweep_interrupted_uploads(
+        &self,
+        before: std::time::SystemTime,
+    ) -> AppResult<usize> {
+        let Some(root) = self.root.clone() else {
+            return Ok(0);
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut removed = 0;
+            let mut dirs = vec![root];
+            while let Some(dir) = dirs.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(AppError::internal(e)),
+                };
+                for entry in entries {
+                    let entry = entry.map_err(AppError::internal)?;
+                    let meta = entry.metadata().map_err(AppError::internal)?;
+                    if meta.is_dir() {
+                        dirs.push(entry.path());
+                    } else if is_upload_part(&entry.file_name().to_string_lossy())
+                        && meta.modified().map_err(AppError::internal)? < before
+                    {
+                        match std::fs::remove_file(entry.path()) {
+                            Ok(()) => removed += 1,
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(AppError::internal(e)),
+                        }
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(AppError::internal)?
     }
 
     pub async fn put(&self, key: &str, bytes: Bytes) -> AppResult<()> {
@@ -185,6 +246,12 @@ impl Blobs {
             Err(e) => Err(AppError::internal(e)),
         }
     }
+}
+
+/// Whether a file name is that of object_store's staging file for an upload into a folder (`NAME#DIGITS`).
+fn is_upload_part(name: &str) -> bool {
+    name.split_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// An object being written (see [`Blobs::writer`]). Dropped without [`BlobWriter::finish`] (an error, a
@@ -336,5 +403,40 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         panic!("a staging file was left behind");
+    }
+
+    #[tokio::test]
+    async fn the_parts_of_interrupted_uploads_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(dir.path().to_str().unwrap()).unwrap();
+        blobs
+            .put("attachments/ab/kept", Bytes::from_static(b"stored"))
+            .await
+            .unwrap();
+        std::fs::write(dir.path().join("attachments/ab/notes#draft"), b"x").unwrap();
+        // An upload in progress, as a crash would leave it: object_store's part file beside its destination.
+        let mut w = blobs.writer("attachments/incoming/c").await.unwrap();
+        w.write(&[7u8; 1000]).await.unwrap();
+        let parts = |d: &std::path::Path| {
+            std::fs::read_dir(d.join("attachments/incoming"))
+                .unwrap()
+                .filter(|e| is_upload_part(&e.as_ref().unwrap().file_name().to_string_lossy()))
+                .count()
+        };
+        assert_eq!(parts(dir.path()), 1, "object_store's part naming changed");
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        assert_eq!(blobs.sweep_interrupted_uploads(hour_ago).await.unwrap(), 0);
+        assert_eq!(parts(dir.path()), 1);
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+        assert_eq!(blobs.sweep_interrupted_uploads(later).await.unwrap(), 1);
+        assert_eq!(parts(dir.path()), 0);
+        w.abort().await;
+        assert_eq!(
+            blobs.get("attachments/ab/kept").await.unwrap(),
+            &b"stored"[..]
+        );
+        assert!(dir.path().join("attachments/ab/notes#draft").exists());
+        let memory = Blobs::open("memory://").unwrap();
+        assert_eq!(memory.sweep_interrupted_uploads(later).await.unwrap(), 0);
     }
 }

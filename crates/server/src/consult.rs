@@ -591,36 +591,54 @@ pub async fn candidates(st: &AppState, p: &Principal, id: ConsultationId) -> App
     })
 }
 
-/// Everything the case page shows, read with one audit event.
+/// Everything the case page shows, read with one audit event. `M` is the thread: parsed for the page, as JSON
+/// text for the API (see [`caravan_store::RawThread`]).
 #[derive(Debug, Serialize)]
-pub struct CaseView {
+pub struct CaseView<M = Vec<Message>> {
     pub consultation: Consultation,
     pub patient: Patient,
-    pub messages: Vec<Message>,
+    pub messages: M,
     pub attachments: Vec<Attachment>,
     pub people: Vec<(UserId, String, String)>,
 }
 
 pub async fn view(st: &AppState, p: &Principal, id: ConsultationId) -> AppResult<CaseView> {
-    let store = st.store();
-    let actor = p.actor();
+    let bundle = st.store().case_bundle(&p.actor(), id).await?;
+    audited_view(st, p, bundle).await
+}
+
+/// [`view`] with the thread as the store built it, for the JSON API.
+pub async fn view_raw(
+    st: &AppState,
+    p: &Principal,
+    id: ConsultationId,
+) -> AppResult<CaseView<caravan_store::RawThread>> {
+    let bundle = st.store().case_bundle_raw(&p.actor(), id).await?;
+    audited_view(st, p, bundle).await
+}
+
+async fn audited_view<M>(
+    st: &AppState,
+    p: &Principal,
+    bundle: caravan_store::CaseBundle<M>,
+) -> AppResult<CaseView<M>> {
     let caravan_store::CaseBundle {
         consultation,
         patient,
         messages,
         attachments,
         people,
-    } = store.case_bundle(&actor, id).await?;
+    } = bundle;
     let people = people
         .into_iter()
         .map(|p| (p.user_id, p.display_name, p.institution_name))
         .collect();
-    store
+    st.store()
         .append_audit(vec![event(
             p,
             AuditAction::Read,
             "consultation",
-            id,
+            consultation.id,
             Some(consultation.patient_id),
             "",
         )])
@@ -777,8 +795,8 @@ const SNIFF_BYTES: usize = 4096;
 /// checked before anything is read; the first bytes decide and check the type; then every piece is digested
 /// (SHA-256), counted and written to a staging blob (a multipart upload). The finished blob is moved to its
 /// content address (`attachments/ab/<sha256>`, or dropped when that exists already) before the row is
-/// written; a file over the limit is a 413 and leaves nothing behind (the upload is aborted), and a failed row
-/// write removes the blob this upload created.
+/// written; a file over the limit is a 413 and leaves nothing behind (the upload is aborted); content a failed
+/// row write leaves unnamed is removed by the blob sweep ([`crate::housekeeping`]).
 pub async fn add_attachment_stream<S>(
     st: &AppState,
     p: &Principal,
@@ -884,23 +902,20 @@ where
     writer.finish().await?;
     let sha = hex::encode(sha.finalize());
     let key = format!("attachments/{}/{}", &sha[..2], sha);
-    // Bytes first, row second: a crash in between leaves an unreferenced blob, never a row without its bytes.
-    let created = match st.blobs().size(&key).await {
-        Ok(Some(_)) => false,
-        Ok(None) => match st.blobs().rename(&staging, &key).await {
-            Ok(()) => true,
-            Err(e) => {
-                discard(st, &staging).await;
-                return Err(e);
-            }
-        },
-        Err(e) => {
+    // Bytes first, row second: a crash in between leaves an unreferenced blob (removed by the blob sweep, see
+    // `housekeeping`), never a row without its bytes. The gate keeps the sweep out until the row names them.
+    let _gate = st.blobs().attachment_gate().read().await;
+    let stored = match st.blobs().size(&key).await {
+        Ok(Some(_)) => {
             discard(st, &staging).await;
-            return Err(e);
+            Ok(())
         }
+        Ok(None) => st.blobs().rename(&staging, &key).await,
+        Err(e) => Err(e),
     };
-    if !created {
+    if let Err(e) = stored {
         discard(st, &staging).await;
+        return Err(e);
     }
     let a = Attachment {
         id: AttachmentId::new(),
@@ -921,18 +936,13 @@ where
         Some(c.patient_id),
         "",
     )];
-    if let Err(e) = st.store().insert_attachment(&a, audit).await {
-        // The row is not there: the bytes this upload stored go too (bytes stored earlier by another
-        // attachment with the same content stay, that row names them).
-        if created {
-            discard(st, &a.blob_key).await;
-        }
-        return Err(e.into());
-    }
+    // When the row cannot be written the content stays: another upload of the same bytes may have found it and
+    // be about to name it. The blob sweep removes it later if no row does.
+    st.store().insert_attachment(&a, audit).await?;
     Ok(a)
 }
 
-/// Deletes a blob that no row names; a failure is logged (the blob stays unreferenced).
+/// Deletes a staging blob; a failure is logged (the blob sweep removes it later).
 async fn discard(st: &AppState, key: &str) {
     if let Err(e) = st.blobs().delete(key).await {
         tracing::warn!(error = %e.message, "an unreferenced attachment blob could not be removed");

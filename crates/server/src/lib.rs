@@ -11,6 +11,7 @@ pub mod consult;
 pub mod demo;
 pub mod error;
 pub mod federation;
+pub mod housekeeping;
 pub mod i18n;
 pub mod monitor;
 pub mod network;
@@ -209,7 +210,7 @@ pub async fn open_store(database: &str) -> Result<Arc<dyn Store>, String> {
     Ok(Arc::new(store))
 }
 
-/// Serve until the future `shutdown` completes. Also runs the SLA escalation sweep.
+/// Serve until the future `shutdown` completes. Also runs the SLA escalation sweep and the blob sweep.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -248,6 +249,17 @@ pub async fn serve_with(
             }
         }
     });
+    // The blob sweep: at start (after a crash) and every hour.
+    let blob_state = state.clone();
+    let blob_sweep = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = housekeeping::sweep_blobs(&blob_state, chrono::Utc::now()).await {
+                tracing::error!(error = %e.message, "blob sweep failed");
+            }
+        }
+    });
     let background = federation::start(&state).map_err(std::io::Error::other)?;
     let app = router_with(state, extra);
     let result = match tls {
@@ -269,6 +281,7 @@ pub async fn serve_with(
         }
     };
     sweep.abort();
+    blob_sweep.abort();
     for task in background {
         task.abort();
     }

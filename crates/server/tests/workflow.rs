@@ -741,3 +741,93 @@ async fn ui_upload_forms_check_the_csrf_token_first() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(attachments().await, 1);
 }
+
+#[tokio::test]
+async fn the_blob_sweep_removes_only_content_no_row_names() {
+    use caravan_server::housekeeping::{sweep_blobs, Swept};
+    let (node, st) = start_full(
+        caravan_server::NodeConfig {
+            secure_cookies: false,
+            ..caravan_server::NodeConfig::default()
+        },
+        None,
+        None,
+    )
+    .await;
+    let c = Client::login(&node, "dr.aliyev").await;
+    let (s, patient) = c
+        .post("/api/v1/patients", json!({ "given_name": "Mira", "family_name": "Sadyk", "birth_date": "1990-03-03", "sex": "female" }))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{patient}");
+    let (s, case) = c
+        .post("/api/v1/consultations", json!({ "patient_id": patient["id"], "question": "Lesion?", "specialty": "pathology", "urgency": "routine", "languages": ["ru"] }))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{case}");
+    let cid = case["id"].as_str().unwrap().to_owned();
+    let pdf = b"%PDF-1.7\nswept or not".to_vec();
+    let (s, a) = c
+        .upload(&cid, "note.pdf", "application/pdf", pdf.clone())
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    let sha = a["sha256"].as_str().unwrap();
+    let blobs = node.dir.path().join("blobs");
+    let named = blobs.join("attachments").join(&sha[..2]).join(sha);
+
+    // What a failed row write or a crash leaves behind, two days old: content no row names (uploaded, and
+    // received with a case packet), a finished upload still in staging, the part of an upload cut off.
+    let unnamed = blobs.join("attachments/ff").join("f".repeat(64));
+    let received = blobs.join("federation/0b7e/".to_owned() + &"e".repeat(64));
+    let staged = blobs.join("attachments/incoming/3f1c");
+    let part = blobs.join("attachments/incoming/77aa#3");
+    let fresh = blobs.join("attachments/ee").join("e".repeat(64));
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+    for f in [&unnamed, &received, &staged, &part, &fresh] {
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, b"left over").unwrap();
+    }
+    for f in [&unnamed, &received, &staged, &part, &named] {
+        std::fs::File::options()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+    }
+
+    // An upload between finding content and committing its row holds the gate: the sweep waits for it.
+    let gate = st.blobs().attachment_gate().read().await;
+    let sweep = tokio::spawn({
+        let st = st.clone();
+        async move { sweep_blobs(&st, chrono::Utc::now()).await.unwrap() }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!sweep.is_finished(), "the sweep ran past an upload's gate");
+    assert!(unnamed.exists());
+    drop(gate);
+    let swept = sweep.await.unwrap();
+    assert_eq!(
+        swept,
+        Swept {
+            unnamed: 2,
+            staged: 1,
+            parts: 1
+        }
+    );
+    for f in [&unnamed, &received, &staged, &part] {
+        assert!(!f.exists(), "{f:?} was not swept");
+    }
+    assert!(
+        fresh.exists(),
+        "content younger than the grace period stays"
+    );
+    assert!(named.exists(), "content a row names stays, however old");
+    assert_eq!(
+        c.download(a["id"].as_str().unwrap()).await,
+        (StatusCode::OK, pdf)
+    );
+    // Nothing more to do the second time.
+    assert_eq!(
+        sweep_blobs(&st, chrono::Utc::now()).await.unwrap(),
+        Swept::default()
+    );
+}

@@ -851,6 +851,14 @@ impl Store for PgStore {
         attachment_from_row(&row)
     }
 
+    async fn attachment_blob_keys_in_use(&self, keys: &[String]) -> Result<Vec<String>> {
+        sqlx::query_scalar("SELECT DISTINCT blob_key FROM attachments WHERE blob_key = ANY($1)")
+            .bind(keys)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
     async fn list_case_studies(&self, actor: &Actor, c: ConsultationId) -> Result<Vec<CaseStudy>> {
         let sql = format!(
             "SELECT s.* FROM case_studies s JOIN consultations c ON c.id = s.consultation_id

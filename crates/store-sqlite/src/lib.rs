@@ -128,8 +128,17 @@ impl SqliteStore {
         // No memory-mapped reads: a read transaction that finds the database changed by a write unmaps the
         // whole map (`sqlite3PagerSharedLock`) and faults its pages back in; under a mixed load perf showed that
         // costing more than the read() copies it saves.
+        // The writer's savepoints (one per request of a group) journal the pages they change in a statement
+        // journal, a temporary file by default: in memory it costs no write() per page.
+        // Checkpoints stay SQLite's own (after the commit that takes the WAL past 1,000 pages, in the writer):
+        // measured on 2026-12-05, 4,000 pages doubled the stalls' length (p99 ~50 ms), and a PASSIVE checkpoint
+        // on another connection never let the WAL start over while the read pool was busy (it grew ~100 MB a
+        // second), while a RESTART one from there stalled the writer 100-200 ms each time. The WAL file is cut
+        // back to 64 MiB when it starts over.
         let mut conn = base
             .clone()
+            .pragma("temp_store", "memory")
+            .pragma("journal_size_limit", "67108864")
             .create_if_missing(true)
             .connect()
             .await
@@ -169,6 +178,52 @@ impl SqliteStore {
         T: Send + 'static,
     {
         self.writer.write(audit, f).await
+    }
+}
+
+impl SqliteStore {
+    /// One statement instead of five reads: each statement is a round trip to sqlx's worker thread for the
+    /// connection, which was most of the CPU a case page cost. SQLite builds the patient, thread, attachments and
+    /// participants as JSON (in the field names of the domain types) beside the consultation's document; the
+    /// thread is returned as that text.
+    async fn case_bundle_text(
+        &self,
+        actor: &Actor,
+        id: ConsultationId,
+    ) -> Result<(CaseBundle<()>, String)> {
+        let sql = format!(
+            "SELECT c.doc,
+               (SELECT json_object('id', p.id, 'institution_id', p.institution_id, 'given_name', p.given_name,
+                       'family_name', p.family_name, 'birth_date', p.birth_date, 'sex', p.sex,
+                       'national_id', p.national_id, 'languages', json(p.languages))
+                  FROM patients p WHERE p.id = c.patient_id) AS patient,
+               (SELECT json_group_array(json_object('id', m.id, 'consultation_id', m.consultation_id,
+                       'parent_id', m.parent_id, 'author_id', m.author_id, 'author_name', m.author_name,
+                       'body', m.body, 'created_at', m.created_at) ORDER BY m.created_at, m.id)
+                  FROM messages m WHERE m.consultation_id = c.id) AS messages,
+               (SELECT json_group_array(json_object('id', a.id, 'consultation_id', a.consultation_id,
+                       'filename', a.filename, 'content_type', a.content_type, 'size', a.size,
+                       'sha256', a.sha256, 'blob_key', a.blob_key, 'uploaded_by', a.uploaded_by,
+                       'created_at', a.created_at) ORDER BY a.created_at, a.id)
+                  FROM attachments a WHERE a.consultation_id = c.id) AS attachments,
+               (SELECT json_group_array(json_object('user_id', u.id, 'display_name', u.display_name,
+                       'institution_name', i.name) ORDER BY u.id)
+                  FROM participants pa JOIN users u ON u.id = pa.user_id
+                  JOIN institutions i ON i.id = u.institution_id
+                  WHERE pa.consultation_id = c.id) AS people
+             FROM consultations c WHERE c.id = ?5 AND ({CONSULTATION_SCOPE})"
+        );
+        let row = scoped_row(&self.reader, &sql, actor, id.to_string(), "consultation").await?;
+        let patient: Option<String> = row.try_get("patient").map_err(db_err)?;
+        let bundle = CaseBundle {
+            consultation: consultation_from_row(&row)?,
+            // A consultation's patient row is a foreign key, so its absence is corruption, not a 404.
+            patient: json_doc("patient", patient.as_deref().unwrap_or("null"))?,
+            messages: (),
+            attachments: json_doc("attachments", row.try_get("attachments").map_err(db_err)?)?,
+            people: json_doc("people", row.try_get("people").map_err(db_err)?)?,
+        };
+        Ok((bundle, row.try_get("messages").map_err(db_err)?))
     }
 }
 
@@ -699,42 +754,23 @@ impl Store for SqliteStore {
         consultation_from_row(&row)
     }
 
-    /// One statement instead of five reads: each statement is a round trip to sqlx's worker thread for the
-    /// connection, which was most of the CPU a case page cost. SQLite builds the patient, thread, attachments and
-    /// participants as JSON (in the field names of the domain types) beside the consultation's document.
+    /// In one statement (see `case_bundle_text`).
     async fn case_bundle(&self, actor: &Actor, id: ConsultationId) -> Result<CaseBundle> {
-        let sql = format!(
-            "SELECT c.doc,
-               (SELECT json_object('id', p.id, 'institution_id', p.institution_id, 'given_name', p.given_name,
-                       'family_name', p.family_name, 'birth_date', p.birth_date, 'sex', p.sex,
-                       'national_id', p.national_id, 'languages', json(p.languages))
-                  FROM patients p WHERE p.id = c.patient_id) AS patient,
-               (SELECT json_group_array(json_object('id', m.id, 'consultation_id', m.consultation_id,
-                       'parent_id', m.parent_id, 'author_id', m.author_id, 'author_name', m.author_name,
-                       'body', m.body, 'created_at', m.created_at) ORDER BY m.created_at, m.id)
-                  FROM messages m WHERE m.consultation_id = c.id) AS messages,
-               (SELECT json_group_array(json_object('id', a.id, 'consultation_id', a.consultation_id,
-                       'filename', a.filename, 'content_type', a.content_type, 'size', a.size,
-                       'sha256', a.sha256, 'blob_key', a.blob_key, 'uploaded_by', a.uploaded_by,
-                       'created_at', a.created_at) ORDER BY a.created_at, a.id)
-                  FROM attachments a WHERE a.consultation_id = c.id) AS attachments,
-               (SELECT json_group_array(json_object('user_id', u.id, 'display_name', u.display_name,
-                       'institution_name', i.name) ORDER BY u.id)
-                  FROM participants pa JOIN users u ON u.id = pa.user_id
-                  JOIN institutions i ON i.id = u.institution_id
-                  WHERE pa.consultation_id = c.id) AS people
-             FROM consultations c WHERE c.id = ?5 AND ({CONSULTATION_SCOPE})"
-        );
-        let row = scoped_row(&self.reader, &sql, actor, id.to_string(), "consultation").await?;
-        let patient: Option<String> = row.try_get("patient").map_err(db_err)?;
-        Ok(CaseBundle {
-            consultation: consultation_from_row(&row)?,
-            // A consultation's patient row is a foreign key, so its absence is corruption, not a 404.
-            patient: json_doc("patient", patient.as_deref().unwrap_or("null"))?,
-            messages: json_doc("messages", row.try_get("messages").map_err(db_err)?)?,
-            attachments: json_doc("attachments", row.try_get("attachments").map_err(db_err)?)?,
-            people: json_doc("people", row.try_get("people").map_err(db_err)?)?,
-        })
+        let (bundle, thread) = self.case_bundle_text(actor, id).await?;
+        let messages = json_doc("messages", &thread)?;
+        Ok(bundle.map_messages(|()| messages))
+    }
+
+    /// The thread as SQLite built it, validated as JSON but not parsed into messages.
+    async fn case_bundle_raw(
+        &self,
+        actor: &Actor,
+        id: ConsultationId,
+    ) -> Result<CaseBundle<RawThread>> {
+        let (bundle, thread) = self.case_bundle_text(actor, id).await?;
+        let raw = serde_json::value::RawValue::from_string(thread)
+            .map_err(|e| StoreError::Corrupt(format!("messages: {e}")))?;
+        Ok(bundle.map_messages(|()| raw))
     }
 
     async fn list_consultations(
@@ -744,10 +780,12 @@ impl Store for SqliteStore {
     ) -> Result<Vec<ConsultationSummary>> {
         let states: Vec<&str> = f.states.iter().map(|s| s.as_str()).collect();
         // One row: the page as a JSON array built by SQLite. sqlx hands rows from its worker thread one at a
-        // time over a channel, and a list of 50 cost the request task as many wake-ups as rows.
+        // time over a channel, and a list of 50 cost the request task as many wake-ups as rows. The documents
+        // are JSON this store wrote: they are spliced in as text, not parsed again by `json()`.
         let sql = format!(
-            "SELECT json_group_array(json_array(json(doc), patient_name, referrer_name, assignee_name)
-                      ORDER BY undated, due_at, created_at DESC) AS page
+            "SELECT '[' || coalesce(group_concat('[' || doc || ',' || json_quote(patient_name) || ','
+                      || json_quote(referrer_name) || ',' || json_quote(assignee_name) || ']', ','
+                      ORDER BY undated, due_at, created_at DESC), '') || ']' AS page
              FROM (SELECT c.doc, p.given_name || ' ' || p.family_name AS patient_name,
                           r.display_name AS referrer_name, a.display_name AS assignee_name,
                           CASE WHEN c.due_at IS NULL THEN 1 ELSE 0 END AS undated, c.due_at, c.created_at
@@ -863,6 +901,17 @@ impl Store for SqliteStore {
         attachment_from_row(
             &scoped_row(&self.reader, &sql, actor, id.to_string(), "attachment").await?,
         )
+    }
+
+    async fn attachment_blob_keys_in_use(&self, keys: &[String]) -> Result<Vec<String>> {
+        let keys = serde_json::to_string(keys).map_err(|e| StoreError::Database(e.to_string()))?;
+        sqlx::query_scalar(
+            "SELECT DISTINCT blob_key FROM attachments WHERE blob_key IN (SELECT value FROM json_each(?))",
+        )
+        .bind(keys)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)
     }
 
     async fn list_case_studies(&self, actor: &Actor, c: ConsultationId) -> Result<Vec<CaseStudy>> {

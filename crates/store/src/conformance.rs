@@ -427,6 +427,22 @@ async fn consultation_lifecycle_and_scoping(store: &dyn Store, w: &World) {
         store.get_attachment(&b, att.id).await,
         Err(StoreError::NotFound(_))
     ));
+    // The blob sweep's question is unscoped and answers each named key once.
+    let same_bytes = Attachment {
+        id: AttachmentId::new(),
+        ..att.clone()
+    };
+    store.insert_attachment(&same_bytes, vec![]).await.unwrap();
+    let asked = ["blobs/ab".to_owned(), "blobs/none".to_owned()];
+    assert_eq!(
+        store.attachment_blob_keys_in_use(&asked).await.unwrap(),
+        vec!["blobs/ab".to_owned()]
+    );
+    assert!(store
+        .attachment_blob_keys_in_use(&[])
+        .await
+        .unwrap()
+        .is_empty());
 
     // A backend's one-trip case bundle says exactly what the single reads say, in the same order.
     for actor in [&a, &cons, &coord] {
@@ -456,6 +472,27 @@ async fn consultation_lifecycle_and_scoping(store: &dyn Store, w: &World) {
         assert_eq!(bundle.people, store.people(&ids).await.unwrap());
         assert_eq!(bundle.messages.len(), 2);
         assert_eq!(bundle.people.len(), 2);
+        // The thread as text says the same as the parsed thread, in the same field names and order.
+        let raw = store.case_bundle_raw(actor, c.id).await.unwrap();
+        let thread: Vec<Message> = serde_json::from_str(raw.messages.get()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&thread).unwrap(),
+            serde_json::to_value(&bundle.messages).unwrap()
+        );
+        let keys = |v: serde_json::Value| -> Vec<Vec<String>> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.as_object().unwrap().keys().cloned().collect())
+                .collect()
+        };
+        assert_eq!(
+            keys(serde_json::from_str(raw.messages.get()).unwrap()),
+            keys(serde_json::to_value(&bundle.messages).unwrap())
+        );
+        assert_eq!(raw.consultation.id, bundle.consultation.id);
+        assert_eq!(raw.patient, bundle.patient);
+        assert_eq!(raw.people, bundle.people);
     }
     assert!(matches!(
         store.case_bundle(&b, c.id).await,

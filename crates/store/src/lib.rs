@@ -114,13 +114,31 @@ pub struct ConsultationSummary {
 
 /// Everything a case page shows of one consultation, read at once: the case, its patient, the thread in order,
 /// the attachments in order and the participants (referrer, assignee, panel) by user id.
+/// `M` is how the thread comes: parsed (`Vec<Message>`), or as [`RawThread`] for a reader that only passes it on.
 #[derive(Clone, Debug)]
-pub struct CaseBundle {
+pub struct CaseBundle<M = Vec<Message>> {
     pub consultation: Consultation,
     pub patient: Patient,
-    pub messages: Vec<Message>,
+    pub messages: M,
     pub attachments: Vec<Attachment>,
     pub people: Vec<PersonRef>,
+}
+
+/// A case's thread as the JSON text of its `Vec<Message>` (the serde form, in thread order), for the API to pass
+/// through: a long thread costs a typed parse and a serialisation per message otherwise, most of a case read.
+pub type RawThread = Box<serde_json::value::RawValue>;
+
+impl<M> CaseBundle<M> {
+    /// The same bundle with the thread in another form.
+    pub fn map_messages<N>(self, f: impl FnOnce(M) -> N) -> CaseBundle<N> {
+        CaseBundle {
+            consultation: self.consultation,
+            patient: self.patient,
+            messages: f(self.messages),
+            attachments: self.attachments,
+            people: self.people,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -225,6 +243,18 @@ pub trait Store: VisitStore + RxStore + Send + Sync + 'static {
             people,
         })
     }
+    /// [`Store::case_bundle`] with the thread as JSON text (see [`RawThread`]). The default serialises the parsed
+    /// thread; a backend that builds the thread as JSON may hand it on unparsed.
+    async fn case_bundle_raw(
+        &self,
+        actor: &Actor,
+        id: ConsultationId,
+    ) -> Result<CaseBundle<RawThread>> {
+        let bundle = self.case_bundle(actor, id).await?;
+        let raw = serde_json::value::to_raw_value(&bundle.messages)
+            .map_err(|e| StoreError::Corrupt(format!("thread: {e}")))?;
+        Ok(bundle.map_messages(|_| raw))
+    }
     async fn list_consultations(
         &self,
         actor: &Actor,
@@ -246,6 +276,9 @@ pub trait Store: VisitStore + RxStore + Send + Sync + 'static {
     async fn list_attachments(&self, actor: &Actor, c: ConsultationId) -> Result<Vec<Attachment>>;
     /// One attachment's metadata, if its consultation is in the actor's scope.
     async fn get_attachment(&self, actor: &Actor, id: AttachmentId) -> Result<Attachment>;
+    /// Unscoped: those of `keys` that some attachment row names (for the blob sweep, which removes content no
+    /// row names).
+    async fn attachment_blob_keys_in_use(&self, keys: &[String]) -> Result<Vec<String>>;
     /// The DICOM studies linked to a consultation the actor may see (empty when it is outside their scope);
     /// linked with [`Change::LinkStudy`].
     async fn list_case_studies(&self, actor: &Actor, c: ConsultationId) -> Result<Vec<CaseStudy>>;
