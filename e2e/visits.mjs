@@ -47,7 +47,6 @@ const results = {};
   // receives it on the same video stream (frames keep arriving, their shape changes from the camera's 4:3), then
   // the clinician stops and the camera comes back.
   const sending = () => doc.page.evaluate(() => [...window.caravanCall.peers.values()].map((p) => p.videoSender.track && p.videoSender.track.label));
-  const cameraLabel = (await sending())[0];
   const shape = async (want, what) => {
     const f0 = await inboundVideo(pat.page, 'framesDecoded');
     let s;
@@ -59,6 +58,9 @@ const results = {};
     assert.fail(`${what}: the patient receives ${JSON.stringify(s)}, not ${want} (frames before ${f0})`);
   };
   const camera = await shape('4:3', 'camera before sharing');
+  // Read once the camera's frames arrive: before, the sender may have no track yet (Chromium 156.0.8078.114).
+  const cameraLabel = (await sending())[0];
+  assert.ok(cameraLabel, `the camera goes out: ${await sending()}`);
   await doc.page.click('#btn-share');
   await doc.page.waitForSelector('#btn-share[aria-pressed="true"]', { timeout: 10000 })
     .catch(async (e) => assert.fail(`sharing did not start: ${await doc.page.textContent('#call-error')} (${e.message})`));
