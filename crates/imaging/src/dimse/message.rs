@@ -209,6 +209,24 @@ pub enum Incoming {
 
 /// Receives PDUs until one whole DIMSE message (command plus data set, if announced) has
 /// arrived, or the peer releases or aborts.
+/// A command set is a few hundred bytes; more is not a DIMSE peer.
+pub const MAX_COMMAND_BYTES: usize = 1 << 20;
+/// A data set is held in memory until it is decoded and stored: a peer may not send more than this in one
+/// message (512 MiB, the default bound of a STOW-RS body, which is held in memory too).
+pub const MAX_DATA_BYTES: usize = 512 * 1024 * 1024;
+
+/// Appends the fragments of a message's command or data set, refusing once they would pass `limit` (a peer that
+/// never sets the last-fragment bit would otherwise grow the buffer until the node runs out of memory).
+fn append_bounded(buf: &mut Vec<u8>, piece: &[u8], limit: usize, what: &str) -> Result<()> {
+    if buf.len().saturating_add(piece.len()) > limit {
+        return Err(Error::Network(format!(
+            "{what} larger than {limit} bytes; association aborted"
+        )));
+    }
+    buf.extend_from_slice(piece);
+    Ok(())
+}
+
 pub async fn receive_message<A>(assoc: &mut A) -> Result<Incoming>
 where
     A: AsyncAssociation<TcpStream> + Send,
@@ -225,7 +243,12 @@ where
                 for pdv in values {
                     match pdv.value_type {
                         PDataValueType::Command => {
-                            cmd_bytes.extend_from_slice(&pdv.data);
+                            append_bounded(
+                                &mut cmd_bytes,
+                                &pdv.data,
+                                MAX_COMMAND_BYTES,
+                                "command set",
+                            )?;
                             if pdv.is_last {
                                 let cmd = decode_dataset(&cmd_bytes, IMPLICIT_VR_LE)?;
                                 let has_data = uint(&cmd, tags::COMMAND_DATA_SET_TYPE)
@@ -241,10 +264,10 @@ where
                             }
                         }
                         PDataValueType::Data => {
-                            if data.is_empty() {
+                            if data.is_empty() && pdv.data.len() <= MAX_DATA_BYTES {
                                 data = pdv.data;
                             } else {
-                                data.extend_from_slice(&pdv.data);
+                                append_bounded(&mut data, &pdv.data, MAX_DATA_BYTES, "data set")?;
                             }
                             if pdv.is_last {
                                 let Some((pc, cmd)) = command.take() else {
@@ -284,5 +307,25 @@ fn pdu_name(pdu: &Pdu) -> &'static str {
         Pdu::ReleaseRQ => "A-RELEASE-RQ",
         Pdu::ReleaseRP => "A-RELEASE-RP",
         Pdu::AbortRQ { .. } => "A-ABORT",
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn fragments_are_refused_past_the_limit() {
+        let mut buf = Vec::new();
+        append_bounded(&mut buf, &[1; 6], 10, "data set").unwrap();
+        append_bounded(&mut buf, &[2; 4], 10, "data set").unwrap();
+        assert_eq!(buf.len(), 10);
+        let e = append_bounded(&mut buf, &[3], 10, "data set").unwrap_err();
+        assert!(
+            e.to_string().contains("data set larger than 10 bytes"),
+            "{e}"
+        );
+        assert_eq!(buf.len(), 10, "nothing of the refused fragment is kept");
     }
 }
