@@ -2,10 +2,12 @@
 //!
 //! One writer connection owned by one task that groups concurrent writes into shared transactions (`writer`:
 //! SQLite allows one writer at a time; serialising writes in-process avoids `SQLITE_BUSY` on lock upgrades) and
-//! a pool of read-only connections, all in WAL mode. WAL with
+//! a pool of read-only connections, all in WAL mode, and a task that checkpoints the WAL on a connection of its
+//! own (`checkpoint`), so the writer never copies pages back itself. WAL with
 //! `synchronous=NORMAL` keeps the database consistent across a killed process: a transaction is either wholly in
 //! the WAL or not at all.
 
+mod checkpoint;
 mod fed;
 mod ops;
 mod rows;
@@ -130,11 +132,8 @@ impl SqliteStore {
         // costing more than the read() copies it saves.
         // The writer's savepoints (one per request of a group) journal the pages they change in a statement
         // journal, a temporary file by default: in memory it costs no write() per page.
-        // Checkpoints stay SQLite's own (after the commit that takes the WAL past 1,000 pages, in the writer):
-        // measured on 2026-12-05, 4,000 pages doubled the stalls' length (p99 ~50 ms), and a PASSIVE checkpoint
-        // on another connection never let the WAL start over while the read pool was busy (it grew ~100 MB a
-        // second), while a RESTART one from there stalled the writer 100-200 ms each time. The WAL file is cut
-        // back to 64 MiB when it starts over.
+        // Checkpoints are not the writer's: a task of their own copies the WAL back and starts it over
+        // (`checkpoint`). The WAL file is cut back to 64 MiB when it starts over.
         let mut conn = base
             .clone()
             .pragma("temp_store", "memory")
@@ -148,7 +147,15 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
         backfill_search_names(&mut conn).await?;
-        let writer = writer::Writer::start(conn).await?;
+        // The checkpointer waits for reads in flight when it starts the WAL over, with the writer paused: a
+        // read still open after 50 ms makes it give up until the next round rather than hold every write.
+        let checkpointer = base
+            .clone()
+            .busy_timeout(Duration::from_millis(50))
+            .connect()
+            .await
+            .map_err(db_err)?;
+        let writer = writer::Writer::start(conn, checkpointer).await?;
         let reader = SqlitePoolOptions::new()
             // Each connection is a thread of sqlx's; more than the cores can run only adds context switches.
             .max_connections(

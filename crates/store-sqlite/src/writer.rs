@@ -19,7 +19,8 @@ use sqlx::{Connection, Row, SqliteConnection};
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 /// Most requests in one transaction: bounds the latency a request can add to the others of its group.
 const MAX_GROUP: usize = 64;
@@ -46,10 +47,20 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Take ownership of the write connection and start the task that owns it.
-    pub async fn start(conn: SqliteConnection) -> Result<Self> {
+    /// Take ownership of the write connection and start the task that owns it, and the task that checkpoints
+    /// the WAL on `checkpointer` (see [`crate::checkpoint`]); the write connection's own checkpoints are turned
+    /// off here.
+    pub async fn start(mut conn: SqliteConnection, checkpointer: SqliteConnection) -> Result<Self> {
+        exec(&mut conn, "PRAGMA wal_autocheckpoint = 0").await?;
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(run(conn, rx));
+        let (commits, committed) = watch::channel(0u64);
+        let pause = Arc::new(Mutex::new(()));
+        tokio::spawn(crate::checkpoint::run(
+            checkpointer,
+            committed,
+            pause.clone(),
+        ));
+        tokio::spawn(run(conn, rx, commits, pause));
         Ok(Self { tx })
     }
 
@@ -117,8 +128,15 @@ async fn begin(conn: &mut SqliteConnection) -> Result<Head> {
 /// The statements that control a group's transaction are sent together with the next one where they can be
 /// (each `execute` is a round trip to sqlx's worker thread and back): a request's `RELEASE` goes with the next
 /// request's `SAVEPOINT`, or with the group's audit insert and `COMMIT`.
-async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+async fn run(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Job>,
+    commits: watch::Sender<u64>,
+    pause: Arc<Mutex<()>>,
+) {
     while let Some(first) = rx.recv().await {
+        // Held from BEGIN to COMMIT: the checkpointer takes it to start the WAL over between two groups.
+        let _turn = pause.lock().await;
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -184,6 +202,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
         };
         match finished {
             Ok(()) => {
+                commits.send_modify(|n| *n += 1);
                 for (reply, result) in answers {
                     let _ = reply.send(result);
                 }
