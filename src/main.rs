@@ -145,7 +145,7 @@ struct ServeArgs {
     blobs: Option<String>,
     /// Largest case attachment in bytes (whole-slide images run to gigabytes). Attachments are streamed into the
     /// blob store, so this bounds storage, not memory; other request bodies stay limited to 20 MB. On S3 at most
-    /// 5 GB.
+    /// 5 GB (a larger bound is refused at start).
     #[arg(long, default_value_t = caravan_server::config::DEFAULT_MAX_ATTACHMENT_BYTES, env = "CARAVAN_MAX_ATTACHMENT_BYTES")]
     max_attachment_bytes: u64,
     /// Name shown in the page header.
@@ -248,6 +248,9 @@ async fn node(args: &ServeArgs, demo: bool) -> Result<()> {
         .clone()
         .unwrap_or_else(|| args.data.join("blobs").display().to_string());
     let blobs = Blobs::open(&blobs_spec).map_err(anyhow::Error::msg)?;
+    blobs
+        .check_attachment_bound(args.max_attachment_bytes)
+        .map_err(anyhow::Error::msg)?;
     let config = NodeConfig {
         node_name: args.node_name.clone(),
         sla: caravan_domain::SlaPolicy {

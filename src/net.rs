@@ -217,6 +217,32 @@ pub async fn demo_network(listen: std::net::SocketAddr, data: &Path, tls: bool) 
     Ok(())
 }
 
+/// A listener on a free port for a child node, which binds it once this one is dropped. The port is taken
+/// below Linux's ephemeral range (32768-60999 by default): a port from `127.0.0.1:0` lies in that range, where any
+/// outgoing connection of the machine may take it between its release and the child's bind.
+fn reserve_port(salt: u32) -> Result<std::net::TcpListener> {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().rotate_left(16)
+        ^ salt.wrapping_mul(2_654_435_761);
+    for i in 0..500u32 {
+        let port = 20_000 + (seed.wrapping_add(i.wrapping_mul(7_919)) % 12_000) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return Ok(l);
+        }
+    }
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?)
+}
+
+/// The last lines of a node's log, for an error that says why it stopped.
+fn log_tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 struct SoakNode {
     id: String,
     addr: std::net::SocketAddr,
@@ -254,11 +280,20 @@ impl SoakNode {
                     return Ok(());
                 }
             }
-            if Instant::now() > deadline {
+            let exited = match self.child.as_mut() {
+                Some(c) => c.try_wait()?,
+                None => None,
+            };
+            if exited.is_some() || Instant::now() > deadline {
+                let how = exited.map_or_else(
+                    || "is not answering after 30 s".to_owned(),
+                    |status| format!("exited ({status})"),
+                );
                 bail!(
-                    "node {} did not start (see {}/node.log)",
+                    "node {} on {} {how}; the end of its log:\n{}",
                     self.id,
-                    self.data.display()
+                    self.addr,
+                    log_tail(&self.data.join("node.log"), 20)
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -342,12 +377,16 @@ pub async fn soak(
     let root = keep.clone().unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&root)?;
     let countries = ["KZ", "CN", "UZ", "KG", "TJ", "MN", "RU", "TR"];
-    let mut addrs = Vec::new();
-    for _ in 0..nodes {
-        // Reserve a free port, release it for the child to bind.
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        addrs.push(l.local_addr()?);
-    }
+    // Reserve free ports (all held until each is chosen, so none is chosen twice), release them for the
+    // children to bind.
+    let held = (0..nodes)
+        .map(|i| reserve_port(i as u32))
+        .collect::<Result<Vec<_>>>()?;
+    let addrs = held
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<std::io::Result<Vec<_>>>()?;
+    drop(held);
     let specs: Vec<NodeSpec> = (0..nodes)
         .map(|i| NodeSpec {
             id: format!("node-{}", i + 1),

@@ -1101,6 +1101,7 @@ pub fn openapi_document() -> Value {
             "responses": {
                 "200": { "description": "OK" },
                 "201": { "description": "Created" },
+                "204": { "description": "Done; nothing to return" },
                 "4XX": { "description": "What was wrong", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
             }
         });

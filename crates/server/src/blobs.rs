@@ -20,7 +20,13 @@ pub struct Blobs {
     /// moment it looks for existing content until its row is committed, the sweep of unreferenced content holds
     /// it for writing, so the sweep never removes content an upload is about to name.
     attachment_gate: Arc<tokio::sync::RwLock<()>>,
+    /// The largest object [`Blobs::rename`] can move, where the store bounds it.
+    largest_move: Option<u64>,
 }
+
+/// S3's CopyObject moves at most 5 GB in one request (larger ones need a multipart copy, which object_store's
+/// `rename` does not do).
+pub const S3_LARGEST_COPY: u64 = 5_000_000_000;
 
 fn not_found_or_internal(e: object_store::Error) -> AppError {
     match e {
@@ -35,6 +41,7 @@ impl Blobs {
     pub fn open(spec: &str) -> Result<Self, String> {
         let mut local = None;
         let mut root = None;
+        let mut largest_move = None;
         let inner: Arc<dyn ObjectStore> = if spec == "memory://" {
             Arc::new(object_store::memory::InMemory::new())
         } else if spec.starts_with("s3://") {
@@ -50,6 +57,7 @@ impl Blobs {
                 .build()
                 .map_err(|e| format!("cannot open {spec}: {e}"))?;
             let prefix = url.path().trim_matches('/');
+            largest_move = Some(S3_LARGEST_COPY);
             Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
         } else {
             let dir = spec.strip_prefix("file://").unwrap_or(spec);
@@ -67,7 +75,20 @@ impl Blobs {
             local,
             root,
             attachment_gate: Arc::default(),
+            largest_move,
         })
+    }
+
+    /// Refuses an attachment bound this store cannot honour: an upload is stored under a temporary key and then
+    /// moved to its content address, and on S3 a move is one copy of at most 5 GB.
+    pub fn check_attachment_bound(&self, max_attachment_bytes: u64) -> Result<(), String> {
+        match self.largest_move {
+            Some(most) if max_attachment_bytes > most => Err(format!(
+                "the largest attachment ({max_attachment_bytes} bytes) is more than this blob store can move \
+                 in one copy ({most} bytes on S3): lower --max-attachment-bytes"
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// See the field `attachment_gate`.
@@ -350,6 +371,21 @@ mod tests {
             ))
             .unwrap(),
         )
+    }
+
+    #[test]
+    fn an_attachment_bound_past_what_s3_can_move_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = Blobs::open(dir.path().to_str().unwrap()).unwrap();
+        assert!(folder.check_attachment_bound(20 << 30).is_ok());
+        // Opening an S3 store reaches no server: the builder only checks the URL and the settings.
+        let s3 = Blobs::open("s3://caravan-test/attachments").unwrap();
+        assert!(s3.check_attachment_bound(S3_LARGEST_COPY).is_ok());
+        assert!(s3
+            .check_attachment_bound(crate::config::DEFAULT_MAX_ATTACHMENT_BYTES)
+            .is_ok());
+        let refused = s3.check_attachment_bound(S3_LARGEST_COPY + 1).unwrap_err();
+        assert!(refused.contains("--max-attachment-bytes"), "{refused}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
