@@ -176,13 +176,17 @@ pub async fn workflows(total: usize, concurrency: usize) -> Result<()> {
     Ok(())
 }
 
-pub async fn mixed(seconds: u64, concurrency: usize, client: &str) -> Result<()> {
+pub async fn mixed(seconds: u64, concurrency: usize, cases: usize, client: &str) -> Result<()> {
+    if cases == 0 {
+        return Err(anyhow!("--cases must be at least 1"));
+    }
     let node = start_node().await?;
     let http = reqwest::Client::new();
     let pats = patients(&node, &http, 20).await?;
-    // A working set of consultations to read and write on.
+    // A working set of consultations to read and write on, spread over the patients.
+    let n_cases = cases;
     let mut cases = vec![];
-    for p in &pats {
+    for p in pats.iter().cycle().take(n_cases) {
         let c = call(&http, reqwest::Method::POST, format!("{}/api/v1/consultations", node.base), &node.tokens["dr.aliyev"], Some(json!({ "patient_id": p, "question": "load", "specialty": "cardiology", "urgency": "routine", "submit": true }))).await?;
         cases.push(c["id"].as_str().context("id")?.to_owned());
     }
@@ -253,7 +257,7 @@ pub async fn mixed(seconds: u64, concurrency: usize, client: &str) -> Result<()>
     let total = reads + writes;
     println!(
         "{}",
-        json!({ "bench": "mixed-api", "backend": "sqlite", "client": "reqwest (in process)", "seconds": seconds, "concurrency": concurrency, "requests": total, "reads": reads, "writes": writes, "errors": errors,
+        json!({ "bench": "mixed-api", "backend": "sqlite", "client": "reqwest (in process)", "seconds": seconds, "concurrency": concurrency, "cases": cases.len(), "requests": total, "reads": reads, "writes": writes, "errors": errors,
                 "requests_per_second": total as f64 / seconds as f64, "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": pct(1.0), "goal": "2500 req/s with p99 < 50 ms" })
     );
     if errors > 0 {
@@ -321,7 +325,7 @@ end
     let node_cpu = process_cpu_seconds().zip(cpu_before).map(|(a, b)| a - b);
     println!(
         "{}",
-        json!({ "bench": "mixed-api", "backend": "sqlite", "client": "wrk (separate process, 1 thread)", "seconds": seconds, "concurrency": concurrency,
+        json!({ "bench": "mixed-api", "backend": "sqlite", "client": "wrk (separate process, 1 thread)", "seconds": seconds, "concurrency": concurrency, "cases": cases.len(),
                 "requests": report.requests, "errors": report.non_2xx + report.socket_errors, "requests_per_second": report.per_second,
                 "p50_ms": report.p50_ms, "p99_ms": report.p99_ms,
                 "node_cpu_ms_per_request": node_cpu.map(|c| c * 1000.0 / report.requests.max(1) as f64),

@@ -122,6 +122,11 @@ enum BenchCommand {
         seconds: u64,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// Consultations the load reads, lists and posts in (over 20 patients; the list asks for 50). A fifth of
+        /// the requests post a message to one of them, so their threads grow as the run goes on: with 20 cases,
+        /// by ~300 messages a case per 10 s at 3,000 requests/s.
+        #[arg(long, default_value_t = 20)]
+        cases: usize,
         /// Load generator: `wrk` (a separate process, Debian's wrk; the default when it is installed) or `rust`
         /// (reqwest in this process, sharing its cores with the node).
         #[arg(long, default_value = "auto")]
@@ -462,8 +467,9 @@ fn main() -> ExitCode {
                         seconds,
                         client,
                         concurrency,
+                        cases,
                     },
-            } => bench::mixed(seconds, concurrency, &client)
+            } => bench::mixed(seconds, concurrency, cases, &client)
                 .await
                 .map(|_| ExitCode::SUCCESS),
             // Dispatched before the runtime starts (above): some libraries start runtimes of their own.
