@@ -40,9 +40,10 @@ pub const ROUTES: &[(&str, &str, &str, Option<&[Role]>)] = &[
     ("get", "/api/v1/patients/{id}/access-log", "Who accessed the patient's record", Some(&[Role::Referrer, Role::Coordinator, Role::Patient])),
     ("get", "/api/v1/consultations", "List consultations (state, overdue)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
     ("post", "/api/v1/consultations", "Create a consultation (optionally submit)", Some(&[Role::Referrer])),
-    ("get", "/api/v1/consultations/{id}", "Read a consultation with thread and attachments", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
+    ("get", "/api/v1/consultations/{id}", "Read a consultation with its attachments and the latest 100 messages of its thread (`messages_total` counts them all)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
     ("post", "/api/v1/consultations/{id}/events", "Apply a workflow event (submit, assign, accept, decline, invite, report, acknowledge, record_outcome, cancel)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
     ("get", "/api/v1/consultations/{id}/candidates", "Routing proposals", Some(&[Role::Coordinator])),
+    ("get", "/api/v1/consultations/{id}/messages", "Page back through a case's thread (?before=MESSAGE_ID&limit=N, at most 500; the latest 100 without `before`), in thread order", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator, Role::Patient])),
     ("post", "/api/v1/consultations/{id}/messages", "Post in the thread", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
     ("post", "/api/v1/consultations/{id}/attachments", "Upload an attachment (multipart field `file`)", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
     ("get", "/api/v1/consultations/{id}/audit", "Audit trail of a consultation", Some(&[Role::Referrer, Role::Consultant, Role::Coordinator])),
@@ -142,7 +143,10 @@ pub fn routes() -> Router<AppState> {
         .route("/consultations/{id}", get(get_consultation))
         .route("/consultations/{id}/events", post(apply_event))
         .route("/consultations/{id}/candidates", get(candidates))
-        .route("/consultations/{id}/messages", post(post_message))
+        .route(
+            "/consultations/{id}/messages",
+            get(get_thread).post(post_message),
+        )
         .route("/consultations/{id}/attachments", post(upload))
         .route("/consultations/{id}/audit", get(consultation_audit))
         .route("/attachments/{id}", get(download))
@@ -784,6 +788,39 @@ async fn get_consultation(
     ])?;
     Ok(Json(
         consult::view_raw(&st, &p, parse_id("consultation", &id)?).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct ThreadQuery {
+    before: Option<String>,
+    limit: Option<String>,
+}
+
+/// Older parts of a case's thread than its read returned (`?before=MESSAGE&limit=N`, thread order).
+async fn get_thread(
+    State(st): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<ThreadQuery>,
+) -> AppResult<Json<Vec<caravan_store::Message>>> {
+    let before = q
+        .before
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| parse_id("message", s))
+        .transpose()?;
+    let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
+        None => caravan_store::THREAD_WINDOW,
+        Some(s) => s.parse().map_err(|_| {
+            AppError::bad_request(format!(
+                "limit must be a number from 1 to {}",
+                consult::MAX_THREAD_PAGE
+            ))
+        })?,
+    };
+    Ok(Json(
+        consult::thread_page(&st, &p, parse_id("consultation", &id)?, before, limit).await?,
     ))
 }
 

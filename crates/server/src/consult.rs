@@ -597,7 +597,11 @@ pub async fn candidates(st: &AppState, p: &Principal, id: ConsultationId) -> App
 pub struct CaseView<M = Vec<Message>> {
     pub consultation: Consultation,
     pub patient: Patient,
+    /// The whole thread on the page; in the API only its latest [`caravan_store::THREAD_WINDOW`] messages (the
+    /// rest through [`thread_page`]).
     pub messages: M,
+    /// Messages in the whole thread.
+    pub messages_total: usize,
     pub attachments: Vec<Attachment>,
     pub people: Vec<(UserId, String, String)>,
 }
@@ -626,6 +630,7 @@ async fn audited_view<M>(
         consultation,
         patient,
         messages,
+        messages_total,
         attachments,
         people,
     } = bundle;
@@ -647,9 +652,59 @@ async fn audited_view<M>(
         consultation,
         patient,
         messages,
+        messages_total,
         attachments,
         people,
     })
+}
+
+/// Most messages one [`thread_page`] returns.
+pub const MAX_THREAD_PAGE: usize = 500;
+
+/// Part of a case's thread, in thread order: the `limit` messages just before the message `before` (the latest
+/// ones without it), for a reader paging back from the latest part a case read returned. One audit event, as
+/// for a case read.
+pub async fn thread_page(
+    st: &AppState,
+    p: &Principal,
+    id: ConsultationId,
+    before: Option<MessageId>,
+    limit: usize,
+) -> AppResult<Vec<Message>> {
+    p.require(&[
+        Role::Referrer,
+        Role::Consultant,
+        Role::Coordinator,
+        Role::Patient,
+    ])?;
+    if limit == 0 || limit > MAX_THREAD_PAGE {
+        return Err(AppError::bad_request(format!(
+            "limit must be a number from 1 to {MAX_THREAD_PAGE}"
+        )));
+    }
+    let actor = p.actor();
+    let c = st.store().get_consultation(&actor, id).await?;
+    let mut thread = st.store().list_messages(&actor, id).await?;
+    let end = match before {
+        None => thread.len(),
+        Some(b) => thread
+            .iter()
+            .position(|m| m.id == b)
+            .ok_or_else(|| AppError::not_found("message"))?,
+    };
+    thread.truncate(end);
+    let page = thread.split_off(end.saturating_sub(limit));
+    st.store()
+        .append_audit(vec![event(
+            p,
+            AuditAction::Read,
+            "consultation",
+            c.id,
+            Some(c.patient_id),
+            "thread",
+        )])
+        .await?;
+    Ok(page)
 }
 
 pub async fn list(

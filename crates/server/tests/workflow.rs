@@ -831,3 +831,91 @@ async fn the_blob_sweep_removes_only_content_no_row_names() {
         Swept::default()
     );
 }
+
+/// A case read carries the latest part of a long thread and the count of all of it; the reader pages back
+/// through the rest, and a bad page request says what is wrong.
+#[tokio::test]
+async fn a_long_thread_is_read_in_pages() {
+    let node = start().await;
+    let referrer = Client::login(&node, "dr.aliyev").await;
+    let (s, patient) = referrer
+        .post("/api/v1/patients", json!({ "given_name": "Aru", "family_name": "Sarsen", "birth_date": "1950-02-01", "sex": "female" }))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{patient}");
+    let pid = patient["id"].as_str().unwrap().to_owned();
+    let (s, _) = referrer
+        .post(
+            &format!("/api/v1/patients/{pid}/consents"),
+            json!({ "scope": "consultation", "granted": true }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, case) = referrer
+        .post("/api/v1/consultations", json!({ "patient_id": pid, "question": "Long discussion", "specialty": "cardiology", "urgency": "routine", "submit": true }))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{case}");
+    let cid = case["id"].as_str().unwrap().to_owned();
+    let total = caravan_store::THREAD_WINDOW + 5;
+    for i in 0..total {
+        let (s, m) = referrer
+            .post(
+                &format!("/api/v1/consultations/{cid}/messages"),
+                json!({ "body": format!("note {i}") }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{m}");
+    }
+    let bodies = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["body"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let notes =
+        |r: std::ops::Range<usize>| -> Vec<String> { r.map(|i| format!("note {i}")).collect() };
+
+    let (s, view) = referrer.get(&format!("/api/v1/consultations/{cid}")).await;
+    assert_eq!(s, StatusCode::OK, "{view}");
+    assert_eq!(view["messages_total"], total);
+    assert_eq!(bodies(&view["messages"]), notes(5..total));
+
+    // Back from the oldest message the read returned: the five before it, in thread order.
+    let oldest = view["messages"][0]["id"].as_str().unwrap();
+    let page = format!("/api/v1/consultations/{cid}/messages");
+    let (s, older) = referrer
+        .get(&format!("{page}?before={oldest}&limit=3"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{older}");
+    assert_eq!(bodies(&older), notes(2..5));
+    let (s, rest) = referrer
+        .get(&format!(
+            "{page}?before={}&limit=500",
+            older[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(bodies(&rest), notes(0..2));
+    // Without `before`: the latest messages, as the read gave them.
+    let (s, latest) = referrer.get(&page).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(latest, view["messages"]);
+
+    for (query, status) in [
+        ("?limit=0", StatusCode::BAD_REQUEST),
+        ("?limit=501", StatusCode::BAD_REQUEST),
+        ("?limit=many", StatusCode::BAD_REQUEST),
+        ("?before=not-an-id", StatusCode::BAD_REQUEST),
+        (
+            "?before=01a247af-d8e1-76a7-aa4a-c10cfcf4766a",
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let (s, e) = referrer.get(&format!("{page}{query}")).await;
+        assert_eq!(s, status, "{query}: {e}");
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+    }
+    // Another hospital's clinician sees neither the case nor its thread.
+    let other = Client::login(&node, "dr.wang").await;
+    assert_eq!(other.get(&page).await.0, StatusCode::NOT_FOUND);
+}

@@ -193,11 +193,15 @@ impl SqliteStore {
     /// connection, which was most of the CPU a case page cost. SQLite builds the patient, thread, attachments and
     /// participants as JSON (in the field names of the domain types) beside the consultation's document; the
     /// thread is returned as that text.
+    /// `window`: only the latest messages of the thread, at most that many (still in thread order).
     async fn case_bundle_text(
         &self,
         actor: &Actor,
         id: ConsultationId,
+        window: Option<usize>,
     ) -> Result<(CaseBundle<()>, String)> {
+        // A number of this code's, not input: it is written into the statement (SQLite reads -1 as no limit).
+        let limit = window.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
         let sql = format!(
             "SELECT c.doc,
                (SELECT json_object('id', p.id, 'institution_id', p.institution_id, 'given_name', p.given_name,
@@ -207,7 +211,9 @@ impl SqliteStore {
                (SELECT json_group_array(json_object('id', m.id, 'consultation_id', m.consultation_id,
                        'parent_id', m.parent_id, 'author_id', m.author_id, 'author_name', m.author_name,
                        'body', m.body, 'created_at', m.created_at) ORDER BY m.created_at, m.id)
-                  FROM messages m WHERE m.consultation_id = c.id) AS messages,
+                  FROM (SELECT * FROM messages l WHERE l.consultation_id = c.id
+                        ORDER BY l.created_at DESC, l.id DESC LIMIT {limit}) m) AS messages,
+               (SELECT count(*) FROM messages m WHERE m.consultation_id = c.id) AS messages_total,
                (SELECT json_group_array(json_object('id', a.id, 'consultation_id', a.consultation_id,
                        'filename', a.filename, 'content_type', a.content_type, 'size', a.size,
                        'sha256', a.sha256, 'blob_key', a.blob_key, 'uploaded_by', a.uploaded_by,
@@ -227,6 +233,10 @@ impl SqliteStore {
             // A consultation's patient row is a foreign key, so its absence is corruption, not a 404.
             patient: json_doc("patient", patient.as_deref().unwrap_or("null"))?,
             messages: (),
+            messages_total: usize::try_from(
+                row.try_get::<i64, _>("messages_total").map_err(db_err)?,
+            )
+            .map_err(|e| StoreError::Corrupt(format!("messages_total: {e}")))?,
             attachments: json_doc("attachments", row.try_get("attachments").map_err(db_err)?)?,
             people: json_doc("people", row.try_get("people").map_err(db_err)?)?,
         };
@@ -763,18 +773,20 @@ impl Store for SqliteStore {
 
     /// In one statement (see `case_bundle_text`).
     async fn case_bundle(&self, actor: &Actor, id: ConsultationId) -> Result<CaseBundle> {
-        let (bundle, thread) = self.case_bundle_text(actor, id).await?;
+        let (bundle, thread) = self.case_bundle_text(actor, id, None).await?;
         let messages = json_doc("messages", &thread)?;
         Ok(bundle.map_messages(|()| messages))
     }
 
-    /// The thread as SQLite built it, validated as JSON but not parsed into messages.
+    /// The latest part of the thread as SQLite built it, validated as JSON but not parsed into messages.
     async fn case_bundle_raw(
         &self,
         actor: &Actor,
         id: ConsultationId,
     ) -> Result<CaseBundle<RawThread>> {
-        let (bundle, thread) = self.case_bundle_text(actor, id).await?;
+        let (bundle, thread) = self
+            .case_bundle_text(actor, id, Some(THREAD_WINDOW))
+            .await?;
         let raw = serde_json::value::RawValue::from_string(thread)
             .map_err(|e| StoreError::Corrupt(format!("messages: {e}")))?;
         Ok(bundle.map_messages(|()| raw))

@@ -493,7 +493,32 @@ async fn consultation_lifecycle_and_scoping(store: &dyn Store, w: &World) {
         assert_eq!(raw.consultation.id, bundle.consultation.id);
         assert_eq!(raw.patient, bundle.patient);
         assert_eq!(raw.people, bundle.people);
+        assert_eq!((bundle.messages_total, raw.messages_total), (2, 2));
     }
+    // A thread longer than the window: the raw bundle holds its latest messages, in thread order, and the count
+    // of all; the parsed bundle (the case page's) holds all of them.
+    for i in 0..crate::THREAD_WINDOW {
+        let m = Message {
+            id: MessageId::new(),
+            parent_id: None,
+            body: format!("note {i}"),
+            created_at: now + Duration::seconds(2 + i as i64),
+            ..msg.clone()
+        };
+        store.insert_message(&m, vec![]).await.unwrap();
+    }
+    let total = crate::THREAD_WINDOW + 2;
+    let whole = store.list_messages(&a, c.id).await.unwrap();
+    assert_eq!(whole.len(), total);
+    let full = store.case_bundle(&a, c.id).await.unwrap();
+    assert_eq!((full.messages.len(), full.messages_total), (total, total));
+    let raw = store.case_bundle_raw(&a, c.id).await.unwrap();
+    assert_eq!(raw.messages_total, total);
+    let latest: Vec<Message> = serde_json::from_str(raw.messages.get()).unwrap();
+    assert_eq!(
+        serde_json::to_value(&latest).unwrap(),
+        serde_json::to_value(&whole[2..]).unwrap()
+    );
     assert!(matches!(
         store.case_bundle(&b, c.id).await,
         Err(StoreError::NotFound(_))

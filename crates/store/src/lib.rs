@@ -120,9 +120,16 @@ pub struct CaseBundle<M = Vec<Message>> {
     pub consultation: Consultation,
     pub patient: Patient,
     pub messages: M,
+    /// Messages in the whole thread: `messages` may hold only the latest [`THREAD_WINDOW`] of them.
+    pub messages_total: usize,
     pub attachments: Vec<Attachment>,
     pub people: Vec<PersonRef>,
 }
+
+/// Most messages [`Store::case_bundle_raw`] carries: the latest ones. A case read returned the whole thread
+/// before, and a long one made every read of the case heavier (the API's readers page back through
+/// `list_messages` for the rest).
+pub const THREAD_WINDOW: usize = 100;
 
 /// A case's thread as the JSON text of its `Vec<Message>` (the serde form, in thread order), for the API to pass
 /// through: a long thread costs a typed parse and a serialisation per message otherwise, most of a case read.
@@ -135,6 +142,7 @@ impl<M> CaseBundle<M> {
             consultation: self.consultation,
             patient: self.patient,
             messages: f(self.messages),
+            messages_total: self.messages_total,
             attachments: self.attachments,
             people: self.people,
         }
@@ -238,20 +246,23 @@ pub trait Store: VisitStore + RxStore + Send + Sync + 'static {
         Ok(CaseBundle {
             consultation,
             patient,
+            messages_total: messages.len(),
             messages,
             attachments,
             people,
         })
     }
-    /// [`Store::case_bundle`] with the thread as JSON text (see [`RawThread`]). The default serialises the parsed
-    /// thread; a backend that builds the thread as JSON may hand it on unparsed.
+    /// [`Store::case_bundle`] with only the latest [`THREAD_WINDOW`] messages of the thread (in thread order), as
+    /// JSON text (see [`RawThread`]). The default serialises them from the parsed thread; a backend that builds
+    /// the thread as JSON may hand it on unparsed.
     async fn case_bundle_raw(
         &self,
         actor: &Actor,
         id: ConsultationId,
     ) -> Result<CaseBundle<RawThread>> {
         let bundle = self.case_bundle(actor, id).await?;
-        let raw = serde_json::value::to_raw_value(&bundle.messages)
+        let latest = &bundle.messages[bundle.messages.len().saturating_sub(THREAD_WINDOW)..];
+        let raw = serde_json::value::to_raw_value(latest)
             .map_err(|e| StoreError::Corrupt(format!("thread: {e}")))?;
         Ok(bundle.map_messages(|_| raw))
     }
