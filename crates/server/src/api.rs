@@ -780,12 +780,7 @@ async fn get_consultation(
     p: Principal,
     Path(id): Path<String>,
 ) -> AppResult<Json<consult::CaseView<caravan_store::RawThread>>> {
-    p.require(&[
-        Role::Referrer,
-        Role::Consultant,
-        Role::Coordinator,
-        Role::Patient,
-    ])?;
+    p.require(consult::CASE_READERS)?;
     Ok(Json(
         consult::view_raw(&st, &p, parse_id("consultation", &id)?).await?,
     ))

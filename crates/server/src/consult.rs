@@ -658,6 +658,14 @@ async fn audited_view<M>(
     })
 }
 
+/// The roles that read consultations (each within its scope: its institution, its cases, its own record).
+pub const CASE_READERS: &[Role] = &[
+    Role::Referrer,
+    Role::Consultant,
+    Role::Coordinator,
+    Role::Patient,
+];
+
 /// Most messages one [`thread_page`] returns.
 pub const MAX_THREAD_PAGE: usize = 500;
 
@@ -671,12 +679,7 @@ pub async fn thread_page(
     before: Option<MessageId>,
     limit: usize,
 ) -> AppResult<Vec<Message>> {
-    p.require(&[
-        Role::Referrer,
-        Role::Consultant,
-        Role::Coordinator,
-        Role::Patient,
-    ])?;
+    p.require(CASE_READERS)?;
     if limit == 0 || limit > MAX_THREAD_PAGE {
         return Err(AppError::bad_request(format!(
             "limit must be a number from 1 to {MAX_THREAD_PAGE}"
@@ -712,12 +715,7 @@ pub async fn list(
     p: &Principal,
     f: &ConsultationFilter,
 ) -> AppResult<Vec<ConsultationSummary>> {
-    p.require(&[
-        Role::Referrer,
-        Role::Consultant,
-        Role::Coordinator,
-        Role::Patient,
-    ])?;
+    p.require(CASE_READERS)?;
     let rows = st.store().list_consultations(&p.actor(), f).await?;
     let audit = rows
         .iter()
