@@ -24,8 +24,14 @@ pub struct FedArgs {
     /// Signed directory file (`caravan directory sign`); re-read every minute.
     #[arg(long, env = "CARAVAN_DIRECTORY")]
     pub directory: Option<PathBuf>,
-    /// Pinned anchor public key (base64url) or a file holding one; repeat for several.
-    #[arg(long = "anchor", env = "CARAVAN_ANCHORS", value_delimiter = ',')]
+    /// Pinned anchor public key (base64url) or a file holding one; repeat for several. A base64url key may
+    /// begin with '-' (one in 64 does): it is taken as the value, not as an option.
+    #[arg(
+        long = "anchor",
+        env = "CARAVAN_ANCHORS",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
     pub anchors: Vec<String>,
     /// Anchor signatures required on the directory.
     #[arg(long, default_value_t = 1)]
@@ -525,4 +531,23 @@ pub async fn soak(
         drop(temp);
     }
     Ok(lost == 0 && duplicated == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        fed: super::FedArgs,
+    }
+
+    /// A key whose base64url begins with '-' made `net soak` fail about once in 64 runs ("unexpected argument
+    /// '-0' found"); it is a value like any other.
+    #[test]
+    fn an_anchor_key_may_begin_with_a_hyphen() {
+        let s = Serve::try_parse_from(["serve", "--anchor", "-0Ab_c", "--anchor", "xyz"]).unwrap();
+        assert_eq!(s.fed.anchors, ["-0Ab_c", "xyz"]);
+    }
 }

@@ -52,7 +52,7 @@ pub enum DirectoryCommand {
     /// Sign a directory with one or more anchor keys.
     Sign {
         /// Anchor signing key: a keyring, a PKCS#8 PEM or a base64url seed (repeat for several anchors).
-        #[arg(long = "anchor-key", required = true)]
+        #[arg(long = "anchor-key", required = true, allow_hyphen_values = true)]
         anchor_keys: Vec<PathBuf>,
         /// The unsigned directory (any `signatures` member is replaced).
         #[arg(long = "in")]
@@ -64,7 +64,7 @@ pub enum DirectoryCommand {
     /// Verify a signed directory against pinned anchor public keys.
     Verify {
         /// Anchor public key: base64url, or a file (keyring, SPKI PEM, base64url lines). Repeatable.
-        #[arg(long = "anchor", required = true)]
+        #[arg(long = "anchor", required = true, allow_hyphen_values = true)]
         anchors: Vec<String>,
         /// Refuse a serial lower than this one (the serial already held).
         #[arg(long)]
@@ -75,7 +75,7 @@ pub enum DirectoryCommand {
     /// Show a directory's members and keys.
     Show {
         /// Check the signature against these anchors first (otherwise it is shown unverified).
-        #[arg(long = "anchor")]
+        #[arg(long = "anchor", allow_hyphen_values = true)]
         anchors: Vec<String>,
         /// Directory file.
         file: PathBuf,

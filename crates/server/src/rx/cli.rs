@@ -12,8 +12,8 @@ pub enum Command {
     /// Verify a prescription QR code offline against published keys; prints one JSON line, exits 1 if invalid.
     Verify {
         /// The published keys: the node's `/.well-known/caravan-rx-keys.json` saved to a file, a keyring file,
-        /// or one base64url Ed25519 public key.
-        #[arg(long)]
+        /// or one base64url Ed25519 public key (which may begin with '-').
+        #[arg(long, allow_hyphen_values = true)]
         keys: String,
         /// A photo or scan of the QR code (PNG or JPEG) instead of its text.
         #[arg(long)]
