@@ -896,10 +896,20 @@ async fn a_long_thread_is_read_in_pages() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(bodies(&rest), notes(0..2));
-    // Without `before`: the latest messages, as the read gave them.
+    // Without `before`: the latest messages, as the read gave them (the same messages and instants; the read
+    // passes the stored timestamps through, so their text may carry trailing zeros the page's does not).
     let (s, latest) = referrer.get(&page).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(latest, view["messages"]);
+    let messages =
+        |v: &Value| -> Vec<caravan_store::Message> { serde_json::from_value(v.clone()).unwrap() };
+    let key = |m: &caravan_store::Message| (m.id, m.body.clone(), m.created_at);
+    assert_eq!(
+        messages(&latest).iter().map(key).collect::<Vec<_>>(),
+        messages(&view["messages"])
+            .iter()
+            .map(key)
+            .collect::<Vec<_>>()
+    );
 
     for (query, status) in [
         ("?limit=0", StatusCode::BAD_REQUEST),
