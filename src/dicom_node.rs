@@ -47,6 +47,7 @@ impl AccessObserver for AuditObserver {
             patient_id: None,
             purpose: "imaging".into(),
             detail: e.action.as_str().to_owned(),
+            subjects: Vec::new(),
         };
         if self.tx.try_send(event).is_err() {
             tracing::error!("imaging audit queue full: an access could not be recorded");

@@ -94,6 +94,90 @@ pub struct AuditEvent {
     pub purpose: String,
     /// A short technical detail (an event name, a route). Never patient data.
     pub detail: String,
+    /// The records a search or list touched, when there are several: one event then stands for the whole result
+    /// (its `entity_id` is empty and its `patient_id` is `None`), and each subject is found in the patient's
+    /// access log and in the trail of its entity. Empty for an event about one record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<AuditSubject>,
+}
+
+/// One record touched by a multi-record event: an entity of the event's `entity_type` and its patient.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditSubject {
+    pub entity_id: String,
+    pub patient_id: Option<PatientId>,
+}
+
+impl AuditEvent {
+    /// The patients this event touched: its own, and those of its subjects (each once, in order).
+    pub fn patients(&self) -> Vec<PatientId> {
+        let mut out: Vec<PatientId> = Vec::new();
+        for p in self
+            .patient_id
+            .iter()
+            .chain(self.subjects.iter().filter_map(|s| s.patient_id.as_ref()))
+        {
+            if !out.contains(p) {
+                out.push(*p);
+            }
+        }
+        out
+    }
+
+    /// The distinct patients of the subjects (what a store indexes so that access logs find the event).
+    pub fn subject_patients(&self) -> Vec<PatientId> {
+        let mut out: Vec<PatientId> = Vec::new();
+        for p in self.subjects.iter().filter_map(|s| s.patient_id) {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// Whether the event touched `entity_id` of `entity_type`, itself or as one of its subjects.
+    pub fn touches(&self, entity_type: &str, entity_id: &str) -> bool {
+        self.entity_type == entity_type
+            && (self.entity_id == entity_id
+                || self.subjects.iter().any(|s| s.entity_id == entity_id))
+    }
+}
+
+/// The subjects as stored beside an event: a JSON array of `[entity_id, patient_id or null]` pairs (compact; the
+/// field names would double it). `None` when there are none, so that single-record events store nothing.
+pub fn encode_subjects(subjects: &[AuditSubject]) -> Option<String> {
+    if subjects.is_empty() {
+        return None;
+    }
+    let pairs: Vec<(&str, Option<String>)> = subjects
+        .iter()
+        .map(|s| (s.entity_id.as_str(), s.patient_id.map(|p| p.to_string())))
+        .collect();
+    serde_json::to_string(&pairs).ok()
+}
+
+/// The inverse of [`encode_subjects`]; `None` or an empty text is no subjects.
+pub fn decode_subjects(text: Option<&str>) -> Result<Vec<AuditSubject>, String> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let pairs: Vec<(String, Option<String>)> =
+        serde_json::from_str(text).map_err(|e| format!("audit subjects: {e}"))?;
+    pairs
+        .into_iter()
+        .map(|(entity_id, patient)| {
+            let patient_id = patient
+                .map(|p| {
+                    p.parse()
+                        .map_err(|_| format!("audit subjects: bad patient id {p:?}"))
+                })
+                .transpose()?;
+            Ok(AuditSubject {
+                entity_id,
+                patient_id,
+            })
+        })
+        .collect()
 }
 
 /// A chained audit event as stored.
@@ -121,6 +205,9 @@ struct Canonical<'a> {
     patient_id: Option<String>,
     purpose: &'a str,
     detail: &'a str,
+    /// Absent when empty, so that events written before subjects existed hash as they did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    subjects: Vec<(&'a str, Option<String>)>,
     prev_hash: &'a str,
 }
 
@@ -150,6 +237,11 @@ pub fn hash_record(seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
         patient_id: event.patient_id.map(|p| p.to_string()),
         purpose: &event.purpose,
         detail: &event.detail,
+        subjects: event
+            .subjects
+            .iter()
+            .map(|s| (s.entity_id.as_str(), s.patient_id.map(|p| p.to_string())))
+            .collect(),
         prev_hash,
     };
     // Serialising a struct of strings and integers cannot fail; fall back to Debug to stay panic-free regardless.
@@ -158,6 +250,14 @@ pub fn hash_record(seq: i64, event: &AuditEvent, prev_hash: &str) -> String {
 }
 
 impl AuditRecord {
+    /// The record as shown to someone entitled to see only the subjects `keep` accepts (a patient's access log,
+    /// one case's trail): the other subjects are left out. The hash still covers the whole event, so a narrowed
+    /// multi-record event no longer verifies on its own; the chain is verified from the store, never from views.
+    pub fn narrowed(mut self, keep: impl Fn(&AuditSubject) -> bool) -> Self {
+        self.event.subjects.retain(|s| keep(s));
+        self
+    }
+
     /// Chain `event` after a record with `prev` (sequence, hash), or after the genesis when `prev` is `None`.
     pub fn chain(mut event: AuditEvent, prev: Option<(i64, &str)>) -> Self {
         event.at = audit_time(event.at);
@@ -258,6 +358,7 @@ mod tests {
             patient_id: Some(PatientId::new()),
             purpose: "consultation".into(),
             detail: String::new(),
+            subjects: Vec::new(),
         }
     }
 
@@ -294,5 +395,80 @@ mod tests {
         c[1].event.detail = "x".into();
         c[1].hash = hash_record(c[1].seq, &c[1].event, &c[1].prev_hash);
         assert_eq!(verify_chain(&c).unwrap_err(), ChainError::Broken { seq: 3 });
+    }
+
+    #[test]
+    fn events_without_subjects_hash_as_before_subjects_existed() {
+        // Computed from the canonical form of the first release (no `subjects` field): chains written then
+        // still verify.
+        let e = AuditEvent {
+            at: DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678901Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            actor_user: None,
+            actor_name: "system".into(),
+            actor_institution: None,
+            actor_role: None,
+            action: AuditAction::Create,
+            entity_type: "patient".into(),
+            entity_id: "x".into(),
+            patient_id: None,
+            purpose: "operations".into(),
+            detail: String::new(),
+            subjects: Vec::new(),
+        };
+        let canonical = r#"{"seq":1,"at":"2026-01-02T03:04:05.678901Z","actor_user":null,"actor_name":"system","actor_institution":null,"actor_role":null,"action":"create","entity_type":"patient","entity_id":"x","patient_id":null,"purpose":"operations","detail":"","prev_hash":"0000000000000000000000000000000000000000000000000000000000000000"}"#;
+        assert_eq!(
+            hash_record(1, &e, GENESIS_HASH),
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        );
+    }
+
+    #[test]
+    fn subjects_are_hashed_and_narrowed_views_keep_only_theirs() {
+        let (p1, p2) = (PatientId::new(), PatientId::new());
+        let mut e = event(1);
+        e.entity_id = String::new();
+        e.patient_id = None;
+        e.subjects = vec![
+            AuditSubject {
+                entity_id: "a".into(),
+                patient_id: Some(p1),
+            },
+            AuditSubject {
+                entity_id: "b".into(),
+                patient_id: Some(p2),
+            },
+            AuditSubject {
+                entity_id: "c".into(),
+                patient_id: Some(p1),
+            },
+        ];
+        assert_eq!(e.patients(), vec![p1, p2]);
+        assert!(e.touches("consultation", "b") && !e.touches("consultation", "d"));
+        assert!(!e.touches("visit", "b"));
+        let mut c = vec![AuditRecord::chain(e.clone(), None)];
+        assert_eq!(verify_chain(&c).unwrap(), 1);
+        // Dropping a subject from the stored event is tampering.
+        c[0].event.subjects.pop();
+        assert_eq!(
+            verify_chain(&c).unwrap_err(),
+            ChainError::Altered { seq: 1 }
+        );
+
+        let stored = encode_subjects(&e.subjects).unwrap();
+        assert_eq!(decode_subjects(Some(&stored)).unwrap(), e.subjects);
+        assert_eq!(decode_subjects(None).unwrap(), vec![]);
+        assert!(encode_subjects(&[]).is_none());
+        assert!(decode_subjects(Some("[[\"a\",\"not-an-id\"]]")).is_err());
+
+        let mine = AuditRecord::chain(e, None).narrowed(|s| s.patient_id == Some(p1));
+        let ids: Vec<&str> = mine
+            .event
+            .subjects
+            .iter()
+            .map(|s| s.entity_id.as_str())
+            .collect();
+        assert_eq!(ids, ["a", "c"]);
     }
 }

@@ -10,7 +10,7 @@ pub mod model;
 pub mod routing;
 pub mod sla;
 
-pub use audit::{AuditAction, AuditEvent, AuditRecord, ChainError};
+pub use audit::{AuditAction, AuditEvent, AuditRecord, AuditSubject, ChainError};
 pub use consultation::{
     Consultation, ConsultationEvent, ConsultationState, Outcome, PanelMember, PanelRole, Report,
     TeamOffer, TransitionError, Urgency,

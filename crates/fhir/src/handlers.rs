@@ -436,7 +436,7 @@ async fn read_consent(st: &AppState, p: &Principal, cid: ConsentId) -> FhirResul
 async fn read_audit_event(st: &AppState, p: &Principal, raw_id: &str) -> FhirResult<Resource> {
     let seq: i64 = id("AuditEvent", raw_id)?;
     let not_found = || FhirError::not_found(format!("AuditEvent/{raw_id} is not known"));
-    let rec = st
+    let mut rec = st
         .store()
         .audit_page(seq.saturating_sub(1), 1)
         .await?
@@ -444,14 +444,22 @@ async fn read_audit_event(st: &AppState, p: &Principal, raw_id: &str) -> FhirRes
         .find(|r| r.seq == seq)
         .ok_or_else(not_found)?;
     if p.role() != Role::Admin {
-        let pid = rec.event.patient_id.ok_or_else(not_found)?;
-        // access_log_for applies the role and home-institution rules and audits the access-log read.
-        caravan_server::api::access_log_for(st, p, pid)
-            .await
-            .map_err(|e| match e.status {
-                StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => not_found(),
-                _ => e.into(),
-            })?;
+        // The event as it concerns the first of its patients whose access log the principal may read
+        // (access_log_for applies the role and home-institution rules, and audits the access-log read); a search
+        // event is narrowed to that patient's subjects, the other patients it listed stay hidden.
+        let mut allowed = None;
+        for pid in rec.event.patients() {
+            match caravan_server::api::access_log_for(st, p, pid).await {
+                Ok(_) => {
+                    allowed = Some(pid);
+                    break;
+                }
+                Err(e) if matches!(e.status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let pid = allowed.ok_or_else(not_found)?;
+        rec = rec.narrowed(|s| s.patient_id == Some(pid));
     }
     Ok(Resource::AuditEvent(Box::new(map::audit_event(&rec))))
 }
@@ -752,7 +760,7 @@ async fn search_inner(
                     )])
                     .await?;
                 st.store()
-                    .audit_for_entity("consultation", &cid.to_string(), 500)
+                    .audit_for_entity("consultation", &cid.to_string(), Some(c.patient_id), 500)
                     .await?
             } else {
                 return Err(FhirError::invalid(

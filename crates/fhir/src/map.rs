@@ -577,25 +577,31 @@ pub fn audit_event(r: &AuditRecord) -> fr::AuditEvent {
             "rest",
         ),
     };
-    let mut entity = Vec::new();
-    let what = match entity_resource(&e.entity_type) {
-        Some(rt) => reference(rt, &e.entity_id, None),
+    let what = |id: &str| match entity_resource(&e.entity_type) {
+        Some(rt) => reference(rt, id, None),
         None => ft::Reference {
             identifier: Some(Box::new(ft::Identifier {
-                value: Some(s(e.entity_id.as_str())),
+                value: Some(s(id)),
                 ..Default::default()
             })),
             display: Some(s(e.entity_type.as_str())),
             ..Default::default()
         },
     };
-    entity.push(fr::AuditEventEntity {
-        what: Some(Box::new(what)),
+    // A search names what it searched (no single record), then one entity per record it returned (BALP's query
+    // events name each record and patient they touched).
+    let mut entity = vec![fr::AuditEventEntity {
+        what: e.subjects.is_empty().then(|| Box::new(what(&e.entity_id))),
         name: Some(s(e.entity_type.as_str())),
         description: (!e.detail.is_empty()).then(|| s(e.detail.as_str())),
         ..Default::default()
-    });
-    if let Some(p) = e.patient_id {
+    }];
+    entity.extend(e.subjects.iter().map(|sub| fr::AuditEventEntity {
+        what: Some(Box::new(what(&sub.entity_id))),
+        name: Some(s(e.entity_type.as_str())),
+        ..Default::default()
+    }));
+    for p in e.patients() {
         if e.entity_type != "patient" {
             entity.push(fr::AuditEventEntity {
                 what: Some(Box::new(reference("Patient", p, None))),

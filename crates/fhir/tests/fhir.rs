@@ -891,3 +891,76 @@ async fn surveillance_reports_are_posted_as_observation_and_measure_report() {
         "role",
     );
 }
+
+/// A list of cases is one AuditEvent naming every case it returned (and each case's patient). A clinician reading
+/// it through a patient they may see gets it narrowed to that patient's cases; the administrator sees it whole.
+#[tokio::test]
+async fn a_list_read_is_one_audit_event_narrowed_to_the_reader_s_patient() {
+    let node = start().await;
+    let aliyev = Client::login(&node, "dr.aliyev").await;
+    let (s, list) = aliyev.api(Method::GET, "/api/v1/consultations", None).await;
+    assert_eq!(s, 200, "{list}");
+    let listed: Vec<(String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let c = &r["consultation"];
+            (
+                c["id"].as_str().unwrap().to_owned(),
+                c["patient_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let (case, pid) = listed[0].clone();
+    assert!(
+        listed.iter().any(|(_, p)| *p != pid),
+        "the demo lists cases of several patients"
+    );
+
+    // Through the patient's access log: the list is there once.
+    let log = entries(
+        &aliyev
+            .get(&format!("/fhir/AuditEvent?patient=Patient/{pid}"))
+            .await,
+        "AuditEvent",
+    );
+    let searches: Vec<&Value> = log
+        .iter()
+        .filter(|e| e["subtype"][0]["code"] == "search")
+        .collect();
+    assert_eq!(searches.len(), 1, "{log:?}");
+    let seq = searches[0]["id"].as_str().unwrap().to_owned();
+    let narrowed = |v: &Value| {
+        let t = v.to_string();
+        assert!(t.contains(&format!("ServiceRequest/{case}")), "{t}");
+        assert!(t.contains(&format!("Patient/{pid}")), "{t}");
+        for (c, p) in &listed {
+            if *p != pid {
+                assert!(!t.contains(c.as_str()) && !t.contains(p.as_str()), "{t}");
+            }
+        }
+    };
+    narrowed(searches[0]);
+
+    let one = aliyev.get(&format!("/fhir/AuditEvent/{seq}")).await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_r4(&one.body);
+    narrowed(&one.body);
+
+    let admin = Client::login(&node, "admin").await;
+    let whole = admin.get(&format!("/fhir/AuditEvent/{seq}")).await;
+    assert_eq!(whole.status, 200);
+    assert_r4(&whole.body);
+    let t = whole.body.to_string();
+    for (c, p) in &listed {
+        assert!(t.contains(&format!("ServiceRequest/{c}")), "{t}");
+        assert!(t.contains(&format!("Patient/{p}")), "{t}");
+    }
+    // A patient of another institution's clinician: not this event.
+    let wang = Client::login(&node, "dr.wang").await;
+    assert_eq!(
+        wang.get(&format!("/fhir/AuditEvent/{seq}")).await.status,
+        404
+    );
+}

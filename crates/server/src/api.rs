@@ -895,10 +895,10 @@ async fn consultation_audit(
 ) -> AppResult<Json<Vec<audit::AuditRecord>>> {
     p.require(&[Role::Referrer, Role::Consultant, Role::Coordinator])?;
     let id: ConsultationId = parse_id("consultation", &id)?;
-    st.store().get_consultation(&p.actor(), id).await?;
+    let c = st.store().get_consultation(&p.actor(), id).await?;
     Ok(Json(
         st.store()
-            .audit_for_entity("consultation", &id.to_string(), 500)
+            .audit_for_entity("consultation", &id.to_string(), Some(c.patient_id), 500)
             .await?,
     ))
 }

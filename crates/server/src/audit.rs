@@ -1,7 +1,7 @@
 //! Building audit events from the acting principal.
 
 use crate::auth::Principal;
-use caravan_domain::{AuditAction, AuditEvent, PatientId, User};
+use caravan_domain::{AuditAction, AuditEvent, AuditSubject, PatientId, User};
 use chrono::Utc;
 
 pub fn event(
@@ -36,7 +36,32 @@ pub fn user_event(
         patient_id: patient,
         purpose: purpose_of(user).to_owned(),
         detail: detail.to_owned(),
+        subjects: Vec::new(),
     }
+}
+
+/// The audit of a search or list that returned `subjects` (each a record of `entity_type` and its patient): one
+/// event for the whole result, each subject found in its patient's access log and in its record's trail. Nothing
+/// when the result is empty (no patient data was read).
+pub fn search_events<I: ToString>(
+    p: &Principal,
+    entity_type: &str,
+    subjects: impl IntoIterator<Item = (I, Option<PatientId>)>,
+    detail: &str,
+) -> Vec<AuditEvent> {
+    let subjects: Vec<AuditSubject> = subjects
+        .into_iter()
+        .map(|(id, patient_id)| AuditSubject {
+            entity_id: id.to_string(),
+            patient_id,
+        })
+        .collect();
+    if subjects.is_empty() {
+        return Vec::new();
+    }
+    let mut e = event(p, AuditAction::Search, entity_type, "", None, detail);
+    e.subjects = subjects;
+    vec![e]
 }
 
 /// Purpose of use, from the role (HL7 PurposeOfUse in spirit: treatment, operations, self).
@@ -70,5 +95,6 @@ pub fn system_event(
         patient_id: patient,
         purpose: "operations".into(),
         detail: detail.to_owned(),
+        subjects: Vec::new(),
     }
 }

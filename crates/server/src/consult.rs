@@ -1,7 +1,7 @@
 //! The consultation service: what a user can do with patients, consent and cases. The JSON API and the web UI
 //! both call these functions, so a rule holds the same way whichever door a request comes through.
 
-use crate::audit::{event, system_event};
+use crate::audit::{event, search_events, system_event};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::AppState;
@@ -140,10 +140,7 @@ pub async fn search_patients(
     p.require(PATIENT_READERS)?;
     let found = st.store().list_patients(&p.actor(), filter).await?;
     // Each patient who appears in a result learns who saw them in a list.
-    let audit = found
-        .iter()
-        .map(|x| event(p, AuditAction::Search, "patient", x.id, Some(x.id), ""))
-        .collect();
+    let audit = search_events(p, "patient", found.iter().map(|x| (x.id, Some(x.id))), "");
     st.store().append_audit(audit).await?;
     Ok(found)
 }
@@ -717,19 +714,13 @@ pub async fn list(
 ) -> AppResult<Vec<ConsultationSummary>> {
     p.require(CASE_READERS)?;
     let rows = st.store().list_consultations(&p.actor(), f).await?;
-    let audit = rows
-        .iter()
-        .map(|r| {
-            event(
-                p,
-                AuditAction::Search,
-                "consultation",
-                r.consultation.id,
-                Some(r.consultation.patient_id),
-                "",
-            )
-        })
-        .collect();
+    let audit = search_events(
+        p,
+        "consultation",
+        rows.iter()
+            .map(|r| (r.consultation.id, Some(r.consultation.patient_id))),
+        "",
+    );
     st.store().append_audit(audit).await?;
     Ok(rows)
 }

@@ -105,6 +105,7 @@ fn seed_event(
         patient_id: patient,
         purpose: "treatment".into(),
         detail: detail.into(),
+        subjects: Vec::new(),
     }
 }
 

@@ -796,7 +796,16 @@ struct CaseVm {
     report: Option<ReportView>,
     outcome: Option<String>,
     messages: Vec<MessageView>,
+    /// Links to the part of a long thread before the one shown, and back to its latest part.
+    thread_earlier: Option<String>,
+    thread_latest: Option<String>,
     attachments: Vec<AttachmentView>,
+}
+
+#[derive(Deserialize)]
+struct CaseQuery {
+    /// Show the part of the thread just before this message (the latest part without it).
+    before: Option<String>,
 }
 struct ActionView {
     kind: &'static str,
@@ -870,10 +879,37 @@ async fn case_page(
     UiPrincipal(p): UiPrincipal,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(q): Query<CaseQuery>,
 ) -> Response {
     let r = async {
         let id: ConsultationId = parse_id("consultation", &id)?;
+        let before: Option<MessageId> = q
+            .before
+            .as_deref()
+            .filter(|b| !b.is_empty())
+            .map(|b| parse_id("message", b))
+            .transpose()?;
         let v = consult::view(&st, &p, id).await?;
+        // A long thread is shown a window of the latest messages at a time (the page stays light), with links
+        // back and forth; the window ends just before `before` when it is given.
+        let end = match before {
+            None => v.messages.len(),
+            Some(b) => v
+                .messages
+                .iter()
+                .position(|m| m.id == b)
+                .ok_or_else(|| AppError::not_found("message"))?,
+        };
+        let start = end.saturating_sub(caravan_store::THREAD_WINDOW);
+        let window = &v.messages[start..end];
+        let thread_earlier = (start > 0).then(|| {
+            format!(
+                "/ui/consultations/{id}?before={}#thread",
+                v.messages[start].id
+            )
+        });
+        let thread_latest =
+            (end < v.messages.len()).then(|| format!("/ui/consultations/{id}#thread"));
         let path = format!("/ui/consultations/{id}");
         let mut c = ctx(&st, Some(&p), &headers, "case-title", &path);
         let tr = c.tr;
@@ -921,24 +957,23 @@ async fn case_page(
             }
             _ => String::new(),
         };
-        let top: Vec<MessageId> = v
-            .messages
+        let top: Vec<MessageId> = window
             .iter()
             .filter(|m| m.parent_id.is_none())
             .map(|m| m.id)
             .collect();
-        // Threaded order: each top-level message followed by its replies.
+        // Threaded order: each top-level message followed by its replies (replies whose message is outside the
+        // window follow in time order).
         let mut ordered = vec![];
         for t in &top {
-            for m in v
-                .messages
+            for m in window
                 .iter()
                 .filter(|m| m.id == *t || m.parent_id == Some(*t))
             {
                 ordered.push(m);
             }
         }
-        for m in &v.messages {
+        for m in window {
             if !ordered.iter().any(|o| o.id == m.id) {
                 ordered.push(m);
             }
@@ -985,6 +1020,8 @@ async fn case_page(
                     reply: m.parent_id.is_some(),
                 })
                 .collect(),
+            thread_earlier,
+            thread_latest,
             attachments: v
                 .attachments
                 .iter()
@@ -1068,7 +1105,7 @@ async fn case_page(
             && (k.is_participant(p.user.id) || p.role() == Role::Coordinator);
         let audit = st
             .store()
-            .audit_for_entity("consultation", &k.id.to_string(), 100)
+            .audit_for_entity("consultation", &k.id.to_string(), Some(k.patient_id), 100)
             .await?
             .into_iter()
             .map(|r| AuditView {

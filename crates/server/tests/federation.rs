@@ -1077,7 +1077,7 @@ async fn a_cross_border_outbreak_alert_is_delivered_and_acknowledged_back() {
     let log = center
         .state
         .store()
-        .audit_for_entity("surveillance_case", "line-list", 10)
+        .audit_for_entity("surveillance_case", "line-list", None, 10)
         .await
         .unwrap();
     assert_eq!(log.len(), 1);
@@ -1085,7 +1085,7 @@ async fn a_cross_border_outbreak_alert_is_delivered_and_acknowledged_back() {
     let received_log = kashgar
         .state
         .store()
-        .audit_for_entity("surveillance_alert", fid, 10)
+        .audit_for_entity("surveillance_alert", fid, None, 10)
         .await
         .unwrap();
     assert!(received_log

@@ -896,19 +896,13 @@ async fn a_long_thread_is_read_in_pages() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(bodies(&rest), notes(0..2));
-    // Without `before`: the latest messages, as the read gave them (the same messages and instants; the read
-    // passes the stored timestamps through, so their text may carry trailing zeros the page's does not).
+    // Without `before`: the latest messages, exactly as the read gave them (instants spelled as stored in both).
     let (s, latest) = referrer.get(&page).await;
     assert_eq!(s, StatusCode::OK);
-    let messages =
-        |v: &Value| -> Vec<caravan_store::Message> { serde_json::from_value(v.clone()).unwrap() };
-    let key = |m: &caravan_store::Message| (m.id, m.body.clone(), m.created_at);
-    assert_eq!(
-        messages(&latest).iter().map(key).collect::<Vec<_>>(),
-        messages(&view["messages"])
-            .iter()
-            .map(key)
-            .collect::<Vec<_>>()
+    assert_eq!(latest, view["messages"]);
+    assert!(
+        latest[0]["created_at"].as_str().unwrap().len() == "2026-01-01T00:00:00.000000Z".len(),
+        "{latest}"
     );
 
     for (query, status) in [
@@ -928,4 +922,115 @@ async fn a_long_thread_is_read_in_pages() {
     // Another hospital's clinician sees neither the case nor its thread.
     let other = Client::login(&node, "dr.wang").await;
     assert_eq!(other.get(&page).await.0, StatusCode::NOT_FOUND);
+
+    // The case page shows the latest part of the thread, with a link to the part before it, which links back.
+    let shown = |html: &Value| -> Vec<usize> {
+        let html = html.as_str().unwrap();
+        (0..total)
+            .filter(|i| html.contains(&format!(">note {i}<")))
+            .collect()
+    };
+    let ui = format!("/ui/consultations/{cid}");
+    let (s, html) = referrer.get(&ui).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(shown(&html), (5..total).collect::<Vec<_>>());
+    let oldest_shown = view["messages"][0]["id"].as_str().unwrap();
+    assert!(html
+        .as_str()
+        .unwrap()
+        .contains(&format!("?before={oldest_shown}")));
+    let (s, html) = referrer.get(&format!("{ui}?before={oldest_shown}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(shown(&html), (0..5).collect::<Vec<_>>());
+    let html = html.as_str().unwrap();
+    assert!(!html.contains("?before=") && html.contains(&format!("href=\"{ui}#thread\"")));
+    assert_eq!(
+        referrer.get(&format!("{ui}?before=x")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        referrer
+            .get(&format!("{ui}?before=01a247af-d8e1-76a7-aa4a-c10cfcf4766a"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// A list is one audit event naming every case it returned; each patient's access log, and each case's trail,
+/// shows it with that patient's or case's part only; the chain verifies.
+#[tokio::test]
+async fn a_list_is_one_audit_event_each_patient_sees_narrowed() {
+    let node = start().await;
+    let referrer = Client::login(&node, "dr.aliyev").await;
+    let (s, list) = referrer.get("/api/v1/consultations").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let listed: Vec<(String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let c = &r["consultation"];
+            (
+                c["id"].as_str().unwrap().to_owned(),
+                c["patient_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut patients: Vec<&str> = listed.iter().map(|(_, p)| p.as_str()).collect();
+    patients.sort();
+    patients.dedup();
+    assert!(
+        patients.len() >= 2,
+        "the demo lists cases of several patients: {listed:?}"
+    );
+
+    // The patient of the first case: their log holds the list once, naming their cases only.
+    let (case, pid) = listed[0].clone();
+    let (s, log) = referrer
+        .get(&format!("/api/v1/patients/{pid}/access-log"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{log}");
+    let searches: Vec<&Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"]["action"] == "search" && r["event"]["entity_type"] == "consultation")
+        .collect();
+    assert_eq!(searches.len(), 1, "{log}");
+    let search = searches[0];
+    let seq = search["seq"].as_i64().unwrap();
+    let theirs: Vec<Value> = listed
+        .iter()
+        .filter(|(_, p)| *p == pid)
+        .map(|(c, p)| json!({ "entity_id": c, "patient_id": p }))
+        .collect();
+    assert_eq!(
+        search["event"]["subjects"],
+        Value::Array(theirs),
+        "{search}"
+    );
+    assert_eq!(search["event"]["patient_id"], Value::Null);
+
+    // The case's trail: the same event, naming this case alone.
+    let (s, trail) = referrer
+        .get(&format!("/api/v1/consultations/{case}/audit"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{trail}");
+    let in_trail = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["seq"] == seq)
+        .unwrap_or_else(|| panic!("the list is in the case's trail: {trail}"));
+    assert_eq!(
+        in_trail["event"]["subjects"],
+        json!([{ "entity_id": case, "patient_id": pid }])
+    );
+
+    // (The FHIR view of the same event is tested in caravan-fhir's tests.)
+    let admin = Client::login(&node, "admin").await;
+    let (s, verified) = admin.get("/api/v1/audit/verify").await;
+    assert_eq!(s, StatusCode::OK, "{verified}");
+    assert_eq!(verified["intact"], true, "{verified}");
 }

@@ -25,7 +25,7 @@ mod surv;
 mod visits;
 
 use async_trait::async_trait;
-use caravan_domain::audit::{audit_time, AuditRecord};
+use caravan_domain::audit::{audit_time, encode_subjects, AuditRecord};
 use caravan_domain::routing::Candidate;
 use caravan_domain::*;
 use caravan_store::*;
@@ -183,7 +183,7 @@ async fn append_audit_tx(conn: &mut PgConnection, events: Vec<AuditEvent>) -> Re
     for chunk in records.chunks(500) {
         let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
             "INSERT INTO audit_events (seq, at, actor_user, actor_name, actor_institution, actor_role, action,
-               entity_type, entity_id, patient_id, purpose, detail, prev_hash, hash) ",
+               entity_type, entity_id, patient_id, purpose, detail, subjects, prev_hash, hash) ",
         );
         q.push_values(chunk, |mut b, rec| {
             let ev = &rec.event;
@@ -199,8 +199,28 @@ async fn append_audit_tx(conn: &mut PgConnection, events: Vec<AuditEvent>) -> Re
                 .push_bind(ev.patient_id.map(|p| p.0))
                 .push_bind(ev.purpose.clone())
                 .push_bind(ev.detail.clone())
+                .push_bind(encode_subjects(&ev.subjects))
                 .push_bind(rec.prev_hash.clone())
                 .push_bind(rec.hash.clone());
+        });
+        q.build().execute(&mut *conn).await.map_err(db_err)?;
+    }
+    // The patients a search listed, so that their access logs find it.
+    let listed: Vec<(uuid::Uuid, i64)> = records
+        .iter()
+        .flat_map(|r| {
+            r.event
+                .subject_patients()
+                .into_iter()
+                .map(move |p| (p.0, r.seq))
+        })
+        .collect();
+    for chunk in listed.chunks(10_000) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "INSERT INTO audit_subjects (patient_id, seq) ",
+        );
+        q.push_values(chunk, |mut b, (p, seq)| {
+            b.push_bind(*p).push_bind(*seq);
         });
         q.build().execute(&mut *conn).await.map_err(db_err)?;
     }
@@ -888,33 +908,53 @@ impl Store for PgStore {
     }
 
     async fn audit_for_patient(&self, patient: PatientId, limit: u32) -> Result<Vec<AuditRecord>> {
+        // The patient's own events, and the searches that listed them (through `audit_subjects`).
         let rows = sqlx::query(
-            "SELECT * FROM audit_events WHERE patient_id = $1 ORDER BY seq DESC LIMIT $2",
+            "SELECT * FROM audit_events WHERE seq IN (
+               (SELECT seq FROM audit_events WHERE patient_id = $1 ORDER BY seq DESC LIMIT $2)
+               UNION
+               (SELECT seq FROM audit_subjects WHERE patient_id = $1 ORDER BY seq DESC LIMIT $2))
+             ORDER BY seq DESC LIMIT $2",
         )
         .bind(patient.0)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        rows.iter().map(audit_from_row).collect()
+        rows.iter()
+            .map(|r| Ok(audit_from_row(r)?.narrowed(|s| s.patient_id == Some(patient))))
+            .collect()
     }
 
     async fn audit_for_entity(
         &self,
         entity_type: &str,
         entity_id: &str,
+        patient: Option<PatientId>,
         limit: u32,
     ) -> Result<Vec<AuditRecord>> {
         let rows = sqlx::query(
-            "SELECT * FROM audit_events WHERE entity_type = $1 AND entity_id = $2 ORDER BY seq DESC LIMIT $3",
+            "SELECT * FROM audit_events WHERE seq IN (
+               (SELECT seq FROM audit_events WHERE entity_type = $1 AND entity_id = $2
+                ORDER BY seq DESC LIMIT $4)
+               UNION
+               (SELECT s.seq FROM audit_subjects s JOIN audit_events e ON e.seq = s.seq
+                WHERE s.patient_id = $3 AND e.entity_type = $1
+                  AND EXISTS (SELECT 1 FROM jsonb_array_elements(e.subjects::jsonb) j
+                              WHERE j->>0 = $2 AND j->>1 = $3::text)
+                ORDER BY s.seq DESC LIMIT $4))
+             ORDER BY seq DESC LIMIT $4",
         )
         .bind(entity_type)
         .bind(entity_id)
+        .bind(patient.map(|p| p.0))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        rows.iter().map(audit_from_row).collect()
+        rows.iter()
+            .map(|r| Ok(audit_from_row(r)?.narrowed(|s| s.entity_id == entity_id)))
+            .collect()
     }
 
     async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>> {

@@ -1,6 +1,6 @@
 //! Row → domain mapping. A row that does not map is reported as `Corrupt`, never panics.
 
-use caravan_domain::audit::{AuditEvent, AuditRecord};
+use caravan_domain::audit::{decode_subjects, AuditEvent, AuditRecord};
 use caravan_domain::*;
 use caravan_store::{ApiTokenInfo, Attachment, Message, PersonRef, Result, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -156,6 +156,8 @@ pub fn audit_from_row(r: &PgRow) -> Result<AuditRecord> {
             patient_id: opt_id(r, "patient_id", PatientId)?,
             purpose: get(r, "purpose")?,
             detail: get(r, "detail")?,
+            subjects: decode_subjects(get::<Option<String>>(r, "subjects")?.as_deref())
+                .map_err(StoreError::Corrupt)?,
         },
         prev_hash: get(r, "prev_hash")?,
         hash: get(r, "hash")?,

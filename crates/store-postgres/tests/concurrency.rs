@@ -23,6 +23,7 @@ fn read_event(patient: PatientId, entity: String, at: DateTime<Utc>) -> AuditEve
         patient_id: Some(patient),
         purpose: "consultation".into(),
         detail: "test".into(),
+        subjects: Vec::new(),
     }
 }
 
@@ -149,6 +150,7 @@ async fn racing_updates_of_one_case_let_exactly_one_win() {
                     patient_id: Some(mine.patient_id),
                     purpose: "consultation".into(),
                     detail: format!("racer {r}"),
+                    subjects: Vec::new(),
                 }];
                 (mine.state, store.update_consultation(&mine, 0, audit).await)
             }));

@@ -28,6 +28,7 @@ fn event(entity_id: String) -> AuditEvent {
         patient_id: None,
         purpose: "test".into(),
         detail: String::new(),
+        subjects: Vec::new(),
     }
 }
 
@@ -107,7 +108,7 @@ async fn several_processes_append_to_one_chain() {
             let last = format!("{who}-{}-{}", BATCHES - 1, (BATCHES - 1) % 2);
             assert_eq!(
                 parent
-                    .audit_for_entity("consultation", &last, 5)
+                    .audit_for_entity("consultation", &last, None, 5)
                     .await
                     .unwrap()
                     .len(),

@@ -126,6 +126,7 @@ mod tests {
             patient_id: Some(PatientId::new()),
             purpose: "consultation".into(),
             detail: "checkpoint test".into(),
+            subjects: Vec::new(),
         }
     }
 

@@ -958,31 +958,55 @@ impl Store for SqliteStore {
     }
 
     async fn audit_for_patient(&self, patient: PatientId, limit: u32) -> Result<Vec<AuditRecord>> {
+        // The patient's own events, and the searches that listed them (through `audit_subjects`); each branch
+        // walks its index backwards and stops at `limit`.
         let rows = sqlx::query(
-            "SELECT * FROM audit_events WHERE patient_id = ? ORDER BY seq DESC LIMIT ?",
+            "SELECT * FROM audit_events WHERE seq IN (
+               SELECT seq FROM (SELECT seq FROM audit_events WHERE patient_id = ?1 ORDER BY seq DESC LIMIT ?2)
+               UNION
+               SELECT seq FROM (SELECT seq FROM audit_subjects WHERE patient_id = ?1 ORDER BY seq DESC LIMIT ?2))
+             ORDER BY seq DESC LIMIT ?2",
         )
         .bind(patient.to_string())
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await
         .map_err(db_err)?;
-        rows.iter().map(audit_from_row).collect()
+        rows.iter()
+            .map(|r| Ok(audit_from_row(r)?.narrowed(|s| s.patient_id == Some(patient))))
+            .collect()
     }
 
     async fn audit_for_entity(
         &self,
         entity_type: &str,
         entity_id: &str,
+        patient: Option<PatientId>,
         limit: u32,
     ) -> Result<Vec<AuditRecord>> {
-        let rows = sqlx::query("SELECT * FROM audit_events WHERE entity_type = ? AND entity_id = ? ORDER BY seq DESC LIMIT ?")
-            .bind(entity_type)
-            .bind(entity_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(audit_from_row).collect()
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events WHERE seq IN (
+               SELECT seq FROM (SELECT seq FROM audit_events WHERE entity_type = ?1 AND entity_id = ?2
+                                ORDER BY seq DESC LIMIT ?4)
+               UNION
+               SELECT seq FROM (SELECT s.seq FROM audit_subjects s JOIN audit_events e ON e.seq = s.seq
+                                WHERE s.patient_id = ?3 AND e.entity_type = ?1
+                                  AND EXISTS (SELECT 1 FROM json_each(e.subjects) j
+                                              WHERE json_extract(j.value, '$[0]') = ?2
+                                                AND json_extract(j.value, '$[1]') = ?3)
+                                ORDER BY s.seq DESC LIMIT ?4))
+             ORDER BY seq DESC LIMIT ?4",
+        )
+        .bind(entity_type)
+        .bind(entity_id)
+        .bind(patient.map(|p| p.to_string()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| Ok(audit_from_row(r)?.narrowed(|s| s.entity_id == entity_id)))
+            .collect()
     }
 
     async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>> {

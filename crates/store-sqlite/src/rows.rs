@@ -1,7 +1,7 @@
 //! Row → domain mapping. A row that does not map is reported as `Corrupt`, never panics.
 
 use crate::parse;
-use caravan_domain::audit::{AuditEvent, AuditRecord};
+use caravan_domain::audit::{decode_subjects, AuditEvent, AuditRecord};
 use caravan_domain::*;
 use caravan_store::{Attachment, Message, PersonRef, Result, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -148,6 +148,8 @@ pub fn audit_from_row(r: &SqliteRow) -> Result<AuditRecord> {
             patient_id: opt_id(r, "patient_id")?,
             purpose: get(r, "purpose")?,
             detail: get(r, "detail")?,
+            subjects: decode_subjects(get::<Option<String>>(r, "subjects")?.as_deref())
+                .map_err(StoreError::Corrupt)?,
         },
         prev_hash: get(r, "prev_hash")?,
         hash: get(r, "hash")?,

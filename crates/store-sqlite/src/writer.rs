@@ -13,7 +13,7 @@
 //! every touched page to the WAL (audit table, its indexes, the row's table and indexes), and a group shares them.
 
 use crate::db_err;
-use caravan_domain::audit::{format_audit_time, AuditEvent, AuditRecord};
+use caravan_domain::audit::{encode_subjects, format_audit_time, AuditEvent, AuditRecord};
 use caravan_store::{Result, StoreError};
 use sqlx::{Connection, Row, SqliteConnection};
 use std::any::Any;
@@ -25,7 +25,8 @@ use tokio::sync::{mpsc, oneshot, watch, Mutex};
 /// Most requests in one transaction: bounds the latency a request can add to the others of its group.
 const MAX_GROUP: usize = 64;
 
-/// Audit rows per multi-row INSERT: 14 columns x 500 rows stays far below SQLite's 32,766 bound parameters.
+/// Audit rows per multi-row INSERT: 15 columns x 500 rows stays far below SQLite's 32,766 bound parameters (and
+/// so do the `audit_subjects` rows of a chunk, 2 columns each, inserted 500 to a statement in the same batch).
 const AUDIT_ROWS_PER_INSERT: usize = 500;
 
 type Output = Box<dyn Any + Send>;
@@ -81,6 +82,9 @@ impl Writer {
 
     /// Append `audit` alone (reads of patient data), answered after the commit that holds it.
     pub async fn append_audit(&self, audit: Vec<AuditEvent>) -> Result<()> {
+        if audit.is_empty() {
+            return Ok(());
+        }
         self.submit(None, audit).await.map(|_| ())
     }
 
@@ -222,8 +226,7 @@ async fn run(
 }
 
 /// Chain `events` after `head`, insert them and commit: one round trip when they fit in one multi-row INSERT
-/// (a list of 50 cases audits 50 reads; 14 columns x 500 rows stays far below SQLite's limit of 32,766 bound
-/// parameters), which also releases the last request's savepoint when `open`.
+/// (a list of 50 cases is one event with 50 subjects), which also releases the last request's savepoint when `open`.
 async fn commit(
     conn: &mut SqliteConnection,
     head: &mut Head,
@@ -250,7 +253,7 @@ async fn commit(
         if let Some(chunk) = chunk {
             q.push(
                 "INSERT INTO audit_events (seq, at, actor_user, actor_name, actor_institution, actor_role,
-                   action, entity_type, entity_id, patient_id, purpose, detail, prev_hash, hash) ",
+                   action, entity_type, entity_id, patient_id, purpose, detail, subjects, prev_hash, hash) ",
             );
             q.push_values(chunk, |mut b, rec| {
                 let ev = &rec.event;
@@ -266,10 +269,28 @@ async fn commit(
                     .push_bind(ev.patient_id.map(|p| p.to_string()))
                     .push_bind(ev.purpose.clone())
                     .push_bind(ev.detail.clone())
+                    .push_bind(encode_subjects(&ev.subjects))
                     .push_bind(rec.prev_hash.clone())
                     .push_bind(rec.hash.clone());
             });
             q.push("; ");
+            // The patients a search listed, so that their access logs find it.
+            let listed: Vec<(String, i64)> = chunk
+                .iter()
+                .flat_map(|r| {
+                    r.event
+                        .subject_patients()
+                        .into_iter()
+                        .map(move |p| (p.to_string(), r.seq))
+                })
+                .collect();
+            for part in listed.chunks(AUDIT_ROWS_PER_INSERT) {
+                q.push("INSERT INTO audit_subjects (patient_id, seq) ");
+                q.push_values(part, |mut b, (p, seq)| {
+                    b.push_bind(p.clone()).push_bind(*seq);
+                });
+                q.push("; ");
+            }
         }
         if last {
             q.push("COMMIT");

@@ -34,6 +34,7 @@ async fn two_processes_append_to_one_chain() {
         patient_id: None,
         purpose: "test".into(),
         detail: String::new(),
+        subjects: Vec::new(),
     };
     for n in 0..10 {
         let store: &dyn caravan_store::Store = if n % 2 == 0 { &a } else { &b };

@@ -23,6 +23,7 @@ pub async fn run_all(store: &dyn Store) {
     case_studies(store, &w).await;
     rx_records(store, &w).await;
     audit_chain_holds(store).await;
+    search_events_reach_each_subject(store).await;
 }
 
 pub struct World {
@@ -56,6 +57,7 @@ fn event(
         patient_id: patient,
         purpose: "test".into(),
         detail: String::new(),
+        subjects: Vec::new(),
     }
 }
 
@@ -870,8 +872,131 @@ async fn audit_chain_holds(store: &dyn Store) {
         verify_audit_chain(store).await.unwrap().unwrap() as usize,
         all.len()
     );
-    let by_entity = store.audit_for_entity("patient", "x1", 10).await.unwrap();
+    let by_entity = store
+        .audit_for_entity("patient", "x1", None, 10)
+        .await
+        .unwrap();
     assert_eq!(by_entity.len(), 1);
+}
+
+/// A search is one event with subjects: each listed patient's access log, and each listed record's trail (given its
+/// patient), shows it narrowed to that patient or record; the chain holds the whole list.
+async fn search_events_reach_each_subject(store: &dyn Store) {
+    use caravan_domain::AuditSubject;
+    let (p1, p2, p3) = (PatientId::new(), PatientId::new(), PatientId::new());
+    let subject = |id: &str, p: PatientId| AuditSubject {
+        entity_id: id.into(),
+        patient_id: Some(p),
+    };
+    let mut search = event(
+        None,
+        AuditAction::Search,
+        "consultation",
+        String::new(),
+        None,
+    );
+    search.subjects = vec![subject("k1", p1), subject("k2", p2), subject("k3", p1)];
+    // A record of p1 read on its own, before and after the search, and 30 later searches listing p3 alone.
+    let before = event(
+        None,
+        AuditAction::Read,
+        "consultation",
+        "k1".into(),
+        Some(p1),
+    );
+    let after = event(
+        None,
+        AuditAction::Read,
+        "consultation",
+        "k1".into(),
+        Some(p1),
+    );
+    store.append_audit(vec![before]).await.unwrap();
+    store.append_audit(vec![search.clone()]).await.unwrap();
+    store.append_audit(vec![after]).await.unwrap();
+    let mut later = event(None, AuditAction::Search, "visit", String::new(), None);
+    later.subjects = vec![subject("v1", p3)];
+    store.append_audit(vec![later; 30]).await.unwrap();
+
+    let log = store.audit_for_patient(p1, 10).await.unwrap();
+    assert_eq!(log.len(), 3, "p1: read, search, read: {log:?}");
+    assert!(
+        log[0].seq > log[1].seq && log[1].seq > log[2].seq,
+        "newest first"
+    );
+    let ids: Vec<&str> = log[1]
+        .event
+        .subjects
+        .iter()
+        .map(|s| s.entity_id.as_str())
+        .collect();
+    assert_eq!(ids, ["k1", "k3"], "narrowed to p1's records");
+    let log = store.audit_for_patient(p2, 10).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].event.subjects, vec![subject("k2", p2)]);
+    assert_eq!(log[0].event.action, AuditAction::Search);
+    assert_eq!(
+        store.audit_for_patient(p3, 10).await.unwrap().len(),
+        10,
+        "limit"
+    );
+    assert_eq!(store.audit_for_patient(p3, 100).await.unwrap().len(), 30);
+
+    let trail = store
+        .audit_for_entity("consultation", "k2", Some(p2), 10)
+        .await
+        .unwrap();
+    assert_eq!(trail.len(), 1);
+    assert_eq!(trail[0].event.subjects, vec![subject("k2", p2)]);
+    let trail = store
+        .audit_for_entity("consultation", "k1", Some(p1), 10)
+        .await
+        .unwrap();
+    assert_eq!(trail.len(), 3, "k1: read, search, read");
+    assert_eq!(trail[1].event.subjects, vec![subject("k1", p1)]);
+    assert_eq!(
+        store
+            .audit_for_entity("consultation", "k1", Some(p1), 2)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // Without the patient only the record's own events are found; another type or patient finds nothing.
+    assert_eq!(
+        store
+            .audit_for_entity("consultation", "k2", None, 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        store
+            .audit_for_entity("visit", "k2", Some(p2), 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        store
+            .audit_for_entity("consultation", "k2", Some(p1), 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // The chain holds the event whole, and verifies.
+    let all = store.audit_page(0, 1_000_000).await.unwrap();
+    let seq = store.audit_for_patient(p2, 1).await.unwrap()[0].seq;
+    let stored = all.iter().find(|r| r.seq == seq).unwrap();
+    assert_eq!(stored.event.subjects, search.subjects);
+    assert_eq!(
+        verify_audit_chain(store).await.unwrap().unwrap() as usize,
+        all.len()
+    );
 }
 
 fn outgoing(dest: &str, n: u8) -> Outgoing {

@@ -66,6 +66,7 @@ pub struct Message {
     pub author_id: UserId,
     pub author_name: String,
     pub body: String,
+    #[serde(with = "stored_instant")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -80,7 +81,24 @@ pub struct Attachment {
     /// Key of the bytes in the blob store.
     pub blob_key: String,
     pub uploaded_by: UserId,
+    #[serde(with = "stored_instant")]
     pub created_at: DateTime<Utc>,
+}
+
+/// Instants of messages and attachments in JSON as they are stored: RFC 3339 with microseconds. SQLite hands a
+/// case read its thread as stored text, and a thread page is serialised from parsed messages: both then spell the
+/// same instant alike (serde's default would drop trailing zeros).
+mod stored_instant {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&caravan_domain::audit::format_audit_time(*at))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        DateTime::<Utc>::deserialize(d)
+    }
 }
 
 /// A participant as a case page names them.
@@ -299,13 +317,17 @@ pub trait Store: VisitStore + RxStore + Send + Sync + 'static {
     // --- audit ---
     /// Append events (for reads, which have no write of their own to share a transaction with).
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<()>;
-    /// Events about one patient, newest first: the patient's access log.
+    /// Events about one patient, newest first: the patient's access log. A multi-record event (a search) appears
+    /// when the patient is among its subjects, narrowed to this patient's subjects
+    /// ([`AuditRecord::narrowed`]).
     async fn audit_for_patient(&self, patient: PatientId, limit: u32) -> Result<Vec<AuditRecord>>;
-    /// Events about one entity, newest first.
+    /// Events about one entity, newest first. Multi-record events that list the entity are found through its
+    /// patient's index, so they appear only when `patient` is given (narrowed to this entity's subject).
     async fn audit_for_entity(
         &self,
         entity_type: &str,
         entity_id: &str,
+        patient: Option<PatientId>,
         limit: u32,
     ) -> Result<Vec<AuditRecord>>;
     /// Records with `seq > after`, in order, at most `limit`: for verification and export.

@@ -30,7 +30,7 @@ pub mod chart;
 pub mod demo;
 pub mod pages;
 
-use crate::audit::{event, system_event};
+use crate::audit::{event, search_events, system_event};
 use crate::auth::Principal;
 use crate::consult::{not_home, PATIENT_READERS};
 use crate::error::{AppError, AppResult};
@@ -750,19 +750,12 @@ pub async fn ward(st: &AppState, p: &Principal) -> AppResult<Vec<WardRow>> {
     for pat in &patients {
         rows.push(summary(m, pat).await?);
     }
-    let audit = patients
-        .iter()
-        .map(|x| {
-            event(
-                p,
-                AuditAction::Search,
-                "monitoring",
-                x.id,
-                Some(x.id),
-                "ward",
-            )
-        })
-        .collect();
+    let audit = search_events(
+        p,
+        "monitoring",
+        patients.iter().map(|x| (x.id, Some(x.id))),
+        "ward",
+    );
     st.store().append_audit(audit).await?;
     Ok(rows)
 }

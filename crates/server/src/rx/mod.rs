@@ -18,7 +18,7 @@ pub mod pages;
 pub mod sign;
 pub mod tables;
 
-use crate::audit::{event, system_event};
+use crate::audit::{event, search_events, system_event};
 use crate::auth::Principal;
 use crate::consult::PATIENT_READERS;
 use crate::error::{AppError, AppResult};
@@ -842,24 +842,14 @@ pub fn valid_until(rx: &Prescription) -> DateTime<Utc> {
 pub async fn received(st: &AppState, p: &Principal) -> AppResult<Vec<Prescription>> {
     p.require(DISPENSERS)?;
     let list = st.store().rx_received(&p.actor(), 200).await?;
-    if !list.is_empty() {
-        st.store()
-            .append_audit(
-                list.iter()
-                    .map(|x| {
-                        event(
-                            p,
-                            AuditAction::Search,
-                            "prescription",
-                            x.id,
-                            None,
-                            "received list",
-                        )
-                    })
-                    .collect(),
-            )
-            .await?;
-    }
+    // Prescriptions from other nodes carry no patient of this node: the subjects name the prescriptions alone.
+    let audit = search_events(
+        p,
+        "prescription",
+        list.iter().map(|x| (x.id, None)),
+        "received list",
+    );
+    st.store().append_audit(audit).await?;
     Ok(list)
 }
 

@@ -18,7 +18,7 @@ pub mod api;
 pub mod pages;
 pub mod signal;
 
-use crate::audit::{event, system_event};
+use crate::audit::{event, search_events, system_event};
 use crate::auth::{token_hash, Principal};
 use crate::error::{AppError, AppResult};
 use crate::AppState;
@@ -606,19 +606,12 @@ pub async fn get(st: &AppState, p: &Principal, id: Uuid) -> AppResult<VisitView>
 pub async fn list(st: &AppState, p: &Principal, f: &VisitFilter) -> AppResult<Vec<VisitView>> {
     p.require(VISIT_READERS)?;
     let found = st.store().visit_list(&p.actor(), f).await?;
-    let audit = found
-        .iter()
-        .map(|v| {
-            event(
-                p,
-                AuditAction::Search,
-                "visit",
-                v.visit.id,
-                Some(v.visit.patient_id),
-                "",
-            )
-        })
-        .collect();
+    let audit = search_events(
+        p,
+        "visit",
+        found.iter().map(|v| (v.visit.id, Some(v.visit.patient_id))),
+        "",
+    );
     st.store().append_audit(audit).await?;
     Ok(found)
 }
@@ -813,19 +806,12 @@ pub async fn check_in(st: &AppState, who: &Visitor, visit: Uuid) -> AppResult<Vi
 pub async fn queue(st: &AppState, p: &Principal) -> AppResult<Vec<VisitView>> {
     p.require(CLINICIANS)?;
     let q = st.store().visit_queue(p.user.id).await?;
-    let audit = q
-        .iter()
-        .map(|v| {
-            event(
-                p,
-                AuditAction::Search,
-                "visit",
-                v.visit.id,
-                Some(v.visit.patient_id),
-                "waiting room",
-            )
-        })
-        .collect();
+    let audit = search_events(
+        p,
+        "visit",
+        q.iter().map(|v| (v.visit.id, Some(v.visit.patient_id))),
+        "waiting room",
+    );
     st.store().append_audit(audit).await?;
     Ok(q)
 }
