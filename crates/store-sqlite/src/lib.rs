@@ -278,38 +278,33 @@ async fn backfill_search_names(conn: &mut SqliteConnection) -> Result<()> {
     Ok(())
 }
 
-async fn write_participants(conn: &mut SqliteConnection, c: &Consultation) -> Result<()> {
+/// The participants of a case as the JSON array of user ids that [`write_participants_sql!`] takes as `?2`.
+fn participant_ids(c: &Consultation) -> Result<String> {
     let mut users = vec![c.referrer_id];
     users.extend(c.assigned_to);
     users.extend(c.panel.iter().map(|m| m.user_id));
     users.sort();
     users.dedup();
-    let ids = serde_json::to_string(&users.iter().map(|u| u.to_string()).collect::<Vec<_>>())
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    // Two statements whatever the panel's size, and only what changed is written: most events (accept, report,
-    // acknowledge, outcome) keep the participants, and then no page of the table or its indexes is touched.
-    sqlx::query(
-        "DELETE FROM participants WHERE consultation_id = ?1 AND user_id NOT IN (SELECT value FROM json_each(?2))",
-    )
-    .bind(c.id.to_string())
-    .bind(&ids)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    // Users unknown to this node are skipped; a participant whose institution changed is updated.
-    sqlx::query(
-        "INSERT INTO participants (consultation_id, user_id, institution_id)
+    serde_json::to_string(&users.iter().map(|u| u.to_string()).collect::<Vec<_>>())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Rewrite a case's participants (`?1` the consultation id, `?2` [`participant_ids`]): two statements whatever the
+/// panel's size, and only what changed is written — most events (accept, report, acknowledge, outcome) keep the
+/// participants, and then no page of the table or its indexes is touched. Users unknown to this node are skipped;
+/// a participant whose institution changed is updated. A macro so that the statements are sent in the same
+/// round trip as the consultation's own write (`concat!` needs a literal).
+macro_rules! write_participants_sql {
+    () => {
+        "DELETE FROM participants WHERE consultation_id = ?1
+           AND user_id NOT IN (SELECT value FROM json_each(?2));
+         INSERT INTO participants (consultation_id, user_id, institution_id)
          SELECT ?1, id, institution_id FROM users WHERE id IN (SELECT value FROM json_each(?2))
          ON CONFLICT (consultation_id, user_id) DO UPDATE SET institution_id = excluded.institution_id
-         WHERE participants.institution_id IS NOT excluded.institution_id",
-    )
-    .bind(c.id.to_string())
-    .bind(&ids)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    Ok(())
+         WHERE participants.institution_id IS NOT excluded.institution_id"
+    };
 }
+pub(crate) use write_participants_sql;
 
 fn consultation_doc(c: &Consultation) -> Result<String> {
     serde_json::to_string(c).map_err(|e| StoreError::Corrupt(e.to_string()))

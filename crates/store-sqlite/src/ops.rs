@@ -1,7 +1,7 @@
 //! The SQL of each write, as functions on the writer's connection, shared by the single-purpose `Store` methods
 //! and the unit of work (`Store::apply`).
 
-use crate::{consultation_doc, db_err, write_participants, write_specialties};
+use crate::{consultation_doc, db_err, participant_ids, write_participants_sql, write_specialties};
 use caravan_domain::audit::format_audit_time;
 use caravan_domain::*;
 use caravan_store::{Attachment, Message, Result, StoreError};
@@ -102,58 +102,66 @@ pub(crate) async fn insert_patient(c: &mut SqliteConnection, p: &Patient) -> Res
     Ok(())
 }
 
+/// The row and its participants in one round trip to the connection's thread (`?1` id, `?2` participants).
 pub(crate) async fn insert_consultation(c: &mut SqliteConnection, k: &Consultation) -> Result<()> {
-    sqlx::query(
-                    "INSERT INTO consultations (id, institution_id, referrer_id, patient_id, specialty, urgency, state,
-                       assigned_to, due_at, escalated_at, created_at, version, doc)
-                     VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                )
-                .bind(k.id.to_string())
-                .bind(k.institution_id.to_string())
-                .bind(k.referrer_id.to_string())
-                .bind(k.patient_id.to_string())
-                .bind(&k.specialty)
-                .bind(k.urgency.as_str())
-                .bind(k.state.as_str())
-                .bind(k.assigned_to.map(|u| u.to_string()))
-                .bind(k.due_at.map(format_audit_time))
-                .bind(k.escalated_at.map(format_audit_time))
-                .bind(format_audit_time(k.created_at))
-                .bind(k.version)
-                .bind(consultation_doc(k)?)
-                .execute(&mut *c)
-                .await
-                .map_err(db_err)?;
-    write_participants(c, k).await
+    sqlx::query(concat!(
+        "INSERT INTO consultations (id, institution_id, referrer_id, patient_id, specialty, urgency, state,
+           assigned_to, due_at, escalated_at, created_at, version, doc)
+         VALUES (?1,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14);",
+        write_participants_sql!()
+    ))
+    .bind(k.id.to_string())
+    .bind(participant_ids(k)?)
+    .bind(k.institution_id.to_string())
+    .bind(k.referrer_id.to_string())
+    .bind(k.patient_id.to_string())
+    .bind(&k.specialty)
+    .bind(k.urgency.as_str())
+    .bind(k.state.as_str())
+    .bind(k.assigned_to.map(|u| u.to_string()))
+    .bind(k.due_at.map(format_audit_time))
+    .bind(k.escalated_at.map(format_audit_time))
+    .bind(format_audit_time(k.created_at))
+    .bind(k.version)
+    .bind(consultation_doc(k)?)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }
 
+/// The row, if it is still at `expected_version`, and its participants, in one round trip (`?1` id, `?2`
+/// participants). When the version moved on, the participants' statements still run, but the conflict is
+/// returned and the writer rolls the request back to its savepoint, so nothing of it stays.
 pub(crate) async fn update_consultation(
     c: &mut SqliteConnection,
     k: &Consultation,
     expected_version: i64,
 ) -> Result<()> {
-    let done = sqlx::query(
-                    "UPDATE consultations SET specialty = ?, urgency = ?, state = ?, assigned_to = ?, due_at = ?,
-                       escalated_at = ?, version = ?, doc = ?
-                     WHERE id = ? AND version = ?",
-                )
-                .bind(&k.specialty)
-                .bind(k.urgency.as_str())
-                .bind(k.state.as_str())
-                .bind(k.assigned_to.map(|u| u.to_string()))
-                .bind(k.due_at.map(format_audit_time))
-                .bind(k.escalated_at.map(format_audit_time))
-                .bind(k.version)
-                .bind(consultation_doc(k)?)
-                .bind(k.id.to_string())
-                .bind(expected_version)
-                .execute(&mut *c)
-                .await
-                .map_err(db_err)?;
-    if done.rows_affected() == 0 {
+    let updated = sqlx::query(concat!(
+        "UPDATE consultations SET specialty = ?3, urgency = ?4, state = ?5, assigned_to = ?6, due_at = ?7,
+           escalated_at = ?8, version = ?9, doc = ?10
+         WHERE id = ?1 AND version = ?11 RETURNING 1;",
+        write_participants_sql!()
+    ))
+    .bind(k.id.to_string())
+    .bind(participant_ids(k)?)
+    .bind(&k.specialty)
+    .bind(k.urgency.as_str())
+    .bind(k.state.as_str())
+    .bind(k.assigned_to.map(|u| u.to_string()))
+    .bind(k.due_at.map(format_audit_time))
+    .bind(k.escalated_at.map(format_audit_time))
+    .bind(k.version)
+    .bind(consultation_doc(k)?)
+    .bind(expected_version)
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db_err)?;
+    if updated.is_empty() {
         return Err(StoreError::Conflict);
     }
-    write_participants(c, k).await
+    Ok(())
 }
 
 pub(crate) async fn insert_message(c: &mut SqliteConnection, m: &Message) -> Result<()> {

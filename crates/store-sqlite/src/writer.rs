@@ -2,7 +2,9 @@
 //!
 //! SQLite admits one writer at a time, so every write of the node goes through one connection owned by one task.
 //! Requests arriving while a transaction is being written are gathered into the next transaction: each runs inside
-//! its own `SAVEPOINT` (a failing request is rolled back alone and gets its own error); the audit events of the
+//! its own `SAVEPOINT` (a failing request is rolled back alone and gets its own error; until the transaction holds
+//! another request's writes none is needed, and a failure there rolls back the transaction and begins it again);
+//! the audit events of the
 //! requests that succeeded are chained in arrival order and inserted together just before the one `COMMIT` that
 //! makes the whole group durable (if that insert or the commit fails, the whole group is rolled back and every
 //! request refused). Nobody is answered before the commit
@@ -163,6 +165,10 @@ async fn run(
         let mut events = Vec::new();
         // Whether the savepoint of the last request is still to be released.
         let mut open = false;
+        // Whether the transaction holds writes of earlier requests of the group. Until it does, a request needs
+        // no savepoint (one round trip to the connection's thread fewer): if it fails, the whole transaction,
+        // which holds only its own writes, is rolled back and begun again.
+        let mut holds_writes = false;
         let mut broken = None;
         for job in group {
             let Some(run) = job.run else {
@@ -174,27 +180,43 @@ async fn run(
                 answers.push((job.reply, Ok(Box::new(()) as Output)));
                 continue;
             }
-            let sql = if open {
-                "RELEASE request; SAVEPOINT request"
-            } else {
-                "SAVEPOINT request"
-            };
-            if let Err(e) = exec(&mut conn, sql).await {
-                broken = Some(e);
-                answers.push((job.reply, Ok(Box::new(()) as Output)));
-                continue;
+            if holds_writes {
+                let sql = if open {
+                    "RELEASE request; SAVEPOINT request"
+                } else {
+                    "SAVEPOINT request"
+                };
+                if let Err(e) = exec(&mut conn, sql).await {
+                    broken = Some(e);
+                    answers.push((job.reply, Ok(Box::new(()) as Output)));
+                    continue;
+                }
+                open = true;
             }
-            open = true;
             match run(&mut conn).await {
                 Ok(out) => {
                     events.extend(job.audit);
                     answers.push((job.reply, Ok(out)));
+                    holds_writes = true;
                 }
-                Err(e) => {
+                Err(e) if open => {
                     // Undo this request only; the others of the group stay.
                     open = false;
                     if let Err(u) = exec(&mut conn, "ROLLBACK TO request; RELEASE request").await {
                         broken = Some(u);
+                    }
+                    answers.push((job.reply, Err(e)));
+                }
+                Err(e) => {
+                    // No savepoint: nothing but this request's writes to undo. The audit events gathered so far
+                    // are only in memory and stay; the head is read again under the new lock.
+                    let restarted = match exec(&mut conn, "ROLLBACK").await {
+                        Ok(()) => begin(&mut conn).await,
+                        Err(u) => Err(u),
+                    };
+                    match restarted {
+                        Ok(h) => head = h,
+                        Err(u) => broken = Some(u),
                     }
                     answers.push((job.reply, Err(e)));
                 }
@@ -302,4 +324,108 @@ async fn commit(
     }
     *head = prev;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{db_err, SqliteStore};
+    use caravan_domain::audit::{AuditAction, AuditEvent};
+    use caravan_store::{Store, StoreError};
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    fn event(n: i64) -> AuditEvent {
+        AuditEvent {
+            at: chrono::Utc::now(),
+            actor_user: None,
+            actor_name: "writer test".into(),
+            actor_institution: None,
+            actor_role: None,
+            action: AuditAction::Create,
+            entity_type: "row".into(),
+            entity_id: n.to_string(),
+            patient_id: None,
+            purpose: "test".into(),
+            detail: String::new(),
+            subjects: Vec::new(),
+        }
+    }
+
+    /// Insert row `n`, then fail when `fail`: the row must not stay, nor the request's audit event.
+    async fn insert(store: &SqliteStore, n: i64, fail: bool) -> caravan_store::Result<()> {
+        store
+            .write(vec![event(n)], move |c| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO t (n) VALUES (?)")
+                        .bind(n)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    if fail {
+                        return Err(StoreError::Conflict);
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Failing requests, first in their group (no savepoint) or after others (their own savepoint), leave
+    /// nothing; the others of their group are kept with their audit events, and the chain holds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_failing_request_is_undone_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("c.db")).await.unwrap());
+        store
+            .write(vec![], |c| {
+                Box::pin(async move {
+                    sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+                        .execute(&mut *c)
+                        .await
+                        .map(|_| ())
+                        .map_err(db_err)
+                })
+            })
+            .await
+            .unwrap();
+        // Alone in its group: no savepoint is taken, the transaction is rolled back.
+        assert!(matches!(
+            insert(&store, -1, true).await,
+            Err(StoreError::Conflict)
+        ));
+        insert(&store, -2, false).await.unwrap();
+
+        let tasks: Vec<_> = (0..300)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move { (n, insert(&store, n, n % 3 == 0).await) })
+            })
+            .collect();
+        let mut kept = BTreeSet::from([-2]);
+        for t in tasks {
+            let (n, r) = t.await.unwrap();
+            assert_eq!(r.is_err(), n % 3 == 0, "request {n}: {r:?}");
+            if r.is_ok() {
+                kept.insert(n);
+            }
+        }
+        let rows: BTreeSet<i64> = sqlx::query_scalar("SELECT n FROM t")
+            .fetch_all(&store.reader)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(rows, kept);
+        let audit = store.audit_page(0, u32::MAX).await.unwrap();
+        let audited: BTreeSet<i64> = audit
+            .iter()
+            .map(|r| r.event.entity_id.parse().unwrap())
+            .collect();
+        assert_eq!(audited, kept);
+        assert_eq!(audit.len(), kept.len());
+        assert_eq!(
+            caravan_domain::audit::verify_chain(&audit).unwrap() as usize,
+            audit.len()
+        );
+    }
 }
