@@ -94,6 +94,14 @@ async fn token_create_and_audit_verify_detects_tampering() {
     assert_eq!(r.status(), 200);
     let me: Value = r.json().await.unwrap();
     assert_eq!(me["user"]["username"], "coordinator");
+    // A list: one audit event naming the cases it returned, indexed under each of their patients.
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/consultations", node.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let out = caravan(&["token", "create", "--user", "nobody"], dir.path());
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nobody"));
@@ -107,9 +115,38 @@ async fn token_create_and_audit_verify_detects_tampering() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("intact"));
 
-    // Tamper with one event behind the node's back.
+    // Hide a list from a patient's access log by re-pointing its index row: found, though no record changed.
     let url = format!("sqlite://{}", dir.path().join("caravan.sqlite").display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (patient, seq): (String, i64) =
+        sqlx::query_as("SELECT patient_id, seq FROM audit_subjects ORDER BY seq DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let repoint = |from: &str, to: &str| {
+        sqlx::query("UPDATE audit_subjects SET patient_id = ?1 WHERE patient_id = ?2 AND seq = ?3")
+            .bind(to.to_owned())
+            .bind(from.to_owned())
+            .bind(seq)
+    };
+    let elsewhere = "00000000-0000-0000-0000-000000000000";
+    repoint(&patient, elsewhere).execute(&pool).await.unwrap();
+    let out = caravan(&["audit", "verify"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("event {seq}")) && err.contains("access log"),
+        "{err}"
+    );
+    repoint(elsewhere, &patient).execute(&pool).await.unwrap();
+    let out = caravan(&["audit", "verify"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Tamper with one event behind the node's back.
     sqlx::query("UPDATE audit_events SET actor_name = 'nobody' WHERE seq = 7")
         .execute(&pool)
         .await

@@ -283,12 +283,17 @@ pub enum ChainError {
     Broken { seq: i64 },
     #[error("audit event {seq}: sequence gap, expected {expected}")]
     Gap { seq: i64, expected: i64 },
+    #[error("audit event {seq}: a patient it lists no longer finds it in their access log (its index row in audit_subjects was removed or altered)")]
+    Unindexed { seq: i64 },
 }
 
 impl ChainError {
     pub fn seq(&self) -> i64 {
         match self {
-            Self::Altered { seq } | Self::Broken { seq } | Self::Gap { seq, .. } => *seq,
+            Self::Altered { seq }
+            | Self::Broken { seq }
+            | Self::Gap { seq, .. }
+            | Self::Unindexed { seq } => *seq,
         }
     }
 }

@@ -966,6 +966,29 @@ impl Store for PgStore {
             .map_err(db_err)?;
         rows.iter().map(audit_from_row).collect()
     }
+
+    async fn audit_subjects_missing(
+        &self,
+        pairs: &[(PatientId, i64)],
+    ) -> Result<Vec<(PatientId, i64)>> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (patients, seqs): (Vec<uuid::Uuid>, Vec<i64>) =
+            pairs.iter().map(|(p, s)| (p.0, *s)).unzip();
+        let rows = sqlx::query(
+            "SELECT w.patient_id, w.seq FROM UNNEST($1::uuid[], $2::bigint[]) AS w(patient_id, seq)
+             WHERE NOT EXISTS (SELECT 1 FROM audit_subjects a WHERE a.patient_id = w.patient_id AND a.seq = w.seq)",
+        )
+        .bind(patients)
+        .bind(seqs)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| Ok((PatientId(get(r, "patient_id")?), get(r, "seq")?)))
+            .collect()
+    }
     async fn apply(&self, changes: Vec<Change>, audit: Vec<AuditEvent>) -> Result<()> {
         self.write(audit, move |c| Box::pin(fed::apply(c, changes)))
             .await

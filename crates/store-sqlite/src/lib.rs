@@ -1013,6 +1013,36 @@ impl Store for SqliteStore {
             .map_err(db_err)?;
         rows.iter().map(audit_from_row).collect()
     }
+
+    async fn audit_subjects_missing(
+        &self,
+        pairs: &[(PatientId, i64)],
+    ) -> Result<Vec<(PatientId, i64)>> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<(String, i64)> = pairs.iter().map(|(p, s)| (p.to_string(), *s)).collect();
+        let json =
+            serde_json::to_string(&wanted).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let rows = sqlx::query(
+            "SELECT json_extract(j.value, '$[0]') AS patient_id, json_extract(j.value, '$[1]') AS seq
+             FROM json_each(?1) j
+             WHERE NOT EXISTS (SELECT 1 FROM audit_subjects a
+                               WHERE a.patient_id = json_extract(j.value, '$[0]')
+                                 AND a.seq = json_extract(j.value, '$[1]'))",
+        )
+        .bind(json)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let p: String = r.try_get("patient_id").map_err(db_err)?;
+                let seq: i64 = r.try_get("seq").map_err(db_err)?;
+                Ok((parse("audit_subjects.patient_id", &p)?, seq))
+            })
+            .collect()
+    }
     async fn apply(&self, changes: Vec<Change>, audit: Vec<AuditEvent>) -> Result<()> {
         self.write(audit, move |c| Box::pin(fed::apply(c, changes)))
             .await

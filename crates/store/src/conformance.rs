@@ -993,6 +993,15 @@ async fn search_events_reach_each_subject(store: &dyn Store) {
     let seq = store.audit_for_patient(p2, 1).await.unwrap()[0].seq;
     let stored = all.iter().find(|r| r.seq == seq).unwrap();
     assert_eq!(stored.event.subjects, search.subjects);
+    // The patients' index holds p1 and p2 for it, not p3 (what `audit verify` checks).
+    assert_eq!(
+        store
+            .audit_subjects_missing(&[(p1, seq), (p2, seq), (p3, seq)])
+            .await
+            .unwrap(),
+        vec![(p3, seq)]
+    );
+    assert!(store.audit_subjects_missing(&[]).await.unwrap().is_empty());
     assert_eq!(
         verify_audit_chain(store).await.unwrap().unwrap() as usize,
         all.len()

@@ -332,6 +332,12 @@ pub trait Store: VisitStore + RxStore + Send + Sync + 'static {
     ) -> Result<Vec<AuditRecord>>;
     /// Records with `seq > after`, in order, at most `limit`: for verification and export.
     async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>>;
+    /// Of the (patient, event) pairs given, those that the patients' index of multi-record events lacks: what
+    /// [`verify_audit_chain`] checks, since the index is outside the hashed records.
+    async fn audit_subjects_missing(
+        &self,
+        pairs: &[(PatientId, i64)],
+    ) -> Result<Vec<(PatientId, i64)>>;
 
     // --- federation (see `federation`) ---
     /// Apply a unit of work: every change, the audit events, in one transaction; all or nothing.
@@ -435,9 +441,24 @@ pub async fn verify_audit_chain(store: &dyn Store) -> Result<std::result::Result
         let page = store.audit_page(after, 5_000).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
+        // The index that lets each listed patient find a multi-record event is not hashed: check that every
+        // pair is there, so that hiding an event from a patient's access log is found too.
+        let pairs: Vec<(PatientId, i64)> = page
+            .iter()
+            .flat_map(|r| r.event.subject_patients().into_iter().map(|p| (p, r.seq)))
+            .collect();
+        let mut unindexed = i64::MAX;
+        for chunk in pairs.chunks(10_000) {
+            for (_, seq) in store.audit_subjects_missing(chunk).await? {
+                unindexed = unindexed.min(seq);
+            }
+        }
         for r in &page {
             if let Err(e) = verifier.push(r) {
                 return Ok(Err(e));
+            }
+            if r.seq == unindexed {
+                return Ok(Err(ChainError::Unindexed { seq: r.seq }));
             }
         }
     }
