@@ -111,16 +111,12 @@ pub struct AuditSubject {
 impl AuditEvent {
     /// The patients this event touched: its own, and those of its subjects (each once, in order).
     pub fn patients(&self) -> Vec<PatientId> {
-        let mut out: Vec<PatientId> = Vec::new();
-        for p in self
-            .patient_id
-            .iter()
-            .chain(self.subjects.iter().filter_map(|s| s.patient_id.as_ref()))
-        {
-            if !out.contains(p) {
-                out.push(*p);
-            }
-        }
+        let mut out: Vec<PatientId> = self.patient_id.into_iter().collect();
+        out.extend(
+            self.subject_patients()
+                .into_iter()
+                .filter(|p| self.patient_id != Some(*p)),
+        );
         out
     }
 

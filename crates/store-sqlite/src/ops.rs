@@ -132,7 +132,8 @@ pub(crate) async fn insert_consultation(c: &mut SqliteConnection, k: &Consultati
 
 /// The row, if it is still at `expected_version`, and its participants, in one round trip (`?1` id, `?2`
 /// participants). When the version moved on, the participants' statements still run, but the conflict is
-/// returned and the writer rolls the request back to its savepoint, so nothing of it stays.
+/// returned and the writer undoes the request (to its savepoint, or the whole transaction when it was the group's
+/// first writing request), so nothing of it stays.
 pub(crate) async fn update_consultation(
     c: &mut SqliteConnection,
     k: &Consultation,
