@@ -45,6 +45,7 @@ impl FromStr for InstitutionLevel {
     Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
 )]
 #[serde(try_from = "String", into = "String")]
+#[schemars(extend("pattern" = "^[A-Z]{2}$"))]
 pub struct CountryCode(String);
 
 impl CountryCode {

@@ -174,10 +174,58 @@ pub fn parse_id<T: std::str::FromStr>(what: &str, s: &str) -> AppResult<T> {
         .map_err(|_| AppError::bad_request(format!("{s:?} is not a valid {what} id")))
 }
 
+/// A JSON Schema `pattern` for text that must not be blank (handlers trim what they are given: Rust's `trim` also
+/// takes U+0085, which ECMA-262's `\s` does not).
+pub(crate) const NON_BLANK: &str = r"[^\s\u0085]";
+
+/// A JSON Schema `pattern` for a language tag as [`crate::consult`] takes it (blank entries are skipped).
+pub(crate) const LANGUAGE_TAG: &str = r"^[ \t\r\n]*[A-Za-z0-9-]{0,12}[ \t\r\n]*$";
+
+/// The JSON Schema of an optional id given as text: a UUID or `null` (for fields that a handler parses itself).
+pub(crate) fn uuid_or_null(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "anyOf": [{ "type": "string", "format": "uuid" }, { "type": "null" }] })
+}
+
 /// JSON bodies are parsed by hand so that a malformed body gets our error shape and a message that says what is wrong.
 pub(crate) fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> AppResult<T> {
     serde_json::from_slice(bytes)
+        .or_else(|e| whole_numbers_as_integers(bytes).ok_or(e))
         .map_err(|e| AppError::unprocessable("error-bad-json", format!("invalid JSON body: {e}")))
+}
+
+/// JSON does not tell `5` from `5.0` (RFC 8259; JSON Schema's `integer` admits both), but serde refuses a
+/// number written with a fraction where an integer is expected, and clients that hold numbers as floats (Python's
+/// `json`, for one) write `5.0`. Tried only after the direct parse failed: the body is read again as a value, its
+/// whole-number floats become integers, and the type is parsed from that; `None` (the first error stands) when
+/// nothing changed or it still does not parse.
+fn whole_numbers_as_integers<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    fn mend(v: &mut Value) -> bool {
+        match v {
+            Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+                let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0) else {
+                    return false;
+                };
+                // Outside these bounds the cast would saturate: leave such a number as it is.
+                let whole = if (-9.007_199_254_740_992e15..0.0).contains(&f) {
+                    serde_json::Number::from(f as i64)
+                } else if (0.0..=9.007_199_254_740_992e15).contains(&f) {
+                    serde_json::Number::from(f as u64)
+                } else {
+                    return false;
+                };
+                *n = whole;
+                true
+            }
+            Value::Array(items) => items.iter_mut().fold(false, |m, i| mend(i) | m),
+            Value::Object(fields) => fields.values_mut().fold(false, |m, f| mend(f) | m),
+            _ => false,
+        }
+    }
+    let mut v: Value = serde_json::from_slice(bytes).ok()?;
+    if !mend(&mut v) {
+        return None;
+    }
+    serde_json::from_value(v).ok()
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -304,11 +352,13 @@ async fn list_institutions(
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub struct NewInstitution {
+    #[schemars(length(min = 1), regex(pattern = NON_BLANK))]
     pub name: String,
     pub level: InstitutionLevel,
     pub country: CountryCode,
     #[serde(default)]
     pub parent: Option<InstitutionId>,
+    /// An IANA time zone, e.g. `Asia/Almaty`.
     pub timezone: String,
 }
 
@@ -386,8 +436,12 @@ async fn list_users(
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub struct NewUser {
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{3,64}$"))]
     pub username: String,
+    #[schemars(length(min = 1), regex(pattern = NON_BLANK))]
     pub display_name: String,
+    /// At least 10 characters.
+    #[schemars(length(min = 10))]
     pub password: String,
     pub institution_id: InstitutionId,
     pub role: Role,
@@ -511,6 +565,7 @@ async fn list_tokens(State(st): State<AppState>, p: Principal) -> AppResult<Json
 
 #[derive(Deserialize, schemars::JsonSchema)]
 struct NewToken {
+    #[schemars(length(min = 1, max = 100), regex(pattern = NON_BLANK))]
     name: String,
 }
 
@@ -520,7 +575,7 @@ pub async fn do_create_token(
     name: &str,
 ) -> AppResult<(String, caravan_store::ApiTokenInfo)> {
     let name = name.trim();
-    if name.is_empty() || name.len() > 100 {
+    if name.is_empty() || name.chars().count() > 100 {
         return Err(AppError::unprocessable(
             "error-empty-field",
             "a token needs a name of at most 100 characters",
@@ -1158,7 +1213,7 @@ pub fn openapi_document() -> Value {
             }
             Some(RequestBody::Multipart) => {
                 op["requestBody"] = json!({ "required": true, "content": { "multipart/form-data": { "schema": {
-                    "type": "object", "required": ["file"],
+                    "type": "object", "required": ["file"], "additionalProperties": false,
                     "properties": { "file": { "type": "string", "contentMediaType": "application/octet-stream" } } } } } });
             }
             None => {}
@@ -1197,6 +1252,88 @@ mod tests {
     /// refuses an operation whose template names an undeclared parameter).
     /// Every write declares its body (or is listed as taking none), and every `$ref` points at a schema of the
     /// document, so a client generator or a fuzzer (schemathesis) can build valid requests.
+    #[derive(Debug, Deserialize)]
+    struct Counts {
+        n: u32,
+        list: Vec<i64>,
+        ratio: f64,
+    }
+
+    /// `5.0` is the integer 5 (JSON does not tell them apart); a fraction, or a number too large to be meant
+    /// exactly, keeps serde's own error.
+    #[test]
+    fn whole_number_floats_are_integers() {
+        let c: Counts = body(br#"{"n": 5.0, "list": [-3.0, 2], "ratio": 1}"#).unwrap();
+        assert_eq!((c.n, c.list, c.ratio), (5, vec![-3, 2], 1.0));
+        for bad in [
+            r#"{"n": 5.5, "list": [], "ratio": 1}"#,
+            r#"{"n": 1e300, "list": [], "ratio": 1}"#,
+            r#"{"n": -1.0, "list": [], "ratio": 1}"#,
+        ] {
+            let e = body::<Counts>(bad.as_bytes()).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+            assert!(
+                e.message.contains("invalid JSON body"),
+                "{bad}: {}",
+                e.message
+            );
+        }
+        let e = body::<Counts>(br#"{"n": 5.5, "list": [], "ratio": 1}"#).unwrap_err();
+        assert!(
+            e.message.contains("5.5"),
+            "the first error stands: {}",
+            e.message
+        );
+    }
+
+    /// The request schemas state the bounds the handlers check, so that a client generator or a fuzzer builds
+    /// requests that are taken (schemathesis' `positive_data_acceptance`).
+    #[test]
+    fn request_schemas_state_the_handlers_bounds() {
+        let doc = openapi_document();
+        let s = &doc["components"]["schemas"];
+        let given = &s["NewPatient"]["properties"]["given_name"];
+        assert_eq!(
+            (&given["minLength"], &given["maxLength"]),
+            (&json!(1), &json!(200))
+        );
+        assert_eq!(given["pattern"], NON_BLANK);
+        assert_eq!(
+            s["NewPatient"]["properties"]["languages"]["items"]["pattern"],
+            LANGUAGE_TAG
+        );
+        assert_eq!(s["NewToken"]["properties"]["name"]["maxLength"], 100);
+        assert_eq!(s["CountryCode"]["pattern"], "^[A-Z]{2}$");
+        let minutes = &s["NewSlots"]["properties"]["minutes"];
+        assert_eq!(
+            (&minutes["minimum"], &minutes["maximum"]),
+            (&json!(5), &json!(240))
+        );
+        assert_eq!(s["NewSlots"]["properties"]["start"]["format"], "date-time");
+        assert_eq!(
+            s["NewPrescription"]["properties"]["times_per_day"]["maximum"],
+            24
+        );
+        assert_eq!(
+            s["NewPrescription"]["properties"]["patient_id"]["format"],
+            "uuid"
+        );
+        assert_eq!(
+            s["NewVisit"]["properties"]["slot_id"]["anyOf"][0]["format"],
+            "uuid"
+        );
+        let specialties = s["NewConsultation"]["properties"]["specialty"]["enum"]
+            .as_array()
+            .expect("specialty enum")
+            .len();
+        assert_eq!(specialties, caravan_domain::SPECIALTIES.len());
+        assert_eq!(s["VerifyRequest"]["required"], json!(["text"]));
+        assert!(s["IssueRequest"]["allOf"].is_array());
+        let upload = &doc["paths"]["/api/v1/consultations/{id}/attachments"]["post"]["requestBody"]
+            ["content"]["multipart/form-data"]["schema"];
+        assert_eq!(upload["additionalProperties"], false);
+    }
+
     #[test]
     fn every_write_declares_its_body() {
         let doc = openapi_document();

@@ -27,13 +27,16 @@ pub fn not_home(message: &str) -> AppError {
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
 pub struct NewPatient {
+    #[schemars(length(min = 1, max = 200), regex(pattern = crate::api::NON_BLANK))]
     pub given_name: String,
+    #[schemars(length(min = 1, max = 200), regex(pattern = crate::api::NON_BLANK))]
     pub family_name: String,
     pub birth_date: NaiveDate,
     pub sex: Sex,
     #[serde(default)]
     pub national_id: Option<String>,
     #[serde(default)]
+    #[schemars(inner(regex(pattern = crate::api::LANGUAGE_TAG)))]
     pub languages: Vec<String>,
 }
 
@@ -200,12 +203,15 @@ pub async fn consents(st: &AppState, p: &Principal, patient: PatientId) -> AppRe
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
 pub struct NewConsultation {
     pub patient_id: PatientId,
+    #[schemars(length(min = 1, max = 4000), regex(pattern = crate::api::NON_BLANK))]
     pub question: String,
     #[serde(default)]
     pub clinical_summary: String,
+    #[schemars(extend("enum" = SPECIALTIES))]
     pub specialty: String,
     pub urgency: Urgency,
     #[serde(default)]
+    #[schemars(inner(regex(pattern = crate::api::LANGUAGE_TAG)))]
     pub languages: Vec<String>,
     /// Submit (and route) at once instead of keeping a draft.
     #[serde(default)]
@@ -1118,4 +1124,52 @@ pub async fn escalation_sweep(st: &AppState) -> AppResult<usize> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the OpenAPI document promises is accepted: text matching `NON_BLANK` within its length passes
+    /// `required`, and a language list whose items match `LANGUAGE_TAG` passes `languages` (a fuzzer builds
+    /// requests from these patterns and expects them taken).
+    #[test]
+    fn the_schema_patterns_admit_only_what_the_handlers_take() {
+        let non_blank = regex::Regex::new(crate::api::NON_BLANK).unwrap();
+        let tag = regex::Regex::new(crate::api::LANGUAGE_TAG).unwrap();
+        let samples = [
+            "",
+            " ",
+            "\u{85}",
+            "\u{2003}",
+            "\u{feff}",
+            "\t\n",
+            "a",
+            " a ",
+            "\u{85}x",
+            "zh-CN",
+            " ru ",
+            "en_GB",
+            "abcdefghijklm",
+            "abcdefghijkl",
+            "Ω",
+            "x y",
+        ];
+        for s in samples {
+            if non_blank.is_match(s) {
+                assert!(required("field", s, 200).is_ok(), "{s:?} matches NON_BLANK");
+            }
+            if tag.is_match(s) {
+                assert!(
+                    languages(&[s.to_owned()]).is_ok(),
+                    "{s:?} matches LANGUAGE_TAG"
+                );
+            }
+        }
+        // And the patterns are not vacuous: blanks and bad tags are outside them.
+        assert!(!non_blank.is_match(" \u{85}\t"));
+        assert!(non_blank.is_match(" a "));
+        assert!(!tag.is_match("en_GB") && !tag.is_match("abcdefghijklm"));
+        assert!(tag.is_match(" zh-CN "));
+    }
 }

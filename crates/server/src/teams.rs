@@ -13,7 +13,9 @@ pub const MAX_MEMBERS: usize = 12;
 
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
 pub struct NewTeam {
+    #[schemars(length(min = 1, max = 200), regex(pattern = crate::api::NON_BLANK))]
     pub name: String,
+    #[schemars(extend("enum" = caravan_domain::SPECIALTIES))]
     pub specialty: String,
     pub lead_id: UserId,
     #[serde(default)]

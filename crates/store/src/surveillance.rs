@@ -16,10 +16,14 @@ use uuid::Uuid;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SurvRegion {
     /// Short stable code, e.g. `KZ-ALM`.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9-]{1,32}$"))]
     pub code: String,
+    #[schemars(length(min = 1, max = 100), regex(pattern = r"[^\s\u0085]"))]
     pub name: String,
     /// ISO 3166-1 alpha-2.
+    #[schemars(regex(pattern = r"^[A-Z]{2}$"))]
     pub country: String,
+    #[schemars(range(min = 1))]
     pub population: i64,
     #[serde(default)]
     pub neighbours: Vec<SurvNeighbour>,

@@ -207,20 +207,34 @@ pub(crate) async fn audit_trust_change(
 // ---------- verifying ----------
 
 /// A verification request (API body; the page builds the same).
+/// `text` may be left out by the page (a scanned QR code fills it); over the API it is what is verified.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[schemars(extend("required" = ["text"]))]
 pub struct VerifyRequest {
     /// `HC1:…`, `shc:/…`, a compact JWS or a `.smart-health-card` file's content.
     #[serde(default)]
+    #[schemars(length(min = 1), regex(pattern = crate::api::NON_BLANK))]
     pub text: String,
     /// Country of arrival whose business rules apply (none: technical checks only).
     #[serde(default)]
     pub country: Option<String>,
     /// Validation time (RFC 3339, a date, or epoch seconds), e.g. the arrival date; default now.
     #[serde(default)]
+    #[schemars(schema_with = "instant_text")]
     pub at: Option<String>,
     /// Language of the reasons (default: the user's).
     #[serde(default)]
     pub lang: Option<String>,
+}
+
+/// The forms a validation time may take (see [`VerifyRequest::at`]; empty means now), for the OpenAPI document.
+fn instant_text(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "anyOf": [
+        { "type": "string", "format": "date-time" },
+        { "type": "string", "format": "date" },
+        { "type": "string", "pattern": "^[0-9]{0,12}$" },
+        { "type": "null" }
+    ] })
 }
 
 /// What a verifier sees: status, name, date of birth, and why.
@@ -424,13 +438,27 @@ fn reason_view(
 
 /// An issuing request. The event fields use the DCC's own names (`v`, `t`, `r`: see the eHN DCC schema); `co`
 /// and `is` default to the clinician's institution's country and name, `tg` to COVID-19.
+/// The schema also says what the handler requires together: a holder (`patient_id` or `person`) and the event
+/// its kind names.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[schemars(extend("allOf" = [
+    { "anyOf": [
+        { "required": ["patient_id"], "properties": { "patient_id": { "type": "string", "format": "uuid" } } },
+        { "required": ["person"], "properties": { "person": { "type": "object" } } } ] },
+    { "oneOf": [
+        { "properties": { "kind": { "const": "vaccination" }, "v": { "type": "object" } }, "required": ["v"] },
+        { "properties": { "kind": { "const": "test" }, "t": { "type": "object" } }, "required": ["t"] },
+        { "properties": { "kind": { "const": "recovery" }, "r": { "type": "object" } }, "required": ["r"] },
+        { "properties": { "kind": { "const": "shc" }, "immunization": { "type": "object" } }, "required": ["immunization"] } ] }
+]))]
 pub struct IssueRequest {
     /// `vaccination`, `test`, `recovery` (EU DCC) or `shc` (a SMART Health Card for an immunization).
+    #[schemars(extend("enum" = ["vaccination", "test", "recovery", "shc"]))]
     pub kind: String,
     /// A patient of this node: name and date of birth are taken from the record, and the patient's access log
     /// shows the issuing.
     #[serde(default)]
+    #[schemars(schema_with = "crate::api::uuid_or_null")]
     pub patient_id: Option<String>,
     /// The holder, when no patient record is named.
     #[serde(default)]
@@ -454,10 +482,12 @@ pub struct IssueRequest {
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct PersonIn {
+    #[schemars(length(min = 1), regex(pattern = crate::api::NON_BLANK))]
     pub family_name: String,
     #[serde(default)]
     pub given_name: Option<String>,
     /// `YYYY-MM-DD` (also `YYYY-MM` or `YYYY` when the day or month is unknown).
+    #[schemars(regex(pattern = r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?$"))]
     pub dob: String,
 }
 

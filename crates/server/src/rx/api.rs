@@ -88,6 +88,7 @@ async fn keys(State(st): State<AppState>) -> AppResult<Json<Value>> {
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct VerifyBody {
+    /// Any text: the answer says whether it is a valid prescription code and why not.
     code: String,
 }
 
@@ -139,6 +140,7 @@ async fn prescribe(
 
 #[derive(Deserialize, schemars::JsonSchema)]
 pub(crate) struct LookupBody {
+    #[schemars(length(min = 1), regex(pattern = crate::api::NON_BLANK))]
     code: String,
 }
 

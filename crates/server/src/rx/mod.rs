@@ -233,6 +233,7 @@ pub fn check(
 
 #[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct NewAllergy {
+    #[schemars(length(min = 1), regex(pattern = crate::api::NON_BLANK))]
     pub substance: String,
     #[serde(default)]
     pub criticality: String,
@@ -316,24 +317,32 @@ pub async fn allergies(
 
 #[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct NewPrescription {
+    #[schemars(extend("format" = "uuid"))]
     pub patient_id: String,
     #[serde(default)]
+    #[schemars(schema_with = "crate::api::uuid_or_null")]
     pub consultation_id: Option<String>,
     /// The video visit it is written after or during (FHIR `MedicationRequest.encounter`): a visit of the same
     /// patient that the prescriber may see and that was not cancelled.
     #[serde(default)]
+    #[schemars(schema_with = "crate::api::uuid_or_null")]
     pub visit_id: Option<String>,
     /// Formulary code.
+    #[schemars(length(min = 1), regex(pattern = crate::api::NON_BLANK))]
     pub medication: String,
+    #[schemars(length(min = 1), regex(pattern = crate::api::NON_BLANK))]
     pub dose: String,
     #[serde(default)]
     pub dose_unit: String,
     #[serde(default)]
     pub route: String,
+    #[schemars(range(min = 1, max = 24))]
     pub times_per_day: u32,
+    #[schemars(range(min = 1, max = 365))]
     pub duration_days: u32,
     /// Units to dispense; by default times per day × days.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 10_000))]
     pub quantity: Option<u32>,
     #[serde(default)]
     pub instructions: String,
@@ -855,7 +864,9 @@ pub async fn received(st: &AppState, p: &Principal) -> AppResult<Vec<Prescriptio
 
 #[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct NewDispense {
+    /// 1 to the prescribed quantity; by default the prescribed quantity.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 10_000))]
     pub quantity: Option<u32>,
     /// Who dispensed (FHIR `MedicationDispense.performer`); by default the signed-in pharmacist and their
     /// institution.

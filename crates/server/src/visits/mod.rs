@@ -330,6 +330,7 @@ fn parse_time(what: &str, s: &str) -> AppResult<DateTime<Utc>> {
 pub struct NewSchedule {
     /// The clinician (default: the caller).
     pub practitioner_id: Option<UserId>,
+    #[schemars(length(min = 1, max = 200), regex(pattern = crate::api::NON_BLANK))]
     pub service: String,
 }
 
@@ -379,11 +380,14 @@ pub async fn create_schedule(st: &AppState, p: &Principal, n: NewSchedule) -> Ap
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 pub struct NewSlots {
     /// First slot's start (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
     pub start: String,
     /// Minutes per slot (5–240).
+    #[schemars(range(min = 5, max = 240))]
     pub minutes: i64,
     /// How many consecutive slots (1–96).
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 96))]
     pub count: i64,
 }
 
@@ -447,11 +451,15 @@ pub async fn add_slots(
 pub struct NewVisit {
     pub patient_id: PatientId,
     /// A free slot of a schedule; or `practitioner_id` with `start` and `end`.
+    #[schemars(schema_with = "crate::api::uuid_or_null")]
     pub slot_id: Option<Uuid>,
     pub practitioner_id: Option<UserId>,
+    #[schemars(extend("format" = "date-time"))]
     pub start: Option<String>,
+    #[schemars(extend("format" = "date-time"))]
     pub end: Option<String>,
     #[serde(default)]
+    #[schemars(length(max = 500))]
     pub reason: String,
     /// The consultation this visit is a meeting of (its participants are invited).
     pub consultation_id: Option<ConsultationId>,
