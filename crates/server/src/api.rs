@@ -415,8 +415,10 @@ async fn create_institution(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct UsersQuery {
+    /// Only the users of this institution.
+    #[schemars(extend("format" = "uuid"))]
     institution: Option<String>,
 }
 
@@ -634,9 +636,12 @@ async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct PatientQuery {
+    /// Part of the given or family name.
     name: Option<String>,
+    /// `YYYY-MM-DD`.
+    #[schemars(extend("format" = "date"))]
     birth_date: Option<String>,
 }
 
@@ -772,11 +777,21 @@ async fn access_log(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct ConsultationQuery {
+    /// States, comma-separated (e.g. `submitted,assigned`).
+    #[schemars(regex(pattern = state_list_pattern()))]
     state: Option<String>,
+    /// Only cases past their SLA deadline.
     overdue: Option<bool>,
+    /// Only the caller's own cases (assigned to a consultant, referred by a referrer).
     mine: Option<bool>,
+}
+
+/// `ConsultationQuery::state` as a pattern: a comma-separated list of states.
+fn state_list_pattern() -> String {
+    let one = ConsultationState::ALL.map(|s| s.as_str()).join("|");
+    format!("^(({one})(,({one}))*)?$")
 }
 
 async fn list_consultations(
@@ -841,9 +856,13 @@ async fn get_consultation(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct ThreadQuery {
+    /// A message of the thread: the page ends just before it.
+    #[schemars(extend("format" = "uuid"))]
     before: Option<String>,
+    /// Messages in the page (1 to 500; default 100).
+    #[schemars(regex(pattern = r"^0*([1-9][0-9]?|[1-4][0-9][0-9]|500)$"))]
     limit: Option<String>,
 }
 
@@ -1001,9 +1020,10 @@ async fn federation_status(State(st): State<AppState>, p: Principal) -> AppResul
     Ok(Json(crate::federation::status(&st).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct OutboxQuery {
     #[serde(default = "pending_state")]
+    #[schemars(extend("enum" = ["pending", "delivered", "dead"]))]
     state: String,
 }
 
@@ -1158,6 +1178,72 @@ fn request_body(method: &str, path: &str) -> Option<RequestBody> {
     })
 }
 
+/// An operation's query parameters, described by the type its handler parses them into (each property a
+/// parameter; see [`query_parameters`]).
+fn query_type(
+    method: &str,
+    path: &str,
+) -> Option<fn(&mut schemars::SchemaGenerator) -> schemars::Schema> {
+    use crate::{certs_web, monitor, rx, surveil, visits};
+    fn inline<T: schemars::JsonSchema>(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(g)
+    }
+    Some(match (method, path) {
+        ("get", "/api/v1/users") => inline::<UsersQuery>,
+        ("get", "/api/v1/patients") => inline::<PatientQuery>,
+        ("get", "/api/v1/consultations") => inline::<ConsultationQuery>,
+        ("get", "/api/v1/consultations/{id}/messages") => inline::<ThreadQuery>,
+        ("get", "/api/v1/federation/outbox") => inline::<OutboxQuery>,
+        ("get", "/api/v1/surveillance/cases") => inline::<surveil::api::ListQuery>,
+        ("get", "/api/v1/surveillance/series") => inline::<surveil::api::SeriesQuery>,
+        ("get", "/api/v1/monitoring/alerts") => inline::<monitor::api::AlertsQuery>,
+        ("get", "/api/v1/rx/formulary") => inline::<rx::api::Search>,
+        ("get", "/api/v1/patients/{id}/allergies") => inline::<rx::api::Format>,
+        ("post", "/api/v1/certs/trust") => inline::<certs_web::api::ImportQuery>,
+        ("get", "/api/v1/visits") => inline::<visits::api::ListQuery>,
+        ("get", "/api/v1/visits/schedules/{id}/slots") => inline::<visits::api::SlotQuery>,
+        _ => return None,
+    })
+}
+
+/// OpenAPI query parameters from an object schema: one per property, required as the object says, `null` taken
+/// out of each (a query value is text or absent).
+fn query_parameters(object: &schemars::Schema) -> Vec<Value> {
+    let required: Vec<&str> = object
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let Some(properties) = object.get("properties").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    properties
+        .iter()
+        .map(|(name, schema)| {
+            let mut schema = schema.clone();
+            let description = schema
+                .as_object_mut()
+                .and_then(|o| {
+                    o.remove("default");
+                    o.remove("description")
+                })
+                .unwrap_or(Value::Null);
+            if let Some(types) = schema.get_mut("type").and_then(Value::as_array_mut) {
+                types.retain(|t| t != "null");
+                if let [only] = types.as_slice() {
+                    let only = only.clone();
+                    schema["type"] = only;
+                }
+            }
+            let mut p = json!({ "name": name, "in": "query", "required": required.contains(&name.as_str()), "schema": schema });
+            if !description.is_null() {
+                p["description"] = description;
+            }
+            p
+        })
+        .collect()
+}
+
 /// Writes that take no body (the path says everything).
 #[cfg(test)]
 const NO_BODY: &[(&str, &str)] = &[
@@ -1198,9 +1284,12 @@ pub fn openapi_document() -> Value {
         } else {
             op["security"] = json!([]);
         }
-        let params: Vec<Value> = path_parameters(path)
+        let mut params: Vec<Value> = path_parameters(path)
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": path_parameter_schema(name) }))
             .collect();
+        if let Some(query) = query_type(method, path) {
+            params.extend(query_parameters(&query(&mut generator)));
+        }
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }
@@ -1286,6 +1375,57 @@ mod tests {
         );
     }
 
+    /// The list filters are documented as query parameters, from the types their handlers parse: required ones
+    /// marked, `null` taken out, and the patterns agree with what the handlers take.
+    #[test]
+    fn query_parameters_come_from_the_handlers_types() {
+        let doc = openapi_document();
+        let params = |method: &str, path: &str| -> Vec<Value> {
+            doc["paths"][path][method]["parameters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p["in"] == "query")
+                .collect()
+        };
+        let find = |list: &[Value], name: &str| -> Value {
+            list.iter()
+                .find(|p| p["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("no query parameter {name}: {list:?}"))
+        };
+        let cases = params("get", "/api/v1/consultations");
+        assert_eq!(cases.len(), 3, "{cases:?}");
+        assert_eq!(find(&cases, "overdue")["schema"]["type"], "boolean");
+        assert_eq!(find(&cases, "overdue")["required"], false);
+        let series = params("get", "/api/v1/surveillance/series");
+        assert_eq!(find(&series, "disease")["required"], true);
+        assert_eq!(find(&series, "region")["schema"]["type"], "string");
+        let thread = params("get", "/api/v1/consultations/{id}/messages");
+        assert_eq!(find(&thread, "before")["schema"]["format"], "uuid");
+        let limit = regex::Regex::new(
+            find(&thread, "limit")["schema"]["pattern"]
+                .as_str()
+                .expect("limit pattern"),
+        )
+        .unwrap();
+        for n in [
+            "0", "1", "007", "99", "100", "499", "500", "501", "1000", "-1", "", "a",
+        ] {
+            let taken = n
+                .parse::<usize>()
+                .is_ok_and(|n| (1..=consult::MAX_THREAD_PAGE).contains(&n));
+            assert_eq!(limit.is_match(n), taken, "limit {n:?}");
+        }
+        let states = regex::Regex::new(&state_list_pattern()).unwrap();
+        assert!(states.is_match("") && states.is_match("submitted,in_progress"));
+        assert!(!states.is_match("submitted,") && !states.is_match("open"));
+        // A body-taking write with a query (a lone certificate's country) keeps its body.
+        assert_eq!(params("post", "/api/v1/certs/trust").len(), 1);
+        assert!(doc["paths"]["/api/v1/certs/trust"]["post"]["requestBody"].is_object());
+    }
+
     /// The request schemas state the bounds the handlers check, so that a client generator or a fuzzer builds
     /// requests that are taken (schemathesis' `positive_data_acceptance`).
     #[test]
@@ -1328,7 +1468,7 @@ mod tests {
             .len();
         assert_eq!(specialties, caravan_domain::SPECIALTIES.len());
         assert_eq!(s["VerifyRequest"]["required"], json!(["text"]));
-        assert!(s["IssueRequest"]["allOf"].is_array());
+        assert_eq!(s["IssueRequest"]["properties"]["kind"]["enum"][3], "shc");
         let upload = &doc["paths"]["/api/v1/consultations/{id}/attachments"]["post"]["requestBody"]
             ["content"]["multipart/form-data"]["schema"];
         assert_eq!(upload["additionalProperties"], false);
@@ -1387,7 +1527,12 @@ mod tests {
             for (method, op) in ops.as_object().expect("operations") {
                 let declared: Vec<&str> = op["parameters"]
                     .as_array()
-                    .map(|ps| ps.iter().filter_map(|p| p["name"].as_str()).collect())
+                    .map(|ps| {
+                        ps.iter()
+                            .filter(|p| p["in"] == "path")
+                            .filter_map(|p| p["name"].as_str())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 assert_eq!(declared, wanted, "{method} {path}");
             }

@@ -75,8 +75,9 @@ async fn export_trust(State(st): State<AppState>, _p: Principal) -> AppResult<Js
     Ok(Json(st.certs().export().await?))
 }
 
-#[derive(Deserialize)]
-struct ImportQuery {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct ImportQuery {
+    /// The country a lone certificate (PEM or DER) signs for.
     #[serde(default)]
     country: Option<String>,
 }

@@ -110,9 +110,11 @@ async fn rotate(
     Ok(Json(super::rotate_credentials(&st, &p, &device).await?))
 }
 
-#[derive(Deserialize)]
-struct AlertsQuery {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct AlertsQuery {
+    /// `true`: only alerts not yet acknowledged.
     #[serde(default)]
+    #[schemars(extend("enum" = ["true", "false", ""]))]
     open: Option<String>,
 }
 

@@ -35,8 +35,9 @@ pub fn routes() -> Router<AppState> {
         .route("/patients/{id}/prescriptions", get(list_prescriptions))
 }
 
-#[derive(Deserialize)]
-struct Search {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct Search {
+    /// Words of the medication's code or name (all items when empty).
     #[serde(default)]
     q: String,
 }
@@ -201,8 +202,9 @@ async fn received(State(st): State<AppState>, p: Principal) -> AppResult<Json<Ve
     Ok(Json(super::received(&st, &p).await?))
 }
 
-#[derive(Deserialize)]
-struct Format {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct Format {
+    /// `fhir`: as a FHIR Bundle of AllergyIntolerance resources.
     #[serde(default)]
     format: String,
 }

@@ -100,10 +100,13 @@ async fn import(
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct ListQuery {
+    /// A disease code (ICD-10) of the node's list.
     disease: Option<String>,
+    /// A region code of the node.
     region: Option<String>,
+    /// Most cases returned (default 1,000, at most 50,000).
     limit: Option<u32>,
 }
 
@@ -127,9 +130,12 @@ async fn cases(
     Ok(Json(json!(list)))
 }
 
-#[derive(Deserialize)]
-struct SeriesQuery {
+#[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(extend("required" = ["disease", "region"]))]
+pub(crate) struct SeriesQuery {
+    /// A disease code (ICD-10) of the node's list.
     disease: Option<String>,
+    /// A region code of the node.
     region: Option<String>,
 }
 

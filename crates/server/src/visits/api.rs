@@ -37,13 +37,21 @@ pub fn routes() -> Router<AppState> {
         .route("/guest/ice", get(guest_ice))
 }
 
-#[derive(Deserialize, Default)]
-struct ListQuery {
+#[derive(Deserialize, Default, schemars::JsonSchema)]
+pub(crate) struct ListQuery {
+    /// Statuses, comma-separated: booked, arrived, in-progress, finished, cancelled.
     status: Option<String>,
+    #[schemars(extend("format" = "uuid"))]
     practitioner_id: Option<String>,
+    #[schemars(extend("format" = "uuid"))]
     patient_id: Option<String>,
+    #[schemars(extend("format" = "uuid"))]
     consultation_id: Option<String>,
+    /// Visits starting at or after this instant (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
     from: Option<String>,
+    /// Visits starting before this instant (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
     to: Option<String>,
 }
 
@@ -241,9 +249,13 @@ async fn create_schedule(
     Ok((StatusCode::CREATED, Json(json!(s))).into_response())
 }
 
-#[derive(Deserialize)]
-struct SlotQuery {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct SlotQuery {
+    /// Slots from this instant (RFC 3339; default 12 hours ago).
+    #[schemars(extend("format" = "date-time"))]
     from: Option<String>,
+    /// Slots until this instant (RFC 3339; default 14 days after `from`).
+    #[schemars(extend("format" = "date-time"))]
     to: Option<String>,
 }
 
