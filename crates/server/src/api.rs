@@ -181,6 +181,28 @@ pub(crate) const NON_BLANK: &str = r"[^\s\u0085]";
 /// A JSON Schema `pattern` for a language tag as [`crate::consult`] takes it (blank entries are skipped).
 pub(crate) const LANGUAGE_TAG: &str = r"^[ \t\r\n]*[A-Za-z0-9-]{0,12}[ \t\r\n]*$";
 
+/// `Query` whose rejection (a value of the wrong type, a field given twice) is the API's own error, JSON with a
+/// code, like a malformed body's; axum's own answers in plain text.
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|e| AppError::bad_request(e.body_text()))
+    }
+}
+
 /// The JSON Schema of an optional id given as text: a UUID or `null` (for fields that a handler parses itself).
 pub(crate) fn uuid_or_null(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "anyOf": [{ "type": "string", "format": "uuid" }, { "type": "null" }] })
@@ -425,7 +447,7 @@ struct UsersQuery {
 async fn list_users(
     State(st): State<AppState>,
     p: Principal,
-    Query(q): Query<UsersQuery>,
+    ApiQuery(q): ApiQuery<UsersQuery>,
 ) -> AppResult<Json<Vec<User>>> {
     p.require(&[Role::Admin, Role::Coordinator])?;
     let inst = q
@@ -648,7 +670,7 @@ struct PatientQuery {
 async fn search_patients(
     State(st): State<AppState>,
     p: Principal,
-    Query(q): Query<PatientQuery>,
+    ApiQuery(q): ApiQuery<PatientQuery>,
 ) -> AppResult<Json<Vec<Patient>>> {
     p.require(&[
         Role::Referrer,
@@ -797,7 +819,7 @@ fn state_list_pattern() -> String {
 async fn list_consultations(
     State(st): State<AppState>,
     p: Principal,
-    Query(q): Query<ConsultationQuery>,
+    ApiQuery(q): ApiQuery<ConsultationQuery>,
 ) -> AppResult<Json<Vec<caravan_store::ConsultationSummary>>> {
     let states = q
         .state
@@ -871,7 +893,7 @@ async fn get_thread(
     State(st): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-    Query(q): Query<ThreadQuery>,
+    ApiQuery(q): ApiQuery<ThreadQuery>,
 ) -> AppResult<Json<Vec<caravan_store::Message>>> {
     let before = q
         .before
@@ -1034,7 +1056,7 @@ fn pending_state() -> String {
 async fn federation_outbox(
     State(st): State<AppState>,
     p: Principal,
-    Query(q): Query<OutboxQuery>,
+    ApiQuery(q): ApiQuery<OutboxQuery>,
 ) -> AppResult<Json<Value>> {
     p.require(&[Role::Admin])?;
     if !matches!(q.state.as_str(), "pending" | "delivered" | "dead") {

@@ -216,6 +216,21 @@ async fn bad_input_gets_a_clear_4xx() {
             StatusCode::BAD_REQUEST,
             "error-bad-request",
         ),
+        // A query value of the wrong type, or given twice: the API's error, not axum's plain text.
+        (
+            Method::GET,
+            "/api/v1/consultations?overdue=maybe",
+            None,
+            StatusCode::BAD_REQUEST,
+            "error-bad-request",
+        ),
+        (
+            Method::GET,
+            "/api/v1/consultations?state=draft&state=closed",
+            None,
+            StatusCode::BAD_REQUEST,
+            "error-bad-request",
+        ),
         (
             Method::GET,
             "/api/v1/nowhere",

@@ -2,12 +2,13 @@
 //! `X-CSRF-Token` for writes), errors in the node's shape (`error.rs`). Listed in `api::ROUTES`.
 
 use super::{audit_trust_change, IssueRequest, VerifyRequest};
+use crate::api::ApiQuery;
 use crate::api::{body, csrf};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::i18n::{I18n, Tr};
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -86,7 +87,7 @@ async fn import_trust(
     State(st): State<AppState>,
     p: Principal,
     headers: HeaderMap,
-    Query(q): Query<ImportQuery>,
+    ApiQuery(q): ApiQuery<ImportQuery>,
     raw: axum::body::Bytes,
 ) -> AppResult<Json<Value>> {
     p.require(&[Role::Admin])?;

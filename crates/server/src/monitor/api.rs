@@ -2,6 +2,7 @@
 //! anything is parsed, so a refused role always gets `403`.
 
 use super::{NewDevice, ObservationQuery, CLINICAL};
+use crate::api::ApiQuery;
 use crate::api::{body, csrf};
 use crate::auth::Principal;
 use crate::consult::PATIENT_READERS;
@@ -121,7 +122,7 @@ pub(crate) struct AlertsQuery {
 async fn alerts(
     State(st): State<AppState>,
     p: Principal,
-    Query(q): Query<AlertsQuery>,
+    ApiQuery(q): ApiQuery<AlertsQuery>,
 ) -> AppResult<Json<Vec<super::AlertView>>> {
     p.require(CLINICAL)?;
     let open_only = match q.open.as_deref() {

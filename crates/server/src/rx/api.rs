@@ -2,11 +2,12 @@
 //! `api::ROUTES`. The role is checked before anything is parsed, so a refused role always gets `403`.
 
 use super::{NewAllergy, NewDispense, NewPrescription};
+use crate::api::ApiQuery;
 use crate::api::{body, csrf, parse_id};
 use crate::auth::Principal;
 use crate::error::AppResult;
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -45,7 +46,7 @@ pub(crate) struct Search {
 async fn formulary(
     State(st): State<AppState>,
     _p: Principal,
-    Query(s): Query<Search>,
+    ApiQuery(s): ApiQuery<Search>,
 ) -> AppResult<Json<Vec<caravan_store::FormularyItem>>> {
     let q = s.q.trim().to_lowercase();
     let mut items = super::formulary(&st).await?;
@@ -213,7 +214,7 @@ async fn list_allergies(
     State(st): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-    Query(f): Query<Format>,
+    ApiQuery(f): ApiQuery<Format>,
 ) -> AppResult<Json<Value>> {
     p.require(super::READERS)?;
     let list: Vec<Allergy> = super::allergies(&st, &p, parse_id("patient", &id)?).await?;

@@ -3,11 +3,12 @@
 //! path is read, so a refused role always gets 403.
 
 use super::{AggregateInput, CaseInput, OFFICERS};
+use crate::api::ApiQuery;
 use crate::api::{body, csrf, parse_id};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -113,7 +114,7 @@ pub(crate) struct ListQuery {
 async fn cases(
     State(st): State<AppState>,
     p: Principal,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> AppResult<Json<Value>> {
     p.require(OFFICERS)?;
     let list = super::cases(
@@ -142,7 +143,7 @@ pub(crate) struct SeriesQuery {
 async fn series(
     State(st): State<AppState>,
     p: Principal,
-    Query(q): Query<SeriesQuery>,
+    ApiQuery(q): ApiQuery<SeriesQuery>,
 ) -> AppResult<Json<Value>> {
     p.require(OFFICERS)?;
     let (Some(d), Some(r)) = (q.disease, q.region) else {

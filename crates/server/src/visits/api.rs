@@ -3,11 +3,12 @@
 //! The route table is `crate::api::ROUTES`.
 
 use super::{NewInvitation, NewSchedule, NewSlots, NewVisit, Visitor, CLINICIANS, VISIT_READERS};
+use crate::api::ApiQuery;
 use crate::api::{body, csrf, parse_id};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -58,7 +59,7 @@ pub(crate) struct ListQuery {
 async fn list(
     State(st): State<AppState>,
     p: Principal,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> AppResult<Json<Value>> {
     p.require(VISIT_READERS)?;
     let mut f = VisitFilter::default();
@@ -263,7 +264,7 @@ async fn slots(
     State(st): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-    Query(q): Query<SlotQuery>,
+    ApiQuery(q): ApiQuery<SlotQuery>,
 ) -> AppResult<Json<Value>> {
     p.require(CLINICIANS)?;
     let id: Uuid = parse_id("schedule", &id)?;
