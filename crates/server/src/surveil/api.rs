@@ -108,6 +108,7 @@ pub(crate) struct ListQuery {
     /// A region code of the node.
     region: Option<String>,
     /// Most cases returned (default 1,000, at most 50,000).
+    #[schemars(range(max = u32::MAX))]
     limit: Option<u32>,
 }
 

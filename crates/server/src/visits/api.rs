@@ -41,6 +41,9 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize, Default, schemars::JsonSchema)]
 pub(crate) struct ListQuery {
     /// Statuses, comma-separated: booked, arrived, in-progress, finished, cancelled.
+    #[schemars(regex(
+        pattern = r"^((booked|arrived|in-progress|finished|cancelled)( *, *(booked|arrived|in-progress|finished|cancelled))*)?$"
+    ))]
     status: Option<String>,
     #[schemars(extend("format" = "uuid"))]
     practitioner_id: Option<String>,
