@@ -2,8 +2,7 @@
 //! `X-CSRF-Token` for writes), errors in the node's shape (`error.rs`). Listed in `api::ROUTES`.
 
 use super::{audit_trust_change, IssueRequest, VerifyRequest};
-use crate::api::ApiQuery;
-use crate::api::{body, csrf};
+use crate::api::{body, csrf, ApiQuery};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::i18n::{I18n, Tr};

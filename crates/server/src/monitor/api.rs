@@ -2,8 +2,7 @@
 //! anything is parsed, so a refused role always gets `403`.
 
 use super::{NewDevice, ObservationQuery, CLINICAL};
-use crate::api::ApiQuery;
-use crate::api::{body, csrf};
+use crate::api::{body, csrf, ApiQuery};
 use crate::auth::Principal;
 use crate::consult::PATIENT_READERS;
 use crate::error::{AppError, AppResult};

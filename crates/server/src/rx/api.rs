@@ -2,8 +2,7 @@
 //! `api::ROUTES`. The role is checked before anything is parsed, so a refused role always gets `403`.
 
 use super::{NewAllergy, NewDispense, NewPrescription};
-use crate::api::ApiQuery;
-use crate::api::{body, csrf, parse_id};
+use crate::api::{body, csrf, parse_id, ApiQuery};
 use crate::auth::Principal;
 use crate::error::AppResult;
 use crate::AppState;

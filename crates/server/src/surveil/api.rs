@@ -3,8 +3,7 @@
 //! path is read, so a refused role always gets 403.
 
 use super::{AggregateInput, CaseInput, OFFICERS};
-use crate::api::ApiQuery;
-use crate::api::{body, csrf, parse_id};
+use crate::api::{body, csrf, parse_id, ApiQuery};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::AppState;

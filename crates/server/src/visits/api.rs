@@ -3,8 +3,7 @@
 //! The route table is `crate::api::ROUTES`.
 
 use super::{NewInvitation, NewSchedule, NewSlots, NewVisit, Visitor, CLINICIANS, VISIT_READERS};
-use crate::api::ApiQuery;
-use crate::api::{body, csrf, parse_id};
+use crate::api::{body, csrf, parse_id, ApiQuery};
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use crate::AppState;
