@@ -1219,6 +1219,9 @@ fn query_type(
         ("get", "/api/v1/surveillance/cases") => inline::<surveil::api::ListQuery>,
         ("get", "/api/v1/surveillance/series") => inline::<surveil::api::SeriesQuery>,
         ("get", "/api/v1/monitoring/alerts") => inline::<monitor::api::AlertsQuery>,
+        ("get", "/api/v1/monitoring/patients/{id}/observations") => {
+            inline::<monitor::ObservationQuery>
+        }
         ("get", "/api/v1/rx/formulary") => inline::<rx::api::Search>,
         ("get", "/api/v1/patients/{id}/allergies") => inline::<rx::api::Format>,
         ("post", "/api/v1/certs/trust") => inline::<certs_web::api::ImportQuery>,
@@ -1443,6 +1446,11 @@ mod tests {
         let states = regex::Regex::new(&state_list_pattern()).unwrap();
         assert!(states.is_match("") && states.is_match("submitted,in_progress"));
         assert!(!states.is_match("submitted,") && !states.is_match("open"));
+        let readings = params("get", "/api/v1/monitoring/patients/{id}/observations");
+        assert_eq!(
+            find(&readings, "limit")["schema"]["maximum"],
+            crate::monitor::MAX_OBSERVATIONS
+        );
         // A body-taking write with a query (a lone certificate's country) keeps its body.
         assert_eq!(params("post", "/api/v1/certs/trust").len(), 1);
         assert!(doc["paths"]["/api/v1/certs/trust"]["post"]["requestBody"].is_object());

@@ -812,7 +812,7 @@ pub async fn patient(st: &AppState, p: &Principal, id: &str) -> AppResult<Patien
 }
 
 /// Which observations to read (JSON API and FHIR search).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
 pub struct ObservationQuery {
     /// Reading kinds, comma-separated (`heart_rate,spo2`).
     #[serde(default)]
@@ -825,7 +825,9 @@ pub struct ObservationQuery {
     /// RFC 3339 or YYYY-MM-DD, exclusive.
     #[serde(default)]
     pub to: Option<String>,
+    /// Most readings returned (default 200).
     #[serde(default)]
+    #[schemars(range(min = 1, max = MAX_OBSERVATIONS))]
     pub limit: Option<u32>,
 }
 

@@ -336,13 +336,13 @@ pub struct NewPrescription {
     pub dose_unit: String,
     #[serde(default)]
     pub route: String,
-    #[schemars(range(min = 1, max = 24))]
+    #[schemars(range(min = 1, max = MAX_TIMES_PER_DAY))]
     pub times_per_day: u32,
-    #[schemars(range(min = 1, max = 365))]
+    #[schemars(range(min = 1, max = MAX_DAYS))]
     pub duration_days: u32,
     /// Units to dispense; by default times per day × days.
     #[serde(default)]
-    #[schemars(range(min = 1, max = 10_000))]
+    #[schemars(range(min = 1, max = MAX_QUANTITY))]
     pub quantity: Option<u32>,
     #[serde(default)]
     pub instructions: String,
@@ -353,6 +353,11 @@ pub struct NewPrescription {
     #[serde(default)]
     pub destination: Option<String>,
 }
+
+/// Dosage bounds: checked by [`prepare`] and stated in the request schemas (one number for both).
+pub(crate) const MAX_TIMES_PER_DAY: u32 = 24;
+pub(crate) const MAX_DAYS: u32 = 365;
+pub(crate) const MAX_QUANTITY: u32 = 10_000;
 
 /// The outcome of the checks, before anything is written.
 #[derive(Clone, Debug, Serialize)]
@@ -433,15 +438,24 @@ async fn prepare(st: &AppState, p: &Principal, r: &NewPrescription) -> AppResult
         Err(e) => return Err(e.into()),
     };
     let dose = parse_dose(&r.dose)?;
-    if !(1..=24).contains(&r.times_per_day) {
-        return Err(bad("error-rx-dosage", "times per day must be 1 to 24"));
+    if !(1..=MAX_TIMES_PER_DAY).contains(&r.times_per_day) {
+        return Err(bad(
+            "error-rx-dosage",
+            format!("times per day must be 1 to {MAX_TIMES_PER_DAY}"),
+        ));
     }
-    if !(1..=365).contains(&r.duration_days) {
-        return Err(bad("error-rx-dosage", "duration must be 1 to 365 days"));
+    if !(1..=MAX_DAYS).contains(&r.duration_days) {
+        return Err(bad(
+            "error-rx-dosage",
+            format!("duration must be 1 to {MAX_DAYS} days"),
+        ));
     }
     let quantity = r.quantity.unwrap_or(r.times_per_day * r.duration_days);
-    if !(1..=10_000).contains(&quantity) {
-        return Err(bad("error-rx-dosage", "quantity must be 1 to 10000"));
+    if !(1..=MAX_QUANTITY).contains(&quantity) {
+        return Err(bad(
+            "error-rx-dosage",
+            format!("quantity must be 1 to {MAX_QUANTITY}"),
+        ));
     }
     let unit = r.dose_unit.trim();
     let dose_unit = if unit.is_empty() {
@@ -866,7 +880,7 @@ pub async fn received(st: &AppState, p: &Principal) -> AppResult<Vec<Prescriptio
 pub struct NewDispense {
     /// 1 to the prescribed quantity; by default the prescribed quantity.
     #[serde(default)]
-    #[schemars(range(min = 1, max = 10_000))]
+    #[schemars(range(min = 1, max = MAX_QUANTITY))]
     pub quantity: Option<u32>,
     /// Who dispensed (FHIR `MedicationDispense.performer`); by default the signed-in pharmacist and their
     /// institution.

@@ -377,17 +377,21 @@ pub async fn create_schedule(st: &AppState, p: &Principal, n: NewSchedule) -> Ap
     Ok(s)
 }
 
+/// Bounds of a slot request, checked by [`add_slots`] and stated in its schema.
+const SLOT_MINUTES: (i64, i64) = (5, 240);
+const MAX_SLOTS: i64 = 96;
+
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 pub struct NewSlots {
     /// First slot's start (RFC 3339).
     #[schemars(extend("format" = "date-time"))]
     pub start: String,
     /// Minutes per slot (5–240).
-    #[schemars(range(min = 5, max = 240))]
+    #[schemars(range(min = SLOT_MINUTES.0, max = SLOT_MINUTES.1))]
     pub minutes: i64,
     /// How many consecutive slots (1–96).
     #[serde(default = "one")]
-    #[schemars(range(min = 1, max = 96))]
+    #[schemars(range(min = 1, max = MAX_SLOTS))]
     pub count: i64,
 }
 
@@ -409,10 +413,11 @@ pub async fn add_slots(
         return Err(AppError::forbidden());
     }
     let start = parse_time("start", &n.start)?;
-    if !(5..=240).contains(&n.minutes) || !(1..=96).contains(&n.count) {
+    let (shortest, longest) = SLOT_MINUTES;
+    if !(shortest..=longest).contains(&n.minutes) || !(1..=MAX_SLOTS).contains(&n.count) {
         return Err(AppError::unprocessable(
             "error-visit-slots",
-            "minutes must be 5 to 240 and count 1 to 96",
+            format!("minutes must be {shortest} to {longest} and count 1 to {MAX_SLOTS}"),
         ));
     }
     let slots: Vec<Slot> = (0..n.count)
